@@ -1,0 +1,78 @@
+#pragma once
+// Daemon configuration: the seed's keys plus ours. Values come from flags, then the process
+// environment, then `.env` in the working directory (the seed's rule), then defaults.
+// Every value is validated at start; a bad one stops the daemon with a message naming the key.
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace websmtp::config {
+
+enum class Delivery { kRelay, kMx, kSandbox };
+enum class TlsMode { kOpportunistic, kNone, kStartTls, kTls };
+enum class AfterDataTimeout { kRetry, kFail };
+
+struct Config {
+  std::string host = "0.0.0.0";
+  int port = 8080;
+  int admin_port = 8081;
+  int threads = 1;            // delivery workers
+  int http_threads = 2;       // Pistache reactor threads
+  std::string log_level = "info";
+  Delivery delivery = Delivery::kMx;
+  std::string smtp_server;
+  int smtp_port = 25;
+  std::string smtp_user;
+  std::string smtp_pwd;
+  TlsMode smtp_tls = TlsMode::kOpportunistic;
+  bool smtp_tls_verify = true;
+  std::string smtp_helo;  // EHLO name; empty: this host's name
+  std::string data_dir = "./data";
+  std::string store_sync = "normal";  // SQLite synchronous: normal (survives kill -9) or full (power loss)
+  std::int64_t status_ttl_s = 7 * 86400;
+  std::int64_t max_body_bytes = 10 * 1024 * 1024;
+  int max_recipients = 1000;
+  std::vector<std::string> cors_origins;
+  std::string message_id_domain;
+  std::int64_t retry_min_s = 300;
+  std::int64_t retry_max_s = 4000;
+  std::int64_t max_lifetime_s = 5 * 86400;
+  AfterDataTimeout after_data_timeout = AfterDataTimeout::kRetry;
+  std::int64_t shutdown_grace_s = 30;
+  std::int64_t smtp_connect_timeout_s = 30;
+  std::int64_t smtp_command_timeout_s = 300;
+  std::int64_t smtp_data_timeout_s = 600;
+  int status_cache_size = 10000;
+  std::string ready_file;  // written with the bound ports once serving (tests, supervisors)
+};
+
+struct ConfigError : std::runtime_error {
+  ConfigError(const std::string& key, const std::string& why)
+      : std::runtime_error("configuration " + key + ": " + why), key(key) {}
+  std::string key;
+};
+
+// Describes one key, for flags, the README and `websmtpd --help`.
+struct KeyInfo {
+  const char* name;
+  const char* default_value;
+  const char* help;
+};
+const std::vector<KeyInfo>& keys();
+
+// Reads KEY=VALUE lines (comments, blank lines, `export `, single/double quotes).
+std::map<std::string, std::string> parse_dotenv(const std::string& text);
+
+// Builds the configuration. `lookup` answers a key from flags or the environment (nullopt
+// when unset); `dotenv` supplies keys the environment lacks. Throws ConfigError.
+Config load(const std::function<std::optional<std::string>(const std::string&)>& lookup,
+            const std::map<std::string, std::string>& dotenv);
+
+const char* to_string(Delivery d);
+const char* to_string(TlsMode m);
+
+}  // namespace websmtp::config

@@ -1,0 +1,29 @@
+#pragma once
+// Turns a client's JSON request into a validated MailRequest. Pure: no I/O, no clock.
+#include <optional>
+#include <string_view>
+
+#include "websmtp/common/error.hpp"
+#include "websmtp/job/model.hpp"
+
+namespace websmtp::job {
+
+struct Limits {
+  int max_recipients = 1000;
+};
+
+// Parses "Name <local@domain>", "\"Quoted, Name\" <local@domain>" or "local@domain".
+// `field` is the JSON path used in the error.
+Result<Mailbox> parse_mailbox(std::string_view text, const std::string& field);
+
+// True when the addr-spec is one we will put into an SMTP envelope: ASCII dot-atom or
+// quoted local part (<= 64 octets), a domain of LDH labels or an address literal, <= 254 octets.
+bool is_valid_address(std::string_view addr);
+
+// Validates a custom header (name: RFC 5322 field name not reserved by the gateway; value:
+// no CR, LF or NUL). Returns the error or nullopt.
+std::optional<ApiError> check_custom_header(std::string_view name, std::string_view value, const std::string& field);
+
+Result<MailRequest> parse_request(std::string_view json_body, const Limits& limits);
+
+}  // namespace websmtp::job

@@ -1,0 +1,45 @@
+#pragma once
+// Renders a validated MailRequest as an RFC 5322 / MIME message. Pure: it does no I/O (apart
+// from seeding a thread-local random engine once), so the submit path can render a job once and
+// every delivery attempt sends the same bytes.
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+#include "websmtp/job/model.hpp"
+
+namespace websmtp::message {
+
+struct BuildOptions {
+  std::string message_id_domain;  // domain for Message-ID; empty => the From address's domain
+  std::int64_t date_unix = 0;     // Date header (Unix seconds, rendered in UTC "+0000")
+  std::string message_id;         // full "<...>" value to use; empty => generate a random one
+};
+
+// The complete message: headers, a blank line, the body. CRLF line ends, no line reaches 998
+// octets whatever the input, and NOT dot-stuffed (that is the SMTP transport's job).
+// Header order: Date, From, To (if any), Cc (if any), Reply-To (if set), Subject, Message-ID,
+// MIME-Version, the custom headers, then Content-Type / Content-Transfer-Encoding.
+// Bcc recipients are never written. Custom headers that would duplicate a header this function
+// writes (Date, From, To, Cc, Bcc, Reply-To, Subject, Message-ID, MIME-Version, Content-Type,
+// Content-Transfer-Encoding) are dropped: the caller's validation should already reject them,
+// and a second Content-Type or a Bcc header would corrupt the message or leak recipients.
+std::string build_message(const job::MailRequest& req, const BuildOptions& opts);
+
+// RFC 2047 encoded-words ("=?UTF-8?B?...?=", each at most 75 characters, split only on UTF-8
+// character boundaries, separated by single spaces) when the text is not plain printable ASCII;
+// otherwise the text unchanged. ASCII text containing "=?" is encoded too, so that no decoder
+// can mistake it for an encoded-word.
+std::string encode_word(std::string_view utf8);
+
+// "addr", or "Display <addr>" with the display name quoted per RFC 5322 when it holds specials
+// (or leading, trailing or doubled spaces), RFC 2047 encoded when it is not printable ASCII.
+std::string format_mailbox(const job::Mailbox& m);
+
+// RFC 5322 date-time in UTC, e.g. "Sat, 03 Jan 2026 10:04:05 +0000".
+std::string format_date(std::int64_t unix_seconds);
+
+// "<32 lowercase hex chars@domain>" from a thread-local engine seeded by std::random_device.
+std::string random_message_id(std::string_view domain);
+
+}  // namespace websmtp::message

@@ -1,0 +1,63 @@
+#pragma once
+// Hands jobs to delivery workers. The store is the queue: the dispatcher keeps only a
+// bounded buffer of ready jobs in memory (so a million waiting jobs cost disk, not RSS),
+// refills it from the store when it runs low, and sleeps until the next retry is due.
+// Nothing polls: submits, outcomes and the retry timer wake it.
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <mutex>
+#include <optional>
+#include <thread>
+#include <unordered_set>
+
+#include "websmtp/common/util.hpp"
+#include "websmtp/store/store.hpp"
+
+namespace websmtp::queue {
+
+class Dispatcher {
+ public:
+  struct Options {
+    std::size_t buffer = 1024;  // ready jobs held in memory
+  };
+
+  Dispatcher(store::Store& store, const Clock& clock, Options options);
+  ~Dispatcher();
+  Dispatcher(const Dispatcher&) = delete;
+  Dispatcher& operator=(const Dispatcher&) = delete;
+
+  void start();
+  // Workers get nothing more; blocked take() calls return nullopt.
+  void stop();
+
+  // A job just committed by a submit. Goes straight to a worker when nothing older waits.
+  void offer(job::Job&& job);
+  // Blocks until a job is ready (or nullopt once stopped).
+  std::optional<job::Job> take();
+  // The outcome of an attempt is committed. A deferred job is due again at next_at_ms.
+  void release(std::int64_t seq, std::optional<std::int64_t> next_at_ms);
+
+  std::size_t in_flight() const;
+  std::size_t ready() const;
+
+ private:
+  void run();
+  void refill();
+
+  store::Store& store_;
+  const Clock& clock_;
+  Options options_;
+  mutable std::mutex mu_;
+  std::condition_variable work_cv_;    // workers wait here
+  std::condition_variable refill_cv_;  // the refill thread waits here
+  std::deque<job::Job> ready_;
+  std::unordered_set<std::int64_t> claimed_;  // in ready_, in flight, or awaiting its outcome commit
+  bool backlog_ = true;                      // the store may hold due jobs that are not in memory
+  std::uint64_t overflow_gen_ = 0;
+  std::optional<std::int64_t> timer_ms_;     // earliest known retry time
+  bool stopping_ = false;
+  std::thread thread_;
+};
+
+}  // namespace websmtp::queue

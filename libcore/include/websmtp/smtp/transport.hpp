@@ -1,0 +1,52 @@
+#pragma once
+// Delivery transports. A worker owns one transport and calls it for one job at a time; a
+// transport keeps whatever connection it has open across jobs.
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "websmtp/queue/retry_policy.hpp"
+
+namespace websmtp::smtp {
+
+struct Envelope {
+  std::string_view ref;     // the job's ref (names the sandbox file, tags logs)
+  std::string_view sender;  // MAIL FROM
+  std::vector<std::string_view> recipients;
+};
+
+class Transport {
+ public:
+  virtual ~Transport() = default;
+  // One reply per envelope recipient, in order. Never throws for network trouble: a failed
+  // connection is a reply with code 0 for every recipient.
+  virtual std::vector<queue::AttemptReply> deliver(const Envelope& env, std::string_view message) = 0;
+};
+
+// Writes each message to `<dir>/<ref>.eml` instead of sending it (DELIVERY=sandbox).
+std::unique_ptr<Transport> make_sandbox(std::string dir);
+
+enum class Tls { kOpportunistic, kNone, kStartTls, kImplicit };
+
+struct RelayOptions {
+  std::string host;
+  std::uint16_t port = 25;
+  std::string helo;  // EHLO name
+  std::string user;
+  std::string password;
+  Tls tls = Tls::kOpportunistic;
+  bool verify_tls = true;
+  std::int64_t connect_timeout_ms = 30'000;
+  std::int64_t command_timeout_ms = 300'000;
+  std::int64_t data_timeout_ms = 600'000;
+};
+
+// A relay client on Poco::Net's (Secure)SMTPClientSession with its session kept open.
+std::unique_ptr<Transport> make_relay(const RelayOptions& options);
+
+// Dot-stuffs the message and appends the terminating ".\r\n" (RFC 5321 4.5.2).
+void append_dot_stuffed(std::string& out, std::string_view message);
+
+}  // namespace websmtp::smtp

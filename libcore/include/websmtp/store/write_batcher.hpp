@@ -1,0 +1,66 @@
+#pragma once
+// Group commit: one thread owns the store's write side. Submits and delivery outcomes
+// queue here; each round commits everything pending in one transaction, then runs the
+// callbacks (which send the HTTP 202s and release jobs to the dispatcher). Concurrent
+// submitters therefore share a commit instead of paying one each.
+#include <condition_variable>
+#include <cstdint>
+#include <functional>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include "websmtp/common/util.hpp"
+#include "websmtp/store/store.hpp"
+
+namespace websmtp::store {
+
+class WriteBatcher {
+ public:
+  // ok=false: the job was not stored (error says why); the client must not get a 202.
+  using InsertDone = std::function<void(job::Job&& job, bool ok, const std::string& error)>;
+  using UpdateDone = std::function<void(const JobUpdate& update)>;
+  using PurgeDone = std::function<void(const Counts& removed)>;
+
+  struct Options {
+    std::size_t max_batch = 1024;
+    std::int64_t status_ttl_s = 7 * 86400;
+    std::int64_t purge_interval_ms = 60'000;
+  };
+
+  WriteBatcher(Store& store, const Clock& clock, Options options, UpdateDone on_update, PurgeDone on_purge);
+  ~WriteBatcher();
+  WriteBatcher(const WriteBatcher&) = delete;
+  WriteBatcher& operator=(const WriteBatcher&) = delete;
+
+  void insert(job::Job job, InsertDone done);
+  // Outcomes are never dropped: on a store error they are retried until they commit.
+  void update(JobUpdate update);
+  // Commits what is pending and stops the thread.
+  void stop();
+
+  // True while the last commit failed (store full or failing); submit answers 503 then.
+  bool failing() const;
+
+ private:
+  struct PendingInsert {
+    job::Job job;
+    InsertDone done;
+  };
+  void run();
+
+  Store& store_;
+  const Clock& clock_;
+  Options options_;
+  UpdateDone on_update_;
+  PurgeDone on_purge_;
+  mutable std::mutex mu_;
+  std::condition_variable cv_;
+  std::vector<PendingInsert> inserts_;
+  std::vector<JobUpdate> updates_;
+  bool stopping_ = false;
+  bool failing_ = false;
+  std::thread thread_;
+};
+
+}  // namespace websmtp::store

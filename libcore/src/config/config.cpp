@@ -1,0 +1,230 @@
+#include "websmtp/config/config.hpp"
+
+#include <algorithm>
+#include <charconv>
+#include <sstream>
+
+#include "websmtp/common/util.hpp"
+
+namespace websmtp::config {
+
+const std::vector<KeyInfo>& keys() {
+  static const std::vector<KeyInfo> k = {
+      {"HOST", "0.0.0.0", "address the public API listens on"},
+      {"PORT", "8080", "public API port (0: pick a free one, see READY_FILE)"},
+      {"ADMIN_PORT", "8081", "admin API port, always bound to 127.0.0.1 (0: pick a free one)"},
+      {"THREADS", "1", "delivery workers (each keeps one SMTP session open)"},
+      {"HTTP_THREADS", "2", "HTTP reactor threads"},
+      {"GIN_MODE", "", "seed alias of the log level: release = info, debug = debug"},
+      {"LOG_LEVEL", "info", "trace, debug, info, warn, error (wins over GIN_MODE)"},
+      {"DELIVERY", "", "relay (default when SMTP_SERVER is set), mx, or sandbox (write .eml files, send nothing)"},
+      {"SMTP_SERVER", "", "relay host; empty means direct MX delivery (not available yet)"},
+      {"SMTP_PORT", "25", "relay port"},
+      {"SMTP_USER", "", "relay AUTH user (PLAIN preferred, LOGIN otherwise)"},
+      {"SMTP_PWD", "", "relay AUTH password (never logged)"},
+      {"SMTP_TLS", "opportunistic", "opportunistic (STARTTLS when offered), none, starttls (required), tls (implicit)"},
+      {"SMTP_TLS_VERIFY", "true", "verify the relay's certificate (true/false)"},
+      {"SMTP_HELO", "", "name sent in EHLO; empty: this host's name"},
+      {"DATA_DIR", "./data", "where the embedded SQLite store and sandbox/ live"},
+      {"STORE_SYNC", "normal", "SQLite synchronous mode: normal survives a process crash, full also a power loss"},
+      {"STATUS_TTL", "7d", "how long a finished job's status is kept, then 404"},
+      {"MAX_BODY_BYTES", "10MiB", "largest accepted request body (413 above)"},
+      {"MAX_RECIPIENTS", "1000", "most recipients (to+cc+bcc) per job (422 above)"},
+      {"CORS_ORIGINS", "", "comma list of origins allowed to call the public API from a browser; * for any"},
+      {"MESSAGE_ID_DOMAIN", "", "domain of generated Message-IDs; empty: the sender's domain"},
+      {"RETRY_MIN", "300s", "first retry delay after a temporary failure"},
+      {"RETRY_MAX", "4000s", "largest retry delay"},
+      {"MAX_LIFETIME", "5d", "a recipient still failing temporarily after this fails as expired"},
+      {"AFTER_DATA_TIMEOUT", "retry", "retry or fail a recipient when the reply to DATA is lost"},
+      {"SHUTDOWN_GRACE", "30s", "how long SIGTERM waits for in-flight SMTP transactions"},
+      {"SMTP_CONNECT_TIMEOUT", "30s", "TCP connect timeout"},
+      {"SMTP_COMMAND_TIMEOUT", "300s", "greeting and each command's reply"},
+      {"SMTP_DATA_TIMEOUT", "600s", "reply to the final dot of DATA"},
+      {"STATUS_CACHE_SIZE", "10000", "entries in the in-memory status cache"},
+      {"READY_FILE", "", "if set, a JSON file {pid, port, admin_port} written once serving"},
+  };
+  return k;
+}
+
+std::map<std::string, std::string> parse_dotenv(const std::string& text) {
+  std::map<std::string, std::string> out;
+  std::istringstream in(text);
+  std::string line;
+  auto trim = [](std::string s) {
+    auto ws = [](unsigned char c) { return c == ' ' || c == '\t' || c == '\r'; };
+    while (!s.empty() && ws(static_cast<unsigned char>(s.back()))) s.pop_back();
+    std::size_t i = 0;
+    while (i < s.size() && ws(static_cast<unsigned char>(s[i]))) ++i;
+    return s.substr(i);
+  };
+  while (std::getline(in, line)) {
+    line = trim(line);
+    if (line.empty() || line[0] == '#') continue;
+    if (line.rfind("export ", 0) == 0) line = trim(line.substr(7));
+    auto eq = line.find('=');
+    if (eq == std::string::npos) continue;
+    std::string key = trim(line.substr(0, eq));
+    std::string value = trim(line.substr(eq + 1));
+    if (!value.empty() && value.front() == '#') {
+      value.clear();  // "KEY=   # comment": an empty value
+    } else if (value.size() >= 2 && (value.front() == '"' || value.front() == '\'') && value.back() == value.front()) {
+      value = value.substr(1, value.size() - 2);
+    } else {
+      auto hash = value.find(" #");  // trailing comment on an unquoted value
+      if (hash != std::string::npos) value = trim(value.substr(0, hash));
+    }
+    if (!key.empty()) out[key] = value;
+  }
+  return out;
+}
+
+namespace {
+
+struct Reader {
+  const std::function<std::optional<std::string>(const std::string&)>& lookup;
+  const std::map<std::string, std::string>& dotenv;
+
+  std::optional<std::string> raw(const std::string& key) const {
+    if (auto v = lookup(key)) return v;
+    if (auto it = dotenv.find(key); it != dotenv.end()) return it->second;
+    return std::nullopt;
+  }
+  // Empty values count as unset, as in the seed's .env (`SMTP_SERVER=` means "none").
+  std::optional<std::string> get(const std::string& key) const {
+    auto v = raw(key);
+    if (v && v->empty()) return std::nullopt;
+    return v;
+  }
+  std::int64_t integer(const std::string& key, std::int64_t def, std::int64_t lo, std::int64_t hi) const {
+    auto v = get(key);
+    if (!v) return def;
+    std::int64_t out = 0;
+    auto [p, ec] = std::from_chars(v->data(), v->data() + v->size(), out);
+    if (ec != std::errc() || p != v->data() + v->size())
+      throw ConfigError(key, "'" + *v + "' is not a whole number");
+    if (out < lo || out > hi)
+      throw ConfigError(key, std::to_string(out) + " is out of range " + std::to_string(lo) + ".." + std::to_string(hi));
+    return out;
+  }
+  std::int64_t duration(const std::string& key, std::int64_t def, std::int64_t lo) const {
+    auto v = get(key);
+    if (!v) return def;
+    auto d = parse_duration_s(*v);
+    if (!d) throw ConfigError(key, "'" + *v + "' is not a duration (seconds, or a number with s, m, h or d)");
+    if (*d < lo) throw ConfigError(key, "must be at least " + std::to_string(lo) + "s");
+    return *d;
+  }
+  std::string choice(const std::string& key, const std::string& def, std::initializer_list<const char*> allowed) const {
+    auto v = get(key);
+    if (!v) return def;
+    std::string lower = *v;
+    std::transform(lower.begin(), lower.end(), lower.begin(), [](unsigned char c) { return std::tolower(c); });
+    for (auto a : allowed)
+      if (lower == a) return lower;
+    std::string list;
+    for (auto a : allowed) list += (list.empty() ? "" : ", ") + std::string(a);
+    throw ConfigError(key, "'" + *v + "' is not one of: " + list);
+  }
+  bool boolean(const std::string& key, bool def) const {
+    auto v = choice(key, def ? "true" : "false", {"true", "false", "1", "0", "yes", "no"});
+    return v == "true" || v == "1" || v == "yes";
+  }
+};
+
+}  // namespace
+
+Config load(const std::function<std::optional<std::string>(const std::string&)>& lookup,
+            const std::map<std::string, std::string>& dotenv) {
+  Reader r{lookup, dotenv};
+  Config c;
+  c.host = r.get("HOST").value_or(c.host);
+  c.port = static_cast<int>(r.integer("PORT", c.port, 0, 65535));
+  c.admin_port = static_cast<int>(r.integer("ADMIN_PORT", c.admin_port, 0, 65535));
+  c.threads = static_cast<int>(r.integer("THREADS", c.threads, 1, 256));
+  c.http_threads = static_cast<int>(r.integer("HTTP_THREADS", c.http_threads, 1, 64));
+
+  std::string gin = r.choice("GIN_MODE", "", {"release", "debug", "test"});
+  if (gin == "debug") c.log_level = "debug";
+  c.log_level = r.choice("LOG_LEVEL", c.log_level, {"trace", "debug", "info", "warn", "error", "critical", "off"});
+
+  c.smtp_server = r.get("SMTP_SERVER").value_or("");
+  c.smtp_port = static_cast<int>(r.integer("SMTP_PORT", c.smtp_port, 1, 65535));
+  c.smtp_user = r.get("SMTP_USER").value_or("");
+  c.smtp_pwd = r.raw("SMTP_PWD").value_or("");
+  if (!c.smtp_user.empty() && c.smtp_pwd.empty()) throw ConfigError("SMTP_PWD", "SMTP_USER is set but SMTP_PWD is empty");
+  std::string tls = r.choice("SMTP_TLS", "opportunistic", {"opportunistic", "none", "starttls", "tls"});
+  c.smtp_tls = tls == "none" ? TlsMode::kNone
+               : tls == "starttls" ? TlsMode::kStartTls
+               : tls == "tls" ? TlsMode::kTls
+                              : TlsMode::kOpportunistic;
+  c.smtp_tls_verify = r.boolean("SMTP_TLS_VERIFY", true);
+  c.smtp_helo = r.get("SMTP_HELO").value_or("");
+
+  std::string delivery = r.choice("DELIVERY", c.smtp_server.empty() ? "mx" : "relay", {"relay", "mx", "sandbox"});
+  c.delivery = delivery == "relay" ? Delivery::kRelay : delivery == "sandbox" ? Delivery::kSandbox : Delivery::kMx;
+  if (c.delivery == Delivery::kRelay && c.smtp_server.empty())
+    throw ConfigError("SMTP_SERVER", "DELIVERY=relay needs SMTP_SERVER (the relay host)");
+  if (c.delivery == Delivery::kMx)
+    throw ConfigError("SMTP_SERVER",
+                      "is empty, which asks for direct-to-MX delivery; that mode is not available yet. Set "
+                      "SMTP_SERVER (and SMTP_PORT) to relay through a mail server, or DELIVERY=sandbox to write "
+                      "messages to DATA_DIR/sandbox without sending them");
+
+  c.data_dir = r.get("DATA_DIR").value_or(c.data_dir);
+  c.store_sync = r.choice("STORE_SYNC", c.store_sync, {"normal", "full"});
+  c.status_ttl_s = r.duration("STATUS_TTL", c.status_ttl_s, 1);
+  if (auto v = r.get("MAX_BODY_BYTES")) {
+    auto b = parse_size_bytes(*v);
+    if (!b || *b < 1024 || *b > (1LL << 30))
+      throw ConfigError("MAX_BODY_BYTES", "'" + *v + "' is not a size between 1KiB and 1GiB");
+    c.max_body_bytes = *b;
+  }
+  c.max_recipients = static_cast<int>(r.integer("MAX_RECIPIENTS", c.max_recipients, 1, 100000));
+  if (auto v = r.get("CORS_ORIGINS")) {
+    std::string item;
+    std::istringstream in(*v);
+    while (std::getline(in, item, ',')) {
+      while (!item.empty() && item.front() == ' ') item.erase(0, 1);
+      while (!item.empty() && (item.back() == ' ' || item.back() == '/')) item.pop_back();
+      if (item.empty()) continue;
+      if (item != "*" && item.find("://") == std::string::npos)
+        throw ConfigError("CORS_ORIGINS", "'" + item + "' is not an origin like https://app.example.com or *");
+      c.cors_origins.push_back(item);
+    }
+  }
+  c.message_id_domain = r.get("MESSAGE_ID_DOMAIN").value_or("");
+  c.retry_min_s = r.duration("RETRY_MIN", c.retry_min_s, 1);
+  c.retry_max_s = r.duration("RETRY_MAX", c.retry_max_s, 1);
+  if (c.retry_max_s < c.retry_min_s) throw ConfigError("RETRY_MAX", "must not be below RETRY_MIN");
+  c.max_lifetime_s = r.duration("MAX_LIFETIME", c.max_lifetime_s, 1);
+  c.after_data_timeout =
+      r.choice("AFTER_DATA_TIMEOUT", "retry", {"retry", "fail"}) == "fail" ? AfterDataTimeout::kFail : AfterDataTimeout::kRetry;
+  c.shutdown_grace_s = r.duration("SHUTDOWN_GRACE", c.shutdown_grace_s, 0);
+  c.smtp_connect_timeout_s = r.duration("SMTP_CONNECT_TIMEOUT", c.smtp_connect_timeout_s, 1);
+  c.smtp_command_timeout_s = r.duration("SMTP_COMMAND_TIMEOUT", c.smtp_command_timeout_s, 1);
+  c.smtp_data_timeout_s = r.duration("SMTP_DATA_TIMEOUT", c.smtp_data_timeout_s, 1);
+  c.status_cache_size = static_cast<int>(r.integer("STATUS_CACHE_SIZE", c.status_cache_size, 0, 10'000'000));
+  c.ready_file = r.get("READY_FILE").value_or("");
+  return c;
+}
+
+const char* to_string(Delivery d) {
+  switch (d) {
+    case Delivery::kRelay: return "relay";
+    case Delivery::kMx: return "mx";
+    case Delivery::kSandbox: return "sandbox";
+  }
+  return "?";
+}
+
+const char* to_string(TlsMode m) {
+  switch (m) {
+    case TlsMode::kOpportunistic: return "opportunistic";
+    case TlsMode::kNone: return "none";
+    case TlsMode::kStartTls: return "starttls";
+    case TlsMode::kTls: return "tls";
+  }
+  return "?";
+}
+
+}  // namespace websmtp::config

@@ -1,0 +1,111 @@
+#include <algorithm>
+
+#include "websmtp/job/json.hpp"
+#include "websmtp/job/model.hpp"
+
+namespace websmtp::job {
+
+bool is_final(RecipientState s) { return s == RecipientState::kDelivered || s == RecipientState::kFailed; }
+
+const char* to_string(RecipientState s) {
+  switch (s) {
+    case RecipientState::kQueued: return "queued";
+    case RecipientState::kDelivered: return "delivered";
+    case RecipientState::kDeferred: return "deferred";
+    case RecipientState::kFailed: return "failed";
+  }
+  return "queued";
+}
+
+const char* to_string(RecipientKind k) {
+  switch (k) {
+    case RecipientKind::kTo: return "to";
+    case RecipientKind::kCc: return "cc";
+    case RecipientKind::kBcc: return "bcc";
+  }
+  return "to";
+}
+
+std::optional<RecipientState> recipient_state_from(std::string_view s) {
+  for (auto st : {RecipientState::kQueued, RecipientState::kDelivered, RecipientState::kDeferred, RecipientState::kFailed})
+    if (s == to_string(st)) return st;
+  return std::nullopt;
+}
+
+std::optional<RecipientKind> recipient_kind_from(std::string_view s) {
+  for (auto k : {RecipientKind::kTo, RecipientKind::kCc, RecipientKind::kBcc})
+    if (s == to_string(k)) return k;
+  return std::nullopt;
+}
+
+bool all_final(const Job& job) {
+  return std::all_of(job.recipients.begin(), job.recipients.end(), [](const Recipient& r) { return is_final(r.state); });
+}
+
+const char* job_status(const Job& job) {
+  if (all_final(job)) return "completed";
+  return job.started ? "processing" : "not started";
+}
+
+nlohmann::json status_json(const Job& job) {
+  nlohmann::json failed = nlohmann::json::array();
+  nlohmann::json recipients = nlohmann::json::array();
+  for (const auto& r : job.recipients) {
+    if (r.state == RecipientState::kFailed) failed.push_back(r.address);
+    nlohmann::json j = {{"address", r.address}, {"kind", to_string(r.kind)}, {"state", to_string(r.state)},
+                        {"attempts", r.attempts}};
+    if (r.smtp_code != 0) j["smtp_code"] = r.smtp_code;
+    if (!r.smtp_reply.empty()) j["smtp_reply"] = r.smtp_reply;
+    if (r.time != 0) j["time"] = r.time;
+    if (r.state == RecipientState::kDeferred) j["next_attempt"] = r.next_attempt;
+    if (!r.reason.empty()) j["reason"] = r.reason;
+    if (r.possible_duplicate) j["possible_duplicate"] = true;
+    recipients.push_back(std::move(j));
+  }
+  return {{"id", job.ref},
+          {"status", job_status(job)},
+          {"failed", std::move(failed)},
+          {"time_submitted", job.submitted},
+          {"time_completed", job.completed},
+          {"recipients", std::move(recipients)}};
+}
+
+std::string recipients_to_store(const std::vector<Recipient>& rs) {
+  nlohmann::json arr = nlohmann::json::array();
+  for (const auto& r : rs) {
+    nlohmann::json j = {{"a", r.address}, {"k", static_cast<int>(r.kind)}, {"s", static_cast<int>(r.state)}};
+    if (r.attempts) j["n"] = r.attempts;
+    if (r.smtp_code) j["c"] = r.smtp_code;
+    if (!r.smtp_reply.empty()) j["r"] = r.smtp_reply;
+    if (r.time) j["t"] = r.time;
+    if (r.next_attempt) j["x"] = r.next_attempt;
+    if (!r.reason.empty()) j["why"] = r.reason;
+    if (r.possible_duplicate) j["dup"] = 1;
+    arr.push_back(std::move(j));
+  }
+  return arr.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+}
+
+std::vector<Recipient> recipients_from_store(std::string_view text) {
+  std::vector<Recipient> out;
+  auto arr = nlohmann::json::parse(text, nullptr, false);
+  if (!arr.is_array()) return out;
+  out.reserve(arr.size());
+  for (const auto& j : arr) {
+    Recipient r;
+    r.address = j.value("a", "");
+    r.kind = static_cast<RecipientKind>(std::clamp(j.value("k", 0), 0, 2));
+    r.state = static_cast<RecipientState>(std::clamp(j.value("s", 0), 0, 3));
+    r.attempts = j.value("n", 0);
+    r.smtp_code = j.value("c", 0);
+    r.smtp_reply = j.value("r", "");
+    r.time = j.value("t", std::int64_t{0});
+    r.next_attempt = j.value("x", std::int64_t{0});
+    r.reason = j.value("why", "");
+    r.possible_duplicate = j.value("dup", 0) != 0;
+    out.push_back(std::move(r));
+  }
+  return out;
+}
+
+}  // namespace websmtp::job

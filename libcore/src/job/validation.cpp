@@ -1,0 +1,292 @@
+#include "websmtp/job/validation.hpp"
+
+#include <algorithm>
+#include <array>
+#include <cctype>
+
+#include <nlohmann/json.hpp>
+
+#include "websmtp/common/util.hpp"
+
+namespace websmtp::job {
+
+namespace {
+
+using nlohmann::json;
+
+bool has_control_breaks(std::string_view s) {
+  return s.find_first_of(std::string_view("\r\n\0", 3)) != std::string_view::npos;
+}
+
+tl::unexpected<ApiError> injection(const std::string& field) {
+  return fail(400, "header_injection", "CR, LF and NUL characters are not allowed in " + field, field);
+}
+
+bool is_atext(unsigned char c) {
+  if (std::isalnum(c)) return true;
+  static constexpr std::string_view kSpecials = "!#$%&'*+-/=?^_`{|}~";
+  return kSpecials.find(static_cast<char>(c)) != std::string_view::npos;
+}
+
+bool valid_domain(std::string_view d) {
+  if (d.empty() || d.size() > 253) return false;
+  if (d.front() == '[') {  // address literal: [1.2.3.4] or [IPv6:...]
+    if (d.back() != ']' || d.size() < 3) return false;
+    for (char c : d.substr(1, d.size() - 2))
+      if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == ':')) return false;
+    return true;
+  }
+  std::size_t start = 0;
+  while (true) {
+    auto dot = d.find('.', start);
+    auto label = d.substr(start, dot == std::string_view::npos ? std::string_view::npos : dot - start);
+    if (label.empty() || label.size() > 63 || label.front() == '-' || label.back() == '-') return false;
+    for (char c : label)
+      if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '-')) return false;
+    if (dot == std::string_view::npos) break;
+    start = dot + 1;
+  }
+  return true;
+}
+
+bool valid_local(std::string_view l) {
+  if (l.empty() || l.size() > 64) return false;
+  if (l.front() == '"') {
+    if (l.size() < 2 || l.back() != '"') return false;
+    for (std::size_t i = 1; i + 1 < l.size(); ++i) {
+      unsigned char c = static_cast<unsigned char>(l[i]);
+      if (c == '\\') {
+        if (++i + 1 >= l.size()) return false;
+        continue;
+      }
+      if (c < 32 || c > 126 || c == '"') return false;
+    }
+    return true;
+  }
+  if (l.front() == '.' || l.back() == '.' || l.find("..") != std::string_view::npos) return false;
+  return std::all_of(l.begin(), l.end(), [](char c) { return c == '.' || is_atext(static_cast<unsigned char>(c)); });
+}
+
+std::string_view trim(std::string_view s) {
+  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
+  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
+  return s;
+}
+
+const char* type_name(const json& v) {
+  switch (v.type()) {
+    case json::value_t::null: return "null";
+    case json::value_t::boolean: return "a boolean";
+    case json::value_t::number_integer:
+    case json::value_t::number_unsigned:
+    case json::value_t::number_float: return "a number";
+    case json::value_t::string: return "a string";
+    case json::value_t::array: return "an array";
+    case json::value_t::object: return "an object";
+    default: return "an unsupported value";
+  }
+}
+
+tl::unexpected<ApiError> wrong_type(const std::string& field, const char* expected, const json& got) {
+  return fail(400, "invalid_type", field + " must be " + expected + ", not " + type_name(got), field);
+}
+
+Result<std::vector<Mailbox>> parse_list(const json& root, const char* key, bool required) {
+  std::vector<Mailbox> out;
+  auto it = root.find(key);
+  if (it == root.end() || it->is_null()) {
+    if (required) return fail(400, "missing_field", std::string(key) + " is required", key);
+    return out;
+  }
+  if (it->is_string()) {  // a lone address is accepted as a one-element list
+    auto mb = parse_mailbox(it->get_ref<const std::string&>(), key);
+    if (!mb) return tl::unexpected(mb.error());
+    out.push_back(std::move(*mb));
+    return out;
+  }
+  if (!it->is_array()) return wrong_type(key, "an array of address strings", *it);
+  out.reserve(it->size());
+  std::size_t i = 0;
+  for (const auto& v : *it) {
+    std::string field = std::string(key) + "[" + std::to_string(i++) + "]";
+    if (!v.is_string()) return wrong_type(field, "a string", v);
+    auto mb = parse_mailbox(v.get_ref<const std::string&>(), field);
+    if (!mb) return tl::unexpected(mb.error());
+    out.push_back(std::move(*mb));
+  }
+  return out;
+}
+
+Result<std::optional<std::string>> optional_string(const json& root, const char* key) {
+  auto it = root.find(key);
+  if (it == root.end() || it->is_null()) return std::optional<std::string>{};
+  if (!it->is_string()) return wrong_type(key, "a string", *it);
+  return std::optional<std::string>{it->get<std::string>()};
+}
+
+}  // namespace
+
+bool is_valid_address(std::string_view addr) {
+  if (addr.size() > 254 || addr.size() < 3) return false;
+  auto at = addr.rfind('@');
+  if (at == std::string_view::npos) return false;
+  return valid_local(addr.substr(0, at)) && valid_domain(addr.substr(at + 1));
+}
+
+Result<Mailbox> parse_mailbox(std::string_view text, const std::string& field) {
+  if (has_control_breaks(text)) return injection(field);
+  Mailbox mb;
+  std::string_view t = trim(text);
+  if (t.empty()) return fail(400, "invalid_address", field + " is empty", field);
+  if (t.back() == '>') {
+    auto lt = t.rfind('<');
+    if (lt == std::string_view::npos) return fail(400, "invalid_address", field + " has '>' without '<'", field);
+    std::string_view name = trim(t.substr(0, lt));
+    std::string_view addr = trim(t.substr(lt + 1, t.size() - lt - 2));
+    if (name.size() >= 2 && name.front() == '"' && name.back() == '"') {
+      std::string unq;
+      for (std::size_t i = 1; i + 1 < name.size(); ++i) {
+        if (name[i] == '\\' && i + 2 < name.size()) ++i;
+        unq += name[i];
+      }
+      mb.display_name = std::move(unq);
+    } else {
+      mb.display_name = std::string(name);
+    }
+    if (mb.display_name.size() > 256) return fail(400, "invalid_address", field + " has a display name over 256 bytes", field);
+    mb.address = std::string(addr);
+  } else {
+    mb.address = std::string(t);
+  }
+  if (!is_valid_address(mb.address))
+    return fail(400, "invalid_address", field + " is not a valid email address: '" + mb.address.substr(0, 100) + "'", field);
+  return mb;
+}
+
+std::optional<ApiError> check_custom_header(std::string_view name, std::string_view value, const std::string& field) {
+  if (has_control_breaks(name) || has_control_breaks(value))
+    return ApiError{400, "header_injection", "CR, LF and NUL characters are not allowed in " + field, field};
+  if (name.empty() || name.size() > 76 ||
+      !std::all_of(name.begin(), name.end(), [](char c) { return c > 32 && c < 127 && c != ':'; }))
+    return ApiError{400, "invalid_header", field + ": '" + std::string(name.substr(0, 80)) + "' is not a valid header name", field};
+  std::string lower(name);
+  std::transform(lower.begin(), lower.end(), lower.begin(), [](unsigned char c) { return std::tolower(c); });
+  static constexpr std::array<std::string_view, 12> kReserved = {
+      "from", "to", "cc", "bcc", "subject", "date", "message-id", "mime-version", "reply-to", "sender",
+      "return-path", "content-transfer-encoding"};
+  if (lower.rfind("content-", 0) == 0 || std::find(kReserved.begin(), kReserved.end(), lower) != kReserved.end())
+    return ApiError{400, "reserved_header", field + ": the " + std::string(name) + " header is set by the gateway", field};
+  if (value.size() > 900)
+    return ApiError{400, "invalid_header", field + " is longer than 900 bytes", field};
+  return std::nullopt;
+}
+
+Result<MailRequest> parse_request(std::string_view body, const Limits& limits) {
+  // nlohmann's parser rejects invalid UTF-8, so every string below is valid UTF-8.
+  json root = json::parse(body, nullptr, /*allow_exceptions=*/false);
+  if (root.is_discarded()) return fail(400, "invalid_json", "the request body is not valid JSON");
+  if (!root.is_object()) return fail(400, "invalid_json", "the request body must be a JSON object");
+
+  MailRequest req;
+  auto from_it = root.find("from");
+  if (from_it == root.end() || from_it->is_null()) return fail(400, "missing_field", "from is required", "from");
+  if (!from_it->is_string()) return wrong_type("from", "a string", *from_it);
+  auto from = parse_mailbox(from_it->get_ref<const std::string&>(), "from");
+  if (!from) return tl::unexpected(from.error());
+  req.from = std::move(*from);
+
+  auto to = parse_list(root, "to", true);
+  if (!to) return tl::unexpected(to.error());
+  req.to = std::move(*to);
+  auto cc = parse_list(root, "cc", false);
+  if (!cc) return tl::unexpected(cc.error());
+  req.cc = std::move(*cc);
+  auto bcc = parse_list(root, "bcc", false);
+  if (!bcc) return tl::unexpected(bcc.error());
+  req.bcc = std::move(*bcc);
+  if (req.to.empty()) return fail(400, "missing_field", "to must name at least one recipient", "to");
+  std::size_t total = req.to.size() + req.cc.size() + req.bcc.size();
+  if (total > static_cast<std::size_t>(limits.max_recipients))
+    return fail(422, "too_many_recipients",
+                "a job may have at most " + std::to_string(limits.max_recipients) + " recipients (to+cc+bcc), this one has " +
+                    std::to_string(total),
+                "to");
+
+  if (auto it = root.find("reply_to"); it != root.end() && !it->is_null()) {
+    if (!it->is_string()) return wrong_type("reply_to", "a string", *it);
+    auto rt = parse_mailbox(it->get_ref<const std::string&>(), "reply_to");
+    if (!rt) return tl::unexpected(rt.error());
+    req.reply_to = std::move(*rt);
+  }
+
+  auto subject_it = root.find("subject");
+  if (subject_it == root.end() || subject_it->is_null())
+    return fail(400, "missing_field", "subject is required (it may be empty)", "subject");
+  if (!subject_it->is_string()) return wrong_type("subject", "a string", *subject_it);
+  req.subject = subject_it->get<std::string>();
+  if (has_control_breaks(req.subject)) return injection("subject");
+  if (req.subject.size() > 2000) return fail(400, "invalid_subject", "subject is longer than 2000 bytes", "subject");
+
+  auto text = optional_string(root, "body");
+  if (!text) return tl::unexpected(text.error());
+  req.text = std::move(*text);
+  auto html = optional_string(root, "html");
+  if (!html) return tl::unexpected(html.error());
+  req.html = std::move(*html);
+  if (!req.text && !req.html) return fail(400, "missing_field", "body or html is required", "body");
+  if (req.text && req.text->find('\0') != std::string::npos)
+    return fail(400, "invalid_body", "body must not contain NUL characters", "body");
+  if (req.html && req.html->find('\0') != std::string::npos)
+    return fail(400, "invalid_body", "html must not contain NUL characters", "html");
+
+  if (auto it = root.find("headers"); it != root.end() && !it->is_null()) {
+    if (!it->is_object()) return wrong_type("headers", "an object of strings", *it);
+    if (it->size() > 100) return fail(400, "invalid_header", "at most 100 custom headers", "headers");
+    for (const auto& [name, value] : it->items()) {
+      std::string field = "headers." + name;
+      if (!value.is_string()) return wrong_type(field, "a string", value);
+      const auto& v = value.get_ref<const std::string&>();
+      if (auto err = check_custom_header(name, v, field)) return tl::unexpected(*err);
+      req.headers.emplace_back(name, v);
+    }
+  }
+
+  if (auto it = root.find("attachments"); it != root.end() && !it->is_null()) {
+    if (!it->is_array()) return wrong_type("attachments", "an array", *it);
+    std::size_t i = 0;
+    for (const auto& a : *it) {
+      std::string field = "attachments[" + std::to_string(i++) + "]";
+      if (!a.is_object()) return wrong_type(field, "an object", a);
+      Attachment att;
+      auto fn = a.find("filename");
+      if (fn == a.end() || !fn->is_string() || fn->get_ref<const std::string&>().empty())
+        return fail(400, "missing_field", field + ".filename must be a non-empty string", field + ".filename");
+      att.filename = fn->get<std::string>();
+      if (has_control_breaks(att.filename)) return injection(field + ".filename");
+      if (att.filename.find_first_of("/\\") != std::string::npos || att.filename.size() > 255)
+        return fail(400, "invalid_attachment", field + ".filename must be a plain UTF-8 file name", field + ".filename");
+      auto ct = a.find("content_type");
+      att.content_type = "application/octet-stream";
+      if (ct != a.end() && !ct->is_null()) {
+        if (!ct->is_string()) return wrong_type(field + ".content_type", "a string", *ct);
+        att.content_type = ct->get<std::string>();
+        auto slash = att.content_type.find('/');
+        bool ok = slash != std::string::npos && slash > 0 && slash + 1 < att.content_type.size() && att.content_type.size() < 128 &&
+                  std::all_of(att.content_type.begin(), att.content_type.end(), [](char c) {
+                    return std::isalnum(static_cast<unsigned char>(c)) || std::string_view("/!#$&^_.+-").find(c) != std::string_view::npos;
+                  });
+        if (!ok) return fail(400, "invalid_attachment", field + ".content_type must be a type/subtype", field + ".content_type");
+      }
+      auto content = a.find("content");
+      if (content == a.end() || !content->is_string())
+        return fail(400, "missing_field", field + ".content must be a base64 string", field + ".content");
+      auto decoded = base64_decode(content->get_ref<const std::string&>());
+      if (!decoded) return fail(400, "invalid_attachment", field + ".content is not valid base64", field + ".content");
+      att.content = std::move(*decoded);
+      req.attachments.push_back(std::move(att));
+    }
+  }
+  return req;
+}
+
+}  // namespace websmtp::job

@@ -1,0 +1,349 @@
+// Relay delivery on Poco::Net. Poco's SMTPClientSession has traps this file works around:
+// its host/port constructor has no connect timeout, it never sends RSET after a failed
+// transaction (the session then answers 503 to everything), startTLS() returns false
+// silently when the server does not offer it, its AUTH LOGIN can report success without
+// logging in, and receiveStatusMessage() spins forever when the peer closes in the middle of
+// a multi-line reply. So: we connect the socket ourselves, read replies line by line, and
+// drive the SMTP dialogue (pipelined when offered) on the session's DialogSocket.
+#include <Poco/Net/AcceptCertificateHandler.h>
+#include <Poco/Net/Context.h>
+#include <Poco/Net/NetException.h>
+#include <Poco/Net/RejectCertificateHandler.h>
+#include <Poco/Net/SSLManager.h>
+#include <Poco/Net/SecureSMTPClientSession.h>
+#include <Poco/Net/SecureStreamSocket.h>
+#include <Poco/Net/SocketAddress.h>
+#include <Poco/Net/StreamSocket.h>
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <cctype>
+#include <mutex>
+
+#include "websmtp/common/util.hpp"
+#include "websmtp/smtp/transport.hpp"
+
+namespace websmtp::smtp {
+
+namespace {
+
+using queue::AttemptReply;
+
+// Exposes the session's DialogSocket, which Poco keeps protected.
+class Session final : public Poco::Net::SecureSMTPClientSession {
+ public:
+  explicit Session(const Poco::Net::StreamSocket& s) : SecureSMTPClientSession(s) {}
+  using SMTPClientSession::socket;
+};
+
+struct Reply {
+  int code = 0;          // 0: no valid reply (connection closed or garbage)
+  std::string text;      // the reply text without codes, lines joined by "; "
+  std::vector<std::string> lines;
+};
+
+// A failure of the connection itself (not an SMTP reply): every recipient is deferred.
+struct ConnectionLost {
+  std::string why;
+  bool after_data = false;
+};
+
+Poco::Net::Context::Ptr tls_context(bool verify) {
+  static std::once_flag once;
+  std::call_once(once, [] {
+    Poco::Net::initializeSSL();
+    Poco::SharedPtr<Poco::Net::InvalidCertificateHandler> handler = new Poco::Net::RejectCertificateHandler(false);
+    Poco::Net::Context::Ptr ctx = new Poco::Net::Context(Poco::Net::Context::TLS_CLIENT_USE, "", "", "",
+                                                         Poco::Net::Context::VERIFY_RELAXED, 9, true);
+    Poco::Net::SSLManager::instance().initializeClient(nullptr, handler, ctx);
+  });
+  return new Poco::Net::Context(Poco::Net::Context::TLS_CLIENT_USE, "", "", "",
+                                verify ? Poco::Net::Context::VERIFY_RELAXED : Poco::Net::Context::VERIFY_NONE, 9, true);
+}
+
+class RelayTransport final : public Transport {
+ public:
+  explicit RelayTransport(RelayOptions o) : o_(std::move(o)) {
+    if (o_.tls != Tls::kNone) context_ = tls_context(o_.verify_tls);
+  }
+
+  std::vector<AttemptReply> deliver(const Envelope& env, std::string_view message) override {
+    std::vector<AttemptReply> out(env.recipients.size());
+    try {
+      if (!session_) connect();
+      else if (needs_rset_) reset_transaction();
+      transaction(env, message, out);
+    } catch (const ConnectionLost& e) {
+      fail_connection(out, e.why, e.after_data);
+    } catch (const Poco::Exception& e) {
+      fail_connection(out, e.displayText(), in_data_);
+    } catch (const std::exception& e) {
+      fail_connection(out, e.what(), in_data_);
+    }
+    in_data_ = false;
+    return out;
+  }
+
+ private:
+  // -- connection ----------------------------------------------------------------------
+  void connect() {
+    Poco::Net::SocketAddress addr(o_.host, o_.port);
+    Poco::Net::StreamSocket socket;
+    auto connect_timeout = Poco::Timespan(o_.connect_timeout_ms * 1000);
+    if (o_.tls == Tls::kImplicit) {
+      Poco::Net::SecureStreamSocket secure(context_);
+      secure.setPeerHostName(o_.host);
+      secure.connect(addr, connect_timeout);
+      socket = secure;
+    } else {
+      socket.connect(addr, connect_timeout);
+    }
+    socket.setNoDelay(true);
+    set_timeout(socket, o_.command_timeout_ms);
+    session_ = std::make_unique<Session>(socket);
+
+    Reply greeting = read_reply();
+    if (greeting.code / 100 != 2) throw_reply_as_connection("greeting", greeting);
+    ehlo();
+    bool offered_tls = has_ext("STARTTLS");
+    if (o_.tls == Tls::kStartTls && !offered_tls)
+      throw ConnectionLost{"SMTP_TLS=starttls but the relay does not offer STARTTLS; not sending in plaintext"};
+    if ((o_.tls == Tls::kStartTls || o_.tls == Tls::kOpportunistic) && offered_tls) {
+      Reply r = command("STARTTLS");
+      if (r.code != 220) {
+        if (o_.tls == Tls::kStartTls) throw_reply_as_connection("STARTTLS", r);
+      } else {
+        auto& ds = session_->socket();
+        Poco::Net::SecureStreamSocket secure = Poco::Net::SecureStreamSocket::attach(ds, o_.host, context_);
+        ds = secure;
+        set_timeout(ds, o_.command_timeout_ms);
+        ehlo();
+      }
+    }
+    if (!o_.user.empty()) authenticate();
+  }
+
+  static void set_timeout(Poco::Net::StreamSocket& s, std::int64_t ms) {
+    s.setReceiveTimeout(Poco::Timespan(ms * 1000));
+    s.setSendTimeout(Poco::Timespan(ms * 1000));
+  }
+
+  void ehlo() {
+    std::string name = o_.helo.empty() ? "localhost" : o_.helo;
+    Reply r = command("EHLO " + name);
+    extensions_.clear();
+    if (r.code / 100 != 2) {
+      if (r.code / 100 == 5) r = command("HELO " + name);  // a pre-ESMTP peer
+      if (r.code / 100 != 2) throw_reply_as_connection("EHLO", r);
+      return;
+    }
+    for (std::size_t i = 1; i < r.lines.size(); ++i) {
+      std::string upper = r.lines[i];
+      std::transform(upper.begin(), upper.end(), upper.begin(), [](unsigned char c) { return std::toupper(c); });
+      extensions_.push_back(std::move(upper));
+    }
+  }
+
+  bool has_ext(std::string_view name) const {
+    return std::any_of(extensions_.begin(), extensions_.end(), [&](const std::string& e) {
+      return e.compare(0, name.size(), name) == 0 && (e.size() == name.size() || e[name.size()] == ' ');
+    });
+  }
+
+  std::string auth_methods() const {
+    for (const auto& e : extensions_)
+      if (e.rfind("AUTH ", 0) == 0 || e.rfind("AUTH=", 0) == 0) return " " + e.substr(5) + " ";
+    return {};
+  }
+
+  void authenticate() {
+    std::string methods = auth_methods();
+    if (methods.empty()) throw ConnectionLost{"SMTP_USER is set but the relay does not offer AUTH"};
+    Reply r;
+    if (methods.find(" PLAIN ") != std::string::npos) {
+      r = command("AUTH PLAIN " + base64_encode(std::string("\0", 1) + o_.user + std::string("\0", 1) + o_.password));
+    } else if (methods.find(" LOGIN ") != std::string::npos) {
+      r = command("AUTH LOGIN");
+      if (r.code == 334) r = command(base64_encode(o_.user));
+      if (r.code == 334) r = command(base64_encode(o_.password));
+    } else {
+      throw ConnectionLost{"the relay offers no AUTH method we support (PLAIN, LOGIN):" + methods};
+    }
+    // Only 235 means logged in (Poco's own LOGIN accepts any positive reply).
+    if (r.code != 235) throw_reply_as_connection("AUTH", r);
+  }
+
+  [[noreturn]] void throw_reply_as_connection(const char* stage, const Reply& r) {
+    std::string why = std::string(stage) + ": " + (r.code ? std::to_string(r.code) + " " + r.text : "no valid SMTP reply: " + r.text);
+    last_code_ = r.code;
+    throw ConnectionLost{why};
+  }
+
+  void fail_connection(std::vector<AttemptReply>& out, const std::string& why, bool after_data) {
+    for (auto& r : out) {
+      if (r.code >= 400) continue;  // the peer already answered for this recipient
+      bool accepted = r.code / 100 == 2;
+      r.code = last_code_ / 100 == 4 ? last_code_ : 0;
+      r.text = why.substr(0, 500);
+      r.uncertain = after_data && accepted;  // the whole message went out; its fate is unknown
+    }
+    spdlog::debug("relay {}:{}: connection failed: {}", o_.host, o_.port, why);
+    close();
+  }
+
+  void close() {
+    if (session_) {
+      try {
+        session_->socket().close();
+      } catch (...) {
+      }
+    }
+    session_.reset();
+    needs_rset_ = false;
+    last_code_ = 0;
+  }
+
+  // -- replies -------------------------------------------------------------------------
+  Reply read_reply() {
+    Reply r;
+    auto& ds = session_->socket();
+    for (int n = 0; n < 200; ++n) {
+      std::string line;
+      if (!ds.receiveMessage(line)) throw ConnectionLost{r.lines.empty() ? "connection closed by the peer" : "connection closed mid-reply"};
+      bool valid = line.size() >= 3 && std::isdigit(static_cast<unsigned char>(line[0])) &&
+                   std::isdigit(static_cast<unsigned char>(line[1])) && std::isdigit(static_cast<unsigned char>(line[2])) &&
+                   (line.size() == 3 || line[3] == ' ' || line[3] == '-');
+      if (!valid) {
+        r.code = 0;
+        r.text = line.substr(0, 200);
+        return r;  // garbage: the caller treats code 0 as a broken peer
+      }
+      int code = std::stoi(line.substr(0, 3));
+      std::string text = line.size() > 4 ? line.substr(4) : std::string();
+      if (r.lines.empty()) r.code = code;
+      r.lines.push_back(text);
+      if (!r.text.empty()) r.text += "; ";
+      r.text += text;
+      if (line.size() == 3 || line[3] == ' ') {
+        if (r.code == 421) last_code_ = 421;
+        return r;
+      }
+    }
+    throw ConnectionLost{"reply longer than 200 lines"};
+  }
+
+  Reply command(const std::string& line) {
+    session_->socket().sendMessage(line);
+    return read_reply();
+  }
+
+  void reset_transaction() {
+    Reply r = command("RSET");
+    needs_rset_ = false;
+    if (r.code / 100 != 2) {
+      close();
+      connect();
+    }
+  }
+
+  // -- one transaction -------------------------------------------------------------------
+  void transaction(const Envelope& env, std::string_view message, std::vector<AttemptReply>& out) {
+    auto& ds = session_->socket();
+    needs_rset_ = true;  // cleared only when the transaction ends cleanly
+    bool pipelining = has_ext("PIPELINING");
+    std::string mail = "MAIL FROM:<" + std::string(env.sender) + ">";
+    Reply mail_reply;
+    if (pipelining) {
+      // RFC 2920: MAIL and every RCPT in one write, then read the replies in order.
+      wire_.clear();
+      wire_ += mail;
+      wire_ += "\r\n";
+      for (auto rcpt : env.recipients) {
+        wire_ += "RCPT TO:<";
+        wire_ += rcpt;
+        wire_ += ">\r\n";
+      }
+      send_all(ds, wire_);
+      mail_reply = read_reply();
+      for (std::size_t i = 0; i < env.recipients.size(); ++i) {
+        Reply r = read_reply();
+        out[i] = AttemptReply{r.code, r.text, false};
+      }
+    } else {
+      mail_reply = command(mail);
+      if (mail_reply.code / 100 == 2) {
+        for (std::size_t i = 0; i < env.recipients.size(); ++i) {
+          Reply r = command("RCPT TO:<" + std::string(env.recipients[i]) + ">");
+          out[i] = AttemptReply{r.code, r.text, false};
+          if (r.code == 421) break;
+        }
+      }
+    }
+    if (mail_reply.code == 0) throw ConnectionLost{"MAIL FROM: no valid SMTP reply: " + mail_reply.text};
+    if (mail_reply.code / 100 != 2) {
+      // The sender was refused: that reply is every recipient's answer.
+      for (auto& r : out) r = AttemptReply{mail_reply.code, "MAIL FROM: " + mail_reply.text, false};
+      if (mail_reply.code == 421) close();
+      return;
+    }
+    for (auto& r : out)
+      if (r.code == 0) throw ConnectionLost{"RCPT TO: no valid SMTP reply: " + r.text};
+    if (last_code_ == 421) {
+      for (auto& r : out)
+        if (r.code / 100 == 2) r = AttemptReply{421, "RCPT TO: the relay closed the session", false};
+      close();
+      return;
+    }
+    bool any_accepted = std::any_of(out.begin(), out.end(), [](const AttemptReply& r) { return r.code / 100 == 2; });
+    if (!any_accepted) return;  // RSET before the next job
+
+    Reply data = command("DATA");
+    if (data.code != 354) {
+      if (data.code == 0) throw ConnectionLost{"DATA: no valid SMTP reply: " + data.text};
+      for (auto& r : out)
+        if (r.code / 100 == 2) r = AttemptReply{data.code, "DATA: " + data.text, false};
+      if (data.code == 421) close();
+      return;
+    }
+    wire_.clear();
+    append_dot_stuffed(wire_, message);
+    send_all(ds, wire_);
+    in_data_ = true;  // the final dot is out: from here a lost reply leaves the outcome unknown
+    set_timeout(ds, o_.data_timeout_ms);
+    Reply final_reply = read_reply();
+    set_timeout(ds, o_.command_timeout_ms);
+    in_data_ = false;
+    if (final_reply.code == 0) throw ConnectionLost{"no valid reply to the end of DATA: " + final_reply.text, true};
+    for (auto& r : out)
+      if (r.code / 100 == 2) r = AttemptReply{final_reply.code, final_reply.text, false};
+    if (final_reply.code == 421) {
+      close();
+      return;
+    }
+    needs_rset_ = final_reply.code / 100 != 2;
+  }
+
+  static void send_all(Poco::Net::StreamSocket& s, const std::string& buf) {
+    std::size_t sent = 0;
+    while (sent < buf.size()) {
+      int n = s.sendBytes(buf.data() + sent, static_cast<int>(std::min<std::size_t>(buf.size() - sent, 1 << 20)));
+      if (n <= 0) throw ConnectionLost{"connection closed while sending"};
+      sent += static_cast<std::size_t>(n);
+    }
+  }
+
+  RelayOptions o_;
+  Poco::Net::Context::Ptr context_;
+  std::unique_ptr<Session> session_;
+  std::vector<std::string> extensions_;
+  std::string wire_;  // reused send buffer
+  bool needs_rset_ = false;
+  bool in_data_ = false;
+  int last_code_ = 0;
+};
+
+}  // namespace
+
+std::unique_ptr<Transport> make_relay(const RelayOptions& options) { return std::make_unique<RelayTransport>(options); }
+
+}  // namespace websmtp::smtp

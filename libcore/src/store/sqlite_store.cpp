@@ -1,0 +1,317 @@
+// SQLite implementation of the job store: one row per job (WAL mode).
+// Recipients live in a compact JSON column so a job is read and updated as one row.
+#include <sqlite3.h>
+
+#include <mutex>
+
+#include "websmtp/job/json.hpp"
+#include "websmtp/store/store.hpp"
+
+namespace websmtp::store {
+
+namespace {
+
+class Db {
+ public:
+  Db(const std::string& path, bool sync_full) {
+    int rc = sqlite3_open_v2(path.c_str(), &db_, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, nullptr);
+    if (rc != SQLITE_OK) {
+      std::string msg = db_ ? sqlite3_errmsg(db_) : "out of memory";
+      sqlite3_close(db_);
+      db_ = nullptr;
+      throw StoreError("cannot open " + path + ": " + msg);
+    }
+    sqlite3_busy_timeout(db_, 5000);
+    exec("PRAGMA journal_mode=WAL");
+    exec(sync_full ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL");
+    exec("PRAGMA temp_store=MEMORY");
+    exec("PRAGMA cache_size=-8000");  // 8 MB page cache: RSS stays flat however many jobs wait
+  }
+  ~Db() { sqlite3_close_v2(db_); }
+  Db(const Db&) = delete;
+  Db& operator=(const Db&) = delete;
+
+  void exec(const char* sql) {
+    char* err = nullptr;
+    if (sqlite3_exec(db_, sql, nullptr, nullptr, &err) != SQLITE_OK) {
+      std::string msg = err ? err : sqlite3_errmsg(db_);
+      sqlite3_free(err);
+      throw StoreError(std::string("sqlite: ") + msg);
+    }
+  }
+  sqlite3* get() const { return db_; }
+
+ private:
+  sqlite3* db_ = nullptr;
+};
+
+// A prepared statement, reset after each use.
+class Stmt {
+ public:
+  Stmt(Db& db, const char* sql) : db_(db.get()) {
+    if (sqlite3_prepare_v3(db_, sql, -1, SQLITE_PREPARE_PERSISTENT, &stmt_, nullptr) != SQLITE_OK)
+      throw StoreError(std::string("sqlite prepare: ") + sqlite3_errmsg(db_));
+  }
+  ~Stmt() { sqlite3_finalize(stmt_); }
+  Stmt(const Stmt&) = delete;
+  Stmt& operator=(const Stmt&) = delete;
+
+  Stmt& bind(int i, std::int64_t v) { return check(sqlite3_bind_int64(stmt_, i, v)); }
+  Stmt& bind(int i, std::string_view v) {
+    return check(sqlite3_bind_text(stmt_, i, v.data(), static_cast<int>(v.size()), SQLITE_TRANSIENT));
+  }
+  Stmt& bind_blob(int i, std::string_view v) {
+    return check(sqlite3_bind_blob(stmt_, i, v.data(), static_cast<int>(v.size()), SQLITE_STATIC));
+  }
+  Stmt& bind_null(int i) { return check(sqlite3_bind_null(stmt_, i)); }
+  // Steps once: true when a row is available.
+  bool step() {
+    int rc = sqlite3_step(stmt_);
+    if (rc == SQLITE_ROW) return true;
+    if (rc == SQLITE_DONE) return false;
+    std::string msg = sqlite3_errmsg(db_);
+    sqlite3_reset(stmt_);
+    throw StoreError("sqlite: " + msg);
+  }
+  void run() {
+    step();
+    reset();
+  }
+  void reset() {
+    sqlite3_reset(stmt_);
+    sqlite3_clear_bindings(stmt_);
+  }
+  std::int64_t i64(int col) const { return sqlite3_column_int64(stmt_, col); }
+  bool is_null(int col) const { return sqlite3_column_type(stmt_, col) == SQLITE_NULL; }
+  std::string text(int col) const {
+    auto p = reinterpret_cast<const char*>(sqlite3_column_blob(stmt_, col));
+    return p ? std::string(p, static_cast<std::size_t>(sqlite3_column_bytes(stmt_, col))) : std::string();
+  }
+
+ private:
+  Stmt& check(int rc) {
+    if (rc != SQLITE_OK) throw StoreError(std::string("sqlite bind: ") + sqlite3_errmsg(db_));
+    return *this;
+  }
+  sqlite3* db_;
+  sqlite3_stmt* stmt_ = nullptr;
+};
+
+// Resets a statement however the scope is left.
+struct ResetGuard {
+  Stmt& s;
+  ~ResetGuard() { s.reset(); }
+};
+
+constexpr const char* kSchema = R"sql(
+CREATE TABLE IF NOT EXISTS jobs(
+  seq INTEGER PRIMARY KEY,
+  ref TEXT NOT NULL UNIQUE,
+  submitted INTEGER NOT NULL,
+  completed INTEGER NOT NULL DEFAULT 0,
+  started INTEGER NOT NULL DEFAULT 0,
+  outcome INTEGER NOT NULL DEFAULT 0,
+  next_at INTEGER,
+  sender TEXT NOT NULL,
+  message BLOB,
+  recipients TEXT NOT NULL,
+  idem_key TEXT,
+  request_hash TEXT
+);
+CREATE INDEX IF NOT EXISTS jobs_due ON jobs(next_at, seq) WHERE next_at IS NOT NULL;
+CREATE INDEX IF NOT EXISTS jobs_queued ON jobs(seq) WHERE started = 0 AND outcome = 0;
+CREATE INDEX IF NOT EXISTS jobs_done ON jobs(completed) WHERE outcome <> 0;
+CREATE UNIQUE INDEX IF NOT EXISTS jobs_idem ON jobs(idem_key) WHERE idem_key IS NOT NULL;
+)sql";
+
+class SqliteStore final : public Store {
+ public:
+  explicit SqliteStore(const SqliteOptions& o)
+      : writer_(o.path, o.synchronous_full),
+        reader_(o.path, o.synchronous_full),
+        init_(writer_),
+        insert_(writer_,
+                "INSERT INTO jobs(ref, submitted, next_at, sender, message, recipients, idem_key, request_hash) "
+                "VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"),
+        update_(writer_,
+                "UPDATE jobs SET recipients=?2, started=?3, completed=?4, next_at=?5, outcome=?6, "
+                "message=CASE WHEN ?6 <> 0 THEN NULL ELSE message END WHERE seq=?1"),
+        release_idem_(writer_, "UPDATE jobs SET idem_key=NULL WHERE idem_key=?1 AND submitted < ?2"),
+        begin_(writer_, "BEGIN IMMEDIATE"),
+        commit_(writer_, "COMMIT"),
+        rollback_(writer_, "ROLLBACK"),
+        purge_count_(writer_, "SELECT outcome, count(*) FROM jobs WHERE outcome <> 0 AND completed < ?1 GROUP BY outcome"),
+        purge_(writer_, "DELETE FROM jobs WHERE outcome <> 0 AND completed < ?1"),
+        find_(reader_,
+              "SELECT seq, ref, submitted, completed, started, sender, recipients FROM jobs WHERE ref=?1"),
+        due_(reader_, "SELECT seq FROM jobs WHERE next_at IS NOT NULL AND next_at <= ?1 ORDER BY next_at, seq LIMIT ?2"),
+        load_(reader_,
+              "SELECT seq, ref, submitted, completed, started, sender, recipients, message, idem_key FROM jobs "
+              "WHERE seq=?1 AND outcome = 0 AND next_at <= ?2"),
+        next_due_(reader_, "SELECT min(next_at) FROM jobs WHERE next_at IS NOT NULL AND next_at > ?1"),
+        counts_(reader_, "SELECT started, outcome, count(*) FROM jobs GROUP BY started, outcome"),
+        oldest_(reader_, "SELECT submitted FROM jobs WHERE started = 0 AND outcome = 0 ORDER BY seq LIMIT 1"),
+        idem_(reader_, "SELECT ref, request_hash, submitted FROM jobs WHERE idem_key=?1") {}
+
+  void insert(std::span<job::Job* const> jobs) override { commit(jobs, {}); }
+  void update(std::span<const JobUpdate> updates) override { commit({}, updates); }
+
+  void commit(std::span<job::Job* const> inserts, std::span<const JobUpdate> updates) override {
+    std::lock_guard lock(write_mu_);
+    begin_.run();
+    try {
+      for (job::Job* j : inserts) {
+        if (!j->idempotency_key.empty()) {
+          // A key is honoured for 24 h; an older job holding it gives it up.
+          ResetGuard g{release_idem_};
+          release_idem_.bind(1, j->idempotency_key).bind(2, j->submitted - kIdempotencyWindowS).run();
+        }
+        ResetGuard g{insert_};
+        insert_.bind(1, j->ref).bind(2, j->submitted).bind(3, j->submitted * 1000).bind(4, j->sender);
+        insert_.bind_blob(5, j->message).bind(6, job::recipients_to_store(j->recipients));
+        if (j->idempotency_key.empty()) insert_.bind_null(7).bind_null(8);
+        else insert_.bind(7, j->idempotency_key).bind(8, j->request_hash);
+        insert_.step();
+        j->seq = sqlite3_last_insert_rowid(writer_.get());
+      }
+      for (const auto& u : updates) {
+        ResetGuard g{update_};
+        update_.bind(1, u.seq).bind(2, job::recipients_to_store(u.recipients)).bind(3, std::int64_t{u.started});
+        update_.bind(4, u.completed);
+        if (u.next_at_ms) update_.bind(5, *u.next_at_ms);
+        else update_.bind_null(5);
+        update_.bind(6, static_cast<std::int64_t>(u.outcome));
+        update_.step();
+      }
+      commit_.run();
+    } catch (...) {
+      try {
+        if (!sqlite3_get_autocommit(writer_.get())) rollback_.run();
+      } catch (...) {
+      }
+      throw;
+    }
+  }
+
+  Counts purge_finished(std::int64_t before_s) override {
+    std::lock_guard lock(write_mu_);
+    Counts c;
+    {
+      ResetGuard g{purge_count_};
+      purge_count_.bind(1, before_s);
+      while (purge_count_.step()) {
+        if (purge_count_.i64(0) == static_cast<int>(Outcome::kDelivered)) c.completed = purge_count_.i64(1);
+        else c.failed = purge_count_.i64(1);
+      }
+    }
+    if (c.completed + c.failed > 0) {
+      ResetGuard g{purge_};
+      purge_.bind(1, before_s);
+      purge_.step();
+    }
+    return c;
+  }
+
+  std::optional<job::Job> find(std::string_view ref) override {
+    std::lock_guard lock(read_mu_);
+    ResetGuard g{find_};
+    find_.bind(1, ref);
+    if (!find_.step()) return std::nullopt;
+    return row_to_job(find_, false);
+  }
+
+  std::vector<std::int64_t> due(std::int64_t now_ms, std::size_t limit) override {
+    std::lock_guard lock(read_mu_);
+    ResetGuard g{due_};
+    due_.bind(1, now_ms).bind(2, static_cast<std::int64_t>(limit));
+    std::vector<std::int64_t> out;
+    while (due_.step()) out.push_back(due_.i64(0));
+    return out;
+  }
+
+  std::vector<job::Job> load(std::span<const std::int64_t> seqs, std::int64_t now_ms) override {
+    std::lock_guard lock(read_mu_);
+    std::vector<job::Job> out;
+    out.reserve(seqs.size());
+    for (auto seq : seqs) {
+      ResetGuard g{load_};
+      load_.bind(1, seq).bind(2, now_ms);
+      if (load_.step()) out.push_back(row_to_job(load_, true));
+    }
+    return out;
+  }
+
+  std::optional<std::int64_t> next_due_after(std::int64_t now_ms) override {
+    std::lock_guard lock(read_mu_);
+    ResetGuard g{next_due_};
+    next_due_.bind(1, now_ms);
+    if (next_due_.step() && !next_due_.is_null(0)) return next_due_.i64(0);
+    return std::nullopt;
+  }
+
+  Counts counts() override {
+    std::lock_guard lock(read_mu_);
+    ResetGuard g{counts_};
+    Counts c;
+    while (counts_.step()) {
+      bool started = counts_.i64(0) != 0;
+      auto outcome = static_cast<Outcome>(counts_.i64(1));
+      auto n = counts_.i64(2);
+      if (outcome == Outcome::kDelivered) c.completed += n;
+      else if (outcome == Outcome::kFailed) c.failed += n;
+      else if (started) c.deferred += n;
+      else c.queued += n;
+    }
+    return c;
+  }
+
+  std::optional<std::int64_t> oldest_queued_submitted() override {
+    std::lock_guard lock(read_mu_);
+    ResetGuard g{oldest_};
+    if (oldest_.step()) return oldest_.i64(0);
+    return std::nullopt;
+  }
+
+  std::optional<IdempotencyHit> find_idempotency(std::string_view key) override {
+    std::lock_guard lock(read_mu_);
+    ResetGuard g{idem_};
+    idem_.bind(1, key);
+    if (!idem_.step()) return std::nullopt;
+    return IdempotencyHit{idem_.text(0), idem_.text(1), idem_.i64(2)};
+  }
+
+ private:
+  static job::Job row_to_job(const Stmt& s, bool with_message) {
+    job::Job j;
+    j.seq = s.i64(0);
+    j.ref = s.text(1);
+    j.submitted = s.i64(2);
+    j.completed = s.i64(3);
+    j.started = s.i64(4) != 0;
+    j.sender = s.text(5);
+    j.recipients = job::recipients_from_store(s.text(6));
+    if (with_message) {
+      j.message = s.text(7);
+      j.idempotency_key = s.text(8);
+    }
+    return j;
+  }
+
+  struct SchemaInit {
+    explicit SchemaInit(Db& db) { db.exec(kSchema); }
+  };
+
+  Db writer_;
+  Db reader_;
+  SchemaInit init_;
+  std::mutex write_mu_;
+  std::mutex read_mu_;
+  Stmt insert_, update_, release_idem_, begin_, commit_, rollback_, purge_count_, purge_;
+  Stmt find_, due_, load_, next_due_, counts_, oldest_, idem_;
+};
+
+}  // namespace
+
+std::unique_ptr<Store> open_sqlite(const SqliteOptions& options) { return std::make_unique<SqliteStore>(options); }
+
+}  // namespace websmtp::store

@@ -1,0 +1,315 @@
+"""Self-test for smtp_peer.py.
+
+Run from tests/support with Debian's interpreter:
+
+    /usr/bin/python3 -m unittest -v test_smtp_peer_selftest
+"""
+
+import os
+import signal
+import smtplib
+import socket
+import sys
+import tempfile
+import time
+import unittest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from smtp_peer import PeerProcess  # noqa: E402
+
+CLIENT_TIMEOUT = 5.0
+
+
+def assert_timed_out(test, exc):
+    """smtplib turns a socket timeout into SMTPServerDisconnected."""
+    test.assertIsInstance(exc.__context__, socket.timeout)
+    test.assertIn("timed out", str(exc))
+
+
+class PeerTestCase(unittest.TestCase):
+    fault = None
+
+    def setUp(self):
+        self.peer = PeerProcess(fault=self.fault)
+        self.addCleanup(self.peer.stop)
+
+    def connect(self, timeout=CLIENT_TIMEOUT):
+        return smtplib.SMTP(self.peer.host, self.peer.port, timeout=timeout)
+
+
+class NormalModeTest(PeerTestCase):
+
+    def test_ready_and_ehlo(self):
+        self.assertIsInstance(self.peer.port, int)
+        self.assertGreater(self.peer.port, 0)
+        with self.connect() as client:
+            code, banner = client.ehlo("client.test")
+            self.assertEqual(code, 250)
+            self.assertTrue(banner.startswith(b"peer.test"))
+            self.assertTrue(client.has_extn("8BITMIME"))
+            self.assertTrue(client.has_extn("SMTPUTF8"))
+            self.assertEqual(client.esmtp_features["size"],
+                             str(64 * 1024 * 1024))
+
+    def test_rcpt_codes(self):
+        with self.connect() as client:
+            client.ehlo("client.test")
+            self.assertEqual(client.mail("sender@example.org")[0], 250)
+            self.assertEqual(client.rcpt("alice@example.org"),
+                             (250, b"2.1.5 Ok"))
+            self.assertEqual(
+                client.rcpt("Reject-bob@example.org"),
+                (550, b"5.1.1 <Reject-bob@example.org>: user unknown"))
+            self.assertEqual(
+                client.rcpt("DEFER.carol@example.org"),
+                (451, b"4.3.0 <DEFER.carol@example.org>: try again later"))
+            # defer is permanent-temporary: still 451 on the second try
+            self.assertEqual(client.rcpt("DEFER.carol@example.org")[0], 451)
+            # deferonce: 451 the first time this address is seen, then 250
+            self.assertEqual(
+                client.rcpt("deferOnce-dave@example.org"),
+                (451, b"4.3.0 <deferOnce-dave@example.org>: try again later"))
+            self.assertEqual(client.rcpt("deferOnce-dave@example.org"),
+                             (250, b"2.1.5 Ok"))
+            code, reply = client.data(b"Subject: codes\r\n\r\nbody\r\n")
+            self.assertEqual(code, 250)
+            self.assertEqual(reply, b"2.0.0 Ok: queued as 1")
+
+        msgs = self.peer.messages()
+        self.assertEqual(len(msgs), 1)
+        self.assertEqual(msgs[0]["seq"], 1)
+        self.assertEqual(msgs[0]["mail_from"], "sender@example.org")
+        self.assertEqual(msgs[0]["rcpt_tos"],
+                         ["alice@example.org", "deferOnce-dave@example.org"])
+        self.assertEqual(
+            [(e["address"], e["code"]) for e in self.peer.rcpt_events()],
+            [("alice@example.org", 250),
+             ("Reject-bob@example.org", 550),
+             ("DEFER.carol@example.org", 451),
+             ("DEFER.carol@example.org", 451),
+             ("deferOnce-dave@example.org", 451),
+             ("deferOnce-dave@example.org", 250)])
+
+    def test_deferonce_is_per_address_and_per_process(self):
+        with self.connect() as client:
+            client.ehlo("client.test")
+            client.mail("s@example.org")
+            self.assertEqual(client.rcpt("deferonce-1@example.org")[0], 451)
+            self.assertEqual(client.rcpt("deferonce-2@example.org")[0], 451)
+        # a new connection still remembers the first address
+        with self.connect() as client:
+            client.ehlo("client.test")
+            client.mail("s@example.org")
+            self.assertEqual(client.rcpt("deferonce-1@example.org")[0], 250)
+            self.assertEqual(client.rcpt("deferonce-3@example.org")[0], 451)
+
+    def test_only_accepted_recipients_logged_with_exact_data(self):
+        body = ("From: sender@example.org\r\n"
+                "To: ok@example.org\r\n"
+                "Subject: =?utf-8?q?h=C3=A9?=\r\n"
+                "Content-Type: text/plain; charset=utf-8\r\n"
+                "Content-Transfer-Encoding: 8bit\r\n"
+                "\r\n"
+                "h\u00e9llo w\u00f6rld \u2713\r\n"
+                ".leading dot must survive dot-stuffing\r\n"
+                "..two dots\r\n"
+                "last line\r\n").encode("utf-8")
+        with self.connect() as client:
+            refused = client.sendmail(
+                "sender@example.org",
+                ["ok@example.org", "reject-x@example.org",
+                 "defer-y@example.org", "second@example.org"],
+                body, mail_options=["BODY=8BITMIME"])
+        self.assertEqual(set(refused),
+                         {"reject-x@example.org", "defer-y@example.org"})
+        self.assertEqual(refused["reject-x@example.org"][0], 550)
+        self.assertEqual(refused["defer-y@example.org"][0], 451)
+
+        msgs = self.peer.messages()
+        self.assertEqual(len(msgs), 1)
+        msg = msgs[0]
+        self.assertEqual(msg["rcpt_tos"], ["ok@example.org",
+                                           "second@example.org"])
+        self.assertEqual(msg["data"], body.decode("utf-8"))
+        self.assertEqual(msg["data"].encode("utf-8", "surrogateescape"), body)
+        self.assertIsInstance(msg["time"], float)
+        self.assertLessEqual(abs(msg["time"] - time.time()), 60)
+
+    def test_non_utf8_bytes_round_trip(self):
+        body = b"Subject: latin1\r\n\r\ncaf\xe9 \xff\r\n"
+        with self.connect() as client:
+            client.sendmail("s@example.org", ["ok@example.org"], body)
+        msg = self.peer.wait_for_messages(1, timeout=5)[0]
+        self.assertEqual(msg["data"].encode("utf-8", "surrogateescape"), body)
+
+    def test_all_rejected_logs_no_message(self):
+        with self.connect() as client:
+            with self.assertRaises(smtplib.SMTPRecipientsRefused):
+                client.sendmail("s@example.org",
+                                ["reject-a@example.org",
+                                 "defer-b@example.org"],
+                                b"Subject: x\r\n\r\nx\r\n")
+        self.assertEqual(self.peer.messages(), [])
+        self.assertEqual(
+            sorted((e["address"], e["code"])
+                   for e in self.peer.rcpt_events()),
+            [("defer-b@example.org", 451), ("reject-a@example.org", 550)])
+
+    def test_sequence_numbers_increase(self):
+        with self.connect() as client:
+            for i in range(3):
+                client.sendmail("s@example.org", ["ok@example.org"],
+                                ("Subject: %d\r\n\r\n%d\r\n" % (i, i))
+                                .encode("ascii"))
+        msgs = self.peer.messages()
+        self.assertEqual([m["seq"] for m in msgs], [1, 2, 3])
+        self.assertEqual([m["data"] for m in msgs],
+                         ["Subject: %d\r\n\r\n%d\r\n" % (i, i)
+                          for i in range(3)])
+
+
+class TempfailAllTest(PeerTestCase):
+    fault = "tempfail-all"
+
+    def test_every_rcpt_gets_451(self):
+        with self.connect() as client:
+            client.ehlo("client.test")
+            client.mail("s@example.org")
+            for rcpt in ("ok@example.org", "reject@example.org",
+                         "deferonce@example.org"):
+                self.assertEqual(client.rcpt(rcpt)[0], 451)
+            self.assertEqual(client.rcpt("deferonce@example.org")[0], 451)
+        self.assertEqual(self.peer.messages(), [])
+
+
+class HangGreetingTest(PeerTestCase):
+    fault = "hang-greeting"
+
+    def test_client_times_out(self):
+        start = time.monotonic()
+        with self.assertRaises(smtplib.SMTPServerDisconnected) as cm:
+            smtplib.SMTP(self.peer.host, self.peer.port, timeout=1)
+        elapsed = time.monotonic() - start
+        # smtplib wraps the socket timeout while reading the greeting
+        assert_timed_out(self, cm.exception)
+        self.assertGreaterEqual(elapsed, 0.9)
+        self.assertLess(elapsed, 5)
+        self.assertEqual(self.peer.messages(), [])
+
+
+class HangDataTest(PeerTestCase):
+    fault = "hang-data"
+
+    def test_no_reply_after_final_dot(self):
+        client = smtplib.SMTP(self.peer.host, self.peer.port, timeout=1)
+        try:
+            client.ehlo("client.test")
+            client.mail("s@example.org")
+            self.assertEqual(client.rcpt("ok@example.org")[0], 250)
+            with self.assertRaises(smtplib.SMTPServerDisconnected) as cm:
+                client.data(b"Subject: hang\r\n\r\nx\r\n")
+            assert_timed_out(self, cm.exception)
+        finally:
+            client.close()
+        self.assertEqual(self.peer.messages(), [])
+        self.assertEqual([e["stage"] for e in self.peer.fault_events()],
+                         ["data-end"])
+
+
+class DropDataTest(PeerTestCase):
+    fault = "drop-data"
+
+    def test_connection_dropped_during_data(self):
+        client = self.connect()
+        try:
+            client.ehlo("client.test")
+            client.mail("s@example.org")
+            self.assertEqual(client.rcpt("ok@example.org")[0], 250)
+            with self.assertRaises((smtplib.SMTPServerDisconnected,
+                                    ConnectionError)):
+                client.data(b"Subject: drop\r\n\r\n" + b"x" * 100 + b"\r\n")
+        finally:
+            client.close()
+        self.assertEqual(self.peer.messages(), [])
+        self.assertEqual([e["stage"] for e in self.peer.fault_events()],
+                         ["data"])
+
+
+class GarbageTest(PeerTestCase):
+    fault = "garbage"
+
+    def test_non_smtp_greeting(self):
+        with self.assertRaises(smtplib.SMTPConnectError) as cm:
+            self.connect()
+        # smtplib cannot parse "HTT" as a reply code
+        self.assertEqual(cm.exception.smtp_code, -1)
+        self.assertIn(b"400 Bad Request", cm.exception.smtp_error)
+
+
+class ShutdownGreetingTest(PeerTestCase):
+    fault = "421"
+
+    def test_421_greeting(self):
+        with self.assertRaises(smtplib.SMTPConnectError) as cm:
+            self.connect()
+        self.assertEqual(cm.exception.smtp_code, 421)
+        self.assertEqual(cm.exception.smtp_error,
+                         b"4.3.2 Service shutting down")
+
+
+class LifecycleTest(unittest.TestCase):
+
+    def test_sigterm_exits_zero_and_prints_only_ready(self):
+        peer = PeerProcess()
+        self.addCleanup(peer.stop)
+        pid = peer.pid
+        self.assertTrue(peer.running())
+        self.assertEqual(peer.stop(), 0)
+        self.assertEqual(peer.stdout_tail, b"")
+        self.assertFalse(peer.running())
+        with self.assertRaises(ProcessLookupError):
+            os.kill(pid, 0)
+        self.assertEqual(peer.stop(), 0)  # idempotent
+
+    def test_sigint_exits_zero(self):
+        peer = PeerProcess()
+        self.addCleanup(peer.stop)
+        self.assertEqual(peer.stop(signum=signal.SIGINT), 0)
+
+    def test_sigterm_with_hanging_connection(self):
+        peer = PeerProcess(fault="hang-greeting")
+        self.addCleanup(peer.stop)
+        sock = socket.create_connection((peer.host, peer.port), timeout=5)
+        self.addCleanup(sock.close)
+        self.assertEqual(peer.stop(), 0)
+
+    def test_explicit_log_path_is_appended_and_kept(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            log = os.path.join(tmp, "peer.jsonl")
+            for i in range(2):
+                with PeerProcess(log_path=log) as peer:
+                    with smtplib.SMTP(peer.host, peer.port,
+                                      timeout=CLIENT_TIMEOUT) as client:
+                        client.sendmail("s@example.org", ["ok@example.org"],
+                                        b"Subject: %d\r\n\r\nx\r\n" % i)
+                self.assertTrue(os.path.exists(log))
+                self.assertEqual(len(peer.messages()), i + 1)
+
+    def test_context_manager_stops_process(self):
+        with PeerProcess() as peer:
+            proc = peer.proc
+            self.assertIsNone(proc.poll())
+        self.assertEqual(proc.returncode, 0)
+
+    def test_two_peers_get_distinct_ports(self):
+        with PeerProcess() as a, PeerProcess() as b:
+            self.assertNotEqual(a.port, b.port)
+
+    def test_bad_arguments_fail_fast(self):
+        with self.assertRaises(RuntimeError):
+            PeerProcess(fault="no-such-mode", startup_timeout=10)
+
+
+if __name__ == "__main__":
+    unittest.main()
