@@ -1,0 +1,140 @@
+#include <gtest/gtest.h>
+
+#include "websmtp/job/validation.hpp"
+
+using namespace websmtp;
+using namespace websmtp::job;
+
+namespace {
+Result<MailRequest> parse(const std::string& body, int max_recipients = 1000) {
+  return parse_request(body, Limits{max_recipients});
+}
+void expect_error(const std::string& body, int status, const std::string& code, const std::string& field = "") {
+  auto r = parse(body);
+  ASSERT_FALSE(r.has_value()) << body;
+  EXPECT_EQ(r.error().status, status) << body;
+  EXPECT_EQ(r.error().code, code) << body;
+  if (!field.empty()) {
+    EXPECT_EQ(r.error().field, field) << body;
+  }
+  EXPECT_FALSE(r.error().message.empty());
+}
+}  // namespace
+
+TEST(Validation, AcceptsTheSeedRequest) {
+  auto r = parse(R"({"from":"Alice <alice@example.org>","to":["bob@example.net","Carol <carol@example.com>"],"subject":"Hello World","body":"hello"})");
+  ASSERT_TRUE(r) << r.error().message;
+  EXPECT_EQ(r->from.display_name, "Alice");
+  EXPECT_EQ(r->from.address, "alice@example.org");
+  ASSERT_EQ(r->to.size(), 2u);
+  EXPECT_EQ(r->to[1].display_name, "Carol");
+  EXPECT_EQ(r->to[1].address, "carol@example.com");
+  EXPECT_EQ(r->text, "hello");
+}
+
+TEST(Validation, AcceptsExtensions) {
+  auto r = parse(R"({"from":"a@b.cc","to":["x@y.zz"],"cc":["c@y.zz"],"bcc":["d@y.zz"],"reply_to":"help@b.cc",
+    "subject":"","html":"<p>hi</p>","headers":{"X-Campaign":"welcome"},
+    "attachments":[{"filename":"a.txt","content_type":"text/plain","content":"aGVsbG8="}]})");
+  ASSERT_TRUE(r) << r.error().message;
+  EXPECT_EQ(r->bcc.size(), 1u);
+  EXPECT_EQ(r->reply_to->address, "help@b.cc");
+  EXPECT_FALSE(r->text);
+  EXPECT_EQ(r->html, "<p>hi</p>");
+  EXPECT_EQ(r->attachments.at(0).content, "hello");
+  EXPECT_EQ(r->headers.at(0).first, "X-Campaign");
+}
+
+TEST(Validation, RefusesMalformedJson) {
+  expect_error("{", 400, "invalid_json");
+  expect_error("", 400, "invalid_json");
+  expect_error("[1,2]", 400, "invalid_json");
+  expect_error("\"string\"", 400, "invalid_json");
+  expect_error("{\"from\":\"a@b.cc\",\"to\":[\"\xff\"]}", 400, "invalid_json");  // invalid UTF-8
+}
+
+TEST(Validation, RefusesWrongTypes) {
+  expect_error(R"({"from":1,"to":["x@y.zz"],"subject":"s","body":"b"})", 400, "invalid_type", "from");
+  expect_error(R"({"from":"a@b.cc","to":5,"subject":"s","body":"b"})", 400, "invalid_type", "to");
+  expect_error(R"({"from":"a@b.cc","to":[5],"subject":"s","body":"b"})", 400, "invalid_type", "to[0]");
+  expect_error(R"({"from":"a@b.cc","to":["x@y.zz"],"subject":1,"body":"b"})", 400, "invalid_type", "subject");
+  expect_error(R"({"from":"a@b.cc","to":["x@y.zz"],"subject":"s","body":["b"]})", 400, "invalid_type", "body");
+  expect_error(R"({"from":"a@b.cc","to":["x@y.zz"],"subject":"s","body":"b","headers":[]})", 400, "invalid_type", "headers");
+  expect_error(R"({"from":"a@b.cc","to":["x@y.zz"],"subject":"s","body":"b","headers":{"X-A":1}})", 400, "invalid_type", "headers.X-A");
+}
+
+TEST(Validation, RefusesMissingFields) {
+  expect_error(R"({"to":["x@y.zz"],"subject":"s","body":"b"})", 400, "missing_field", "from");
+  expect_error(R"({"from":"a@b.cc","subject":"s","body":"b"})", 400, "missing_field", "to");
+  expect_error(R"({"from":"a@b.cc","to":[],"subject":"s","body":"b"})", 400, "missing_field", "to");
+  expect_error(R"({"from":"a@b.cc","to":["x@y.zz"],"body":"b"})", 400, "missing_field", "subject");
+  expect_error(R"({"from":"a@b.cc","to":["x@y.zz"],"subject":"s"})", 400, "missing_field", "body");
+}
+
+TEST(Validation, RefusesBadAddresses) {
+  for (const char* bad : {"nobody", "a b@c.dd", "a@b@c.dd", "<>", "a@", "@b.cc", "a..b@c.dd", "a@-b.cc", "a@b_c.dd",
+                          "Name <a@b.cc", "Name a@b.cc>"}) {
+    auto body = std::string(R"({"from":"a@b.cc","to":[")") + bad + R"("],"subject":"s","body":"b"})";
+    expect_error(body, 400, "invalid_address", "to[0]");
+  }
+  EXPECT_TRUE(is_valid_address("first.last+tag@sub.example.co.uk"));
+  EXPECT_TRUE(is_valid_address("\"quoted local\"@example.com"));
+  EXPECT_TRUE(is_valid_address("user@[192.0.2.1]"));
+  EXPECT_FALSE(is_valid_address(std::string(65, 'a') + "@example.com"));
+}
+
+TEST(Validation, ParsesQuotedDisplayNames) {
+  auto mb = parse_mailbox(R"("Doe, John" <john@example.com>)", "from");
+  ASSERT_TRUE(mb);
+  EXPECT_EQ(mb->display_name, "Doe, John");
+  EXPECT_EQ(mb->address, "john@example.com");
+  auto utf8 = parse_mailbox("Jürgen Groß <j@example.de>", "from");
+  ASSERT_TRUE(utf8);
+  EXPECT_EQ(utf8->display_name, "Jürgen Groß");
+}
+
+TEST(Validation, RefusesCrLfAndNulInEveryHeaderValue) {
+  expect_error(R"({"from":"a@b.cc","to":["x@y.zz"],"subject":"hi\r\nBcc: victim@example.com","body":"b"})", 400, "header_injection", "subject");
+  expect_error(R"({"from":"a@b.cc","to":["x@y.zz"],"subject":"hi\nX: y","body":"b"})", 400, "header_injection", "subject");
+  expect_error(R"({"from":"a@b.cc","to":["x@y.zz"],"subject":"hi\u0000","body":"b"})", 400, "header_injection", "subject");
+  expect_error(R"({"from":"Eve\r\nBcc: v@x.yy <a@b.cc>","to":["x@y.zz"],"subject":"s","body":"b"})", 400, "header_injection", "from");
+  expect_error(R"({"from":"a@b.cc","to":["x@y.zz\r\nRCPT TO:<v@x.yy>"],"subject":"s","body":"b"})", 400, "header_injection", "to[0]");
+  expect_error(R"({"from":"a@b.cc","to":["x@y.zz"],"cc":["c@y.zz\n"],"subject":"s","body":"b"})", 400, "header_injection", "cc[0]");
+  expect_error(R"({"from":"a@b.cc","to":["x@y.zz"],"reply_to":"r@y.zz\r","subject":"s","body":"b"})", 400, "header_injection", "reply_to");
+  expect_error(R"({"from":"a@b.cc","to":["x@y.zz"],"subject":"s","body":"b","headers":{"X-A":"v\r\nBcc: v@x.yy"}})", 400, "header_injection", "headers.X-A");
+  expect_error(R"({"from":"a@b.cc","to":["x@y.zz"],"subject":"s","body":"b","headers":{"X-A\r\nBcc":"v"}})", 400, "header_injection");
+  expect_error(R"({"from":"a@b.cc","to":["x@y.zz"],"subject":"s","body":"b\u0000"})", 400, "invalid_body", "body");
+}
+
+TEST(Validation, RefusesReservedCustomHeaders) {
+  for (const char* name : {"From", "to", "CC", "Bcc", "Subject", "Date", "Message-ID", "MIME-Version", "Content-Type",
+                           "content-transfer-encoding", "Reply-To"}) {
+    auto body = std::string(R"({"from":"a@b.cc","to":["x@y.zz"],"subject":"s","body":"b","headers":{")") + name + R"(":"v"}})";
+    expect_error(body, 400, "reserved_header");
+  }
+  expect_error(R"({"from":"a@b.cc","to":["x@y.zz"],"subject":"s","body":"b","headers":{"X A":"v"}})", 400, "invalid_header");
+}
+
+TEST(Validation, CountsEveryRecipientAgainstTheLimit) {
+  auto r = parse(R"({"from":"a@b.cc","to":["x@y.zz","y@y.zz"],"cc":["c@y.zz"],"bcc":["d@y.zz"],"subject":"s","body":"b"})", 3);
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().status, 422);
+  EXPECT_EQ(r.error().code, "too_many_recipients");
+  EXPECT_TRUE(parse(R"({"from":"a@b.cc","to":["x@y.zz","y@y.zz"],"cc":["c@y.zz"],"subject":"s","body":"b"})", 3));
+}
+
+TEST(Validation, AcceptsThousandsOfRecipients) {
+  std::string body = R"({"from":"a@b.cc","to":[)";
+  for (int i = 0; i < 5000; ++i) body += (i ? "," : "") + std::string("\"user") + std::to_string(i) + "@example.com\"";
+  body += R"(],"subject":"s","body":"b"})";
+  auto r = parse(body, 5000);
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->to.size(), 5000u);
+}
+
+TEST(Validation, RefusesBadAttachments) {
+  expect_error(R"({"from":"a@b.cc","to":["x@y.zz"],"subject":"s","body":"b","attachments":[{"filename":"a","content":"@@@"}]})", 400, "invalid_attachment");
+  expect_error(R"({"from":"a@b.cc","to":["x@y.zz"],"subject":"s","body":"b","attachments":[{"filename":"../etc/passwd","content":""}]})", 400, "invalid_attachment");
+  expect_error(R"({"from":"a@b.cc","to":["x@y.zz"],"subject":"s","body":"b","attachments":[{"filename":"a\r\n","content":""}]})", 400, "header_injection");
+  expect_error(R"({"from":"a@b.cc","to":["x@y.zz"],"subject":"s","body":"b","attachments":[{"filename":"a","content_type":"text/plain\r\nX: y","content":""}]})", 400, "invalid_attachment");
+}

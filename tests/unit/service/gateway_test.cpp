@@ -1,0 +1,279 @@
+// The gateway end to end inside one process: real SQLite store, group commit, dispatcher
+// and workers, with a fake transport. (Integration tests do the same against real SMTP peers.)
+#include <gtest/gtest.h>
+
+#include <future>
+#include <map>
+#include <thread>
+
+#include "../../support/temp_dir.hpp"
+#include "websmtp/service/gateway.hpp"
+
+using namespace websmtp;
+using namespace std::chrono_literals;
+
+namespace {
+
+struct Deliveries {
+  std::mutex mu;
+  std::multimap<std::string, std::string> by_ref;  // ref -> recipient
+  std::function<queue::AttemptReply(std::string_view)> reply = [](std::string_view) {
+    return queue::AttemptReply{250, "2.0.0 ok", false};
+  };
+  std::atomic<bool> block{false};
+};
+
+class FakeTransport final : public smtp::Transport {
+ public:
+  explicit FakeTransport(Deliveries& d) : d_(d) {}
+  std::vector<queue::AttemptReply> deliver(const smtp::Envelope& env, std::string_view) override {
+    while (d_.block) std::this_thread::sleep_for(1ms);
+    std::vector<queue::AttemptReply> out;
+    std::lock_guard lock(d_.mu);
+    for (auto r : env.recipients) {
+      out.push_back(d_.reply(r));
+      if (out.back().code / 100 == 2) d_.by_ref.emplace(std::string(env.ref), std::string(r));
+    }
+    return out;
+  }
+
+ private:
+  Deliveries& d_;
+};
+
+// A store whose commits can be made to fail, as on a full disk.
+class FlakyStore final : public store::Store {
+ public:
+  explicit FlakyStore(std::unique_ptr<store::Store> inner) : inner_(std::move(inner)) {}
+  std::atomic<bool> failing{false};
+  void insert(std::span<job::Job* const> j) override { commit(j, {}); }
+  void update(std::span<const store::JobUpdate> u) override { commit({}, u); }
+  void commit(std::span<job::Job* const> j, std::span<const store::JobUpdate> u) override {
+    if (failing) throw store::StoreError("database or disk is full");
+    inner_->commit(j, u);
+  }
+  store::Counts purge_finished(std::int64_t t) override { return inner_->purge_finished(t); }
+  std::optional<job::Job> find(std::string_view r) override { return inner_->find(r); }
+  std::vector<std::int64_t> due(std::int64_t n, std::size_t l) override { return inner_->due(n, l); }
+  std::vector<job::Job> load(std::span<const std::int64_t> s, std::int64_t n) override { return inner_->load(s, n); }
+  std::optional<std::int64_t> next_due_after(std::int64_t n) override { return inner_->next_due_after(n); }
+  store::Counts counts() override { return inner_->counts(); }
+  std::optional<std::int64_t> oldest_queued_submitted() override { return inner_->oldest_queued_submitted(); }
+  std::optional<store::IdempotencyHit> find_idempotency(std::string_view k) override { return inner_->find_idempotency(k); }
+
+ private:
+  std::unique_ptr<store::Store> inner_;
+};
+
+config::Config test_config(int threads = 2) {
+  config::Config c;
+  c.delivery = config::Delivery::kSandbox;
+  c.threads = threads;
+  c.retry_min_s = 1;
+  c.retry_max_s = 2;
+  return c;
+}
+
+Result<service::Accepted> submit_sync(service::Gateway& g, const std::string& body, const std::string& key = "") {
+  std::promise<Result<service::Accepted>> p;
+  auto f = p.get_future();
+  g.submit(body, key, [&p](Result<service::Accepted> r) { p.set_value(std::move(r)); });
+  return f.get();
+}
+
+std::string job_body(const std::string& to) {
+  return R"({"from":"a@b.cc","to":[")" + to + R"("],"subject":"s","body":"hello"})";
+}
+
+nlohmann::json wait_status(service::Gateway& g, const std::string& ref, const std::string& want) {
+  auto deadline = std::chrono::steady_clock::now() + 20s;
+  nlohmann::json j;
+  while (std::chrono::steady_clock::now() < deadline) {
+    auto s = g.status(ref);
+    if (s) {
+      j = nlohmann::json::parse(*s);
+      if (j["status"] == want) return j;
+    }
+    std::this_thread::sleep_for(2ms);
+  }
+  return j;
+}
+
+}  // namespace
+
+TEST(Gateway, DeliversAndReportsStatus) {
+  test_support::TempDir dir;
+  Deliveries d;
+  SystemClock clock;
+  service::Gateway g(test_config(), store::open_sqlite({dir.file("db"), false}), [&] { return std::make_unique<FakeTransport>(d); }, clock);
+  g.start();
+  auto r = submit_sync(g, job_body("x@y.zz"));
+  ASSERT_TRUE(r) << r.error().message;
+  EXPECT_EQ(r->status, 202);
+  auto st = wait_status(g, r->ref, "completed");
+  EXPECT_EQ(st["status"], "completed");
+  EXPECT_EQ(st["recipients"][0]["state"], "delivered");
+  auto q = g.queue_stats();
+  EXPECT_EQ(q["completed"], 1);
+  EXPECT_EQ(q["submitted_total"], 1);
+  EXPECT_EQ(q["delivered_total"], 1);
+  EXPECT_EQ(q["queued"], 0);
+  EXPECT_TRUE(g.stop(5s));
+}
+
+TEST(Gateway, ConcurrentSubmitsAreEachDeliveredOnce) {
+  test_support::TempDir dir;
+  Deliveries d;
+  SystemClock clock;
+  service::Gateway g(test_config(4), store::open_sqlite({dir.file("db"), false}), [&] { return std::make_unique<FakeTransport>(d); }, clock);
+  g.start();
+  constexpr int kThreads = 8, kPerThread = 150;
+  std::vector<std::thread> threads;
+  std::mutex mu;
+  std::vector<std::string> refs;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < kPerThread; ++i) {
+        auto r = submit_sync(g, job_body("u" + std::to_string(t) + "-" + std::to_string(i) + "@y.zz"));
+        ASSERT_TRUE(r);
+        std::lock_guard lock(mu);
+        refs.push_back(r->ref);
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  ASSERT_EQ(refs.size(), static_cast<std::size_t>(kThreads * kPerThread));
+  for (const auto& ref : refs) ASSERT_EQ(wait_status(g, ref, "completed")["status"], "completed");
+  std::lock_guard lock(d.mu);
+  EXPECT_EQ(d.by_ref.size(), refs.size());
+  for (const auto& ref : refs) EXPECT_EQ(d.by_ref.count(ref), 1u);
+  EXPECT_TRUE(g.stop(5s));
+}
+
+TEST(Gateway, DefersThenDeliversOnRetry) {
+  test_support::TempDir dir;
+  Deliveries d;
+  std::atomic<int> calls{0};
+  d.reply = [&](std::string_view) {
+    return ++calls == 1 ? queue::AttemptReply{451, "4.3.0 later", false} : queue::AttemptReply{250, "ok", false};
+  };
+  SystemClock clock;
+  service::Gateway g(test_config(1), store::open_sqlite({dir.file("db"), false}), [&] { return std::make_unique<FakeTransport>(d); }, clock);
+  g.start();
+  auto r = submit_sync(g, job_body("x@y.zz"));
+  ASSERT_TRUE(r);
+  auto st = wait_status(g, r->ref, "processing");
+  EXPECT_EQ(st["recipients"][0]["state"], "deferred");
+  EXPECT_EQ(st["recipients"][0]["smtp_code"], 451);
+  EXPECT_TRUE(st["recipients"][0].contains("next_attempt"));
+  st = wait_status(g, r->ref, "completed");
+  EXPECT_EQ(st["recipients"][0]["state"], "delivered");
+  EXPECT_EQ(st["recipients"][0]["attempts"], 2);
+  EXPECT_TRUE(g.stop(5s));
+}
+
+TEST(Gateway, ResumesStoredJobsAfterRestart) {
+  test_support::TempDir dir;
+  SystemClock clock;
+  std::vector<std::string> refs;
+  // First life: the transport hangs, as a crashed process would leave things. The stuck
+  // worker is abandoned by stop(), so what it references must live on (static, never freed).
+  static auto* stuck = new Deliveries;
+  stuck->block = true;
+  static service::Gateway* first = nullptr;
+  first = new service::Gateway(test_config(1), store::open_sqlite({dir.file("db"), false}),
+                               [] { return std::make_unique<FakeTransport>(*stuck); }, clock);
+  first->start();
+  for (int i = 0; i < 50; ++i) refs.push_back(submit_sync(*first, job_body("x@y.zz"))->ref);
+  EXPECT_FALSE(first->stop(100ms));  // one transaction is stuck in the fake transport
+  {
+    std::lock_guard lock(stuck->mu);
+    EXPECT_TRUE(stuck->by_ref.empty());
+  }
+  Deliveries d2;
+  service::Gateway g2(test_config(2), store::open_sqlite({dir.file("db"), false}), [&] { return std::make_unique<FakeTransport>(d2); }, clock);
+  g2.start();
+  for (const auto& ref : refs) EXPECT_EQ(wait_status(g2, ref, "completed")["status"], "completed");
+  EXPECT_TRUE(g2.stop(5s));
+  std::lock_guard lock(d2.mu);
+  EXPECT_EQ(d2.by_ref.size(), refs.size());
+}
+
+TEST(Gateway, RefusesSubmitsWhileTheStoreFailsAndRecovers) {
+  test_support::TempDir dir;
+  Deliveries d;
+  SystemClock clock;
+  auto flaky = std::make_unique<FlakyStore>(store::open_sqlite({dir.file("db"), false}));
+  auto* store = flaky.get();
+  service::Gateway g(test_config(1), std::move(flaky), [&] { return std::make_unique<FakeTransport>(d); }, clock);
+  g.start();
+  store->failing = true;
+  auto r = submit_sync(g, job_body("x@y.zz"));
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().status, 503);
+  store->failing = false;
+  auto ok = submit_sync(g, job_body("x@y.zz"));
+  ASSERT_TRUE(ok);
+  EXPECT_EQ(wait_status(g, ok->ref, "completed")["status"], "completed");
+  EXPECT_FALSE(g.status(new_uuid()));
+  EXPECT_TRUE(g.stop(5s));
+}
+
+TEST(Gateway, OutcomesAreKeptUntilTheStoreAcceptsThem) {
+  test_support::TempDir dir;
+  Deliveries d;
+  d.block = true;
+  SystemClock clock;
+  auto flaky = std::make_unique<FlakyStore>(store::open_sqlite({dir.file("db"), false}));
+  auto* store = flaky.get();
+  service::Gateway g(test_config(1), std::move(flaky), [&] { return std::make_unique<FakeTransport>(d); }, clock);
+  g.start();
+  auto r = submit_sync(g, job_body("x@y.zz"));
+  ASSERT_TRUE(r);
+  store->failing = true;  // the outcome of the delivery below cannot be written yet
+  d.block = false;
+  std::this_thread::sleep_for(300ms);
+  store->failing = false;  // the writer retries and the outcome lands
+  auto st = wait_status(g, r->ref, "completed");
+  EXPECT_EQ(st["status"], "completed");
+  std::lock_guard lock(d.mu);
+  EXPECT_EQ(d.by_ref.count(r->ref), 1u);
+}
+
+TEST(Gateway, IdempotencyKeyReplaysOrConflicts) {
+  test_support::TempDir dir;
+  Deliveries d;
+  SystemClock clock;
+  service::Gateway g(test_config(1), store::open_sqlite({dir.file("db"), false}), [&] { return std::make_unique<FakeTransport>(d); }, clock);
+  g.start();
+  auto first = submit_sync(g, job_body("x@y.zz"), "key-1");
+  ASSERT_TRUE(first);
+  EXPECT_EQ(first->status, 202);
+  auto again = submit_sync(g, job_body("x@y.zz"), "key-1");
+  ASSERT_TRUE(again);
+  EXPECT_EQ(again->status, 200);
+  EXPECT_EQ(again->ref, first->ref);
+  auto other = submit_sync(g, job_body("other@y.zz"), "key-1");
+  ASSERT_FALSE(other);
+  EXPECT_EQ(other.error().status, 409);
+  auto bad = submit_sync(g, job_body("x@y.zz"), std::string("bad\x01key"));
+  ASSERT_FALSE(bad);
+  EXPECT_EQ(bad.error().status, 400);
+  EXPECT_TRUE(g.stop(5s));
+}
+
+TEST(Gateway, StatusRefusesMalformedRefsAndForgetsUnknownOnes) {
+  test_support::TempDir dir;
+  Deliveries d;
+  SystemClock clock;
+  service::Gateway g(test_config(1), store::open_sqlite({dir.file("db"), false}), [&] { return std::make_unique<FakeTransport>(d); }, clock);
+  g.start();
+  auto bad = g.status("not-a-ref");
+  ASSERT_FALSE(bad);
+  EXPECT_EQ(bad.error().status, 400);
+  auto unknown = g.status(new_uuid());
+  ASSERT_FALSE(unknown);
+  EXPECT_EQ(unknown.error().status, 404);
+  EXPECT_EQ(unknown.error().code, "unknown_ref");
+  EXPECT_TRUE(g.stop(5s));
+}

@@ -1,0 +1,135 @@
+#include <gtest/gtest.h>
+
+#include "../../support/temp_dir.hpp"
+#include "websmtp/common/util.hpp"
+#include "websmtp/store/store.hpp"
+
+using namespace websmtp;
+using namespace websmtp::store;
+
+namespace {
+job::Job make_job(std::int64_t submitted, int recipients = 1) {
+  job::Job j;
+  j.ref = new_uuid();
+  j.submitted = submitted;
+  j.sender = "a@b.cc";
+  j.message = "Subject: x\r\n\r\nbody\r\n";
+  for (int i = 0; i < recipients; ++i) j.recipients.push_back({.address = "r" + std::to_string(i) + "@y.zz"});
+  return j;
+}
+}  // namespace
+
+TEST(SqliteStore, InsertsAndFindsJobsWithRecipients) {
+  test_support::TempDir dir;
+  auto s = open_sqlite({dir.file("db"), false});
+  auto j = make_job(1000, 3);
+  j.recipients[1].kind = job::RecipientKind::kBcc;
+  job::Job* p = &j;
+  s->insert({&p, 1});
+  EXPECT_GT(j.seq, 0);
+  auto found = s->find(j.ref);
+  ASSERT_TRUE(found);
+  EXPECT_EQ(found->recipients.size(), 3u);
+  EXPECT_EQ(found->recipients[1].kind, job::RecipientKind::kBcc);
+  EXPECT_TRUE(found->message.empty());  // status reads do not load the body
+  EXPECT_FALSE(s->find(new_uuid()));
+}
+
+TEST(SqliteStore, SurvivesReopening) {
+  test_support::TempDir dir;
+  job::Job j = make_job(1000);
+  {
+    auto s = open_sqlite({dir.file("db"), false});
+    job::Job* p = &j;
+    s->insert({&p, 1});
+  }
+  auto s = open_sqlite({dir.file("db"), false});
+  auto due = s->due(1000 * 1000, 10);
+  ASSERT_EQ(due.size(), 1u);
+  auto loaded = s->load(due, 1000 * 1000);
+  ASSERT_EQ(loaded.size(), 1u);
+  EXPECT_EQ(loaded[0].message, j.message);
+  EXPECT_EQ(s->counts().queued, 1);
+}
+
+TEST(SqliteStore, DueOrderAndRetryTimes) {
+  test_support::TempDir dir;
+  auto s = open_sqlite({dir.file("db"), false});
+  std::vector<job::Job> jobs;
+  for (int i = 0; i < 5; ++i) jobs.push_back(make_job(100 + i));
+  std::vector<job::Job*> ptrs;
+  for (auto& j : jobs) ptrs.push_back(&j);
+  s->insert(ptrs);
+  // Defer job 0 until t=500 s; complete job 1.
+  JobUpdate defer{.seq = jobs[0].seq, .recipients = jobs[0].recipients, .next_at_ms = 500'000};
+  JobUpdate done{.seq = jobs[1].seq, .recipients = jobs[1].recipients, .completed = 110, .outcome = Outcome::kDelivered};
+  std::vector<JobUpdate> updates{defer, done};
+  s->update(updates);
+  auto due = s->due(200'000, 10);
+  ASSERT_EQ(due.size(), 3u);
+  EXPECT_EQ(due[0], jobs[2].seq);
+  EXPECT_EQ(s->next_due_after(200'000), 500'000);
+  EXPECT_EQ(s->due(600'000, 10).front(), jobs[2].seq);
+  EXPECT_TRUE(s->load(std::vector<std::int64_t>{jobs[0].seq}, 200'000).empty());  // not due yet
+  auto c = s->counts();
+  EXPECT_EQ(c.queued, 3);
+  EXPECT_EQ(c.deferred, 1);
+  EXPECT_EQ(c.completed, 1);
+  EXPECT_EQ(s->oldest_queued_submitted(), 102);
+}
+
+TEST(SqliteStore, PurgesFinishedJobsOnly) {
+  test_support::TempDir dir;
+  auto s = open_sqlite({dir.file("db"), false});
+  auto a = make_job(100), b = make_job(100), c = make_job(100);
+  std::vector<job::Job*> ptrs{&a, &b, &c};
+  s->insert(ptrs);
+  std::vector<JobUpdate> u{{.seq = a.seq, .recipients = a.recipients, .completed = 150, .outcome = Outcome::kDelivered},
+                           {.seq = b.seq, .recipients = b.recipients, .completed = 300, .outcome = Outcome::kFailed}};
+  s->update(u);
+  auto removed = s->purge_finished(200);
+  EXPECT_EQ(removed.completed, 1);
+  EXPECT_EQ(removed.failed, 0);
+  EXPECT_FALSE(s->find(a.ref));
+  EXPECT_TRUE(s->find(b.ref));
+  EXPECT_TRUE(s->find(c.ref));
+}
+
+TEST(SqliteStore, IdempotencyKeysAreUniqueWithinTheWindow) {
+  test_support::TempDir dir;
+  auto s = open_sqlite({dir.file("db"), false});
+  auto a = make_job(1000);
+  a.idempotency_key = "k1";
+  a.request_hash = "h1";
+  job::Job* p = &a;
+  s->insert({&p, 1});
+  auto hit = s->find_idempotency("k1");
+  ASSERT_TRUE(hit);
+  EXPECT_EQ(hit->ref, a.ref);
+  EXPECT_EQ(hit->request_hash, "h1");
+  // Within 24 h a second insert with the key is refused by the store.
+  auto b = make_job(2000);
+  b.idempotency_key = "k1";
+  p = &b;
+  EXPECT_THROW(s->insert({&p, 1}), StoreError);
+  // After 24 h the old job gives the key up.
+  auto c = make_job(1000 + kIdempotencyWindowS + 1);
+  c.idempotency_key = "k1";
+  p = &c;
+  s->insert({&p, 1});
+  EXPECT_EQ(s->find_idempotency("k1")->ref, c.ref);
+}
+
+TEST(SqliteStore, AFailedBatchLeavesNothingBehind) {
+  test_support::TempDir dir;
+  auto s = open_sqlite({dir.file("db"), false});
+  auto a = make_job(1), b = make_job(1);
+  b.ref = a.ref;  // violates UNIQUE(ref): the whole batch must roll back
+  std::vector<job::Job*> ptrs{&a, &b};
+  EXPECT_THROW(s->insert(ptrs), StoreError);
+  EXPECT_FALSE(s->find(a.ref));
+  auto c = make_job(1);
+  job::Job* p = &c;
+  s->insert({&p, 1});  // and the store still works
+  EXPECT_TRUE(s->find(c.ref));
+}
