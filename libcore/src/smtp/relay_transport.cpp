@@ -152,7 +152,12 @@ class RelayTransport final : public Transport {
 
   std::string auth_methods() const {
     for (const auto& e : extensions_)
-      if (e.rfind("AUTH ", 0) == 0 || e.rfind("AUTH=", 0) == 0) return " " + e.substr(5) + " ";
+      if (e.rfind("AUTH ", 0) == 0 || e.rfind("AUTH=", 0) == 0) {
+        std::string methods(" ");  // " PLAIN LOGIN ": each name space-delimited for find()
+        methods.append(e, 5);
+        methods += ' ';
+        return methods;
+      }
     return {};
   }
 

@@ -1,0 +1,62 @@
+#pragma once
+// The subcommands of websmtpctl: one options struct, one setup_x and one run_x per file
+// (send_cmd.cpp, status_cmd.cpp, queue_cmd.cpp), wired together by main.cpp.
+#include <functional>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "global_options.hpp"
+
+namespace CLI {
+class App;
+}  // namespace CLI
+
+namespace websmtp::ctl {
+
+// A subcommand as main() sees it: the parsed CLI11 node and the action to run if chosen.
+struct Subcommand {
+  CLI::App* app = nullptr;
+  std::function<int()> run;
+};
+
+struct SendOptions {
+  const GlobalOptions* global = nullptr;
+  std::string from;
+  std::vector<std::string> to;
+  std::vector<std::string> cc;
+  std::vector<std::string> bcc;
+  std::optional<std::string> reply_to;
+  std::string subject;
+  std::optional<std::string> body;
+  std::optional<std::string> body_file;
+  std::optional<std::string> html;
+  std::optional<std::string> html_file;
+  std::vector<std::string> headers;  // "Name: value"
+  std::optional<std::string> idempotency_key;
+  bool wait = false;
+  double wait_timeout_s = 60;
+};
+Subcommand setup_send(CLI::App& app, const GlobalOptions& global);
+int run_send(const SendOptions& options);
+
+struct StatusOptions {
+  const GlobalOptions* global = nullptr;
+  std::string ref;
+  bool wait = false;
+  double wait_timeout_s = 60;
+};
+Subcommand setup_status(CLI::App& app, const GlobalOptions& global);
+int run_status(const StatusOptions& options);
+
+// GET the status once, or with `wait` poll until completed or the wait times out; prints
+// it and returns the exit code. Shared by `status` and `send --wait`.
+int show_status(const HttpClient& client, const std::string& ref, bool json, bool wait, double wait_timeout_s);
+
+struct QueueOptions {
+  const GlobalOptions* global = nullptr;
+};
+Subcommand setup_queue(CLI::App& app, const GlobalOptions& global);
+int run_queue(const QueueOptions& options);
+
+}  // namespace websmtp::ctl

@@ -1,0 +1,278 @@
+#include "output.hpp"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <array>
+#include <cmath>
+#include <cstdio>
+#include <ctime>
+#include <iostream>
+#include <limits>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "global_options.hpp"
+
+namespace websmtp::ctl {
+namespace {
+
+constexpr std::size_t kExcerptBytes = 200;
+
+// The figures api.md promises for GET /admin/queue, in its order.
+constexpr std::array<const char*, 13> kQueueKeys = {
+    "queued",       "in_flight",           "deferred",        "completed",       "failed",       "workers",
+    "workers_busy", "oldest_queued_age_s", "submitted_total", "delivered_total", "failed_total", "uptime_s",
+    "paused"};
+
+std::string scalar_text(const nlohmann::json& value) {
+  if (value.is_string()) return printable_excerpt(value.get_ref<const std::string&>(), std::string::npos);
+  if (value.is_null()) return "-";
+  // dump() cannot throw here: strings were handled above and numbers/bools are ASCII.
+  return printable_excerpt(value.dump(), kExcerptBytes);
+}
+
+}  // namespace
+
+void print_error(std::string_view message) { std::cerr << "websmtpctl: " << message << '\n'; }
+
+int report_failure(const HttpFailure& failure, const Url& url) {
+  switch (failure.error) {
+    case HttpError::kBadUrl:
+      print_error(failure.detail);
+      return kExitUsage;
+    case HttpError::kCannotConnect:
+      print_error("cannot connect to " + url.text + ": " + failure.detail);
+      return kExitUnreachable;
+    case HttpError::kTimeout:
+      print_error("timed out talking to " + url.text + ": " + failure.detail);
+      return kExitUnreachable;
+    case HttpError::kProtocol:
+      break;
+  }
+  print_error("bad answer from " + url.text + ": " + failure.detail);
+  return kExitRefused;
+}
+
+int report_refusal(const HttpResponse& response) {
+  const auto answer = parse_json_object(response.body);
+  if (!answer || (!answer->contains("error") && !answer->contains("code"))) return report_unexpected(response);
+
+  std::string line =
+      printable_excerpt(json_string(*answer, "error", "HTTP " + std::to_string(response.status)), std::string::npos);
+  std::string details = printable_excerpt(json_string(*answer, "code"), kExcerptBytes);
+  const std::string field = printable_excerpt(json_string(*answer, "field"), kExcerptBytes);
+  if (!field.empty()) details += (details.empty() ? "field " : ", field ") + field;
+  if (!details.empty()) line += " (" + details + ")";
+  print_error(line);
+
+  // Rate limits and a full store are temporary: tell a human when trying again makes sense.
+  if (const auto retry_after = response.header("Retry-After"); retry_after && !retry_after->empty()) {
+    // Retry-After is either delay-seconds or an HTTP date.
+    const bool seconds =
+        std::all_of(retry_after->begin(), retry_after->end(), [](char c) { return c >= '0' && c <= '9'; });
+    print_error("the server asks to retry " + std::string(seconds ? "in " : "after ") +
+                printable_excerpt(*retry_after, 40) + (seconds ? " s" : ""));
+  }
+  return kExitRefused;
+}
+
+int report_unexpected(const HttpResponse& response) {
+  const std::string excerpt = printable_excerpt(response.body, kExcerptBytes);
+  print_error("unexpected answer (HTTP " + std::to_string(response.status) +
+              "): " + (excerpt.empty() ? std::string("(empty body)") : excerpt));
+  return kExitRefused;
+}
+
+std::optional<nlohmann::json> parse_json_object(const std::string& body) {
+  auto parsed = nlohmann::json::parse(body, nullptr, /*allow_exceptions=*/false);
+  if (parsed.is_discarded() || !parsed.is_object()) return std::nullopt;
+  return parsed;
+}
+
+void print_json_answer(const HttpResponse& response) {
+  std::string_view body = response.body;
+  while (!body.empty() && (body.back() == '\n' || body.back() == '\r' || body.back() == ' ')) body.remove_suffix(1);
+  std::cout << body << '\n' << std::flush;
+}
+
+std::string printable_excerpt(std::string_view text, std::size_t max_bytes) {
+  bool truncated = false;
+  if (text.size() > max_bytes) {
+    std::size_t cut = max_bytes;
+    // Do not split a UTF-8 sequence: back up over continuation bytes.
+    while (cut > 0 && (static_cast<unsigned char>(text[cut]) & 0xC0) == 0x80) --cut;
+    text = text.substr(0, cut);
+    truncated = true;
+  }
+  std::string out;
+  out.reserve(text.size());
+  for (const char c : text) {
+    const auto u = static_cast<unsigned char>(c);
+    if (c == '\n' || c == '\r' || c == '\t') {
+      // Multi-line SMTP replies arrive CRLF-joined: one space per line break reads best.
+      if (out.empty() || out.back() != ' ') out.push_back(' ');
+    } else if (u < 0x20 || u == 0x7f) {
+      out.push_back('?');  // never let a server drive the terminal with escape codes
+    } else {
+      out.push_back(c);
+    }
+  }
+  while (!out.empty() && out.back() == ' ') out.pop_back();
+  if (truncated) out += " ...";
+  return out;
+}
+
+std::string json_string(const nlohmann::json& object, const char* key, std::string fallback) {
+  if (!object.is_object()) return fallback;
+  const auto it = object.find(key);
+  if (it == object.end() || !it->is_string()) return fallback;
+  return it->get<std::string>();
+}
+
+std::int64_t json_int(const nlohmann::json& object, const char* key, std::int64_t fallback) {
+  if (!object.is_object()) return fallback;
+  const auto it = object.find(key);
+  if (it == object.end()) return fallback;
+  if (it->is_number_integer() && !it->is_number_unsigned()) return it->get<std::int64_t>();
+  if (it->is_number_unsigned()) {
+    const auto value = it->get<std::uint64_t>();
+    return value > static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max())
+               ? std::numeric_limits<std::int64_t>::max()
+               : static_cast<std::int64_t>(value);
+  }
+  if (it->is_number_float()) {
+    const double value = it->get<double>();
+    // Converting an out-of-range double is undefined behaviour; 2^62 is far beyond any count here.
+    if (std::isfinite(value) && std::fabs(value) < 4.6e18) return static_cast<std::int64_t>(value);
+  }
+  return fallback;
+}
+
+bool json_bool(const nlohmann::json& object, const char* key, bool fallback) {
+  if (!object.is_object()) return fallback;
+  const auto it = object.find(key);
+  if (it == object.end() || !it->is_boolean()) return fallback;
+  return it->get<bool>();
+}
+
+std::string format_local_time(std::int64_t unix_seconds) {
+  const auto t = static_cast<std::time_t>(unix_seconds);
+  std::tm tm{};
+  if (localtime_r(&t, &tm) == nullptr) return std::to_string(unix_seconds);
+  std::array<char, 64> buffer{};
+  const auto n = std::strftime(buffer.data(), buffer.size(), "%Y-%m-%d %H:%M:%S %Z", &tm);
+  return n == 0 ? std::to_string(unix_seconds) : std::string(buffer.data(), n);
+}
+
+std::string format_status(const nlohmann::json& status, const std::string& ref) {
+  std::string out = printable_excerpt(json_string(status, "id", ref), kExcerptBytes) + "  " +
+                    printable_excerpt(json_string(status, "status", "unknown"), kExcerptBytes) + '\n';
+
+  struct Row {
+    std::string address;
+    std::string state;
+    std::string rest;
+  };
+  std::vector<Row> rows;
+  std::vector<std::string> listed;
+  const auto recipients = status.find("recipients");
+  if (recipients != status.end() && recipients->is_array()) {
+    for (const auto& r : *recipients) {
+      if (!r.is_object()) continue;
+      Row row;
+      row.address = printable_excerpt(json_string(r, "address", "?"), kExcerptBytes);
+      row.state = printable_excerpt(json_string(r, "state", "?"), kExcerptBytes);
+      listed.push_back(json_string(r, "address"));
+
+      std::vector<std::string> parts;
+      const auto code = json_int(r, "smtp_code");
+      const auto reply = printable_excerpt(json_string(r, "smtp_reply"), std::string::npos);
+      if (code > 0 || !reply.empty()) {
+        std::string smtp = code > 0 ? std::to_string(code) : std::string("-");
+        if (!reply.empty()) smtp += ' ' + reply;
+        parts.push_back(std::move(smtp));
+      }
+      if (const auto attempts = json_int(r, "attempts"); attempts > 0) {
+        parts.push_back("attempts " + std::to_string(attempts));
+      }
+      if (row.state == "deferred") {
+        if (const auto next = json_int(r, "next_attempt"); next > 0) {
+          parts.push_back("next attempt " + format_local_time(next));
+        }
+      }
+      if (row.state == "failed") {
+        if (const auto reason = json_string(r, "reason"); !reason.empty()) {
+          parts.push_back("reason " + printable_excerpt(reason, kExcerptBytes));
+        }
+      }
+      if (json_bool(r, "possible_duplicate")) parts.push_back("(possible duplicate)");
+      for (const auto& part : parts) row.rest += "  " + part;
+      rows.push_back(std::move(row));
+    }
+  }
+  // The seed answered with a bare "failed" list and no per-recipient detail: show those too.
+  const auto failed = status.find("failed");
+  if (failed != status.end() && failed->is_array()) {
+    for (const auto& f : *failed) {
+      if (!f.is_string()) continue;
+      const auto& address = f.get_ref<const std::string&>();
+      if (std::find(listed.begin(), listed.end(), address) != listed.end()) continue;
+      rows.push_back({printable_excerpt(address, kExcerptBytes), "failed", {}});
+    }
+  }
+
+  std::size_t address_width = 0;
+  std::size_t state_width = 0;
+  for (const auto& row : rows) {
+    address_width = std::max(address_width, row.address.size());
+    state_width = std::max(state_width, row.state.size());
+  }
+  for (const auto& row : rows) {
+    std::string line = "  " + row.address + std::string(address_width - row.address.size(), ' ') + "  " + row.state;
+    if (!row.rest.empty()) line += std::string(state_width - row.state.size(), ' ') + row.rest;
+    out += line + '\n';
+  }
+  return out;
+}
+
+std::string format_queue(const nlohmann::json& queue) {
+  std::vector<std::pair<std::string, std::string>> rows;
+  for (const char* key : kQueueKeys) {
+    const auto it = queue.find(key);
+    rows.emplace_back(key, it == queue.end() ? std::string("-") : scalar_text(*it));
+  }
+  // Later versions add figures; show them rather than hide them (the object is key-sorted).
+  for (const auto& item : queue.items()) {
+    const std::string& key = item.key();
+    const auto known = [&key](const char* k) { return key == k; };
+    if (std::find_if(kQueueKeys.begin(), kQueueKeys.end(), known) != kQueueKeys.end()) continue;
+    rows.emplace_back(printable_excerpt(key, kExcerptBytes), scalar_text(item.value()));
+  }
+
+  std::size_t width = 0;
+  for (const auto& row : rows) width = std::max(width, row.first.size());
+  std::string out;
+  for (const auto& [key, value] : rows) out += key + std::string(width - key.size(), ' ') + "  " + value + '\n';
+  return out;
+}
+
+bool stdin_is_terminal() { return ::isatty(STDIN_FILENO) == 1; }
+bool stderr_is_terminal() { return ::isatty(STDERR_FILENO) == 1; }
+
+void ProgressLine::show(const std::string& text) {
+  if (!enabled_) return;
+  std::string line = "\r" + text;
+  if (text.size() < width_) line += std::string(width_ - text.size(), ' ');
+  width_ = std::max(width_, text.size());
+  std::cerr << line << std::flush;
+}
+
+void ProgressLine::clear() {
+  if (!enabled_ || width_ == 0) return;
+  std::cerr << '\r' << std::string(width_, ' ') << '\r' << std::flush;
+  width_ = 0;
+}
+
+}  // namespace websmtp::ctl

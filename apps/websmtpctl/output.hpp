@@ -1,0 +1,73 @@
+#pragma once
+// What websmtpctl prints: stderr diagnostics (one line each, prefixed "websmtpctl: "),
+// the mapping of failures to exit codes, and the human renderings of the server's JSON.
+// The format_* functions are pure so they can be tested without a server.
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include <nlohmann/json_fwd.hpp>
+
+#include "http_client.hpp"
+
+namespace websmtp::ctl {
+
+void print_error(std::string_view message);
+
+// Prints the line for a failed exchange and returns its exit code: 2 for a bad URL,
+// 3 when the server could not be reached in time, 1 when it answered with garbage.
+int report_failure(const HttpFailure& failure, const Url& url);
+
+// Prints "<error> (<code>, field <field>)" from a 4xx/5xx JSON error, or the
+// "unexpected answer" line when the body is not one; returns kExitRefused.
+int report_refusal(const HttpResponse& response);
+
+// Prints "unexpected answer (HTTP n): <first 200 bytes>"; returns kExitRefused.
+int report_unexpected(const HttpResponse& response);
+
+// The answer as a JSON object, or nullopt when it is anything else (HTML, text, array).
+std::optional<nlohmann::json> parse_json_object(const std::string& body);
+
+// Writes the server's JSON answer verbatim (it is already JSON) plus a final newline.
+void print_json_answer(const HttpResponse& response);
+
+// Up to max_bytes of text, control characters replaced, safe to print on one line.
+std::string printable_excerpt(std::string_view text, std::size_t max_bytes);
+
+// Lenient accessors: a missing field or one of the wrong type yields the fallback, so an
+// older or newer server never makes the client throw.
+std::string json_string(const nlohmann::json& object, const char* key, std::string fallback = {});
+std::int64_t json_int(const nlohmann::json& object, const char* key, std::int64_t fallback = 0);
+bool json_bool(const nlohmann::json& object, const char* key, bool fallback = false);
+
+std::string format_local_time(std::int64_t unix_seconds);
+
+// "REF  status" then one line per recipient; `ref` is used when the answer has no "id".
+std::string format_status(const nlohmann::json& status, const std::string& ref);
+
+// Aligned "key  value" lines for GET /admin/queue, in api.md's order, unknown keys last.
+std::string format_queue(const nlohmann::json& queue);
+
+bool stdin_is_terminal();
+bool stderr_is_terminal();
+
+// A single self-overwriting line on stderr, only when stderr is a terminal, so logs and
+// pipes never see carriage returns.
+class ProgressLine {
+ public:
+  explicit ProgressLine(bool enabled) : enabled_(enabled) {}
+  ProgressLine(const ProgressLine&) = delete;
+  ProgressLine& operator=(const ProgressLine&) = delete;
+  ~ProgressLine() { clear(); }
+
+  void show(const std::string& text);
+  void clear();
+
+ private:
+  bool enabled_;
+  std::size_t width_ = 0;
+};
+
+}  // namespace websmtp::ctl
