@@ -90,6 +90,7 @@ int run(const config::Config& config) {
   // 1. Refuse new submits and let answers in flight go out (Pistache drops a response
   //    still queued when shutdown() runs).
   ctx->draining = true;
+  gateway.release_watchers();  // long-polls answer now, with the current status
   auto drain_deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
   while (ctx->in_flight.load() > 0 && std::chrono::steady_clock::now() < drain_deadline)
     std::this_thread::sleep_for(std::chrono::milliseconds(5));

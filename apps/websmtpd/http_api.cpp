@@ -2,6 +2,8 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
+
 #include <nlohmann/json.hpp>
 
 namespace websmtp::daemon {
@@ -128,9 +130,7 @@ void PublicHandler::route(const Request& request, ResponseWriter& response) {
     if (!apply_cors(*ctx_, request, response))
       return send_error(response, ApiError{403, "cors_origin_denied", "this origin is not in CORS_ORIGINS", "Origin"});
     if (m != Method::Get && m != Method::Head) return method_not_allowed(response, "GET, HEAD, OPTIONS");
-    auto result = ctx_->gateway->status(std::string_view(path).substr(kStatusPrefix.size()));
-    if (!result) return send_error(response, result.error());
-    return send_json(response, 200, *result);
+    return status(request, std::move(response), path.substr(kStatusPrefix.size()));
   }
   if (path == "/status" || path == "/healthz" || path == "/readyz") {
     if (m == Method::Options) return preflight(*ctx_, request, response, "GET, OPTIONS");
@@ -168,6 +168,40 @@ void PublicHandler::submit(const Request& request, ResponseWriter response) {
       }
     } catch (const std::exception& e) {
       spdlog::warn("could not send the answer to a submit: {}", e.what());
+    }
+    --ctx->in_flight;
+  });
+}
+
+void PublicHandler::status(const Request& request, ResponseWriter response, const std::string& ref) {
+  const auto& query = request.query();
+  auto wait_param = query.get("wait");
+  if (!wait_param) {
+    auto result = ctx_->gateway->status(ref);
+    if (!result) return send_error(response, result.error());
+    return send_json(response, 200, *result);
+  }
+  int wait_s = -1;
+  if (wait_param->size() <= 2 && !wait_param->empty() &&
+      std::all_of(wait_param->begin(), wait_param->end(), [](char c) { return c >= '0' && c <= '9'; }))
+    wait_s = std::stoi(*wait_param);
+  if (wait_s < 0 || wait_s > 60)
+    return send_error(response, ApiError{400, "invalid_wait", "wait must be a whole number of seconds from 0 to 60", "wait"});
+  std::string since = query.get("since").value_or("");
+  for (auto& c : since)
+    if (c == '+') c = ' ';  // "not+started" from a form-encoded query
+  if (since == "not%20started") since = "not started";
+  if (!since.empty() && since != "not started" && since != "processing" && since != "completed")
+    return send_error(response, ApiError{400, "invalid_since", "since must be one of: not started, processing, completed", "since"});
+  auto writer = std::make_shared<ResponseWriter>(std::move(response));
+  auto ctx = ctx_;
+  ++ctx->in_flight;
+  ctx->gateway->watch_status(ref, since, std::chrono::seconds(wait_s), [writer, ctx](Result<std::string> r) {
+    try {
+      if (!r) send_error(*writer, r.error());
+      else send_json(*writer, 200, *r);
+    } catch (const std::exception& e) {
+      spdlog::warn("could not send a long-poll answer: {}", e.what());
     }
     --ctx->in_flight;
   });

@@ -45,6 +45,7 @@ class PublicHandler final : public GatedHandler {
  private:
   void route(const Pistache::Http::Request& request, Pistache::Http::ResponseWriter& response);
   void submit(const Pistache::Http::Request& request, Pistache::Http::ResponseWriter response);
+  void status(const Pistache::Http::Request& request, Pistache::Http::ResponseWriter response, const std::string& ref);
 };
 
 class AdminHandler final : public GatedHandler {

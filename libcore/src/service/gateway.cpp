@@ -73,6 +73,7 @@ void Gateway::start() {
   dispatcher_ = std::make_unique<queue::Dispatcher>(*store_, clock_, queue::Dispatcher::Options{});
   dispatcher_->start();
   for (int i = 0; i < config_.threads; ++i) workers_.emplace_back([this] { worker_loop(); });
+  watch_thread_ = std::thread([this] { watcher_loop(); });
 }
 
 void Gateway::submit(std::string_view body, std::string_view idempotency_key, SubmitDone done) {
@@ -144,25 +145,105 @@ void Gateway::submit(std::string_view body, std::string_view idempotency_key, Su
   });
 }
 
-Result<std::string> Gateway::status(std::string_view ref_view) {
+Result<job::Job> Gateway::lookup(std::string_view ref_view) {
   if (!is_uuid(ref_view)) return fail(400, "invalid_ref", "a job ref is a UUID like f683a80c-ba2d-4285-8e1d-4aeaeb37a729", "ref");
   std::string ref(ref_view);
   std::transform(ref.begin(), ref.end(), ref.begin(), [](unsigned char c) { return std::tolower(c); });
   std::int64_t now = clock_.now_ms();
-  auto cached = cache_.get(ref, now);
-  std::optional<job::Job> j = std::move(cached);
+  auto expired = [&](const job::Job& j) { return j.completed && j.completed + config_.status_ttl_s <= now / 1000; };
+  std::optional<job::Job> j = cache_.get(ref, now);
   if (!j) {
     try {
       j = store_->find(ref);
     } catch (const store::StoreError& e) {
       return fail(503, "store_unavailable", "the job store cannot be read; retry shortly");
     }
-    if (j && !(j->completed && j->completed + config_.status_ttl_s <= now / 1000))
-      cache_.put(*j, cache_expiry(j->completed));
+    if (j && !expired(*j)) cache_.put(*j, cache_expiry(j->completed));
   }
-  if (!j || (j->completed && j->completed + config_.status_ttl_s <= now / 1000))
-    return fail(404, "unknown_ref", "no job with this ref (never issued, or its status expired)", "ref");
+  if (!j || expired(*j)) return fail(404, "unknown_ref", "no job with this ref (never issued, or its status expired)", "ref");
+  return std::move(*j);
+}
+
+Result<std::string> Gateway::status(std::string_view ref) {
+  auto j = lookup(ref);
+  if (!j) return tl::unexpected(j.error());
   return job::status_json(*j).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+}
+
+void Gateway::watch_status(std::string_view ref, std::string since, std::chrono::milliseconds wait, StatusDone done) {
+  auto j = lookup(ref);
+  if (!j) return done(tl::unexpected(j.error()));
+  std::string word = job::job_status(*j);
+  if (since.empty()) since = word;
+  if (word != since || word == "completed" || wait.count() <= 0 || stopping_)
+    return done(job::status_json(*j).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
+  {
+    std::lock_guard lock(watch_mu_);
+    auto deadline = std::chrono::steady_clock::now() + wait;
+    std::uint64_t id = ++next_watch_id_;
+    watchers_[j->ref].push_back(Watcher{id, since, deadline, std::move(done)});
+    deadlines_.emplace(deadline, std::make_pair(j->ref, id));
+    watch_cv_.notify_one();
+  }
+  // The status may have moved on between the read above and the registration.
+  auto again = lookup(ref);
+  if (again && job::job_status(*again) != since) {
+    std::vector<Watcher> fire;
+    {
+      std::lock_guard lock(watch_mu_);
+      auto it = watchers_.find(again->ref);
+      if (it != watchers_.end()) {
+        fire = std::move(it->second);
+        watchers_.erase(it);
+      }
+    }
+    for (auto& w : fire) w.done(status(again->ref));
+  }
+}
+
+void Gateway::watcher_loop() {
+  std::unique_lock lock(watch_mu_);
+  while (!watch_stopping_) {
+    if (deadlines_.empty()) {
+      watch_cv_.wait(lock);
+      continue;
+    }
+    auto first = deadlines_.begin()->first;
+    if (std::chrono::steady_clock::now() < first) {
+      watch_cv_.wait_until(lock, first);
+      continue;
+    }
+    std::vector<std::pair<std::string, Watcher>> fire;
+    auto now = std::chrono::steady_clock::now();
+    while (!deadlines_.empty() && deadlines_.begin()->first <= now) {
+      auto [ref, id] = deadlines_.begin()->second;
+      deadlines_.erase(deadlines_.begin());
+      auto it = watchers_.find(ref);
+      if (it == watchers_.end()) continue;
+      auto& list = it->second;
+      for (auto w = list.begin(); w != list.end(); ++w) {
+        if (w->id != id) continue;
+        fire.emplace_back(ref, std::move(*w));
+        list.erase(w);
+        break;
+      }
+      if (list.empty()) watchers_.erase(it);
+    }
+    lock.unlock();
+    for (auto& [ref, w] : fire) w.done(status(ref));  // a purged ref answers 404, as a plain read would
+    lock.lock();
+  }
+}
+
+void Gateway::release_watchers() {
+  std::unordered_map<std::string, std::vector<Watcher>> all;
+  {
+    std::lock_guard lock(watch_mu_);
+    all.swap(watchers_);
+    deadlines_.clear();
+  }
+  for (auto& [ref, list] : all)
+    for (auto& w : list) w.done(status(ref));
 }
 
 std::int64_t Gateway::cache_expiry(std::int64_t completed_s) const {
@@ -263,11 +344,47 @@ void Gateway::on_committed_update(const store::JobUpdate& u) {
   else ++deferred_;
   cache_.update_if_present(u.ref, u.recipients, true, u.completed, cache_expiry(u.completed));
   dispatcher_->release(u.seq, u.next_at_ms);
+  // Long-polls waiting on this job: its word is now "completed" or "processing".
+  std::vector<Watcher> fire;
+  {
+    std::lock_guard lock(watch_mu_);
+    auto it = watchers_.find(u.ref);
+    if (it != watchers_.end()) {
+      const char* word = u.outcome == store::Outcome::kPending ? "processing" : "completed";
+      auto& list = it->second;
+      for (auto w = list.begin(); w != list.end();) {
+        if (w->since != word) {
+          fire.push_back(std::move(*w));
+          w = list.erase(w);
+        } else {
+          ++w;
+        }
+      }
+      if (list.empty()) watchers_.erase(it);
+    }
+  }
+  if (!fire.empty()) {
+    job::Job j;
+    j.ref = u.ref;
+    j.submitted = u.submitted;
+    j.started = true;
+    j.completed = u.completed;
+    j.recipients = u.recipients;
+    std::string body = job::status_json(j).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+    for (auto& w : fire) w.done(body);
+  }
 }
 
 bool Gateway::stop(std::chrono::milliseconds grace) {
   if (stopping_.exchange(true)) return true;
   if (!dispatcher_) return true;
+  release_watchers();
+  {
+    std::lock_guard lock(watch_mu_);
+    watch_stopping_ = true;
+    watch_cv_.notify_one();
+  }
+  watch_thread_.join();
   dispatcher_->stop();
   bool clean;
   {

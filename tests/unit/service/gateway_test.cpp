@@ -277,3 +277,47 @@ TEST(Gateway, StatusRefusesMalformedRefsAndForgetsUnknownOnes) {
   EXPECT_EQ(unknown.error().code, "unknown_ref");
   EXPECT_TRUE(g.stop(5s));
 }
+
+TEST(Gateway, LongPollAnswersWhenTheStatusChanges) {
+  test_support::TempDir dir;
+  Deliveries d;
+  d.block = true;
+  SystemClock clock;
+  service::Gateway g(test_config(1), store::open_sqlite({dir.file("db"), false}), [&] { return std::make_unique<FakeTransport>(d); }, clock);
+  g.start();
+  auto r = submit_sync(g, job_body("x@y.zz"));
+  ASSERT_TRUE(r);
+  std::promise<Result<std::string>> p;
+  auto f = p.get_future();
+  g.watch_status(r->ref, "not started", 20s, [&p](Result<std::string> s) { p.set_value(std::move(s)); });
+  EXPECT_EQ(f.wait_for(50ms), std::future_status::timeout);  // nothing happened yet
+  d.block = false;
+  ASSERT_EQ(f.wait_for(10s), std::future_status::ready);
+  auto s = f.get();
+  ASSERT_TRUE(s);
+  EXPECT_EQ(nlohmann::json::parse(*s)["status"], "completed");
+  EXPECT_TRUE(g.stop(5s));
+}
+
+TEST(Gateway, LongPollTimesOutWithTheCurrentStatus) {
+  test_support::TempDir dir;
+  Deliveries d;
+  d.reply = [](std::string_view) { return queue::AttemptReply{451, "later", false}; };
+  SystemClock clock;
+  auto cfg = test_config(1);
+  cfg.retry_min_s = 3600;
+  cfg.retry_max_s = 3600;
+  service::Gateway g(cfg, store::open_sqlite({dir.file("db"), false}), [&] { return std::make_unique<FakeTransport>(d); }, clock);
+  g.start();
+  auto r = submit_sync(g, job_body("x@y.zz"));
+  ASSERT_TRUE(r);
+  ASSERT_EQ(wait_status(g, r->ref, "processing")["status"], "processing");
+  std::promise<Result<std::string>> p;
+  auto f = p.get_future();
+  g.watch_status(r->ref, "", 200ms, [&p](Result<std::string> s) { p.set_value(std::move(s)); });
+  ASSERT_EQ(f.wait_for(10s), std::future_status::ready);
+  auto s = f.get();
+  ASSERT_TRUE(s);
+  EXPECT_EQ(nlohmann::json::parse(*s)["status"], "processing");
+  EXPECT_TRUE(g.stop(5s));
+}

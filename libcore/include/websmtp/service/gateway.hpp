@@ -8,7 +8,9 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <map>
 #include <set>
+#include <unordered_map>
 #include <string>
 #include <thread>
 #include <vector>
@@ -34,6 +36,7 @@ struct Accepted {
   std::string ref;
 };
 using SubmitDone = std::function<void(Result<Accepted>)>;
+using StatusDone = std::function<void(Result<std::string>)>;
 
 // Builds the transport the configuration asks for (relay or sandbox).
 TransportFactory transport_factory(const config::Config& c);
@@ -55,6 +58,12 @@ class Gateway {
   // The status document of a job as JSON text.
   Result<std::string> status(std::string_view ref);
 
+  // Long-poll: answers (once, from any thread) as soon as the job's status word differs
+  // from `since` (empty: the current one), or after `wait`. A finished job answers at once.
+  void watch_status(std::string_view ref, std::string since, std::chrono::milliseconds wait, StatusDone done);
+  // Answers every pending long-poll now (shutdown).
+  void release_watchers();
+
   nlohmann::json queue_stats() const;
 
   // Stops taking jobs, lets in-flight SMTP transactions finish for up to `grace`, then
@@ -65,6 +74,8 @@ class Gateway {
   void worker_loop();
   void attempt(job::Job& job, smtp::Transport& transport);
   void on_committed_update(const store::JobUpdate& u);
+  void watcher_loop();
+  Result<job::Job> lookup(std::string_view ref);
   std::int64_t cache_expiry(std::int64_t completed_s) const;
 
   config::Config config_;
@@ -82,6 +93,20 @@ class Gateway {
   std::atomic<int> busy_{0};
   std::mutex busy_mu_;
   std::condition_variable busy_cv_;
+
+  struct Watcher {
+    std::uint64_t id;
+    std::string since;
+    std::chrono::steady_clock::time_point deadline;
+    StatusDone done;
+  };
+  std::mutex watch_mu_;
+  std::condition_variable watch_cv_;
+  std::unordered_map<std::string, std::vector<Watcher>> watchers_;  // by ref
+  std::multimap<std::chrono::steady_clock::time_point, std::pair<std::string, std::uint64_t>> deadlines_;
+  std::uint64_t next_watch_id_ = 0;
+  bool watch_stopping_ = false;
+  std::thread watch_thread_;
 
   std::mutex idem_mu_;
   std::set<std::string, std::less<>> pending_keys_;
