@@ -138,7 +138,6 @@ void Gateway::submit(std::string_view body, std::string_view idempotency_key, Su
     ++queued_;
     ++submitted_total_;
     spdlog::info("job {} accepted: {} recipient(s), {} bytes", stored.ref, stored.recipients.size(), stored.message.size());
-    cache_.put(stored, kNever);
     std::string ref = stored.ref;
     dispatcher_->offer(std::move(stored));
     done(Accepted{202, std::move(ref)});
@@ -153,12 +152,13 @@ Result<job::Job> Gateway::lookup(std::string_view ref_view) {
   auto expired = [&](const job::Job& j) { return j.completed && j.completed + config_.status_ttl_s <= now / 1000; };
   std::optional<job::Job> j = cache_.get(ref, now);
   if (!j) {
+    std::uint64_t generation = cache_.generation(ref);
     try {
       j = store_->find(ref);
     } catch (const store::StoreError& e) {
       return fail(503, "store_unavailable", "the job store cannot be read; retry shortly");
     }
-    if (j && !expired(*j)) cache_.put(*j, cache_expiry(j->completed));
+    if (j && !expired(*j)) cache_.put(*j, cache_expiry(j->completed), generation);
   }
   if (!j || expired(*j)) return fail(404, "unknown_ref", "no job with this ref (never issued, or its status expired)", "ref");
   return std::move(*j);

@@ -15,9 +15,15 @@ std::optional<job::Job> StatusCache::get(const std::string& ref, std::int64_t no
   return it->second.job;
 }
 
-void StatusCache::put(const job::Job& job, std::int64_t expires_ms) {
+std::uint64_t StatusCache::generation(const std::string& ref) const {
+  std::lock_guard lock(mu_);
+  return generations_[stripe(ref)];
+}
+
+void StatusCache::put(const job::Job& job, std::int64_t expires_ms, std::uint64_t generation) {
   if (capacity_ == 0) return;
   std::lock_guard lock(mu_);
+  if (generations_[stripe(job.ref)] != generation) return;
   auto it = map_.find(job.ref);
   if (it != map_.end()) {
     it->second.job = job;
@@ -40,6 +46,7 @@ void StatusCache::put(const job::Job& job, std::int64_t expires_ms) {
 void StatusCache::update_if_present(const std::string& ref, const std::vector<job::Recipient>& recipients, bool started,
                                     std::int64_t completed, std::int64_t expires_ms) {
   std::lock_guard lock(mu_);
+  ++generations_[stripe(ref)];
   auto it = map_.find(ref);
   if (it == map_.end()) return;
   it->second.job.recipients = recipients;

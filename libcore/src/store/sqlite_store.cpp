@@ -2,7 +2,9 @@
 // Recipients live in a compact JSON column so a job is read and updated as one row.
 #include <sqlite3.h>
 
+#include <condition_variable>
 #include <mutex>
+#include <thread>
 
 #include "websmtp/job/json.hpp"
 #include "websmtp/store/store.hpp"
@@ -119,7 +121,6 @@ CREATE TABLE IF NOT EXISTS jobs(
   request_hash TEXT
 );
 CREATE INDEX IF NOT EXISTS jobs_due ON jobs(next_at, seq) WHERE next_at IS NOT NULL;
-CREATE INDEX IF NOT EXISTS jobs_queued ON jobs(seq) WHERE started = 0 AND outcome = 0;
 CREATE INDEX IF NOT EXISTS jobs_done ON jobs(completed) WHERE outcome <> 0;
 CREATE UNIQUE INDEX IF NOT EXISTS jobs_idem ON jobs(idem_key) WHERE idem_key IS NOT NULL;
 )sql";
@@ -150,8 +151,29 @@ class SqliteStore final : public Store {
               "WHERE seq=?1 AND outcome = 0 AND next_at <= ?2"),
         next_due_(reader_, "SELECT min(next_at) FROM jobs WHERE next_at IS NOT NULL AND next_at > ?1"),
         counts_(reader_, "SELECT started, outcome, count(*) FROM jobs GROUP BY started, outcome"),
-        oldest_(reader_, "SELECT submitted FROM jobs WHERE started = 0 AND outcome = 0 ORDER BY seq LIMIT 1"),
-        idem_(reader_, "SELECT ref, request_hash, submitted FROM jobs WHERE idem_key=?1") {}
+        // Never-started jobs are due since their submit time, so they lead the jobs_due index.
+        oldest_(reader_,
+                "SELECT submitted FROM jobs WHERE next_at IS NOT NULL AND started = 0 ORDER BY next_at, seq LIMIT 1"),
+        idem_(reader_, "SELECT ref, request_hash, submitted FROM jobs WHERE idem_key=?1"),
+        checkpointer_(o.path, o.synchronous_full) {
+    // Checkpoints copy the WAL into the database file. SQLite runs them inside the commit
+    // that crosses the threshold, which would stall the group commit (and every client
+    // waiting on it); a separate connection does them instead, woken by the WAL hook.
+    writer_.exec("PRAGMA wal_autocheckpoint=0");
+    writer_.exec("PRAGMA journal_size_limit=67108864");
+    sqlite3_wal_hook(writer_.get(), &SqliteStore::on_wal, this);
+    checkpoint_thread_ = std::thread([this] { checkpoint_loop(); });
+  }
+
+  ~SqliteStore() override {
+    {
+      std::lock_guard lock(ckpt_mu_);
+      ckpt_stop_ = true;
+    }
+    ckpt_cv_.notify_one();
+    checkpoint_thread_.join();
+    sqlite3_wal_hook(writer_.get(), nullptr, nullptr);
+  }
 
   void insert(std::span<job::Job* const> jobs) override { commit(jobs, {}); }
   void update(std::span<const JobUpdate> updates) override { commit({}, updates); }
@@ -297,6 +319,31 @@ class SqliteStore final : public Store {
     return j;
   }
 
+  static int on_wal(void* self, sqlite3*, const char*, int pages) {
+    if (pages >= kCheckpointPages) {
+      auto* store = static_cast<SqliteStore*>(self);
+      std::lock_guard lock(store->ckpt_mu_);
+      store->ckpt_wanted_ = true;
+      store->ckpt_cv_.notify_one();
+    }
+    return SQLITE_OK;
+  }
+
+  void checkpoint_loop() {
+    std::unique_lock lock(ckpt_mu_);
+    while (true) {
+      ckpt_cv_.wait(lock, [&] { return ckpt_stop_ || ckpt_wanted_; });
+      if (ckpt_stop_) return;
+      ckpt_wanted_ = false;
+      lock.unlock();
+      // PASSIVE never blocks the writer; frames a reader still needs wait for the next round.
+      sqlite3_wal_checkpoint_v2(checkpointer_.get(), nullptr, SQLITE_CHECKPOINT_PASSIVE, nullptr, nullptr);
+      lock.lock();
+    }
+  }
+
+  static constexpr int kCheckpointPages = 1000;
+
   struct SchemaInit {
     explicit SchemaInit(Db& db) { db.exec(kSchema); }
   };
@@ -308,6 +355,12 @@ class SqliteStore final : public Store {
   std::mutex read_mu_;
   Stmt insert_, update_, release_idem_, begin_, commit_, rollback_, purge_count_, purge_;
   Stmt find_, due_, load_, next_due_, counts_, oldest_, idem_;
+  Db checkpointer_;
+  std::mutex ckpt_mu_;
+  std::condition_variable ckpt_cv_;
+  bool ckpt_wanted_ = false;
+  bool ckpt_stop_ = false;
+  std::thread checkpoint_thread_;
 };
 
 }  // namespace

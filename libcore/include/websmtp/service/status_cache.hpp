@@ -7,6 +7,7 @@
 #include <optional>
 #include <string>
 #include <unordered_map>
+#include <vector>
 
 #include "websmtp/job/model.hpp"
 
@@ -18,8 +19,13 @@ class StatusCache {
 
   // The cached job (without message) unless absent or expired at now_ms.
   std::optional<job::Job> get(const std::string& ref, std::int64_t now_ms);
-  void put(const job::Job& job, std::int64_t expires_ms);
-  // Refreshes an entry only if cached: outcomes of jobs nobody asked about stay out.
+  // A token to take before reading a job from the store, for put().
+  std::uint64_t generation(const std::string& ref) const;
+  // Caches a job read from the store, unless an outcome for it was committed since the
+  // `generation` token was taken (the read may predate it; caching it would go stale).
+  void put(const job::Job& job, std::int64_t expires_ms, std::uint64_t generation);
+  // Records a committed outcome; refreshes the entry only if cached (outcomes of jobs nobody
+  // asked about stay out).
   void update_if_present(const std::string& ref, const std::vector<job::Recipient>& recipients, bool started,
                          std::int64_t completed, std::int64_t expires_ms);
   std::size_t size() const;
@@ -31,11 +37,14 @@ class StatusCache {
     std::list<std::string>::iterator lru;
   };
   void touch(Entry& e);
+  std::size_t stripe(const std::string& ref) const { return std::hash<std::string>{}(ref) % kStripes; }
 
+  static constexpr std::size_t kStripes = 1024;
   std::size_t capacity_;
   mutable std::mutex mu_;
   std::unordered_map<std::string, Entry> map_;
   std::list<std::string> lru_;  // front: most recent
+  std::vector<std::uint64_t> generations_ = std::vector<std::uint64_t>(kStripes, 0);
 };
 
 }  // namespace websmtp::service
