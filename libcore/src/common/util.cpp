@@ -1,5 +1,7 @@
 #include "websmtp/common/util.hpp"
 
+#include <pthread.h>
+
 #include <array>
 #include <cctype>
 #include <charconv>
@@ -34,6 +36,23 @@ std::string new_uuid() {
   };
   put(hi, 16);
   put(lo, 16);
+  return out;
+}
+
+std::string new_uuid_v7(std::int64_t unix_ms) {
+  std::uint64_t hi = (static_cast<std::uint64_t>(unix_ms) & 0xFFFFFFFFFFFFULL) << 16;
+  hi |= 0x7000ULL | (rng()() & 0x0FFFULL);                                         // version 7 + rand_a
+  std::uint64_t lo = (rng()() & 0x3FFFFFFFFFFFFFFFULL) | 0x8000000000000000ULL;  // variant 10 + rand_b
+  std::string out(36, '-');
+  int pos = 0;
+  auto put = [&](std::uint64_t v) {
+    for (int i = 15; i >= 0; --i) {
+      if (pos == 8 || pos == 13 || pos == 18 || pos == 23) ++pos;
+      out[pos++] = kHex[(v >> (i * 4)) & 0xF];
+    }
+  };
+  put(hi);
+  put(lo);
   return out;
 }
 
@@ -165,5 +184,7 @@ std::string hex64(std::uint64_t v) {
   for (int i = 15; i >= 0; --i, v >>= 4) out[static_cast<std::size_t>(i)] = kHex[v & 0xF];
   return out;
 }
+
+void name_this_thread(const char* name) { pthread_setname_np(pthread_self(), name); }
 
 }  // namespace websmtp

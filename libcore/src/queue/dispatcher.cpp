@@ -9,7 +9,10 @@ Dispatcher::Dispatcher(store::Store& store, const Clock& clock, Options options)
 
 Dispatcher::~Dispatcher() { stop(); }
 
-void Dispatcher::start() { thread_ = std::thread([this] { run(); }); }
+void Dispatcher::start() { thread_ = std::thread([this] {
+    name_this_thread("ws-dispatch");
+    run();
+  }); }
 
 void Dispatcher::stop() {
   {
@@ -32,7 +35,9 @@ void Dispatcher::offer(job::Job&& job) {
   // Older jobs wait in the store (or the buffer is full): keep FIFO order, fetch it later.
   backlog_ = true;
   ++overflow_gen_;
-  refill_cv_.notify_one();
+  // Wake the refill thread only when it has room to fill; under a submit storm with busy
+  // workers this would otherwise cost two context switches per submit.
+  if (ready_.size() < options_.buffer / 2) refill_cv_.notify_one();
 }
 
 std::optional<job::Job> Dispatcher::take() {

@@ -72,8 +72,14 @@ void Gateway::start() {
       });
   dispatcher_ = std::make_unique<queue::Dispatcher>(*store_, clock_, queue::Dispatcher::Options{});
   dispatcher_->start();
-  for (int i = 0; i < config_.threads; ++i) workers_.emplace_back([this] { worker_loop(); });
-  watch_thread_ = std::thread([this] { watcher_loop(); });
+  for (int i = 0; i < config_.threads; ++i) workers_.emplace_back([this] {
+      name_this_thread("ws-worker");
+      worker_loop();
+    });
+  watch_thread_ = std::thread([this] {
+    name_this_thread("ws-longpoll");
+    watcher_loop();
+  });
 }
 
 void Gateway::submit(std::string_view body, std::string_view idempotency_key, SubmitDone done) {
@@ -82,8 +88,9 @@ void Gateway::submit(std::string_view body, std::string_view idempotency_key, Su
   if (!req) return done(tl::unexpected(req.error()));
 
   job::Job j;
-  j.ref = new_uuid();
-  j.submitted = clock_.now_s();
+  std::int64_t now_ms = clock_.now_ms();
+  j.ref = new_uuid_v7(now_ms);
+  j.submitted = now_ms / 1000;
   j.sender = req->from.address;
   auto add = [&](const std::vector<job::Mailbox>& list, job::RecipientKind kind) {
     for (const auto& m : list) {

@@ -6,6 +6,7 @@
 #include <mutex>
 #include <thread>
 
+#include "websmtp/common/util.hpp"
 #include "websmtp/job/json.hpp"
 #include "websmtp/store/store.hpp"
 
@@ -162,7 +163,10 @@ class SqliteStore final : public Store {
     writer_.exec("PRAGMA wal_autocheckpoint=0");
     writer_.exec("PRAGMA journal_size_limit=67108864");
     sqlite3_wal_hook(writer_.get(), &SqliteStore::on_wal, this);
-    checkpoint_thread_ = std::thread([this] { checkpoint_loop(); });
+    checkpoint_thread_ = std::thread([this] {
+      name_this_thread("ws-checkpoint");
+      checkpoint_loop();
+    });
   }
 
   ~SqliteStore() override {
@@ -342,7 +346,7 @@ class SqliteStore final : public Store {
     }
   }
 
-  static constexpr int kCheckpointPages = 1000;
+  static constexpr int kCheckpointPages = 10000;  // ~40 MB of WAL: a page rewritten many times is copied once
 
   struct SchemaInit {
     explicit SchemaInit(Db& db) { db.exec(kSchema); }

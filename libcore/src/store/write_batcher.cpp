@@ -10,7 +10,10 @@ WriteBatcher::WriteBatcher(Store& store, const Clock& clock, Options options, Up
       options_(options),
       on_update_(std::move(on_update)),
       on_purge_(std::move(on_purge)),
-      thread_([this] { run(); }) {}
+      thread_([this] {
+        name_this_thread("ws-commit");
+        run();
+      }) {}
 
 WriteBatcher::~WriteBatcher() { stop(); }
 

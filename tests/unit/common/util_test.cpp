@@ -57,3 +57,19 @@ TEST(Base64, RoundTripsBinary) {
   EXPECT_FALSE(base64_decode("a$b="));
   EXPECT_FALSE(base64_decode("aGVsbG8=x"));
 }
+
+TEST(Uuid, Version7IsTimeOrderedAndUnique) {
+  std::set<std::string> seen;
+  std::string prev;
+  for (int i = 0; i < 1000; ++i) {
+    auto u = new_uuid_v7(1'700'000'000'000 + i);
+    ASSERT_TRUE(is_uuid(u)) << u;
+    EXPECT_EQ(u[14], '7');
+    EXPECT_NE(std::string("89ab").find(u[19]), std::string::npos);
+    EXPECT_LT(prev, u);  // a later millisecond sorts later
+    prev = u;
+    seen.insert(u);
+  }
+  EXPECT_EQ(seen.size(), 1000u);
+  EXPECT_EQ(new_uuid_v7(0x0123456789AB).substr(0, 13), "01234567-89ab");
+}
