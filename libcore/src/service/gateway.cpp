@@ -3,6 +3,7 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <filesystem>
 
 #include "websmtp/job/json.hpp"
 #include "websmtp/job/validation.hpp"
@@ -53,6 +54,9 @@ Gateway::~Gateway() { stop(std::chrono::milliseconds(0)); }
 
 void Gateway::start() {
   started_ms_ = clock_.now_ms();
+  std::filesystem::create_directories(config_.data_dir);
+  journal_ = std::make_unique<queue::InflightJournal>(config_.data_dir + "/inflight.journal");
+  recover_interrupted_attempts();
   auto counts = store_->counts();
   queued_ = counts.queued;
   deferred_ = counts.deferred;
@@ -80,6 +84,39 @@ void Gateway::start() {
     name_this_thread("ws-longpoll");
     watcher_loop();
   });
+}
+
+// A previous run died while these jobs' messages were on the wire and before their outcome
+// was committed: the peer may have them. They are retried as an attempt whose reply to DATA
+// was lost: flagged possible_duplicate (or failed, with AFTER_DATA_TIMEOUT=fail).
+void Gateway::recover_interrupted_attempts() {
+  std::vector<store::JobUpdate> updates;
+  std::int64_t now_ms = clock_.now_ms();
+  for (const auto& e : journal_->recover()) {
+    auto j = store_->find_seq(e.seq);
+    if (!j || j->completed) continue;
+    std::int64_t attempts = 0;
+    for (const auto& r : j->recipients)
+      if (!job::is_final(r.state)) attempts = std::max<std::int64_t>(attempts, r.attempts);
+    if (attempts != e.attempts_before) continue;  // that attempt's outcome was committed
+    queue::AttemptReply lost{0, "websmtpd stopped while the message was being sent; the outcome is unknown", true};
+    for (auto& r : j->recipients)
+      if (!job::is_final(r.state)) queue::apply_attempt(r, lost, j->submitted, now_ms / 1000, fnv1a64(j->ref), retry_);
+    spdlog::warn("job {}: interrupted while its message was on the wire; flagged as a possible duplicate", j->ref);
+    store::JobUpdate u;
+    u.seq = j->seq;
+    u.recipients = std::move(j->recipients);
+    if (std::all_of(u.recipients.begin(), u.recipients.end(), [](const job::Recipient& r) { return job::is_final(r.state); })) {
+      u.completed = now_ms / 1000;
+      bool any_failed = std::any_of(u.recipients.begin(), u.recipients.end(),
+                                    [](const job::Recipient& r) { return r.state == job::RecipientState::kFailed; });
+      u.outcome = any_failed ? store::Outcome::kFailed : store::Outcome::kDelivered;
+    } else {
+      u.next_at_ms = now_ms;  // retry at once: the interruption was ours, not the peer's
+    }
+    updates.push_back(std::move(u));
+  }
+  if (!updates.empty()) store_->update(updates);
 }
 
 void Gateway::submit(std::string_view body, std::string_view idempotency_key, SubmitDone done) {
@@ -299,6 +336,9 @@ void Gateway::attempt(job::Job& j, smtp::Transport& transport) {
     pending.push_back(i);
     env.recipients.push_back(j.recipients[i].address);
   }
+  std::int64_t attempts_before = 0;
+  for (auto i : pending) attempts_before = std::max<std::int64_t>(attempts_before, j.recipients[i].attempts);
+  env.before_data = [&] { journal_->begin(j.seq, attempts_before); };
   std::vector<queue::AttemptReply> replies;
   if (!pending.empty()) replies = transport.deliver(env, j.message);
 
@@ -345,6 +385,7 @@ void Gateway::attempt(job::Job& j, smtp::Transport& transport) {
 }
 
 void Gateway::on_committed_update(const store::JobUpdate& u) {
+  journal_->end(u.seq);
   (u.first_attempt ? queued_ : deferred_) -= 1;
   if (u.outcome == store::Outcome::kDelivered) ++completed_;
   else if (u.outcome == store::Outcome::kFailed) ++failed_;

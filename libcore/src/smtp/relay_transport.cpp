@@ -312,6 +312,7 @@ class RelayTransport final : public Transport {
     }
     wire_.clear();
     append_dot_stuffed(wire_, message);
+    if (env.before_data) env.before_data();
     send_all(ds, wire_);
     in_data_ = true;  // the final dot is out: from here a lost reply leaves the outcome unknown
     set_timeout(ds, o_.data_timeout_ms);

@@ -146,6 +146,8 @@ class SqliteStore final : public Store {
         purge_(writer_, "DELETE FROM jobs WHERE outcome <> 0 AND completed < ?1"),
         find_(reader_,
               "SELECT seq, ref, submitted, completed, started, sender, recipients FROM jobs WHERE ref=?1"),
+        find_seq_(reader_,
+                  "SELECT seq, ref, submitted, completed, started, sender, recipients FROM jobs WHERE seq=?1"),
         due_(reader_, "SELECT seq FROM jobs WHERE next_at IS NOT NULL AND next_at <= ?1 ORDER BY next_at, seq LIMIT ?2"),
         load_(reader_,
               "SELECT seq, ref, submitted, completed, started, sender, recipients, message, idem_key FROM jobs "
@@ -244,6 +246,14 @@ class SqliteStore final : public Store {
     find_.bind(1, ref);
     if (!find_.step()) return std::nullopt;
     return row_to_job(find_, false);
+  }
+
+  std::optional<job::Job> find_seq(std::int64_t seq) override {
+    std::lock_guard lock(read_mu_);
+    ResetGuard g{find_seq_};
+    find_seq_.bind(1, seq);
+    if (!find_seq_.step()) return std::nullopt;
+    return row_to_job(find_seq_, false);
   }
 
   std::vector<std::int64_t> due(std::int64_t now_ms, std::size_t limit) override {
@@ -358,7 +368,7 @@ class SqliteStore final : public Store {
   std::mutex write_mu_;
   std::mutex read_mu_;
   Stmt insert_, update_, release_idem_, begin_, commit_, rollback_, purge_count_, purge_;
-  Stmt find_, due_, load_, next_due_, counts_, oldest_, idem_;
+  Stmt find_, find_seq_, due_, load_, next_due_, counts_, oldest_, idem_;
   Db checkpointer_;
   std::mutex ckpt_mu_;
   std::condition_variable ckpt_cv_;

@@ -27,6 +27,7 @@ class FakeTransport final : public smtp::Transport {
  public:
   explicit FakeTransport(Deliveries& d) : d_(d) {}
   std::vector<queue::AttemptReply> deliver(const smtp::Envelope& env, std::string_view) override {
+    if (env.before_data) env.before_data();
     while (d_.block) std::this_thread::sleep_for(1ms);
     std::vector<queue::AttemptReply> out;
     std::lock_guard lock(d_.mu);
@@ -54,6 +55,7 @@ class FlakyStore final : public store::Store {
   }
   store::Counts purge_finished(std::int64_t t) override { return inner_->purge_finished(t); }
   std::optional<job::Job> find(std::string_view r) override { return inner_->find(r); }
+  std::optional<job::Job> find_seq(std::int64_t s) override { return inner_->find_seq(s); }
   std::vector<std::int64_t> due(std::int64_t n, std::size_t l) override { return inner_->due(n, l); }
   std::vector<job::Job> load(std::span<const std::int64_t> s, std::int64_t n) override { return inner_->load(s, n); }
   std::optional<std::int64_t> next_due_after(std::int64_t n) override { return inner_->next_due_after(n); }
@@ -65,8 +67,9 @@ class FlakyStore final : public store::Store {
   std::unique_ptr<store::Store> inner_;
 };
 
-config::Config test_config(int threads = 2) {
+config::Config test_config(const test_support::TempDir& dir, int threads = 2) {
   config::Config c;
+  c.data_dir = dir.path().string();
   c.delivery = config::Delivery::kSandbox;
   c.threads = threads;
   c.retry_min_s = 1;
@@ -105,7 +108,7 @@ TEST(Gateway, DeliversAndReportsStatus) {
   test_support::TempDir dir;
   Deliveries d;
   SystemClock clock;
-  service::Gateway g(test_config(), store::open_sqlite({dir.file("db"), false}), [&] { return std::make_unique<FakeTransport>(d); }, clock);
+  service::Gateway g(test_config(dir), store::open_sqlite({dir.file("db"), false}), [&] { return std::make_unique<FakeTransport>(d); }, clock);
   g.start();
   auto r = submit_sync(g, job_body("x@y.zz"));
   ASSERT_TRUE(r) << r.error().message;
@@ -125,7 +128,7 @@ TEST(Gateway, ConcurrentSubmitsAreEachDeliveredOnce) {
   test_support::TempDir dir;
   Deliveries d;
   SystemClock clock;
-  service::Gateway g(test_config(4), store::open_sqlite({dir.file("db"), false}), [&] { return std::make_unique<FakeTransport>(d); }, clock);
+  service::Gateway g(test_config(dir, 4), store::open_sqlite({dir.file("db"), false}), [&] { return std::make_unique<FakeTransport>(d); }, clock);
   g.start();
   constexpr int kThreads = 8, kPerThread = 150;
   std::vector<std::thread> threads;
@@ -158,7 +161,7 @@ TEST(Gateway, DefersThenDeliversOnRetry) {
     return ++calls == 1 ? queue::AttemptReply{451, "4.3.0 later", false} : queue::AttemptReply{250, "ok", false};
   };
   SystemClock clock;
-  service::Gateway g(test_config(1), store::open_sqlite({dir.file("db"), false}), [&] { return std::make_unique<FakeTransport>(d); }, clock);
+  service::Gateway g(test_config(dir, 1), store::open_sqlite({dir.file("db"), false}), [&] { return std::make_unique<FakeTransport>(d); }, clock);
   g.start();
   auto r = submit_sync(g, job_body("x@y.zz"));
   ASSERT_TRUE(r);
@@ -181,7 +184,7 @@ TEST(Gateway, ResumesStoredJobsAfterRestart) {
   static auto* stuck = new Deliveries;
   stuck->block = true;
   static service::Gateway* first = nullptr;
-  first = new service::Gateway(test_config(1), store::open_sqlite({dir.file("db"), false}),
+  first = new service::Gateway(test_config(dir, 1), store::open_sqlite({dir.file("db"), false}),
                                [] { return std::make_unique<FakeTransport>(*stuck); }, clock);
   first->start();
   for (int i = 0; i < 50; ++i) refs.push_back(submit_sync(*first, job_body("x@y.zz"))->ref);
@@ -191,12 +194,20 @@ TEST(Gateway, ResumesStoredJobsAfterRestart) {
     EXPECT_TRUE(stuck->by_ref.empty());
   }
   Deliveries d2;
-  service::Gateway g2(test_config(2), store::open_sqlite({dir.file("db"), false}), [&] { return std::make_unique<FakeTransport>(d2); }, clock);
+  service::Gateway g2(test_config(dir, 2), store::open_sqlite({dir.file("db"), false}), [&] { return std::make_unique<FakeTransport>(d2); }, clock);
   g2.start();
   for (const auto& ref : refs) EXPECT_EQ(wait_status(g2, ref, "completed")["status"], "completed");
   EXPECT_TRUE(g2.stop(5s));
   std::lock_guard lock(d2.mu);
   EXPECT_EQ(d2.by_ref.size(), refs.size());
+  // The job whose message was on the wire when the first life ended may have reached the
+  // peer: its redelivery is flagged; the 49 that never left are not.
+  int flagged = 0;
+  for (const auto& ref : refs) {
+    auto st = nlohmann::json::parse(*g2.status(ref));
+    if (st["recipients"][0].value("possible_duplicate", false)) ++flagged;
+  }
+  EXPECT_EQ(flagged, 1);
 }
 
 TEST(Gateway, RefusesSubmitsWhileTheStoreFailsAndRecovers) {
@@ -205,7 +216,7 @@ TEST(Gateway, RefusesSubmitsWhileTheStoreFailsAndRecovers) {
   SystemClock clock;
   auto flaky = std::make_unique<FlakyStore>(store::open_sqlite({dir.file("db"), false}));
   auto* store = flaky.get();
-  service::Gateway g(test_config(1), std::move(flaky), [&] { return std::make_unique<FakeTransport>(d); }, clock);
+  service::Gateway g(test_config(dir, 1), std::move(flaky), [&] { return std::make_unique<FakeTransport>(d); }, clock);
   g.start();
   store->failing = true;
   auto r = submit_sync(g, job_body("x@y.zz"));
@@ -226,7 +237,7 @@ TEST(Gateway, OutcomesAreKeptUntilTheStoreAcceptsThem) {
   SystemClock clock;
   auto flaky = std::make_unique<FlakyStore>(store::open_sqlite({dir.file("db"), false}));
   auto* store = flaky.get();
-  service::Gateway g(test_config(1), std::move(flaky), [&] { return std::make_unique<FakeTransport>(d); }, clock);
+  service::Gateway g(test_config(dir, 1), std::move(flaky), [&] { return std::make_unique<FakeTransport>(d); }, clock);
   g.start();
   auto r = submit_sync(g, job_body("x@y.zz"));
   ASSERT_TRUE(r);
@@ -244,7 +255,7 @@ TEST(Gateway, IdempotencyKeyReplaysOrConflicts) {
   test_support::TempDir dir;
   Deliveries d;
   SystemClock clock;
-  service::Gateway g(test_config(1), store::open_sqlite({dir.file("db"), false}), [&] { return std::make_unique<FakeTransport>(d); }, clock);
+  service::Gateway g(test_config(dir, 1), store::open_sqlite({dir.file("db"), false}), [&] { return std::make_unique<FakeTransport>(d); }, clock);
   g.start();
   auto first = submit_sync(g, job_body("x@y.zz"), "key-1");
   ASSERT_TRUE(first);
@@ -266,7 +277,7 @@ TEST(Gateway, StatusRefusesMalformedRefsAndForgetsUnknownOnes) {
   test_support::TempDir dir;
   Deliveries d;
   SystemClock clock;
-  service::Gateway g(test_config(1), store::open_sqlite({dir.file("db"), false}), [&] { return std::make_unique<FakeTransport>(d); }, clock);
+  service::Gateway g(test_config(dir, 1), store::open_sqlite({dir.file("db"), false}), [&] { return std::make_unique<FakeTransport>(d); }, clock);
   g.start();
   auto bad = g.status("not-a-ref");
   ASSERT_FALSE(bad);
@@ -283,7 +294,7 @@ TEST(Gateway, LongPollAnswersWhenTheStatusChanges) {
   Deliveries d;
   d.block = true;
   SystemClock clock;
-  service::Gateway g(test_config(1), store::open_sqlite({dir.file("db"), false}), [&] { return std::make_unique<FakeTransport>(d); }, clock);
+  service::Gateway g(test_config(dir, 1), store::open_sqlite({dir.file("db"), false}), [&] { return std::make_unique<FakeTransport>(d); }, clock);
   g.start();
   auto r = submit_sync(g, job_body("x@y.zz"));
   ASSERT_TRUE(r);
@@ -304,7 +315,7 @@ TEST(Gateway, LongPollTimesOutWithTheCurrentStatus) {
   Deliveries d;
   d.reply = [](std::string_view) { return queue::AttemptReply{451, "later", false}; };
   SystemClock clock;
-  auto cfg = test_config(1);
+  auto cfg = test_config(dir, 1);
   cfg.retry_min_s = 3600;
   cfg.retry_max_s = 3600;
   service::Gateway g(cfg, store::open_sqlite({dir.file("db"), false}), [&] { return std::make_unique<FakeTransport>(d); }, clock);

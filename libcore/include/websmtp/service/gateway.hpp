@@ -21,6 +21,7 @@
 #include "websmtp/common/util.hpp"
 #include "websmtp/config/config.hpp"
 #include "websmtp/queue/dispatcher.hpp"
+#include "websmtp/queue/inflight_journal.hpp"
 #include "websmtp/queue/retry_policy.hpp"
 #include "websmtp/service/status_cache.hpp"
 #include "websmtp/smtp/transport.hpp"
@@ -72,6 +73,7 @@ class Gateway {
 
  private:
   void worker_loop();
+  void recover_interrupted_attempts();
   void attempt(job::Job& job, smtp::Transport& transport);
   void on_committed_update(const store::JobUpdate& u);
   void watcher_loop();
@@ -86,6 +88,7 @@ class Gateway {
   StatusCache cache_;
   std::unique_ptr<store::WriteBatcher> batcher_;
   std::unique_ptr<queue::Dispatcher> dispatcher_;
+  std::unique_ptr<queue::InflightJournal> journal_;
   std::vector<std::thread> workers_;
   std::int64_t started_ms_ = 0;
 

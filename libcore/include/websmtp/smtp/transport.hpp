@@ -2,6 +2,7 @@
 // Delivery transports. A worker owns one transport and calls it for one job at a time; a
 // transport keeps whatever connection it has open across jobs.
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -15,6 +16,9 @@ struct Envelope {
   std::string_view ref;     // the job's ref (names the sandbox file, tags logs)
   std::string_view sender;  // MAIL FROM
   std::vector<std::string_view> recipients;
+  // Called just before the message data goes on the wire (after the peer's 354), so the
+  // caller can note that from here the outcome may be uncertain.
+  std::function<void()> before_data;
 };
 
 class Transport {

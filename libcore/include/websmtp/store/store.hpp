@@ -65,6 +65,7 @@ class Store {
 
   // The job (without its message body), or nullopt.
   virtual std::optional<job::Job> find(std::string_view ref) = 0;
+  virtual std::optional<job::Job> find_seq(std::int64_t seq) = 0;
   // Seqs of unfinished jobs due at `now_ms`, oldest first.
   virtual std::vector<std::int64_t> due(std::int64_t now_ms, std::size_t limit) = 0;
   // Full jobs (with message) by seq that are still due at `now_ms`; others are left out.

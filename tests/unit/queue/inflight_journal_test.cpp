@@ -1,0 +1,41 @@
+#include <gtest/gtest.h>
+
+#include <filesystem>
+
+#include "../../support/temp_dir.hpp"
+#include "websmtp/queue/inflight_journal.hpp"
+
+using websmtp::queue::InflightJournal;
+
+TEST(InflightJournal, RecoversWhatTheLastRunLeft) {
+  websmtp::test_support::TempDir dir;
+  {
+    InflightJournal j(dir.file("j"));
+    EXPECT_TRUE(j.recover().empty());
+    j.begin(7, 0);
+    j.begin(8, 2);
+    j.end(7);  // ends are in memory only: recovery checks the store for those
+  }
+  InflightJournal j(dir.file("j"));
+  auto entries = j.recover();
+  ASSERT_EQ(entries.size(), 2u);
+  EXPECT_EQ(entries[0].seq, 7);
+  EXPECT_EQ(entries[1].seq, 8);
+  EXPECT_EQ(entries[1].attempts_before, 2);
+  EXPECT_TRUE(j.recover().empty());  // recovery starts the file afresh
+}
+
+TEST(InflightJournal, CompactsToTheOpenRecords) {
+  websmtp::test_support::TempDir dir;
+  InflightJournal j(dir.file("j"));
+  j.recover();
+  for (std::int64_t seq = 1; seq <= 100'000; ++seq) {
+    j.begin(seq, 0);
+    if (seq != 5) j.end(seq);
+  }
+  EXPECT_LT(std::filesystem::file_size(dir.file("j")), 1u << 21);  // bounded, not 1.6 MB and growing
+  InflightJournal again(dir.file("j"));
+  bool found5 = false;
+  for (const auto& e : again.recover()) found5 |= e.seq == 5;
+  EXPECT_TRUE(found5);
+}
