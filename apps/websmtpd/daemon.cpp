@@ -50,6 +50,9 @@ int run(const config::Config& config) {
   sigaddset(&signals, SIGINT);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
   ::signal(SIGPIPE, SIG_IGN);
+  // Over a file size limit, writes must fail with EFBIG (the store then answers 503) rather
+  // than the process being killed.
+  ::signal(SIGXFSZ, SIG_IGN);
 
   std::filesystem::create_directories(config.data_dir);
   SystemClock clock;
