@@ -1,8 +1,11 @@
 #include "http_api.hpp"
 
 #include <spdlog/spdlog.h>
+#include <pistache/peer.h>
+#include <sys/socket.h>
 
 #include <algorithm>
+#include <future>
 
 #include <nlohmann/json.hpp>
 
@@ -47,9 +50,21 @@ void set_connection(const Request& req, ResponseWriter& rw) {
                                             : Pistache::Http::ConnectionControl::Close);
 }
 
+// Sends, then half-closes the connection when the answer says "Connection: close"
+// (Pistache 0.0.5 writes the header but keeps the connection open).
+void send_body(ResponseWriter& rw, int status, const std::string& body) {
+  auto c = rw.headers().tryGet<Header::Connection>();
+  bool close = c && c->control() == Pistache::Http::ConnectionControl::Close;
+  auto promise = rw.send(static_cast<Code>(status), body);
+  if (!close) return;
+  auto peer = rw.peer();
+  int fd = peer ? peer->fd() : -1;
+  promise.then([fd](ssize_t) { if (fd >= 0) ::shutdown(fd, SHUT_WR); }, Pistache::Async::IgnoreException);
+}
+
 void send_json(ResponseWriter& rw, int status, const std::string& body) {
   set_header(rw, "Content-Type", "application/json; charset=utf-8");
-  rw.send(static_cast<Code>(status), body);
+  send_body(rw, status, body);
 }
 
 void send_error(ResponseWriter& rw, const ApiError& e) {
@@ -84,12 +99,18 @@ void preflight(const HttpContext& ctx, const Request& req, ResponseWriter& rw, c
   set_header(rw, "Access-Control-Allow-Methods", methods);
   set_header(rw, "Access-Control-Allow-Headers", "Content-Type, Idempotency-Key, Authorization");
   set_header(rw, "Access-Control-Max-Age", "600");
-  rw.send(Code::No_Content);
+  send_body(rw, 204, "");
 }
 
 void method_not_allowed(ResponseWriter& rw, const char* allow) {
   set_header(rw, "Allow", allow);
   send_error(rw, ApiError{405, "method_not_allowed", std::string("this path answers ") + allow, ""});
+}
+
+void answer_submit(ResponseWriter& rw, const Result<service::Accepted>& r) {
+  if (!r) return send_error(rw, r.error());
+  set_header(rw, "Location", "/mail/status/" + r->ref);
+  send_json(rw, r->status, "{\"ref\":\"" + r->ref + "\"}");  // a ref is a UUID: nothing to escape
 }
 
 }  // namespace
@@ -153,19 +174,20 @@ void PublicHandler::submit(const Request& request, ResponseWriter response) {
       return send_error(response,
                         ApiError{400, "invalid_idempotency_key", "Idempotency-Key must not be empty", "Idempotency-Key"});
   }
+  if (t_pipelined_follow) {
+    // Requests are pipelined behind this one: answer in order, so wait for the commit here.
+    std::promise<Result<service::Accepted>> p;
+    auto f = p.get_future();
+    ctx_->gateway->submit(request.body(), key, [&p](Result<service::Accepted> r) { p.set_value(std::move(r)); });
+    return answer_submit(response, f.get());
+  }
   // The answer is sent from the store's writer thread once the job is committed.
   auto writer = std::make_shared<ResponseWriter>(std::move(response));
   auto ctx = ctx_;
   ++ctx->in_flight;
   ctx->gateway->submit(request.body(), key, [writer, ctx](Result<service::Accepted> r) {
     try {
-      if (!r) {
-        send_error(*writer, r.error());
-      } else {
-        set_header(*writer, "Location", "/mail/status/" + r->ref);
-        nlohmann::json body = {{"ref", r->ref}};
-        send_json(*writer, r->status, body.dump());
-      }
+      answer_submit(*writer, r);
     } catch (const std::exception& e) {
       spdlog::warn("could not send the answer to a submit: {}", e.what());
     }
@@ -176,7 +198,7 @@ void PublicHandler::submit(const Request& request, ResponseWriter response) {
 void PublicHandler::status(const Request& request, ResponseWriter response, const std::string& ref) {
   const auto& query = request.query();
   auto wait_param = query.get("wait");
-  if (!wait_param) {
+  if (!wait_param || t_pipelined_follow) {  // behind a pipelined request, no long-poll: answer now
     auto result = ctx_->gateway->status(ref);
     if (!result) return send_error(response, result.error());
     return send_json(response, 200, *result);

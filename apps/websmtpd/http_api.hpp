@@ -55,6 +55,11 @@ class AdminHandler final : public GatedHandler {
   void onRequest(const Pistache::Http::Request& request, Pistache::Http::ResponseWriter response) override;
 };
 
+// Set by the gate while Pistache handles a request that has further pipelined requests
+// behind it in the same read: its answer must go out before theirs (HTTP/1.1 keeps order),
+// so asynchronous answers are awaited instead.
+inline thread_local bool t_pipelined_follow = false;
+
 // {error, code, field} as JSON text.
 std::string error_body(const ApiError& e);
 

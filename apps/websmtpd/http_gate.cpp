@@ -90,59 +90,64 @@ void GatedHandler::onInput(const char* buffer, size_t len, const std::shared_ptr
     if (st->discarded > kMaxDiscardBytes) ::shutdown(peer->fd(), SHUT_RDWR);
     return;
   }
+  // Pistache 0.0.5 parses one request per read and drops whatever follows it in the same
+  // buffer, so complete requests are handed over one at a time.
   std::size_t pos = 0;
-  std::size_t request_start = 0;  // where the request being framed began in this buffer
+  std::size_t forwarded = 0;
+  auto forward_upto = [&](std::size_t upto) {
+    if (upto <= forwarded) return;
+    t_pipelined_follow = upto < len;  // more requests wait behind this one
+    Pistache::Http::Handler::onInput(buffer + forwarded, upto - forwarded, peer);
+    t_pipelined_follow = false;
+    forwarded = upto;
+  };
+  auto refuse = [&](int status, const char* reason, ApiError err) {
+    st->phase = Phase::kDiscard;
+    reject(peer->fd(), status, reason, err);
+  };
   while (pos < len) {
     if (st->phase == Phase::kBody) {
       auto take = static_cast<std::size_t>(std::min<std::int64_t>(st->body_left, static_cast<std::int64_t>(len - pos)));
       st->body_left -= static_cast<std::int64_t>(take);
       pos += take;
-      if (st->body_left == 0) st->phase = Phase::kHead;
+      if (st->body_left == 0) {
+        st->phase = Phase::kHead;
+        forward_upto(pos);
+      }
       continue;
     }
-    if (st->head.empty()) request_start = pos;
     std::size_t old = st->head.size();
     std::size_t chunk = std::min(len - pos, kMaxHeaderBytes + 4 - old);
     st->head.append(buffer + pos, chunk);
     std::size_t end = st->head.find("\r\n\r\n", old >= 3 ? old - 3 : 0);
     if (end == std::string::npos) {
       pos += chunk;
-      if (st->head.size() > kMaxHeaderBytes) {
-        if (request_start > 0) Pistache::Http::Handler::onInput(buffer, request_start, peer);
-        st->phase = Phase::kDiscard;
-        reject(peer->fd(), 431, "Request Header Fields Too Large",
-               ApiError{431, "headers_too_large", "the request headers are larger than 64 KiB", ""});
-        return;
-      }
+      if (st->head.size() > kMaxHeaderBytes)
+        return refuse(431, "Request Header Fields Too Large",
+                      ApiError{431, "headers_too_large", "the request headers are larger than 64 KiB", ""});
       continue;
     }
     std::size_t consumed = end + 4 - old;
     std::int64_t length = body_length(std::string_view(st->head).substr(0, end + 2));
     st->head.clear();
     pos += consumed;
-    if (length == -2) {
-      if (request_start > 0) Pistache::Http::Handler::onInput(buffer, request_start, peer);
-      st->phase = Phase::kDiscard;
-      reject(peer->fd(), 411, "Length Required",
-             ApiError{411, "length_required", "send the body with a Content-Length (chunked bodies are not accepted)", ""});
-      return;
-    }
-    if (length > ctx_->max_body_bytes) {
-      if (request_start > 0) Pistache::Http::Handler::onInput(buffer, request_start, peer);
-      st->phase = Phase::kDiscard;
-      reject(peer->fd(), 413, "Payload Too Large",
-             ApiError{413, "body_too_large",
-                      "the request body (" + std::to_string(length) + " bytes) is larger than MAX_BODY_BYTES (" +
-                          std::to_string(ctx_->max_body_bytes) + " bytes)",
-                      ""});
-      return;
-    }
+    if (length == -2)
+      return refuse(411, "Length Required",
+                    ApiError{411, "length_required", "send the body with a Content-Length (chunked bodies are not accepted)", ""});
+    if (length > ctx_->max_body_bytes)
+      return refuse(413, "Payload Too Large",
+                    ApiError{413, "body_too_large",
+                             "the request body (" + std::to_string(length) + " bytes) is larger than MAX_BODY_BYTES (" +
+                                 std::to_string(ctx_->max_body_bytes) + " bytes)",
+                             ""});
     if (length > 0) {
       st->body_left = length;
       st->phase = Phase::kBody;
+    } else {
+      forward_upto(pos);
     }
   }
-  Pistache::Http::Handler::onInput(buffer, len, peer);
+  forward_upto(len);  // a request still arriving: Pistache buffers it
 }
 
 }  // namespace websmtp::daemon

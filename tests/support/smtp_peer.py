@@ -40,6 +40,10 @@ Fault modes (--fault):
     garbage        greet with "HTTP/1.1 400 Bad Request" and close
     421            greet with "421 4.3.2 Service shutting down" and close
     tempfail-all   every RCPT gets 451
+    hold-data      normal until the final "." of DATA, then logs a fault event
+                   (stage "data-end") and holds the reply: each byte written to
+                   the peer's stdin (PeerProcess.release()) lets the oldest held
+                   DATA go on (logged and answered 250 as usual)
 
 The module part (``PeerProcess``) only needs the standard library, so it can be
 imported from any Python 3 interpreter; only the server needs aiosmtpd.
@@ -62,7 +66,7 @@ DEBIAN_PYTHON = "/usr/bin/python3"
 PEER_HOSTNAME = "peer.test"
 DATA_SIZE_LIMIT = 64 * 1024 * 1024
 FAULT_MODES = ("none", "hang-greeting", "hang-data", "drop-data", "garbage",
-               "421", "tempfail-all")
+               "421", "tempfail-all", "hold-data")
 
 GARBAGE_REPLY = (b"HTTP/1.1 400 Bad Request\r\n"
                  b"Content-Length: 0\r\n"
@@ -103,6 +107,7 @@ class PeerHandler:
         self.fault = fault
         self.seq = 0
         self.seen_deferonce = set()
+        self.releases = None  # hold-data: asyncio.Semaphore, created in the loop
 
     def decide(self, address):
         if self.fault == "tempfail-all":
@@ -134,6 +139,10 @@ class PeerHandler:
                             "stage": "data-end"})
             # Never answer; cancelled when the client goes away or at exit.
             await asyncio.get_running_loop().create_future()
+        if self.fault == "hold-data":
+            self.log.write({"event": "fault", "mode": self.fault,
+                            "stage": "data-end"})
+            await self.releases.acquire()
         raw = envelope.original_content
         if raw is None:
             raw = envelope.content or b""
@@ -279,6 +288,7 @@ async def serve(args):
     loop = asyncio.get_running_loop()
     log = JsonLog(args.log)
     peer = Peer(log, args.fault)
+    peer.handler.releases = asyncio.Semaphore(0)
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
@@ -293,6 +303,9 @@ async def serve(args):
             if not chunk:
                 loop.remove_reader(fd)
                 stop.set()
+            elif args.fault == "hold-data":
+                for _ in range(len(chunk)):
+                    peer.handler.releases.release()
         loop.add_reader(fd, on_stdin)
 
     sock = _listening_socket(args.host, args.port)
@@ -432,6 +445,11 @@ class PeerProcess:
 
     def running(self):
         return self.proc is not None and self.proc.poll() is None
+
+    def release(self, count=1):
+        """hold-data: let `count` held DATA transactions be answered."""
+        self.proc.stdin.write(b"+" * count)
+        self.proc.stdin.flush()
 
     def stop(self, signum=signal.SIGTERM):
         """Signal the peer by PID, wait, kill after stop_timeout.
