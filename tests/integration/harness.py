@@ -65,6 +65,9 @@ def clean_env(extra=None):
     return env
 
 
+SANITIZER_MARKERS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:", "WARNING: ThreadSanitizer")
+
+
 def closed_port_socket():
     """A TCP socket bound to 127.0.0.1:<ephemeral> that never listens.
 
@@ -228,6 +231,12 @@ class Daemon:
             self.kill9()
         log = self.log_text()
         shutil.rmtree(self.dir, ignore_errors=True)
+        # Under the asan/ubsan/tsan presets the daemon reports to its stderr (this log):
+        # any report fails the test that ran it.
+        for marker in SANITIZER_MARKERS:
+            at = log.find(marker)
+            if at >= 0:
+                raise AssertionError("websmtpd reported a sanitizer error:\n" + log[max(0, at - 200):at + 4000])
         return log
 
     def log_text(self):

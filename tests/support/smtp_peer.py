@@ -15,6 +15,16 @@ Recipient behaviour, from the local part of RCPT TO (case-insensitive):
     deferonce*  451 the first time this exact address is seen, 250 afterwards
     defer*      451 4.3.0 <addr>: try again later
     reject*     550 5.1.1 <addr>: user unknown
+    hangdata*   250, but the first transaction that carries this exact address
+                is logged as an accepted message (with "reply": "none") after
+                its final "." and then never answered: the reply to DATA is
+                lost although the peer has the message (a real duplicate
+                when the client sends it again)
+    dropdata*   250, but the first transaction that carries this exact address
+                has its connection aborted as soon as DATA bytes arrive
+    hang*       (other than hangdata*) never answered: the RCPT stalls until
+                the client goes away (a fault event with stage "rcpt" is
+                logged first)
     otherwise   250 2.1.5 Ok
 
 An accepted DATA is answered ``250 2.0.0 Ok: queued as <N>``.
@@ -25,7 +35,11 @@ before the SMTP reply is sent):
     {"event": "rcpt", "address": ..., "code": 250|451|550}
     {"seq": N, "mail_from": ..., "rcpt_tos": [accepted only],
      "data": <message, utf-8 decoded with surrogateescape>, "time": float}
-    {"event": "fault", "mode": ..., "stage": ...}   (fault modes only)
+    {"event": "fault", "mode": ..., "stage": ...}   (fault modes and rules)
+    {"event": "mode", "mode": ..., "count": N}       (after set_fault())
+
+A message record with "reply": "none" was taken in but never answered
+(hangdata*, close-after-data).
 
 ``data`` holds the message exactly as received after dot-unstuffing (CRLF line
 endings, without the terminating ``.``); ``data.encode("utf-8",
@@ -44,6 +58,22 @@ Fault modes (--fault):
                    (stage "data-end") and holds the reply: each byte written to
                    the peer's stdin (PeerProcess.release()) lets the oldest held
                    DATA go on (logged and answered 250 as usual)
+    ehlo-stall     greet normally, answer EHLO with the first line of a
+                   multi-line reply ("250-peer.test") and stall forever
+    ehlo-close     same first line, then close the connection
+    trickle        greet with "220 " and then one byte every 0.2 s, never
+                   ending the line (a reply that never completes, although
+                   bytes keep arriving)
+    close-after-data  normal until the final "." of DATA; the message is
+                   logged as accepted (with "reply": "none") and the
+                   connection is closed without a reply (the reply is lost,
+                   the peer has the message)
+
+Runtime switch: with ``--control FILE``, SIGUSR1 makes the peer read FILE
+(one fault mode name) and use that mode for new connections and commands;
+it logs {"event": "mode", ...} once switched. ``PeerProcess.set_fault(mode)``
+does all of this and waits for the log line. Connections already stalled
+stay stalled.
 
 The module part (``PeerProcess``) only needs the standard library, so it can be
 imported from any Python 3 interpreter; only the server needs aiosmtpd.
@@ -66,7 +96,9 @@ DEBIAN_PYTHON = "/usr/bin/python3"
 PEER_HOSTNAME = "peer.test"
 DATA_SIZE_LIMIT = 64 * 1024 * 1024
 FAULT_MODES = ("none", "hang-greeting", "hang-data", "drop-data", "garbage",
-               "421", "tempfail-all", "hold-data")
+               "421", "tempfail-all", "hold-data", "ehlo-stall", "ehlo-close",
+               "trickle", "close-after-data")
+TRICKLE_INTERVAL = 0.2
 
 GARBAGE_REPLY = (b"HTTP/1.1 400 Bad Request\r\n"
                  b"Content-Length: 0\r\n"
@@ -107,7 +139,35 @@ class PeerHandler:
         self.fault = fault
         self.seq = 0
         self.seen_deferonce = set()
+        self.seen_hangdata = set()
+        self.seen_dropdata = set()
         self.releases = None  # hold-data: asyncio.Semaphore, created in the loop
+
+    def take_first(self, addresses, prefix, seen):
+        """The addresses with local part `prefix`* not seen before (now seen)."""
+        fresh = [a for a in addresses if _local_part(a).startswith(prefix)
+                 and a not in seen]
+        seen.update(fresh)
+        return fresh
+
+    def _message_record(self, envelope, **extra):
+        raw = envelope.original_content
+        if raw is None:
+            raw = envelope.content or b""
+        if isinstance(raw, str):
+            text = raw
+        else:
+            text = bytes(raw).decode("utf-8", "surrogateescape")
+        self.seq += 1
+        record = {
+            "seq": self.seq,
+            "mail_from": envelope.mail_from,
+            "rcpt_tos": list(envelope.rcpt_tos),
+            "data": text,
+            "time": time.time(),
+        }
+        record.update(extra)
+        return record
 
     def decide(self, address):
         if self.fault == "tempfail-all":
@@ -126,6 +186,13 @@ class PeerHandler:
 
     async def handle_RCPT(self, server, session, envelope, address,
                           rcpt_options):
+        local = _local_part(address)
+        if local.startswith("hang") and not local.startswith("hangdata") \
+                and self.fault != "tempfail-all":
+            self.log.write({"event": "fault", "mode": "hang-rcpt",
+                            "stage": "rcpt", "address": address})
+            # Never answer; cancelled when the client goes away or at exit.
+            await asyncio.get_running_loop().create_future()
         code, reply = self.decide(address)
         if code == 250:
             envelope.rcpt_tos.append(address)
@@ -134,31 +201,33 @@ class PeerHandler:
         return reply
 
     async def handle_DATA(self, server, session, envelope):
-        if self.fault == "hang-data":
-            self.log.write({"event": "fault", "mode": self.fault,
+        fault = self.fault
+        if fault == "hang-data":
+            self.log.write({"event": "fault", "mode": fault,
                             "stage": "data-end"})
             # Never answer; cancelled when the client goes away or at exit.
             await asyncio.get_running_loop().create_future()
-        if self.fault == "hold-data":
-            self.log.write({"event": "fault", "mode": self.fault,
+        if fault == "hold-data":
+            self.log.write({"event": "fault", "mode": fault,
                             "stage": "data-end"})
             await self.releases.acquire()
-        raw = envelope.original_content
-        if raw is None:
-            raw = envelope.content or b""
-        if isinstance(raw, str):
-            text = raw
-        else:
-            text = bytes(raw).decode("utf-8", "surrogateescape")
-        self.seq += 1
-        self.log.write({
-            "seq": self.seq,
-            "mail_from": envelope.mail_from,
-            "rcpt_tos": list(envelope.rcpt_tos),
-            "data": text,
-            "time": time.time(),
-        })
-        return "250 2.0.0 Ok: queued as %d" % self.seq
+        if fault == "close-after-data":
+            self.log.write(self._message_record(envelope, reply="none"))
+            self.log.write({"event": "fault", "mode": fault,
+                            "stage": "data-end"})
+            if server.transport is not None:
+                server.transport.close()  # FIN, no reply
+            await asyncio.get_running_loop().create_future()
+        hung = self.take_first(envelope.rcpt_tos, "hangdata",
+                               self.seen_hangdata)
+        if hung:
+            self.log.write(self._message_record(envelope, reply="none"))
+            self.log.write({"event": "fault", "mode": "hangdata-rcpt",
+                            "stage": "data-end", "addresses": hung})
+            await asyncio.get_running_loop().create_future()
+        record = self._message_record(envelope)
+        self.log.write(record)
+        return "250 2.0.0 Ok: queued as %d" % record["seq"]
 
 
 class _SilentProtocol(asyncio.Protocol):
@@ -195,8 +264,44 @@ class _GreetAndCloseProtocol(asyncio.Protocol):
         transport.close()  # flushes the buffered greeting first
 
 
+class _TrickleProtocol(asyncio.Protocol):
+    """trickle: "220 " and then one byte every TRICKLE_INTERVAL, no line end."""
+
+    def __init__(self, peer):
+        self.peer = peer
+        self.transport = None
+        self.timer = None
+
+    def connection_made(self, transport):
+        self.transport = transport
+        self.peer.transports.add(transport)
+        self.peer.log.write({"event": "fault", "mode": "trickle",
+                             "stage": "connect"})
+        transport.write(b"220 ")
+        self._schedule()
+
+    def _schedule(self):
+        loop = asyncio.get_running_loop()
+        self.timer = loop.call_later(TRICKLE_INTERVAL, self._tick)
+
+    def _tick(self):
+        if self.transport is None or self.transport.is_closing():
+            return
+        self.transport.write(b"x")
+        self._schedule()
+
+    def data_received(self, data):
+        pass
+
+    def connection_lost(self, exc):
+        if self.timer is not None:
+            self.timer.cancel()
+        self.peer.transports.discard(self.transport)
+        self.transport = None
+
+
 def _make_smtp_class():
-    from aiosmtpd.smtp import SMTP
+    from aiosmtpd.smtp import SMTP, syntax
 
     class PeerSMTP(SMTP):
         """SMTP protocol that also tracks its transport for shutdown."""
@@ -213,27 +318,44 @@ def _make_smtp_class():
                 self.peer.transports.discard(self.transport)
             super().connection_lost(error)
 
-    class DropDataSMTP(PeerSMTP):
-        """drop-data: abort the connection once DATA bytes arrive."""
+        @syntax('EHLO hostname')
+        async def smtp_EHLO(self, hostname):
+            fault = self.peer.fault if self.peer is not None else "none"
+            if hostname and fault in ("ehlo-stall", "ehlo-close"):
+                self.peer.log.write({"event": "fault", "mode": fault,
+                                     "stage": "ehlo"})
+                await self.push("250-" + self.hostname)
+                if fault == "ehlo-close":
+                    self.transport.close()
+                # Never finish the reply; cancelled when the client goes away.
+                await asyncio.get_running_loop().create_future()
+            await super().smtp_EHLO(hostname)
 
-        _drop_armed = False
+        # drop-data (the mode, or a fresh dropdata* recipient): abort the
+        # connection once DATA bytes arrive.
+        _drop_armed = None
 
         async def push(self, status):
-            await super().push(status)
             head = status[:3]
-            if head in ("354", b"354"):
-                self._drop_armed = True
+            if head in ("354", b"354") and self.peer is not None:
+                if self.peer.fault == "drop-data":
+                    self._drop_armed = "drop-data"
+                elif self.envelope is not None and self.peer.handler.take_first(
+                        self.envelope.rcpt_tos, "dropdata",
+                        self.peer.handler.seen_dropdata):
+                    self._drop_armed = "dropdata-rcpt"
+            await super().push(status)
 
         def data_received(self, data):
             if self._drop_armed and data and self.transport is not None:
-                self._drop_armed = False
-                self.peer.log.write({"event": "fault", "mode": "drop-data",
+                mode, self._drop_armed = self._drop_armed, None
+                self.peer.log.write({"event": "fault", "mode": mode,
                                      "stage": "data", "bytes": len(data)})
                 self.transport.abort()
                 return
             super().data_received(data)
 
-    return PeerSMTP, DropDataSMTP
+    return PeerSMTP
 
 
 class Peer:
@@ -243,18 +365,24 @@ class Peer:
         self.transports = set()
         self.handler = PeerHandler(log, fault)
 
+    def set_fault(self, fault):
+        self.fault = fault
+        self.handler.fault = fault
+
     def protocol_factory(self, loop):
-        fault = self.fault
-        if fault == "hang-greeting":
-            return lambda: _SilentProtocol(self)
-        if fault == "garbage":
-            return lambda: _GreetAndCloseProtocol(self, GARBAGE_REPLY)
-        if fault == "421":
-            return lambda: _GreetAndCloseProtocol(self, SHUTDOWN_GREETING)
-        peer_smtp, drop_smtp = _make_smtp_class()
-        cls = drop_smtp if fault == "drop-data" else peer_smtp
+        """Picks the protocol per connection from the current fault mode."""
+        cls = _make_smtp_class()
 
         def factory():
+            fault = self.fault
+            if fault == "hang-greeting":
+                return _SilentProtocol(self)
+            if fault == "garbage":
+                return _GreetAndCloseProtocol(self, GARBAGE_REPLY)
+            if fault == "421":
+                return _GreetAndCloseProtocol(self, SHUTDOWN_GREETING)
+            if fault == "trickle":
+                return _TrickleProtocol(self)
             proto = cls(self.handler,
                         hostname=PEER_HOSTNAME,
                         enable_SMTPUTF8=True,
@@ -292,6 +420,24 @@ async def serve(args):
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    switches = [0]
+
+    def on_usr1():
+        # Runtime switch: the control file names the new fault mode.
+        try:
+            with open(args.control) as f:
+                mode = f.read().strip()
+        except (OSError, TypeError) as e:
+            sys.stderr.write("smtp_peer: cannot read control file: %s\n" % e)
+            return
+        if mode not in FAULT_MODES:
+            sys.stderr.write("smtp_peer: unknown fault mode %r\n" % mode)
+            return
+        peer.set_fault(mode)
+        switches[0] += 1
+        log.write({"event": "mode", "mode": mode, "count": switches[0]})
+    if args.control:
+        loop.add_signal_handler(signal.SIGUSR1, on_usr1)
     if args.exit_on_stdin_eof:
         fd = sys.stdin.fileno()
 
@@ -303,7 +449,7 @@ async def serve(args):
             if not chunk:
                 loop.remove_reader(fd)
                 stop.set()
-            elif args.fault == "hold-data":
+            elif peer.fault == "hold-data" or args.fault == "hold-data":
                 for _ in range(len(chunk)):
                     peer.handler.releases.release()
         loop.add_reader(fd, on_stdin)
@@ -335,6 +481,8 @@ def parse_args(argv=None):
     parser.add_argument("--port", type=int, default=0,
                         help="0 = ephemeral port (default)")
     parser.add_argument("--fault", default="none", choices=FAULT_MODES)
+    parser.add_argument("--control", default=None,
+                        help="file naming a fault mode, read on SIGUSR1")
     parser.add_argument("--exit-on-stdin-eof", action="store_true",
                         help="also exit when stdin reaches EOF "
                              "(parent went away)")
@@ -377,6 +525,7 @@ class PeerProcess:
             self._own_dir = tempfile.mkdtemp(prefix="smtp_peer.")
             log_path = os.path.join(self._own_dir, "peer.jsonl")
         self.log_path = os.path.abspath(log_path)
+        self.control_path = self.log_path + ".control"
         self.proc = None
         self.port = None
         self.returncode = None
@@ -395,7 +544,8 @@ class PeerProcess:
         self._stderr = tempfile.TemporaryFile()
         cmd = [self.python, self.SCRIPT, "--log", self.log_path,
                "--host", self.host, "--port", str(self._requested_port),
-               "--fault", self.fault, "--exit-on-stdin-eof"]
+               "--fault", self.fault, "--control", self.control_path,
+               "--exit-on-stdin-eof"]
         self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE,
                                      stdout=subprocess.PIPE,
                                      stderr=self._stderr, close_fds=True)
@@ -451,6 +601,33 @@ class PeerProcess:
         self.proc.stdin.write(b"+" * count)
         self.proc.stdin.flush()
 
+    def set_fault(self, fault, timeout=5.0):
+        """Switch the running peer to another fault mode ("none": healthy).
+
+        Writes the control file, signals the peer (SIGUSR1, by PID) and waits
+        (bounded) until the peer logs the switch. New connections and
+        commands follow the new mode; stalled connections stay stalled.
+        """
+        if fault not in FAULT_MODES:
+            raise ValueError("unknown fault mode %r" % fault)
+        before = len([r for r in self.records() if r.get("event") == "mode"])
+        tmp = self.control_path + ".tmp"
+        with open(tmp, "w") as f:
+            f.write(fault + "\n")
+        os.replace(tmp, self.control_path)
+        self.proc.send_signal(signal.SIGUSR1)
+        deadline = time.monotonic() + timeout
+        while True:
+            modes = [r for r in self.records() if r.get("event") == "mode"]
+            if len(modes) > before and modes[-1]["mode"] == fault:
+                self.fault = fault
+                return
+            if time.monotonic() >= deadline:
+                raise TimeoutError("smtp peer did not switch to %r within "
+                                   "%.1fs; stderr:\n%s"
+                                   % (fault, timeout, self.stderr_text()))
+            time.sleep(0.01)
+
     def stop(self, signum=signal.SIGTERM):
         """Signal the peer by PID, wait, kill after stop_timeout.
 
@@ -481,6 +658,10 @@ class PeerProcess:
                     stream.close()
                 except OSError:
                     pass
+        try:
+            os.unlink(self.control_path)
+        except OSError:
+            pass
         if self._own_dir is not None:
             self._cached_records = self._read_records()
             shutil.rmtree(self._own_dir, ignore_errors=True)
@@ -531,6 +712,21 @@ class PeerProcess:
 
     def fault_events(self):
         return [r for r in self.records() if r.get("event") == "fault"]
+
+    def wait_for_fault_event(self, count=1, timeout=10.0, interval=0.02,
+                             **match):
+        """Poll the log until `count` fault events match `match` (key=value,
+        e.g. stage="rcpt"); bounded by `timeout`. Returns the events."""
+        deadline = time.monotonic() + timeout
+        while True:
+            events = [e for e in self.fault_events()
+                      if all(e.get(k) == v for k, v in match.items())]
+            if len(events) >= count:
+                return events
+            if time.monotonic() >= deadline:
+                raise TimeoutError("expected %d fault events %r, have %d"
+                                   % (count, match, len(events)))
+            time.sleep(interval)
 
     def wait_for_messages(self, count, timeout=10.0, interval=0.02):
         """Poll the log until at least `count` messages are there.

@@ -258,6 +258,190 @@ class ShutdownGreetingTest(PeerTestCase):
                          b"4.3.2 Service shutting down")
 
 
+class RecipientFaultRulesTest(PeerTestCase):
+    """hang*, hangdata* and dropdata* recipient rules of the normal mode."""
+
+    def test_hang_rcpt_stalls_only_that_rcpt(self):
+        client = self.connect(timeout=1)
+        try:
+            client.ehlo("client.test")
+            client.mail("s@example.org")
+            self.assertEqual(client.rcpt("ok@example.org")[0], 250)
+            with self.assertRaises(smtplib.SMTPServerDisconnected) as cm:
+                client.rcpt("hang-1@example.org")
+            assert_timed_out(self, cm.exception)
+        finally:
+            client.close()
+        [event] = self.peer.wait_for_fault_event(stage="rcpt")
+        self.assertEqual(event["address"], "hang-1@example.org")
+        # other connections are served meanwhile
+        with self.connect() as client:
+            self.assertEqual(client.sendmail("s@example.org", ["ok@example.org"],
+                                             b"Subject: x\r\n\r\nx\r\n"), {})
+
+    def test_hangdata_keeps_message_and_never_answers_the_first_time(self):
+        body = b"Subject: hd\r\n\r\nx\r\n"
+        client = self.connect(timeout=1)
+        try:
+            client.ehlo("client.test")
+            client.mail("s@example.org")
+            self.assertEqual(client.rcpt("hangdata-1@example.org")[0], 250)
+            with self.assertRaises(smtplib.SMTPServerDisconnected) as cm:
+                client.data(body)
+            assert_timed_out(self, cm.exception)
+        finally:
+            client.close()
+        # the second time the same address goes through
+        with self.connect() as client:
+            self.assertEqual(client.sendmail("s@example.org", ["hangdata-1@example.org"], body), {})
+        msgs = self.peer.messages()
+        self.assertEqual([m.get("reply") for m in msgs], ["none", None])
+        self.assertEqual([m["rcpt_tos"] for m in msgs], [["hangdata-1@example.org"]] * 2)
+        [event] = self.peer.fault_events()
+        self.assertEqual((event["mode"], event["addresses"]), ("hangdata-rcpt", ["hangdata-1@example.org"]))
+
+    def test_dropdata_aborts_the_first_time_only(self):
+        body = b"Subject: dd\r\n\r\nx\r\n"
+        client = self.connect()
+        try:
+            client.ehlo("client.test")
+            client.mail("s@example.org")
+            self.assertEqual(client.rcpt("ok@example.org")[0], 250)
+            self.assertEqual(client.rcpt("dropdata-1@example.org")[0], 250)
+            with self.assertRaises((smtplib.SMTPServerDisconnected, ConnectionError)):
+                client.data(body)
+        finally:
+            client.close()
+        self.assertEqual(self.peer.messages(), [])
+        with self.connect() as client:
+            self.assertEqual(client.sendmail("s@example.org", ["ok@example.org", "dropdata-1@example.org"], body), {})
+            # a fresh dropdata address is dropped again, on a new connection
+        client = self.connect()
+        try:
+            client.ehlo("client.test")
+            client.mail("s@example.org")
+            client.rcpt("dropdata-2@example.org")
+            with self.assertRaises((smtplib.SMTPServerDisconnected, ConnectionError)):
+                client.data(body)
+        finally:
+            client.close()
+        self.assertEqual(len(self.peer.messages()), 1)
+        self.assertEqual([(e["mode"], e["stage"]) for e in self.peer.fault_events()],
+                         [("dropdata-rcpt", "data")] * 2)
+
+
+class EhloStallTest(PeerTestCase):
+    fault = "ehlo-stall"
+
+    def test_first_line_of_ehlo_then_silence(self):
+        sock = socket.create_connection((self.peer.host, self.peer.port), timeout=5)
+        self.addCleanup(sock.close)
+        f = sock.makefile("rb")
+        self.assertTrue(f.readline().startswith(b"220 "))
+        sock.sendall(b"EHLO client.test\r\n")
+        self.assertEqual(f.readline(), b"250-peer.test\r\n")
+        sock.settimeout(0.5)
+        with self.assertRaises(socket.timeout):
+            f.readline()
+
+
+class EhloCloseTest(PeerTestCase):
+    fault = "ehlo-close"
+
+    def test_first_line_of_ehlo_then_close(self):
+        sock = socket.create_connection((self.peer.host, self.peer.port), timeout=5)
+        self.addCleanup(sock.close)
+        f = sock.makefile("rb")
+        self.assertTrue(f.readline().startswith(b"220 "))
+        sock.sendall(b"EHLO client.test\r\n")
+        self.assertEqual(f.readline(), b"250-peer.test\r\n")
+        self.assertEqual(f.readline(), b"")  # EOF
+
+
+class TrickleTest(PeerTestCase):
+    fault = "trickle"
+
+    def test_bytes_keep_coming_without_a_line_end(self):
+        sock = socket.create_connection((self.peer.host, self.peer.port), timeout=2)
+        self.addCleanup(sock.close)
+        got = b""
+        deadline = time.monotonic() + 5
+        while len(got) < 8 and time.monotonic() < deadline:
+            got += sock.recv(100)
+        self.assertTrue(got.startswith(b"220 x"), got)
+        self.assertNotIn(b"\n", got)
+
+
+class CloseAfterDataTest(PeerTestCase):
+    fault = "close-after-data"
+
+    def test_message_kept_connection_closed_without_reply(self):
+        client = self.connect()
+        try:
+            client.ehlo("client.test")
+            client.mail("s@example.org")
+            self.assertEqual(client.rcpt("ok@example.org")[0], 250)
+            with self.assertRaises(smtplib.SMTPServerDisconnected) as cm:
+                client.data(b"Subject: c\r\n\r\nx\r\n")
+            self.assertNotIsInstance(cm.exception.__context__, socket.timeout)
+        finally:
+            client.close()
+        [m] = self.peer.messages()
+        self.assertEqual((m["rcpt_tos"], m["reply"]), (["ok@example.org"], "none"))
+
+
+class RuntimeSwitchTest(unittest.TestCase):
+
+    def test_set_fault_switches_new_connections(self):
+        peer = PeerProcess(fault="hang-greeting")
+        self.addCleanup(peer.stop)
+        with self.assertRaises(smtplib.SMTPServerDisconnected):
+            smtplib.SMTP(peer.host, peer.port, timeout=0.5)
+        peer.set_fault("none")
+        with smtplib.SMTP(peer.host, peer.port, timeout=CLIENT_TIMEOUT) as client:
+            self.assertEqual(client.sendmail("s@example.org", ["ok@example.org"], b"Subject: x\r\n\r\nx\r\n"), {})
+        peer.set_fault("421")
+        with self.assertRaises(smtplib.SMTPConnectError) as cm:
+            smtplib.SMTP(peer.host, peer.port, timeout=CLIENT_TIMEOUT)
+        self.assertEqual(cm.exception.smtp_code, 421)
+        peer.set_fault("tempfail-all")
+        with smtplib.SMTP(peer.host, peer.port, timeout=CLIENT_TIMEOUT) as client:
+            client.ehlo("client.test")
+            client.mail("s@example.org")
+            self.assertEqual(client.rcpt("ok@example.org")[0], 451)
+        self.assertEqual([r["mode"] for r in peer.records() if r.get("event") == "mode"],
+                         ["none", "421", "tempfail-all"])
+        self.assertEqual(len(peer.messages()), 1)
+
+    def test_set_fault_rejects_unknown_mode(self):
+        peer = PeerProcess()
+        self.addCleanup(peer.stop)
+        with self.assertRaises(ValueError):
+            peer.set_fault("no-such-mode")
+
+    def test_switch_to_hold_data_releases_with_stdin(self):
+        peer = PeerProcess()
+        self.addCleanup(peer.stop)
+        peer.set_fault("hold-data")
+        client = self.enterContext_client(peer)
+        client.ehlo("client.test")
+        client.mail("s@example.org")
+        client.rcpt("ok@example.org")
+        client.putcmd("data")
+        self.assertEqual(client.getreply()[0], 354)
+        client.send(b"Subject: h\r\n\r\nx\r\n.\r\n")
+        peer.wait_for_fault_event(stage="data-end")
+        self.assertEqual(peer.messages(), [])
+        peer.release()
+        self.assertEqual(client.getreply()[0], 250)
+        self.assertEqual(len(peer.messages()), 1)
+
+    def enterContext_client(self, peer):
+        client = smtplib.SMTP(peer.host, peer.port, timeout=CLIENT_TIMEOUT)
+        self.addCleanup(client.close)
+        return client
+
+
 class LifecycleTest(unittest.TestCase):
 
     def test_sigterm_exits_zero_and_prints_only_ready(self):
