@@ -19,6 +19,7 @@
 #include <algorithm>
 #include <cctype>
 #include <mutex>
+#include <optional>
 
 #include "websmtp/common/util.hpp"
 #include "websmtp/smtp/transport.hpp"
@@ -258,8 +259,10 @@ class RelayTransport final : public Transport {
     bool pipelining = has_ext("PIPELINING");
     std::string mail = "MAIL FROM:<" + std::string(env.sender) + ">";
     Reply mail_reply;
+    std::optional<Reply> data_reply;  // already read when DATA was pipelined
     if (pipelining) {
-      // RFC 2920: MAIL and every RCPT in one write, then read the replies in order.
+      // RFC 2920: MAIL, every RCPT and DATA in one write, then the replies in order. A
+      // server with no accepted recipient answers DATA with 554 (or 503), never 354.
       wire_.clear();
       wire_ += mail;
       wire_ += "\r\n";
@@ -268,12 +271,14 @@ class RelayTransport final : public Transport {
         wire_ += rcpt;
         wire_ += ">\r\n";
       }
+      wire_ += "DATA\r\n";
       send_all(ds, wire_);
       mail_reply = read_reply();
       for (std::size_t i = 0; i < env.recipients.size(); ++i) {
         Reply r = read_reply();
         out[i] = AttemptReply{r.code, r.text, false};
       }
+      data_reply = read_reply();
     } else {
       mail_reply = command(mail);
       if (mail_reply.code / 100 == 2) {
@@ -285,6 +290,12 @@ class RelayTransport final : public Transport {
       }
     }
     if (mail_reply.code == 0) throw ConnectionLost{"MAIL FROM: no valid SMTP reply: " + mail_reply.text};
+    bool any_accepted = std::any_of(out.begin(), out.end(), [](const AttemptReply& r) { return r.code / 100 == 2; });
+    if (data_reply && data_reply->code == 354 && (mail_reply.code / 100 != 2 || !any_accepted)) {
+      // A non-conforming peer opened DATA with nobody to deliver to: send nothing.
+      send_all(ds, ".\r\n");
+      read_reply();
+    }
     if (mail_reply.code / 100 != 2) {
       // The sender was refused: that reply is every recipient's answer.
       for (auto& r : out) r = AttemptReply{mail_reply.code, "MAIL FROM: " + mail_reply.text, false};
@@ -299,10 +310,9 @@ class RelayTransport final : public Transport {
       close();
       return;
     }
-    bool any_accepted = std::any_of(out.begin(), out.end(), [](const AttemptReply& r) { return r.code / 100 == 2; });
     if (!any_accepted) return;  // RSET before the next job
 
-    Reply data = command("DATA");
+    Reply data = data_reply ? *data_reply : command("DATA");
     if (data.code != 354) {
       if (data.code == 0) throw ConnectionLost{"DATA: no valid SMTP reply: " + data.text};
       for (auto& r : out)
@@ -315,9 +325,9 @@ class RelayTransport final : public Transport {
     if (env.before_data) env.before_data();
     send_all(ds, wire_);
     in_data_ = true;  // the final dot is out: from here a lost reply leaves the outcome unknown
-    set_timeout(ds, o_.data_timeout_ms);
+    ds.setReceiveTimeout(Poco::Timespan(o_.data_timeout_ms * 1000));
     Reply final_reply = read_reply();
-    set_timeout(ds, o_.command_timeout_ms);
+    ds.setReceiveTimeout(Poco::Timespan(o_.command_timeout_ms * 1000));
     in_data_ = false;
     if (final_reply.code == 0) throw ConnectionLost{"no valid reply to the end of DATA: " + final_reply.text, true};
     for (auto& r : out)
