@@ -38,6 +38,30 @@ bool valid_idempotency_key(std::string_view k) {
   return !k.empty() && k.size() <= 255 && std::all_of(k.begin(), k.end(), [](char c) { return c >= 0x20 && c < 0x7F; });
 }
 constexpr std::int64_t kNever = INT64_MAX;
+
+// The store update after an attempt: finished (with its outcome), or due again at the
+// earliest retry time among its deferred recipients.
+store::JobUpdate update_after_attempt(job::Job&& j, std::int64_t now_ms) {
+  store::JobUpdate u;
+  u.seq = j.seq;
+  u.ref = std::move(j.ref);
+  u.submitted = j.submitted;
+  u.first_attempt = !j.started;
+  u.started = true;
+  u.recipients = std::move(j.recipients);
+  if (std::all_of(u.recipients.begin(), u.recipients.end(), [](const job::Recipient& r) { return job::is_final(r.state); })) {
+    u.completed = now_ms / 1000;
+    bool any_failed = std::any_of(u.recipients.begin(), u.recipients.end(),
+                                  [](const job::Recipient& r) { return r.state == job::RecipientState::kFailed; });
+    u.outcome = any_failed ? store::Outcome::kFailed : store::Outcome::kDelivered;
+  } else {
+    std::int64_t next = INT64_MAX;
+    for (const auto& r : u.recipients)
+      if (r.state == job::RecipientState::kDeferred) next = std::min(next, r.next_attempt);
+    u.next_at_ms = next * 1000 + now_ms % 1000;  // whole-second backoff, measured from now
+  }
+  return u;
+}
 }  // namespace
 
 Gateway::Gateway(const config::Config& config, std::unique_ptr<store::Store> store, TransportFactory transports,
@@ -100,21 +124,13 @@ void Gateway::recover_interrupted_attempts() {
       if (!job::is_final(r.state)) attempts = std::max<std::int64_t>(attempts, r.attempts);
     if (attempts != e.attempts_before) continue;  // that attempt's outcome was committed
     queue::AttemptReply lost{0, "websmtpd stopped while the message was being sent; the outcome is unknown", true};
-    for (auto& r : j->recipients)
-      if (!job::is_final(r.state)) queue::apply_attempt(r, lost, j->submitted, now_ms / 1000, fnv1a64(j->ref), retry_);
-    spdlog::warn("job {}: interrupted while its message was on the wire; flagged as a possible duplicate", j->ref);
-    store::JobUpdate u;
-    u.seq = j->seq;
-    u.recipients = std::move(j->recipients);
-    if (std::all_of(u.recipients.begin(), u.recipients.end(), [](const job::Recipient& r) { return job::is_final(r.state); })) {
-      u.completed = now_ms / 1000;
-      bool any_failed = std::any_of(u.recipients.begin(), u.recipients.end(),
-                                    [](const job::Recipient& r) { return r.state == job::RecipientState::kFailed; });
-      u.outcome = any_failed ? store::Outcome::kFailed : store::Outcome::kDelivered;
-    } else {
-      u.next_at_ms = now_ms;  // retry at once: the interruption was ours, not the peer's
+    for (auto& r : j->recipients) {
+      if (job::is_final(r.state)) continue;
+      queue::apply_attempt(r, lost, j->submitted, now_ms / 1000, fnv1a64(j->ref), retry_);
+      if (r.state == job::RecipientState::kDeferred) r.next_attempt = now_ms / 1000;  // ours, not the peer's: retry now
     }
-    updates.push_back(std::move(u));
+    spdlog::warn("job {}: interrupted while its message was on the wire; flagged as a possible duplicate", j->ref);
+    updates.push_back(update_after_attempt(std::move(*j), now_ms));
   }
   if (!updates.empty()) store_->update(updates);
 }
@@ -363,25 +379,7 @@ void Gateway::attempt(job::Job& j, smtp::Transport& transport) {
     }
   }
 
-  store::JobUpdate u;
-  u.seq = j.seq;
-  u.ref = j.ref;
-  u.submitted = j.submitted;
-  u.first_attempt = !j.started;
-  u.started = true;
-  u.recipients = std::move(j.recipients);
-  if (std::all_of(u.recipients.begin(), u.recipients.end(), [](const job::Recipient& r) { return job::is_final(r.state); })) {
-    u.completed = now;
-    bool any_failed = std::any_of(u.recipients.begin(), u.recipients.end(),
-                                  [](const job::Recipient& r) { return r.state == job::RecipientState::kFailed; });
-    u.outcome = any_failed ? store::Outcome::kFailed : store::Outcome::kDelivered;
-  } else {
-    std::int64_t next = INT64_MAX;
-    for (const auto& r : u.recipients)
-      if (r.state == job::RecipientState::kDeferred) next = std::min(next, r.next_attempt);
-    u.next_at_ms = next * 1000 + now_ms % 1000;  // whole-second backoff, measured from now
-  }
-  batcher_->update(std::move(u));
+  batcher_->update(update_after_attempt(std::move(j), now_ms));
 }
 
 void Gateway::on_committed_update(const store::JobUpdate& u) {
