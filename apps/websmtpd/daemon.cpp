@@ -17,9 +17,11 @@ namespace websmtp::daemon {
 
 namespace {
 
-std::unique_ptr<Pistache::Http::Endpoint> listen(const std::string& host, int port, int threads, std::size_t max_request,
+std::unique_ptr<Pistache::Http::Endpoint> listen(const std::string& host, int port, int threads,
+                                                 std::size_t max_request,
                                                  std::shared_ptr<Pistache::Http::Handler> handler) {
-  auto ep = std::make_unique<Pistache::Http::Endpoint>(Pistache::Address(host, Pistache::Port(static_cast<uint16_t>(port))));
+  auto ep =
+      std::make_unique<Pistache::Http::Endpoint>(Pistache::Address(host, Pistache::Port(static_cast<uint16_t>(port))));
   auto opts = Pistache::Http::Endpoint::options()
                   .threads(threads)
                   .flags(Pistache::Tcp::Options::ReuseAddr | Pistache::Tcp::Options::NoDelay)
@@ -75,7 +77,8 @@ int run(const config::Config& config) {
                port, admin_port, config::to_string(config.delivery),
                config.delivery == config::Delivery::kRelay
                    ? " via " + config.smtp_server + ":" + std::to_string(config.smtp_port)
-                   : config.delivery == config::Delivery::kSandbox ? " into " + config.data_dir + "/sandbox" : "",
+               : config.delivery == config::Delivery::kSandbox ? " into " + config.data_dir + "/sandbox"
+                                                               : "",
                config.threads, so.path);
   if (!config.ready_file.empty()) write_ready_file(config.ready_file, port, admin_port);
 

@@ -1,7 +1,7 @@
 #include "http_api.hpp"
 
-#include <spdlog/spdlog.h>
 #include <pistache/peer.h>
+#include <spdlog/spdlog.h>
 #include <sys/socket.h>
 
 #include <algorithm>
@@ -59,7 +59,11 @@ void send_body(ResponseWriter& rw, int status, const std::string& body) {
   if (!close) return;
   auto peer = rw.peer();
   int fd = peer ? peer->fd() : -1;
-  promise.then([fd](ssize_t) { if (fd >= 0) ::shutdown(fd, SHUT_WR); }, Pistache::Async::IgnoreException);
+  promise.then(
+      [fd](ssize_t) {
+        if (fd >= 0) ::shutdown(fd, SHUT_WR);
+      },
+      Pistache::Async::IgnoreException);
 }
 
 void send_json(ResponseWriter& rw, int status, const std::string& body) {
@@ -83,8 +87,10 @@ bool apply_cors(const HttpContext& ctx, const Request& req, ResponseWriter& rw) 
   if (origin.empty()) return true;
   bool any = false, listed = false;
   for (const auto& o : ctx.cors_origins) {
-    if (o == "*") any = true;
-    else if (o == origin) listed = true;
+    if (o == "*")
+      any = true;
+    else if (o == origin)
+      listed = true;
   }
   if (!any && !listed) return false;
   set_header(rw, "Access-Control-Allow-Origin", listed ? origin : "*");
@@ -127,7 +133,8 @@ void PublicHandler::onRequest(const Request& request, ResponseWriter response) {
     route(request, response);
   } catch (const std::exception& e) {
     // Never e.what() to the client: it may name internals.
-    spdlog::error("unhandled error on {} {}: {}", Pistache::Http::methodString(request.method()), request.resource(), e.what());
+    spdlog::error("unhandled error on {} {}: {}", Pistache::Http::methodString(request.method()), request.resource(),
+                  e.what());
     send_error(response, ApiError{500, "internal_error", "internal error", ""});
   } catch (...) {
     send_error(response, ApiError{500, "internal_error", "internal error", ""});
@@ -171,8 +178,8 @@ void PublicHandler::submit(const Request& request, ResponseWriter response) {
   if (auto raw = request.headers().tryGetRaw("Idempotency-Key")) {
     key = raw->value();
     if (key.empty())
-      return send_error(response,
-                        ApiError{400, "invalid_idempotency_key", "Idempotency-Key must not be empty", "Idempotency-Key"});
+      return send_error(
+          response, ApiError{400, "invalid_idempotency_key", "Idempotency-Key must not be empty", "Idempotency-Key"});
   }
   if (t_pipelined_follow) {
     // Requests are pipelined behind this one: answer in order, so wait for the commit here.
@@ -208,20 +215,24 @@ void PublicHandler::status(const Request& request, ResponseWriter response, cons
       std::all_of(wait_param->begin(), wait_param->end(), [](char c) { return c >= '0' && c <= '9'; }))
     wait_s = std::stoi(*wait_param);
   if (wait_s < 0 || wait_s > 60)
-    return send_error(response, ApiError{400, "invalid_wait", "wait must be a whole number of seconds from 0 to 60", "wait"});
+    return send_error(response,
+                      ApiError{400, "invalid_wait", "wait must be a whole number of seconds from 0 to 60", "wait"});
   std::string since = query.get("since").value_or("");
   for (auto& c : since)
     if (c == '+') c = ' ';  // "not+started" from a form-encoded query
   if (since == "not%20started") since = "not started";
   if (!since.empty() && since != "not started" && since != "processing" && since != "completed")
-    return send_error(response, ApiError{400, "invalid_since", "since must be one of: not started, processing, completed", "since"});
+    return send_error(
+        response, ApiError{400, "invalid_since", "since must be one of: not started, processing, completed", "since"});
   auto writer = std::make_shared<ResponseWriter>(std::move(response));
   auto ctx = ctx_;
   ++ctx->in_flight;
   ctx->gateway->watch_status(ref, since, std::chrono::seconds(wait_s), [writer, ctx](Result<std::string> r) {
     try {
-      if (!r) send_error(*writer, r.error());
-      else send_json(*writer, 200, *r);
+      if (!r)
+        send_error(*writer, r.error());
+      else
+        send_json(*writer, 200, *r);
     } catch (const std::exception& e) {
       spdlog::warn("could not send a long-poll answer: {}", e.what());
     }

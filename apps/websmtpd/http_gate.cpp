@@ -32,7 +32,8 @@ struct GateState {
 bool iequals_prefix(std::string_view line, std::string_view name) {
   if (line.size() < name.size()) return false;
   for (std::size_t i = 0; i < name.size(); ++i)
-    if (std::tolower(static_cast<unsigned char>(line[i])) != std::tolower(static_cast<unsigned char>(name[i]))) return false;
+    if (std::tolower(static_cast<unsigned char>(line[i])) != std::tolower(static_cast<unsigned char>(name[i])))
+      return false;
   return true;
 }
 
@@ -42,7 +43,8 @@ std::int64_t body_length(std::string_view head) {
   std::size_t pos = head.find("\r\n");
   while (pos != std::string_view::npos && pos + 2 < head.size()) {
     std::size_t end = head.find("\r\n", pos + 2);
-    std::string_view line = head.substr(pos + 2, end == std::string_view::npos ? std::string_view::npos : end - pos - 2);
+    std::string_view line =
+        head.substr(pos + 2, end == std::string_view::npos ? std::string_view::npos : end - pos - 2);
     if (iequals_prefix(line, "content-length:")) {
       std::int64_t v = 0;
       bool digits = false;
@@ -133,7 +135,8 @@ void GatedHandler::onInput(const char* buffer, size_t len, const std::shared_ptr
     pos += consumed;
     if (length == -2)
       return refuse(411, "Length Required",
-                    ApiError{411, "length_required", "send the body with a Content-Length (chunked bodies are not accepted)", ""});
+                    ApiError{411, "length_required",
+                             "send the body with a Content-Length (chunked bodies are not accepted)", ""});
     if (length > ctx_->max_body_bytes)
       return refuse(413, "Payload Too Large",
                     ApiError{413, "body_too_large",

@@ -32,14 +32,17 @@ std::map<std::string, std::string> read_dotenv(const std::string& path) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  CLI::App app{"websmtpd: accepts mail jobs over HTTP and delivers them over SMTP.\n"
-               "Every setting is an environment variable (or a line in .env); a flag overrides both."};
+  CLI::App app{
+      "websmtpd: accepts mail jobs over HTTP and delivers them over SMTP.\n"
+      "Every setting is an environment variable (or a line in .env); a flag overrides both."};
   std::string env_file = ".env";
   app.add_option("--env-file", env_file, "file read for keys the environment does not set")->capture_default_str();
   std::map<std::string, std::string> flags;
   for (const auto& k : websmtp::config::keys()) {
-    std::string help = std::string(k.help) + " [env " + k.name + (k.default_value[0] ? std::string(", default ") + k.default_value : "") + "]";
-    app.add_option_function<std::string>(flag_name(k.name), [&flags, name = std::string(k.name)](const std::string& v) { flags[name] = v; }, help);
+    std::string help = std::string(k.help) + " [env " + k.name +
+                       (k.default_value[0] ? std::string(", default ") + k.default_value : "") + "]";
+    app.add_option_function<std::string>(
+        flag_name(k.name), [&flags, name = std::string(k.name)](const std::string& v) { flags[name] = v; }, help);
   }
   CLI11_PARSE(app, argc, argv);
 

@@ -41,7 +41,7 @@ std::string new_uuid() {
 
 std::string new_uuid_v7(std::int64_t unix_ms) {
   std::uint64_t hi = (static_cast<std::uint64_t>(unix_ms) & 0xFFFFFFFFFFFFULL) << 16;
-  hi |= 0x7000ULL | (rng()() & 0x0FFFULL);                                         // version 7 + rand_a
+  hi |= 0x7000ULL | (rng()() & 0x0FFFULL);                                       // version 7 + rand_a
   std::uint64_t lo = (rng()() & 0x3FFFFFFFFFFFFFFFULL) | 0x8000000000000000ULL;  // variant 10 + rand_b
   std::string out(36, '-');
   int pos = 0;
@@ -85,11 +85,16 @@ std::optional<std::int64_t> parse_duration_s(std::string_view s) {
   auto v = parse_number_with_unit(s, unit);
   if (!v) return std::nullopt;
   std::int64_t mul = 0;
-  if (unit.empty() || unit == "s") mul = 1;
-  else if (unit == "m") mul = 60;
-  else if (unit == "h") mul = 3600;
-  else if (unit == "d") mul = 86400;
-  else return std::nullopt;
+  if (unit.empty() || unit == "s")
+    mul = 1;
+  else if (unit == "m")
+    mul = 60;
+  else if (unit == "h")
+    mul = 3600;
+  else if (unit == "d")
+    mul = 86400;
+  else
+    return std::nullopt;
   if (*v > INT64_MAX / mul / 1000) return std::nullopt;  // keep ms arithmetic in range
   return *v * mul;
 }
@@ -101,14 +106,22 @@ std::optional<std::int64_t> parse_size_bytes(std::string_view s) {
   std::string u;
   for (char c : unit) u += static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
   std::int64_t mul = 0;
-  if (u.empty() || u == "b") mul = 1;
-  else if (u == "k" || u == "kib") mul = 1024;
-  else if (u == "kb") mul = 1000;
-  else if (u == "m" || u == "mib") mul = 1024 * 1024;
-  else if (u == "mb") mul = 1000 * 1000;
-  else if (u == "g" || u == "gib") mul = 1024LL * 1024 * 1024;
-  else if (u == "gb") mul = 1000LL * 1000 * 1000;
-  else return std::nullopt;
+  if (u.empty() || u == "b")
+    mul = 1;
+  else if (u == "k" || u == "kib")
+    mul = 1024;
+  else if (u == "kb")
+    mul = 1000;
+  else if (u == "m" || u == "mib")
+    mul = 1024 * 1024;
+  else if (u == "mb")
+    mul = 1000 * 1000;
+  else if (u == "g" || u == "gib")
+    mul = 1024LL * 1024 * 1024;
+  else if (u == "gb")
+    mul = 1000LL * 1000 * 1000;
+  else
+    return std::nullopt;
   if (*v > INT64_MAX / mul) return std::nullopt;
   return *v * mul;
 }

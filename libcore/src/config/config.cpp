@@ -100,10 +100,10 @@ struct Reader {
     if (!v) return def;
     std::int64_t out = 0;
     auto [p, ec] = std::from_chars(v->data(), v->data() + v->size(), out);
-    if (ec != std::errc() || p != v->data() + v->size())
-      throw ConfigError(key, "'" + *v + "' is not a whole number");
+    if (ec != std::errc() || p != v->data() + v->size()) throw ConfigError(key, "'" + *v + "' is not a whole number");
     if (out < lo || out > hi)
-      throw ConfigError(key, std::to_string(out) + " is out of range " + std::to_string(lo) + ".." + std::to_string(hi));
+      throw ConfigError(key,
+                        std::to_string(out) + " is out of range " + std::to_string(lo) + ".." + std::to_string(hi));
     return out;
   }
   std::int64_t duration(const std::string& key, std::int64_t def, std::int64_t lo) const {
@@ -151,12 +151,13 @@ Config load(const std::function<std::optional<std::string>(const std::string&)>&
   c.smtp_port = static_cast<int>(r.integer("SMTP_PORT", c.smtp_port, 1, 65535));
   c.smtp_user = r.get("SMTP_USER").value_or("");
   c.smtp_pwd = r.raw("SMTP_PWD").value_or("");
-  if (!c.smtp_user.empty() && c.smtp_pwd.empty()) throw ConfigError("SMTP_PWD", "SMTP_USER is set but SMTP_PWD is empty");
+  if (!c.smtp_user.empty() && c.smtp_pwd.empty())
+    throw ConfigError("SMTP_PWD", "SMTP_USER is set but SMTP_PWD is empty");
   std::string tls = r.choice("SMTP_TLS", "opportunistic", {"opportunistic", "none", "starttls", "tls"});
-  c.smtp_tls = tls == "none" ? TlsMode::kNone
+  c.smtp_tls = tls == "none"       ? TlsMode::kNone
                : tls == "starttls" ? TlsMode::kStartTls
-               : tls == "tls" ? TlsMode::kTls
-                              : TlsMode::kOpportunistic;
+               : tls == "tls"      ? TlsMode::kTls
+                                   : TlsMode::kOpportunistic;
   c.smtp_tls_verify = r.boolean("SMTP_TLS_VERIFY", true);
   c.smtp_helo = r.get("SMTP_HELO").value_or("");
 
@@ -197,8 +198,9 @@ Config load(const std::function<std::optional<std::string>(const std::string&)>&
   c.retry_max_s = r.duration("RETRY_MAX", c.retry_max_s, 1);
   if (c.retry_max_s < c.retry_min_s) throw ConfigError("RETRY_MAX", "must not be below RETRY_MIN");
   c.max_lifetime_s = r.duration("MAX_LIFETIME", c.max_lifetime_s, 1);
-  c.after_data_timeout =
-      r.choice("AFTER_DATA_TIMEOUT", "retry", {"retry", "fail"}) == "fail" ? AfterDataTimeout::kFail : AfterDataTimeout::kRetry;
+  c.after_data_timeout = r.choice("AFTER_DATA_TIMEOUT", "retry", {"retry", "fail"}) == "fail"
+                             ? AfterDataTimeout::kFail
+                             : AfterDataTimeout::kRetry;
   c.shutdown_grace_s = r.duration("SHUTDOWN_GRACE", c.shutdown_grace_s, 0);
   c.smtp_connect_timeout_s = r.duration("SMTP_CONNECT_TIMEOUT", c.smtp_connect_timeout_s, 1);
   c.smtp_command_timeout_s = r.duration("SMTP_COMMAND_TIMEOUT", c.smtp_command_timeout_s, 1);
@@ -210,19 +212,26 @@ Config load(const std::function<std::optional<std::string>(const std::string&)>&
 
 const char* to_string(Delivery d) {
   switch (d) {
-    case Delivery::kRelay: return "relay";
-    case Delivery::kMx: return "mx";
-    case Delivery::kSandbox: return "sandbox";
+    case Delivery::kRelay:
+      return "relay";
+    case Delivery::kMx:
+      return "mx";
+    case Delivery::kSandbox:
+      return "sandbox";
   }
   return "?";
 }
 
 const char* to_string(TlsMode m) {
   switch (m) {
-    case TlsMode::kOpportunistic: return "opportunistic";
-    case TlsMode::kNone: return "none";
-    case TlsMode::kStartTls: return "starttls";
-    case TlsMode::kTls: return "tls";
+    case TlsMode::kOpportunistic:
+      return "opportunistic";
+    case TlsMode::kNone:
+      return "none";
+    case TlsMode::kStartTls:
+      return "starttls";
+    case TlsMode::kTls:
+      return "tls";
   }
   return "?";
 }

@@ -9,25 +9,33 @@ bool is_final(RecipientState s) { return s == RecipientState::kDelivered || s ==
 
 const char* to_string(RecipientState s) {
   switch (s) {
-    case RecipientState::kQueued: return "queued";
-    case RecipientState::kDelivered: return "delivered";
-    case RecipientState::kDeferred: return "deferred";
-    case RecipientState::kFailed: return "failed";
+    case RecipientState::kQueued:
+      return "queued";
+    case RecipientState::kDelivered:
+      return "delivered";
+    case RecipientState::kDeferred:
+      return "deferred";
+    case RecipientState::kFailed:
+      return "failed";
   }
   return "queued";
 }
 
 const char* to_string(RecipientKind k) {
   switch (k) {
-    case RecipientKind::kTo: return "to";
-    case RecipientKind::kCc: return "cc";
-    case RecipientKind::kBcc: return "bcc";
+    case RecipientKind::kTo:
+      return "to";
+    case RecipientKind::kCc:
+      return "cc";
+    case RecipientKind::kBcc:
+      return "bcc";
   }
   return "to";
 }
 
 std::optional<RecipientState> recipient_state_from(std::string_view s) {
-  for (auto st : {RecipientState::kQueued, RecipientState::kDelivered, RecipientState::kDeferred, RecipientState::kFailed})
+  for (auto st :
+       {RecipientState::kQueued, RecipientState::kDelivered, RecipientState::kDeferred, RecipientState::kFailed})
     if (s == to_string(st)) return st;
   return std::nullopt;
 }
@@ -39,7 +47,8 @@ std::optional<RecipientKind> recipient_kind_from(std::string_view s) {
 }
 
 bool all_final(const Job& job) {
-  return std::all_of(job.recipients.begin(), job.recipients.end(), [](const Recipient& r) { return is_final(r.state); });
+  return std::all_of(job.recipients.begin(), job.recipients.end(),
+                     [](const Recipient& r) { return is_final(r.state); });
 }
 
 const char* job_status(const Job& job) {
@@ -52,8 +61,8 @@ nlohmann::json status_json(const Job& job) {
   nlohmann::json recipients = nlohmann::json::array();
   for (const auto& r : job.recipients) {
     if (r.state == RecipientState::kFailed) failed.push_back(r.address);
-    nlohmann::json j = {{"address", r.address}, {"kind", to_string(r.kind)}, {"state", to_string(r.state)},
-                        {"attempts", r.attempts}};
+    nlohmann::json j = {
+        {"address", r.address}, {"kind", to_string(r.kind)}, {"state", to_string(r.state)}, {"attempts", r.attempts}};
     if (r.smtp_code != 0) j["smtp_code"] = r.smtp_code;
     if (!r.smtp_reply.empty()) j["smtp_reply"] = r.smtp_reply;
     if (r.time != 0) j["time"] = r.time;

@@ -75,15 +75,22 @@ std::string_view trim(std::string_view s) {
 
 const char* type_name(const json& v) {
   switch (v.type()) {
-    case json::value_t::null: return "null";
-    case json::value_t::boolean: return "a boolean";
+    case json::value_t::null:
+      return "null";
+    case json::value_t::boolean:
+      return "a boolean";
     case json::value_t::number_integer:
     case json::value_t::number_unsigned:
-    case json::value_t::number_float: return "a number";
-    case json::value_t::string: return "a string";
-    case json::value_t::array: return "an array";
-    case json::value_t::object: return "an object";
-    default: return "an unsupported value";
+    case json::value_t::number_float:
+      return "a number";
+    case json::value_t::string:
+      return "a string";
+    case json::value_t::array:
+      return "an array";
+    case json::value_t::object:
+      return "an object";
+    default:
+      return "an unsupported value";
   }
 }
 
@@ -153,13 +160,15 @@ Result<Mailbox> parse_mailbox(std::string_view text, const std::string& field) {
     } else {
       mb.display_name = std::string(name);
     }
-    if (mb.display_name.size() > 256) return fail(400, "invalid_address", field + " has a display name over 256 bytes", field);
+    if (mb.display_name.size() > 256)
+      return fail(400, "invalid_address", field + " has a display name over 256 bytes", field);
     mb.address = std::string(addr);
   } else {
     mb.address = std::string(t);
   }
   if (!is_valid_address(mb.address))
-    return fail(400, "invalid_address", field + " is not a valid email address: '" + mb.address.substr(0, 100) + "'", field);
+    return fail(400, "invalid_address", field + " is not a valid email address: '" + mb.address.substr(0, 100) + "'",
+                field);
   return mb;
 }
 
@@ -168,16 +177,17 @@ std::optional<ApiError> check_custom_header(std::string_view name, std::string_v
     return ApiError{400, "header_injection", "CR, LF and NUL characters are not allowed in " + field, field};
   if (name.empty() || name.size() > 76 ||
       !std::all_of(name.begin(), name.end(), [](char c) { return c > 32 && c < 127 && c != ':'; }))
-    return ApiError{400, "invalid_header", field + ": '" + std::string(name.substr(0, 80)) + "' is not a valid header name", field};
+    return ApiError{400, "invalid_header",
+                    field + ": '" + std::string(name.substr(0, 80)) + "' is not a valid header name", field};
   std::string lower(name);
   std::transform(lower.begin(), lower.end(), lower.begin(), [](unsigned char c) { return std::tolower(c); });
   static constexpr std::array<std::string_view, 12> kReserved = {
-      "from", "to", "cc", "bcc", "subject", "date", "message-id", "mime-version", "reply-to", "sender",
-      "return-path", "content-transfer-encoding"};
+      "from",       "to",           "cc",       "bcc",    "subject",     "date",
+      "message-id", "mime-version", "reply-to", "sender", "return-path", "content-transfer-encoding"};
   if (lower.rfind("content-", 0) == 0 || std::find(kReserved.begin(), kReserved.end(), lower) != kReserved.end())
-    return ApiError{400, "reserved_header", field + ": the " + std::string(name) + " header is set by the gateway", field};
-  if (value.size() > 900)
-    return ApiError{400, "invalid_header", field + " is longer than 900 bytes", field};
+    return ApiError{400, "reserved_header", field + ": the " + std::string(name) + " header is set by the gateway",
+                    field};
+  if (value.size() > 900) return ApiError{400, "invalid_header", field + " is longer than 900 bytes", field};
   return std::nullopt;
 }
 
@@ -208,8 +218,8 @@ Result<MailRequest> parse_request(std::string_view body, const Limits& limits) {
   std::size_t total = req.to.size() + req.cc.size() + req.bcc.size();
   if (total > static_cast<std::size_t>(limits.max_recipients))
     return fail(422, "too_many_recipients",
-                "a job may have at most " + std::to_string(limits.max_recipients) + " recipients (to+cc+bcc), this one has " +
-                    std::to_string(total),
+                "a job may have at most " + std::to_string(limits.max_recipients) +
+                    " recipients (to+cc+bcc), this one has " + std::to_string(total),
                 "to");
 
   if (auto it = root.find("reply_to"); it != root.end() && !it->is_null()) {
@@ -264,18 +274,23 @@ Result<MailRequest> parse_request(std::string_view body, const Limits& limits) {
       att.filename = fn->get<std::string>();
       if (has_control_breaks(att.filename)) return injection(field + ".filename");
       if (att.filename.find_first_of("/\\") != std::string::npos || att.filename.size() > 255)
-        return fail(400, "invalid_attachment", field + ".filename must be a plain UTF-8 file name", field + ".filename");
+        return fail(400, "invalid_attachment", field + ".filename must be a plain UTF-8 file name",
+                    field + ".filename");
       auto ct = a.find("content_type");
       att.content_type = "application/octet-stream";
       if (ct != a.end() && !ct->is_null()) {
         if (!ct->is_string()) return wrong_type(field + ".content_type", "a string", *ct);
         att.content_type = ct->get<std::string>();
         auto slash = att.content_type.find('/');
-        bool ok = slash != std::string::npos && slash > 0 && slash + 1 < att.content_type.size() && att.content_type.size() < 128 &&
+        bool ok = slash != std::string::npos && slash > 0 && slash + 1 < att.content_type.size() &&
+                  att.content_type.size() < 128 &&
                   std::all_of(att.content_type.begin(), att.content_type.end(), [](char c) {
-                    return std::isalnum(static_cast<unsigned char>(c)) || std::string_view("/!#$&^_.+-").find(c) != std::string_view::npos;
+                    return std::isalnum(static_cast<unsigned char>(c)) ||
+                           std::string_view("/!#$&^_.+-").find(c) != std::string_view::npos;
                   });
-        if (!ok) return fail(400, "invalid_attachment", field + ".content_type must be a type/subtype", field + ".content_type");
+        if (!ok)
+          return fail(400, "invalid_attachment", field + ".content_type must be a type/subtype",
+                      field + ".content_type");
       }
       auto content = a.find("content");
       if (content == a.end() || !content->is_string())

@@ -9,10 +9,12 @@ Dispatcher::Dispatcher(store::Store& store, const Clock& clock, Options options)
 
 Dispatcher::~Dispatcher() { stop(); }
 
-void Dispatcher::start() { thread_ = std::thread([this] {
+void Dispatcher::start() {
+  thread_ = std::thread([this] {
     name_this_thread("ws-dispatch");
     run();
-  }); }
+  });
+}
 
 void Dispatcher::stop() {
   {

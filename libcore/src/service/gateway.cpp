@@ -49,7 +49,8 @@ store::JobUpdate update_after_attempt(job::Job&& j, std::int64_t now_ms) {
   u.first_attempt = !j.started;
   u.started = true;
   u.recipients = std::move(j.recipients);
-  if (std::all_of(u.recipients.begin(), u.recipients.end(), [](const job::Recipient& r) { return job::is_final(r.state); })) {
+  if (std::all_of(u.recipients.begin(), u.recipients.end(),
+                  [](const job::Recipient& r) { return job::is_final(r.state); })) {
     u.completed = now_ms / 1000;
     bool any_failed = std::any_of(u.recipients.begin(), u.recipients.end(),
                                   [](const job::Recipient& r) { return r.state == job::RecipientState::kFailed; });
@@ -100,7 +101,8 @@ void Gateway::start() {
       });
   dispatcher_ = std::make_unique<queue::Dispatcher>(*store_, clock_, queue::Dispatcher::Options{});
   dispatcher_->start();
-  for (int i = 0; i < config_.threads; ++i) workers_.emplace_back([this] {
+  for (int i = 0; i < config_.threads; ++i)
+    workers_.emplace_back([this] {
       name_this_thread("ws-worker");
       worker_loop();
     });
@@ -176,7 +178,8 @@ void Gateway::submit(std::string_view body, std::string_view idempotency_key, Su
     if (hit && hit->submitted >= j.submitted - store::kIdempotencyWindowS) {
       if (hit->request_hash == j.request_hash) return done(Accepted{200, hit->ref});
       return done(fail(409, "idempotency_conflict",
-                       "this Idempotency-Key was used with a different request body within 24 hours", "Idempotency-Key"));
+                       "this Idempotency-Key was used with a different request body within 24 hours",
+                       "Idempotency-Key"));
     }
     pending_keys_.insert(j.idempotency_key);
   }
@@ -197,7 +200,8 @@ void Gateway::submit(std::string_view body, std::string_view idempotency_key, Su
     }
     ++queued_;
     ++submitted_total_;
-    spdlog::info("job {} accepted: {} recipient(s), {} bytes", stored.ref, stored.recipients.size(), stored.message.size());
+    spdlog::info("job {} accepted: {} recipient(s), {} bytes", stored.ref, stored.recipients.size(),
+                 stored.message.size());
     std::string ref = stored.ref;
     dispatcher_->offer(std::move(stored));
     done(Accepted{202, std::move(ref)});
@@ -205,7 +209,8 @@ void Gateway::submit(std::string_view body, std::string_view idempotency_key, Su
 }
 
 Result<job::Job> Gateway::lookup(std::string_view ref_view) {
-  if (!is_uuid(ref_view)) return fail(400, "invalid_ref", "a job ref is a UUID like f683a80c-ba2d-4285-8e1d-4aeaeb37a729", "ref");
+  if (!is_uuid(ref_view))
+    return fail(400, "invalid_ref", "a job ref is a UUID like f683a80c-ba2d-4285-8e1d-4aeaeb37a729", "ref");
   std::string ref(ref_view);
   std::transform(ref.begin(), ref.end(), ref.begin(), [](unsigned char c) { return std::tolower(c); });
   std::int64_t now = clock_.now_ms();
@@ -220,7 +225,8 @@ Result<job::Job> Gateway::lookup(std::string_view ref_view) {
     }
     if (j && !expired(*j)) cache_.put(*j, cache_expiry(j->completed), generation);
   }
-  if (!j || expired(*j)) return fail(404, "unknown_ref", "no job with this ref (never issued, or its status expired)", "ref");
+  if (!j || expired(*j))
+    return fail(404, "unknown_ref", "no job with this ref (never issued, or its status expired)", "ref");
   return std::move(*j);
 }
 
@@ -385,9 +391,12 @@ void Gateway::attempt(job::Job& j, smtp::Transport& transport) {
 void Gateway::on_committed_update(const store::JobUpdate& u) {
   journal_->end(u.seq);
   (u.first_attempt ? queued_ : deferred_) -= 1;
-  if (u.outcome == store::Outcome::kDelivered) ++completed_;
-  else if (u.outcome == store::Outcome::kFailed) ++failed_;
-  else ++deferred_;
+  if (u.outcome == store::Outcome::kDelivered)
+    ++completed_;
+  else if (u.outcome == store::Outcome::kFailed)
+    ++failed_;
+  else
+    ++deferred_;
   cache_.update_if_present(u.ref, u.recipients, true, u.completed, cache_expiry(u.completed));
   dispatcher_->release(u.seq, u.next_at_ms);
   // Long-polls waiting on this job: its word is now "completed" or "processing".

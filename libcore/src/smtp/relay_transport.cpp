@@ -38,8 +38,8 @@ class Session final : public Poco::Net::SecureSMTPClientSession {
 };
 
 struct Reply {
-  int code = 0;          // 0: no valid reply (connection closed or garbage)
-  std::string text;      // the reply text without codes, lines joined by "; "
+  int code = 0;      // 0: no valid reply (connection closed or garbage)
+  std::string text;  // the reply text without codes, lines joined by "; "
   std::vector<std::string> lines;
 };
 
@@ -71,8 +71,10 @@ class RelayTransport final : public Transport {
   std::vector<AttemptReply> deliver(const Envelope& env, std::string_view message) override {
     std::vector<AttemptReply> out(env.recipients.size());
     try {
-      if (!session_) connect();
-      else if (needs_rset_) reset_transaction();
+      if (!session_)
+        connect();
+      else if (needs_rset_)
+        reset_transaction();
       transaction(env, message, out);
     } catch (const ConnectionLost& e) {
       fail_connection(out, e.why, e.after_data);
@@ -180,7 +182,8 @@ class RelayTransport final : public Transport {
   }
 
   [[noreturn]] void throw_reply_as_connection(const char* stage, const Reply& r) {
-    std::string why = std::string(stage) + ": " + (r.code ? std::to_string(r.code) + " " + r.text : "no valid SMTP reply: " + r.text);
+    std::string why =
+        std::string(stage) + ": " + (r.code ? std::to_string(r.code) + " " + r.text : "no valid SMTP reply: " + r.text);
     last_code_ = r.code;
     throw ConnectionLost{why};
   }
@@ -215,9 +218,11 @@ class RelayTransport final : public Transport {
     auto& ds = session_->socket();
     for (int n = 0; n < 200; ++n) {
       std::string line;
-      if (!ds.receiveMessage(line)) throw ConnectionLost{r.lines.empty() ? "connection closed by the peer" : "connection closed mid-reply"};
+      if (!ds.receiveMessage(line))
+        throw ConnectionLost{r.lines.empty() ? "connection closed by the peer" : "connection closed mid-reply"};
       bool valid = line.size() >= 3 && std::isdigit(static_cast<unsigned char>(line[0])) &&
-                   std::isdigit(static_cast<unsigned char>(line[1])) && std::isdigit(static_cast<unsigned char>(line[2])) &&
+                   std::isdigit(static_cast<unsigned char>(line[1])) &&
+                   std::isdigit(static_cast<unsigned char>(line[2])) &&
                    (line.size() == 3 || line[3] == ' ' || line[3] == '-');
       if (!valid) {
         r.code = 0;

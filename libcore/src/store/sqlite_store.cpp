@@ -17,7 +17,8 @@ namespace {
 class Db {
  public:
   Db(const std::string& path, bool sync_full) {
-    int rc = sqlite3_open_v2(path.c_str(), &db_, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, nullptr);
+    int rc =
+        sqlite3_open_v2(path.c_str(), &db_, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, nullptr);
     if (rc != SQLITE_OK) {
       std::string msg = db_ ? sqlite3_errmsg(db_) : "out of memory";
       sqlite3_close(db_);
@@ -142,13 +143,13 @@ class SqliteStore final : public Store {
         begin_(writer_, "BEGIN IMMEDIATE"),
         commit_(writer_, "COMMIT"),
         rollback_(writer_, "ROLLBACK"),
-        purge_count_(writer_, "SELECT outcome, count(*) FROM jobs WHERE outcome <> 0 AND completed < ?1 GROUP BY outcome"),
+        purge_count_(writer_,
+                     "SELECT outcome, count(*) FROM jobs WHERE outcome <> 0 AND completed < ?1 GROUP BY outcome"),
         purge_(writer_, "DELETE FROM jobs WHERE outcome <> 0 AND completed < ?1"),
-        find_(reader_,
-              "SELECT seq, ref, submitted, completed, started, sender, recipients FROM jobs WHERE ref=?1"),
-        find_seq_(reader_,
-                  "SELECT seq, ref, submitted, completed, started, sender, recipients FROM jobs WHERE seq=?1"),
-        due_(reader_, "SELECT seq FROM jobs WHERE next_at IS NOT NULL AND next_at <= ?1 ORDER BY next_at, seq LIMIT ?2"),
+        find_(reader_, "SELECT seq, ref, submitted, completed, started, sender, recipients FROM jobs WHERE ref=?1"),
+        find_seq_(reader_, "SELECT seq, ref, submitted, completed, started, sender, recipients FROM jobs WHERE seq=?1"),
+        due_(reader_,
+             "SELECT seq FROM jobs WHERE next_at IS NOT NULL AND next_at <= ?1 ORDER BY next_at, seq LIMIT ?2"),
         load_(reader_,
               "SELECT seq, ref, submitted, completed, started, sender, recipients, message, idem_key FROM jobs "
               "WHERE seq=?1 AND outcome = 0 AND next_at <= ?2"),
@@ -197,8 +198,10 @@ class SqliteStore final : public Store {
         ResetGuard g{insert_};
         insert_.bind(1, j->ref).bind(2, j->submitted).bind(3, j->submitted * 1000).bind(4, j->sender);
         insert_.bind_blob(5, j->message).bind(6, job::recipients_to_store(j->recipients));
-        if (j->idempotency_key.empty()) insert_.bind_null(7).bind_null(8);
-        else insert_.bind(7, j->idempotency_key).bind(8, j->request_hash);
+        if (j->idempotency_key.empty())
+          insert_.bind_null(7).bind_null(8);
+        else
+          insert_.bind(7, j->idempotency_key).bind(8, j->request_hash);
         insert_.step();
         j->seq = sqlite3_last_insert_rowid(writer_.get());
       }
@@ -206,8 +209,10 @@ class SqliteStore final : public Store {
         ResetGuard g{update_};
         update_.bind(1, u.seq).bind(2, job::recipients_to_store(u.recipients)).bind(3, std::int64_t{u.started});
         update_.bind(4, u.completed);
-        if (u.next_at_ms) update_.bind(5, *u.next_at_ms);
-        else update_.bind_null(5);
+        if (u.next_at_ms)
+          update_.bind(5, *u.next_at_ms);
+        else
+          update_.bind_null(5);
         update_.bind(6, static_cast<std::int64_t>(u.outcome));
         update_.step();
       }
@@ -228,8 +233,10 @@ class SqliteStore final : public Store {
       ResetGuard g{purge_count_};
       purge_count_.bind(1, before_s);
       while (purge_count_.step()) {
-        if (purge_count_.i64(0) == static_cast<int>(Outcome::kDelivered)) c.completed = purge_count_.i64(1);
-        else c.failed = purge_count_.i64(1);
+        if (purge_count_.i64(0) == static_cast<int>(Outcome::kDelivered))
+          c.completed = purge_count_.i64(1);
+        else
+          c.failed = purge_count_.i64(1);
       }
     }
     if (c.completed + c.failed > 0) {
@@ -293,10 +300,14 @@ class SqliteStore final : public Store {
       bool started = counts_.i64(0) != 0;
       auto outcome = static_cast<Outcome>(counts_.i64(1));
       auto n = counts_.i64(2);
-      if (outcome == Outcome::kDelivered) c.completed += n;
-      else if (outcome == Outcome::kFailed) c.failed += n;
-      else if (started) c.deferred += n;
-      else c.queued += n;
+      if (outcome == Outcome::kDelivered)
+        c.completed += n;
+      else if (outcome == Outcome::kFailed)
+        c.failed += n;
+      else if (started)
+        c.deferred += n;
+      else
+        c.queued += n;
     }
     return c;
   }

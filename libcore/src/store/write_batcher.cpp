@@ -102,7 +102,8 @@ void WriteBatcher::run() {
         // At shutdown, give up on outcomes only after repeated failures: the jobs stay
         // in the store and are attempted again after restart (at-least-once).
         if (stopping_ && ++failed_rounds_while_stopping >= 5) {
-          spdlog::error("giving up on {} outcomes at shutdown; those jobs will be retried after restart", updates.size());
+          spdlog::error("giving up on {} outcomes at shutdown; those jobs will be retried after restart",
+                        updates.size());
           return;
         }
       }

@@ -6,11 +6,13 @@ using namespace websmtp::config;
 
 namespace {
 Config load_with(std::map<std::string, std::string> env, std::map<std::string, std::string> dotenv = {}) {
-  return load([&](const std::string& k) -> std::optional<std::string> {
-    auto it = env.find(k);
-    if (it == env.end()) return std::nullopt;
-    return it->second;
-  }, dotenv);
+  return load(
+      [&](const std::string& k) -> std::optional<std::string> {
+        auto it = env.find(k);
+        if (it == env.end()) return std::nullopt;
+        return it->second;
+      },
+      dotenv);
 }
 }  // namespace
 
@@ -70,7 +72,8 @@ TEST(Config, DirectMxIsRefusedWithAClearMessage) {
 }
 
 TEST(Config, DotenvParsesCommentsQuotesAndExport) {
-  auto m = parse_dotenv("# comment\nPORT=8080 # trailing\nexport THREADS=2\nSMTP_PWD=\"p#ss word\"\nEMPTY=   # nothing\n\nBAD LINE\n");
+  auto m = parse_dotenv(
+      "# comment\nPORT=8080 # trailing\nexport THREADS=2\nSMTP_PWD=\"p#ss word\"\nEMPTY=   # nothing\n\nBAD LINE\n");
   EXPECT_EQ(m["PORT"], "8080");
   EXPECT_EQ(m["THREADS"], "2");
   EXPECT_EQ(m["SMTP_PWD"], "p#ss word");

@@ -22,7 +22,8 @@ void expect_error(const std::string& body, int status, const std::string& code, 
 }  // namespace
 
 TEST(Validation, AcceptsTheSeedRequest) {
-  auto r = parse(R"({"from":"Alice <alice@example.org>","to":["bob@example.net","Carol <carol@example.com>"],"subject":"Hello World","body":"hello"})");
+  auto r = parse(
+      R"({"from":"Alice <alice@example.org>","to":["bob@example.net","Carol <carol@example.com>"],"subject":"Hello World","body":"hello"})");
   ASSERT_TRUE(r) << r.error().message;
   EXPECT_EQ(r->from.display_name, "Alice");
   EXPECT_EQ(r->from.address, "alice@example.org");
@@ -59,8 +60,10 @@ TEST(Validation, RefusesWrongTypes) {
   expect_error(R"({"from":"a@b.cc","to":[5],"subject":"s","body":"b"})", 400, "invalid_type", "to[0]");
   expect_error(R"({"from":"a@b.cc","to":["x@y.zz"],"subject":1,"body":"b"})", 400, "invalid_type", "subject");
   expect_error(R"({"from":"a@b.cc","to":["x@y.zz"],"subject":"s","body":["b"]})", 400, "invalid_type", "body");
-  expect_error(R"({"from":"a@b.cc","to":["x@y.zz"],"subject":"s","body":"b","headers":[]})", 400, "invalid_type", "headers");
-  expect_error(R"({"from":"a@b.cc","to":["x@y.zz"],"subject":"s","body":"b","headers":{"X-A":1}})", 400, "invalid_type", "headers.X-A");
+  expect_error(R"({"from":"a@b.cc","to":["x@y.zz"],"subject":"s","body":"b","headers":[]})", 400, "invalid_type",
+               "headers");
+  expect_error(R"({"from":"a@b.cc","to":["x@y.zz"],"subject":"s","body":"b","headers":{"X-A":1}})", 400, "invalid_type",
+               "headers.X-A");
 }
 
 TEST(Validation, RefusesMissingFields) {
@@ -94,29 +97,41 @@ TEST(Validation, ParsesQuotedDisplayNames) {
 }
 
 TEST(Validation, RefusesCrLfAndNulInEveryHeaderValue) {
-  expect_error(R"({"from":"a@b.cc","to":["x@y.zz"],"subject":"hi\r\nBcc: victim@example.com","body":"b"})", 400, "header_injection", "subject");
-  expect_error(R"({"from":"a@b.cc","to":["x@y.zz"],"subject":"hi\nX: y","body":"b"})", 400, "header_injection", "subject");
-  expect_error(R"({"from":"a@b.cc","to":["x@y.zz"],"subject":"hi\u0000","body":"b"})", 400, "header_injection", "subject");
-  expect_error(R"({"from":"Eve\r\nBcc: v@x.yy <a@b.cc>","to":["x@y.zz"],"subject":"s","body":"b"})", 400, "header_injection", "from");
-  expect_error(R"({"from":"a@b.cc","to":["x@y.zz\r\nRCPT TO:<v@x.yy>"],"subject":"s","body":"b"})", 400, "header_injection", "to[0]");
-  expect_error(R"({"from":"a@b.cc","to":["x@y.zz"],"cc":["c@y.zz\n"],"subject":"s","body":"b"})", 400, "header_injection", "cc[0]");
-  expect_error(R"({"from":"a@b.cc","to":["x@y.zz"],"reply_to":"r@y.zz\r","subject":"s","body":"b"})", 400, "header_injection", "reply_to");
-  expect_error(R"({"from":"a@b.cc","to":["x@y.zz"],"subject":"s","body":"b","headers":{"X-A":"v\r\nBcc: v@x.yy"}})", 400, "header_injection", "headers.X-A");
-  expect_error(R"({"from":"a@b.cc","to":["x@y.zz"],"subject":"s","body":"b","headers":{"X-A\r\nBcc":"v"}})", 400, "header_injection");
+  expect_error(R"({"from":"a@b.cc","to":["x@y.zz"],"subject":"hi\r\nBcc: victim@example.com","body":"b"})", 400,
+               "header_injection", "subject");
+  expect_error(R"({"from":"a@b.cc","to":["x@y.zz"],"subject":"hi\nX: y","body":"b"})", 400, "header_injection",
+               "subject");
+  expect_error(R"({"from":"a@b.cc","to":["x@y.zz"],"subject":"hi\u0000","body":"b"})", 400, "header_injection",
+               "subject");
+  expect_error(R"({"from":"Eve\r\nBcc: v@x.yy <a@b.cc>","to":["x@y.zz"],"subject":"s","body":"b"})", 400,
+               "header_injection", "from");
+  expect_error(R"({"from":"a@b.cc","to":["x@y.zz\r\nRCPT TO:<v@x.yy>"],"subject":"s","body":"b"})", 400,
+               "header_injection", "to[0]");
+  expect_error(R"({"from":"a@b.cc","to":["x@y.zz"],"cc":["c@y.zz\n"],"subject":"s","body":"b"})", 400,
+               "header_injection", "cc[0]");
+  expect_error(R"({"from":"a@b.cc","to":["x@y.zz"],"reply_to":"r@y.zz\r","subject":"s","body":"b"})", 400,
+               "header_injection", "reply_to");
+  expect_error(R"({"from":"a@b.cc","to":["x@y.zz"],"subject":"s","body":"b","headers":{"X-A":"v\r\nBcc: v@x.yy"}})",
+               400, "header_injection", "headers.X-A");
+  expect_error(R"({"from":"a@b.cc","to":["x@y.zz"],"subject":"s","body":"b","headers":{"X-A\r\nBcc":"v"}})", 400,
+               "header_injection");
   expect_error(R"({"from":"a@b.cc","to":["x@y.zz"],"subject":"s","body":"b\u0000"})", 400, "invalid_body", "body");
 }
 
 TEST(Validation, RefusesReservedCustomHeaders) {
   for (const char* name : {"From", "to", "CC", "Bcc", "Subject", "Date", "Message-ID", "MIME-Version", "Content-Type",
                            "content-transfer-encoding", "Reply-To"}) {
-    auto body = std::string(R"({"from":"a@b.cc","to":["x@y.zz"],"subject":"s","body":"b","headers":{")") + name + R"(":"v"}})";
+    auto body =
+        std::string(R"({"from":"a@b.cc","to":["x@y.zz"],"subject":"s","body":"b","headers":{")") + name + R"(":"v"}})";
     expect_error(body, 400, "reserved_header");
   }
-  expect_error(R"({"from":"a@b.cc","to":["x@y.zz"],"subject":"s","body":"b","headers":{"X A":"v"}})", 400, "invalid_header");
+  expect_error(R"({"from":"a@b.cc","to":["x@y.zz"],"subject":"s","body":"b","headers":{"X A":"v"}})", 400,
+               "invalid_header");
 }
 
 TEST(Validation, CountsEveryRecipientAgainstTheLimit) {
-  auto r = parse(R"({"from":"a@b.cc","to":["x@y.zz","y@y.zz"],"cc":["c@y.zz"],"bcc":["d@y.zz"],"subject":"s","body":"b"})", 3);
+  auto r = parse(
+      R"({"from":"a@b.cc","to":["x@y.zz","y@y.zz"],"cc":["c@y.zz"],"bcc":["d@y.zz"],"subject":"s","body":"b"})", 3);
   ASSERT_FALSE(r);
   EXPECT_EQ(r.error().status, 422);
   EXPECT_EQ(r.error().code, "too_many_recipients");
@@ -133,8 +148,16 @@ TEST(Validation, AcceptsThousandsOfRecipients) {
 }
 
 TEST(Validation, RefusesBadAttachments) {
-  expect_error(R"({"from":"a@b.cc","to":["x@y.zz"],"subject":"s","body":"b","attachments":[{"filename":"a","content":"@@@"}]})", 400, "invalid_attachment");
-  expect_error(R"({"from":"a@b.cc","to":["x@y.zz"],"subject":"s","body":"b","attachments":[{"filename":"../etc/passwd","content":""}]})", 400, "invalid_attachment");
-  expect_error(R"({"from":"a@b.cc","to":["x@y.zz"],"subject":"s","body":"b","attachments":[{"filename":"a\r\n","content":""}]})", 400, "header_injection");
-  expect_error(R"({"from":"a@b.cc","to":["x@y.zz"],"subject":"s","body":"b","attachments":[{"filename":"a","content_type":"text/plain\r\nX: y","content":""}]})", 400, "invalid_attachment");
+  expect_error(
+      R"({"from":"a@b.cc","to":["x@y.zz"],"subject":"s","body":"b","attachments":[{"filename":"a","content":"@@@"}]})",
+      400, "invalid_attachment");
+  expect_error(
+      R"({"from":"a@b.cc","to":["x@y.zz"],"subject":"s","body":"b","attachments":[{"filename":"../etc/passwd","content":""}]})",
+      400, "invalid_attachment");
+  expect_error(
+      R"({"from":"a@b.cc","to":["x@y.zz"],"subject":"s","body":"b","attachments":[{"filename":"a\r\n","content":""}]})",
+      400, "header_injection");
+  expect_error(
+      R"({"from":"a@b.cc","to":["x@y.zz"],"subject":"s","body":"b","attachments":[{"filename":"a","content_type":"text/plain\r\nX: y","content":""}]})",
+      400, "invalid_attachment");
 }

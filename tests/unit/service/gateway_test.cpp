@@ -61,7 +61,9 @@ class FlakyStore final : public store::Store {
   std::optional<std::int64_t> next_due_after(std::int64_t n) override { return inner_->next_due_after(n); }
   store::Counts counts() override { return inner_->counts(); }
   std::optional<std::int64_t> oldest_queued_submitted() override { return inner_->oldest_queued_submitted(); }
-  std::optional<store::IdempotencyHit> find_idempotency(std::string_view k) override { return inner_->find_idempotency(k); }
+  std::optional<store::IdempotencyHit> find_idempotency(std::string_view k) override {
+    return inner_->find_idempotency(k);
+  }
 
  private:
   std::unique_ptr<store::Store> inner_;
@@ -108,7 +110,9 @@ TEST(Gateway, DeliversAndReportsStatus) {
   test_support::TempDir dir;
   Deliveries d;
   SystemClock clock;
-  service::Gateway g(test_config(dir), store::open_sqlite({dir.file("db"), false}), [&] { return std::make_unique<FakeTransport>(d); }, clock);
+  service::Gateway g(
+      test_config(dir), store::open_sqlite({dir.file("db"), false}), [&] { return std::make_unique<FakeTransport>(d); },
+      clock);
   g.start();
   auto r = submit_sync(g, job_body("x@y.zz"));
   ASSERT_TRUE(r) << r.error().message;
@@ -128,7 +132,9 @@ TEST(Gateway, ConcurrentSubmitsAreEachDeliveredOnce) {
   test_support::TempDir dir;
   Deliveries d;
   SystemClock clock;
-  service::Gateway g(test_config(dir, 4), store::open_sqlite({dir.file("db"), false}), [&] { return std::make_unique<FakeTransport>(d); }, clock);
+  service::Gateway g(
+      test_config(dir, 4), store::open_sqlite({dir.file("db"), false}),
+      [&] { return std::make_unique<FakeTransport>(d); }, clock);
   g.start();
   constexpr int kThreads = 8, kPerThread = 150;
   std::vector<std::thread> threads;
@@ -161,7 +167,9 @@ TEST(Gateway, DefersThenDeliversOnRetry) {
     return ++calls == 1 ? queue::AttemptReply{451, "4.3.0 later", false} : queue::AttemptReply{250, "ok", false};
   };
   SystemClock clock;
-  service::Gateway g(test_config(dir, 1), store::open_sqlite({dir.file("db"), false}), [&] { return std::make_unique<FakeTransport>(d); }, clock);
+  service::Gateway g(
+      test_config(dir, 1), store::open_sqlite({dir.file("db"), false}),
+      [&] { return std::make_unique<FakeTransport>(d); }, clock);
   g.start();
   auto r = submit_sync(g, job_body("x@y.zz"));
   ASSERT_TRUE(r);
@@ -184,8 +192,9 @@ TEST(Gateway, ResumesStoredJobsAfterRestart) {
   static auto* stuck = new Deliveries;
   stuck->block = true;
   static service::Gateway* first = nullptr;
-  first = new service::Gateway(test_config(dir, 1), store::open_sqlite({dir.file("db"), false}),
-                               [] { return std::make_unique<FakeTransport>(*stuck); }, clock);
+  first = new service::Gateway(
+      test_config(dir, 1), store::open_sqlite({dir.file("db"), false}),
+      [] { return std::make_unique<FakeTransport>(*stuck); }, clock);
   first->start();
   for (int i = 0; i < 50; ++i) refs.push_back(submit_sync(*first, job_body("x@y.zz"))->ref);
   EXPECT_FALSE(first->stop(100ms));  // one transaction is stuck in the fake transport
@@ -194,7 +203,9 @@ TEST(Gateway, ResumesStoredJobsAfterRestart) {
     EXPECT_TRUE(stuck->by_ref.empty());
   }
   Deliveries d2;
-  service::Gateway g2(test_config(dir, 2), store::open_sqlite({dir.file("db"), false}), [&] { return std::make_unique<FakeTransport>(d2); }, clock);
+  service::Gateway g2(
+      test_config(dir, 2), store::open_sqlite({dir.file("db"), false}),
+      [&] { return std::make_unique<FakeTransport>(d2); }, clock);
   g2.start();
   for (const auto& ref : refs) EXPECT_EQ(wait_status(g2, ref, "completed")["status"], "completed");
   EXPECT_TRUE(g2.stop(5s));
@@ -216,7 +227,8 @@ TEST(Gateway, RefusesSubmitsWhileTheStoreFailsAndRecovers) {
   SystemClock clock;
   auto flaky = std::make_unique<FlakyStore>(store::open_sqlite({dir.file("db"), false}));
   auto* store = flaky.get();
-  service::Gateway g(test_config(dir, 1), std::move(flaky), [&] { return std::make_unique<FakeTransport>(d); }, clock);
+  service::Gateway g(
+      test_config(dir, 1), std::move(flaky), [&] { return std::make_unique<FakeTransport>(d); }, clock);
   g.start();
   store->failing = true;
   auto r = submit_sync(g, job_body("x@y.zz"));
@@ -237,7 +249,8 @@ TEST(Gateway, OutcomesAreKeptUntilTheStoreAcceptsThem) {
   SystemClock clock;
   auto flaky = std::make_unique<FlakyStore>(store::open_sqlite({dir.file("db"), false}));
   auto* store = flaky.get();
-  service::Gateway g(test_config(dir, 1), std::move(flaky), [&] { return std::make_unique<FakeTransport>(d); }, clock);
+  service::Gateway g(
+      test_config(dir, 1), std::move(flaky), [&] { return std::make_unique<FakeTransport>(d); }, clock);
   g.start();
   auto r = submit_sync(g, job_body("x@y.zz"));
   ASSERT_TRUE(r);
@@ -255,7 +268,9 @@ TEST(Gateway, IdempotencyKeyReplaysOrConflicts) {
   test_support::TempDir dir;
   Deliveries d;
   SystemClock clock;
-  service::Gateway g(test_config(dir, 1), store::open_sqlite({dir.file("db"), false}), [&] { return std::make_unique<FakeTransport>(d); }, clock);
+  service::Gateway g(
+      test_config(dir, 1), store::open_sqlite({dir.file("db"), false}),
+      [&] { return std::make_unique<FakeTransport>(d); }, clock);
   g.start();
   auto first = submit_sync(g, job_body("x@y.zz"), "key-1");
   ASSERT_TRUE(first);
@@ -277,7 +292,9 @@ TEST(Gateway, StatusRefusesMalformedRefsAndForgetsUnknownOnes) {
   test_support::TempDir dir;
   Deliveries d;
   SystemClock clock;
-  service::Gateway g(test_config(dir, 1), store::open_sqlite({dir.file("db"), false}), [&] { return std::make_unique<FakeTransport>(d); }, clock);
+  service::Gateway g(
+      test_config(dir, 1), store::open_sqlite({dir.file("db"), false}),
+      [&] { return std::make_unique<FakeTransport>(d); }, clock);
   g.start();
   auto bad = g.status("not-a-ref");
   ASSERT_FALSE(bad);
@@ -294,7 +311,9 @@ TEST(Gateway, LongPollAnswersWhenTheStatusChanges) {
   Deliveries d;
   d.block = true;
   SystemClock clock;
-  service::Gateway g(test_config(dir, 1), store::open_sqlite({dir.file("db"), false}), [&] { return std::make_unique<FakeTransport>(d); }, clock);
+  service::Gateway g(
+      test_config(dir, 1), store::open_sqlite({dir.file("db"), false}),
+      [&] { return std::make_unique<FakeTransport>(d); }, clock);
   g.start();
   auto r = submit_sync(g, job_body("x@y.zz"));
   ASSERT_TRUE(r);
@@ -318,7 +337,8 @@ TEST(Gateway, LongPollTimesOutWithTheCurrentStatus) {
   auto cfg = test_config(dir, 1);
   cfg.retry_min_s = 3600;
   cfg.retry_max_s = 3600;
-  service::Gateway g(cfg, store::open_sqlite({dir.file("db"), false}), [&] { return std::make_unique<FakeTransport>(d); }, clock);
+  service::Gateway g(
+      cfg, store::open_sqlite({dir.file("db"), false}), [&] { return std::make_unique<FakeTransport>(d); }, clock);
   g.start();
   auto r = submit_sync(g, job_body("x@y.zz"));
   ASSERT_TRUE(r);

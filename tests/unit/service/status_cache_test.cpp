@@ -50,9 +50,9 @@ TEST(StatusCache, UpdatesOnlyCachedEntries) {
 
 TEST(StatusCache, DoesNotCacheAReadThatAnOutcomeOvertook) {
   StatusCache c(10);
-  auto token = c.generation("a");           // a reader takes the token, then reads the store...
+  auto token = c.generation("a");               // a reader takes the token, then reads the store...
   c.update_if_present("a", {}, true, 5, 2000);  // ...while an outcome for "a" commits
-  c.put(job_with("a"), 1000, token);        // the (older) read must not be cached
+  c.put(job_with("a"), 1000, token);            // the (older) read must not be cached
   EXPECT_FALSE(c.get("a", 0));
   c.put(job_with("a"), 1000, c.generation("a"));
   EXPECT_TRUE(c.get("a", 0));

@@ -62,7 +62,8 @@ TEST(SqliteStore, DueOrderAndRetryTimes) {
   s->insert(ptrs);
   // Defer job 0 until t=500 s; complete job 1.
   JobUpdate defer{.seq = jobs[0].seq, .recipients = jobs[0].recipients, .next_at_ms = 500'000};
-  JobUpdate done{.seq = jobs[1].seq, .recipients = jobs[1].recipients, .completed = 110, .outcome = Outcome::kDelivered};
+  JobUpdate done{
+      .seq = jobs[1].seq, .recipients = jobs[1].recipients, .completed = 110, .outcome = Outcome::kDelivered};
   std::vector<JobUpdate> updates{defer, done};
   s->update(updates);
   auto due = s->due(200'000, 10);

@@ -20,8 +20,8 @@ struct Config {
   std::string host = "0.0.0.0";
   int port = 8080;
   int admin_port = 8081;
-  int threads = 1;            // delivery workers
-  int http_threads = 2;       // Pistache reactor threads
+  int threads = 1;       // delivery workers
+  int http_threads = 2;  // Pistache reactor threads
   std::string log_level = "info";
   Delivery delivery = Delivery::kMx;
   std::string smtp_server;

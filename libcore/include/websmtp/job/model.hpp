@@ -29,9 +29,9 @@ struct MailRequest {
   std::vector<Mailbox> cc;
   std::vector<Mailbox> bcc;  // envelope only: never written to a header
   std::optional<Mailbox> reply_to;
-  std::string subject;             // UTF-8, may be empty
-  std::optional<std::string> text;  // the text/plain part ("body" in JSON)
-  std::optional<std::string> html;  // the text/html part
+  std::string subject;                                       // UTF-8, may be empty
+  std::optional<std::string> text;                           // the text/plain part ("body" in JSON)
+  std::optional<std::string> html;                           // the text/html part
   std::vector<std::pair<std::string, std::string>> headers;  // validated custom headers
   std::vector<Attachment> attachments;
 };

@@ -53,9 +53,9 @@ class Dispatcher {
   std::condition_variable refill_cv_;  // the refill thread waits here
   std::deque<job::Job> ready_;
   std::unordered_set<std::int64_t> claimed_;  // in ready_, in flight, or awaiting its outcome commit
-  bool backlog_ = true;                      // the store may hold due jobs that are not in memory
+  bool backlog_ = true;                       // the store may hold due jobs that are not in memory
   std::uint64_t overflow_gen_ = 0;
-  std::optional<std::int64_t> timer_ms_;     // earliest known retry time
+  std::optional<std::int64_t> timer_ms_;  // earliest known retry time
   bool stopping_ = false;
   std::thread thread_;
 };

@@ -27,13 +27,13 @@ enum class Outcome : int { kPending = 0, kDelivered = 1, kFailed = 2 };
 
 struct JobUpdate {
   std::int64_t seq = 0;
-  std::string ref;              // not written: carried for the status cache and logs
-  std::int64_t submitted = 0;   // not written: carried likewise
-  bool first_attempt = false;   // not written: the job was "not started" before this attempt
+  std::string ref;             // not written: carried for the status cache and logs
+  std::int64_t submitted = 0;  // not written: carried likewise
+  bool first_attempt = false;  // not written: the job was "not started" before this attempt
   std::vector<job::Recipient> recipients;
   bool started = true;
-  std::int64_t completed = 0;                 // Unix seconds; 0 while pending
-  std::optional<std::int64_t> next_at_ms;     // when to try again; nullopt once final
+  std::int64_t completed = 0;              // Unix seconds; 0 while pending
+  std::optional<std::int64_t> next_at_ms;  // when to try again; nullopt once final
   Outcome outcome = Outcome::kPending;
 };
 
@@ -79,7 +79,7 @@ class Store {
 };
 
 struct SqliteOptions {
-  std::string path;          // database file
+  std::string path;  // database file
   bool synchronous_full = false;
 };
 
