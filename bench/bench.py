@@ -332,7 +332,8 @@ def cmd_table(a):
         load = r.get("load", "")
         if ph == "submit":
             w = r.get("wrk") or {}
-            rows.append((f"submit THREADS={r['threads']} (wrk -t2 -c64 -d{r['duration']})",
+            held = ", delivery held" if str(r.get("held")).lower() == "true" else ""
+            rows.append((f"submit THREADS={r['threads']}{held} (wrk -t2 -c64 -d{r['duration']})",
                          f"{fmt(w.get('rps'))} req/s, p50 {fmt((w.get('p50_us') or 0) / 1000, 2)} ms, "
                          f"p99 {fmt((w.get('p99_us') or 0) / 1000, 2)} ms, non-2xx {fmt(w.get('non2xx'))}, "
                          f"sock err {sum(w.get(k, 0) for k in ('err_connect', 'err_read', 'err_write', 'err_timeout'))}",
