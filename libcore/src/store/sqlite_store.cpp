@@ -143,9 +143,11 @@ class SqliteStore final : public Store {
         begin_(writer_, "BEGIN IMMEDIATE"),
         commit_(writer_, "COMMIT"),
         rollback_(writer_, "ROLLBACK"),
-        purge_count_(writer_,
-                     "SELECT outcome, count(*) FROM jobs WHERE outcome <> 0 AND completed < ?1 GROUP BY outcome"),
-        purge_(writer_, "DELETE FROM jobs WHERE outcome <> 0 AND completed < ?1"),
+        // Purges go in slices of kPurgeSlice rows so one never holds the write lock long
+        // (a million expired jobs would otherwise stall every submit for seconds).
+        purge_slice_(writer_,
+                     "SELECT seq, outcome FROM jobs WHERE outcome <> 0 AND completed < ?1 ORDER BY completed LIMIT ?2"),
+        purge_(writer_, "DELETE FROM jobs WHERE seq = ?1"),
         find_(reader_, "SELECT seq, ref, submitted, completed, started, sender, recipients FROM jobs WHERE ref=?1"),
         find_seq_(reader_, "SELECT seq, ref, submitted, completed, started, sender, recipients FROM jobs WHERE seq=?1"),
         due_(reader_,
@@ -229,20 +231,26 @@ class SqliteStore final : public Store {
   Counts purge_finished(std::int64_t before_s) override {
     std::lock_guard lock(write_mu_);
     Counts c;
+    std::vector<std::int64_t> seqs;
     {
-      ResetGuard g{purge_count_};
-      purge_count_.bind(1, before_s);
-      while (purge_count_.step()) {
-        if (purge_count_.i64(0) == static_cast<int>(Outcome::kDelivered))
-          c.completed = purge_count_.i64(1);
-        else
-          c.failed = purge_count_.i64(1);
+      ResetGuard g{purge_slice_};
+      purge_slice_.bind(1, before_s).bind(2, kPurgeSlice);
+      while (purge_slice_.step()) {
+        seqs.push_back(purge_slice_.i64(0));
+        (purge_slice_.i64(1) == static_cast<int>(Outcome::kDelivered) ? c.completed : c.failed) += 1;
       }
     }
-    if (c.completed + c.failed > 0) {
-      ResetGuard g{purge_};
-      purge_.bind(1, before_s);
-      purge_.step();
+    if (seqs.empty()) return c;
+    begin_.run();
+    try {
+      for (auto seq : seqs) {
+        ResetGuard g{purge_};
+        purge_.bind(1, seq).step();
+      }
+      commit_.run();
+    } catch (...) {
+      if (!sqlite3_get_autocommit(writer_.get())) rollback_.run();
+      throw;
     }
     return c;
   }
@@ -378,7 +386,7 @@ class SqliteStore final : public Store {
   SchemaInit init_;
   std::mutex write_mu_;
   std::mutex read_mu_;
-  Stmt insert_, update_, release_idem_, begin_, commit_, rollback_, purge_count_, purge_;
+  Stmt insert_, update_, release_idem_, begin_, commit_, rollback_, purge_slice_, purge_;
   Stmt find_, find_seq_, due_, load_, next_due_, counts_, oldest_, idem_;
   Db checkpointer_;
   std::mutex ckpt_mu_;

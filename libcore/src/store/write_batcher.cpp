@@ -114,10 +114,13 @@ void WriteBatcher::run() {
       next_purge = clock_.now_ms() + options_.purge_interval_ms;
       try {
         auto removed = store_.purge_finished(clock_.now_s() - options_.status_ttl_s);
-        if (removed.completed + removed.failed > 0) {
-          spdlog::info("purged {} finished jobs older than the status TTL", removed.completed + removed.failed);
+        std::int64_t n = removed.completed + removed.failed;
+        if (n > 0) {
+          spdlog::debug("purged {} finished jobs older than the status TTL", n);
           on_purge_(removed);
         }
+        // A full slice: more are waiting; take the next slice after the next commit round.
+        if (n >= kPurgeSlice) next_purge = clock_.now_ms();
       } catch (const StoreError& e) {
         spdlog::warn("purge failed: {}", e.what());
       }

@@ -134,3 +134,21 @@ TEST(SqliteStore, AFailedBatchLeavesNothingBehind) {
   s->insert({&p, 1});  // and the store still works
   EXPECT_TRUE(s->find(c.ref));
 }
+
+TEST(SqliteStore, PurgesInBoundedSlices) {
+  test_support::TempDir dir;
+  auto s = open_sqlite({dir.file("db"), false});
+  std::vector<job::Job> jobs;
+  for (int i = 0; i < kPurgeSlice + 500; ++i) jobs.push_back(make_job(100));
+  std::vector<job::Job*> ptrs;
+  for (auto& j : jobs) ptrs.push_back(&j);
+  s->insert(ptrs);
+  std::vector<JobUpdate> done;
+  for (auto& j : jobs)
+    done.push_back({.seq = j.seq, .recipients = j.recipients, .completed = 150, .outcome = Outcome::kDelivered});
+  s->update(done);
+  EXPECT_EQ(s->purge_finished(200).completed, kPurgeSlice);
+  EXPECT_EQ(s->purge_finished(200).completed, 500);
+  EXPECT_EQ(s->purge_finished(200).completed, 0);
+  EXPECT_EQ(s->counts().completed, 0);
+}

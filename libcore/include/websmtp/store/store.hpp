@@ -15,6 +15,9 @@
 namespace websmtp::store {
 
 // A failed store operation (disk full, I/O error, corruption). Carries whether it may pass.
+// Most finished jobs one purge_finished() call deletes.
+constexpr std::int64_t kPurgeSlice = 2000;
+
 // How long an Idempotency-Key is honoured (api.md: 24 h).
 constexpr std::int64_t kIdempotencyWindowS = 24 * 3600;
 
@@ -60,7 +63,8 @@ class Store {
   virtual void update(std::span<const JobUpdate> updates) = 0;
   // Inserts and updates in one transaction (the group commit). Throws StoreError.
   virtual void commit(std::span<job::Job* const> inserts, std::span<const JobUpdate> updates) = 0;
-  // Deletes finished jobs completed before the given time; returns what it removed.
+  // Deletes finished jobs completed before the given time, at most a slice of them per call
+  // (call again while it returns a full slice); returns what it removed.
   virtual Counts purge_finished(std::int64_t completed_before_s) = 0;
 
   // The job (without its message body), or nullopt.
