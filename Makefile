@@ -7,7 +7,7 @@ JOBS  ?= $(shell nproc)
 DEPS := build-essential cmake pkg-config libpistache-dev libcli11-dev nlohmann-json3-dev \
         libpoco-dev libspdlog-dev libgtest-dev libsqlite3-dev libexpected-dev
 # Test peers and tools.
-TEST_DEPS := python3 python3-aiosmtpd curl postfix
+TEST_DEPS := python3 python3-aiosmtpd curl postfix openssl
 # Benchmarks: Postfix's smtp-sink/smtp-source (the postfix service is never started) and wrk.
 BENCH_DEPS := postfix wrk
 

@@ -1,0 +1,130 @@
+"""The relay's STARTTLS and AUTH against a real peer (aiosmtpd): TLS used when offered,
+required STARTTLS never falls back, certificate verification, AUTH PLAIN preferred, a
+refused login never reported as delivered."""
+
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+import unittest
+
+from harness import IntegrationTestCase, mail, wait_until
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+PEER = os.path.join(HERE, "..", "support", "tls_auth_peer.py")
+
+
+class TlsAuthPeer:
+    def __init__(self, test, *args):
+        self.dir = tempfile.mkdtemp(prefix="websmtp-tlsauth-")
+        test.addCleanup(shutil.rmtree, self.dir, True)
+        self.log = os.path.join(self.dir, "peer.jsonl")
+        self.proc = subprocess.Popen(["/usr/bin/python3", PEER, "--log", self.log, *args],
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        test.addCleanup(self.stop)
+        line = self.proc.stdout.readline()  # the peer prints READY once listening (or dies)
+        if not line.startswith("READY "):
+            raise AssertionError("tls_auth_peer did not start: %r %s" % (line, self.proc.stderr.read()))
+        self.port = int(line.split()[1])
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+    def records(self):
+        try:
+            with open(self.log) as f:
+                return [json.loads(l) for l in f if l.strip()]
+        except FileNotFoundError:
+            return []
+
+    def messages(self):
+        return [r for r in self.records() if "event" not in r]
+
+    def auths(self):
+        return [r for r in self.records() if r.get("event") == "auth"]
+
+
+def self_signed_cert(test):
+    d = tempfile.mkdtemp(prefix="websmtp-cert-")
+    test.addCleanup(shutil.rmtree, d, True)
+    cert, key = os.path.join(d, "cert.pem"), os.path.join(d, "key.pem")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", cert,
+                    "-days", "1", "-subj", "/CN=localhost"], check=True, capture_output=True)
+    return cert, key
+
+
+class TlsAuthTest(IntegrationTestCase):
+
+    def relay(self, peer, **env):
+        e = {"DELIVERY": "relay", "SMTP_SERVER": "127.0.0.1", "SMTP_PORT": peer.port,
+             "RETRY_MIN": "60s", "RETRY_MAX": "60s", "SMTP_COMMAND_TIMEOUT": "5s"}
+        e.update(env)
+        return self.start_daemon(**e)
+
+    def first_attempt(self, daemon, ref):
+        return daemon.wait_status(ref, lambda d: d["recipients"][0]["attempts"] >= 1, what="a first attempt")
+
+    def test_opportunistic_tls_is_used_when_offered(self):
+        cert, key = self_signed_cert(self)
+        peer = TlsAuthPeer(self, "--cert", cert, "--key", key)
+        daemon = self.relay(peer, SMTP_TLS="opportunistic", SMTP_TLS_VERIFY="false")
+        doc = daemon.wait_completed(daemon.submit(mail(to=["a@example.net"])))
+        self.assertEqual(doc["recipients"][0]["state"], "delivered")
+        [m] = peer.messages()
+        self.assertTrue(m["tls"])
+
+    def test_required_starttls_delivers_over_tls(self):
+        cert, key = self_signed_cert(self)
+        peer = TlsAuthPeer(self, "--cert", cert, "--key", key)
+        daemon = self.relay(peer, SMTP_TLS="starttls", SMTP_TLS_VERIFY="false")
+        doc = daemon.wait_completed(daemon.submit(mail(to=["a@example.net"])))
+        self.assertEqual(doc["recipients"][0]["state"], "delivered")
+        self.assertTrue(peer.messages()[0]["tls"])
+
+    def test_an_unverifiable_certificate_defers_and_sends_nothing(self):
+        cert, key = self_signed_cert(self)
+        peer = TlsAuthPeer(self, "--cert", cert, "--key", key)
+        daemon = self.relay(peer, SMTP_TLS="starttls", SMTP_TLS_VERIFY="true")
+        doc = self.first_attempt(daemon, daemon.submit(mail(to=["a@example.net"])))
+        self.assertEqual(doc["recipients"][0]["state"], "deferred")
+        self.assertEqual(peer.messages(), [])
+
+    def test_auth_plain_is_preferred_and_logs_in(self):
+        peer = TlsAuthPeer(self, "--user", "relayuser", "--password", "s3cret pass")
+        daemon = self.relay(peer, SMTP_TLS="none", SMTP_USER="relayuser", SMTP_PWD="s3cret pass")
+        doc = daemon.wait_completed(daemon.submit(mail(to=["a@example.net"])))
+        self.assertEqual(doc["recipients"][0]["state"], "delivered")
+        self.assertEqual([(a["method"], a["ok"]) for a in peer.auths()], [("PLAIN", True)])
+        self.assertEqual(peer.messages()[0]["auth"], "relayuser")
+        self.assertNotIn("s3cret", daemon.log_text())  # never a password in a log
+
+    def test_auth_login_when_plain_is_not_offered(self):
+        peer = TlsAuthPeer(self, "--user", "relayuser", "--password", "pw", "--auth-methods", "LOGIN")
+        daemon = self.relay(peer, SMTP_TLS="none", SMTP_USER="relayuser", SMTP_PWD="pw")
+        doc = daemon.wait_completed(daemon.submit(mail(to=["a@example.net"])))
+        self.assertEqual(doc["recipients"][0]["state"], "delivered")
+        self.assertEqual([(a["method"], a["ok"]) for a in peer.auths()], [("LOGIN", True)])
+
+    def test_a_refused_login_defers_and_sends_nothing(self):
+        for methods in ("PLAIN LOGIN", "LOGIN"):
+            with self.subTest(methods=methods):
+                peer = TlsAuthPeer(self, "--user", "relayuser", "--password", "right", "--auth-methods", methods)
+                daemon = self.relay(peer, SMTP_TLS="none", SMTP_USER="relayuser", SMTP_PWD="wrong")
+                doc = self.first_attempt(daemon, daemon.submit(mail(to=["a@example.net"])))
+                r = doc["recipients"][0]
+                self.assertEqual(r["state"], "deferred")
+                self.assertIn("AUTH", r["smtp_reply"])
+                self.assertEqual(peer.messages(), [])
+                self.assertTrue(peer.auths() and not any(a["ok"] for a in peer.auths()))
+
+
+if __name__ == "__main__":
+    unittest.main()
