@@ -11,6 +11,7 @@
 #   ./bench/soak.sh                         # default binary: build/release/apps/websmtpd/websmtpd
 #   WEBSMTPD=/path/to/websmtpd ./bench/soak.sh
 #   SOAK_JOBS=N SOAK_KILLS=K SOAK_LIFETIME=S SOAK_WORKERS=W SOAK_SEED=X ./bench/soak.sh
+#   SOAK_PIPELINING=0 ./bench/soak.sh     # a peer without PIPELINING (default: offered)
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)

@@ -22,12 +22,17 @@ Recipient behaviour, from the local part of RCPT TO (case-insensitive):
                 when the client sends it again)
     dropdata*   250, but the first transaction that carries this exact address
                 has its connection aborted as soon as DATA bytes arrive
+    closeonce*  the first time this exact address is seen: "421 4.3.2 Service
+                shutting down" and the connection is closed; 250 afterwards
     hang*       (other than hangdata*) never answered: the RCPT stalls until
                 the client goes away (a fault event with stage "rcpt" is
                 logged first)
     otherwise   250 2.1.5 Ok
 
 An accepted DATA is answered ``250 2.0.0 Ok: queued as <N>``.
+
+With ``--pipelining`` (``PeerProcess(pipelining=True)``) the EHLO reply also
+offers PIPELINING (RFC 2920); commands are answered in order either way.
 
 Log file (JSON lines, append mode, flushed and fsync'd per line, written
 before the SMTP reply is sent):
@@ -134,13 +139,15 @@ def _local_part(address):
 class PeerHandler:
     """aiosmtpd handler implementing the recipient rules and message log."""
 
-    def __init__(self, log, fault="none"):
+    def __init__(self, log, fault="none", pipelining=False):
         self.log = log
         self.fault = fault
+        self.pipelining = pipelining
         self.seq = 0
         self.seen_deferonce = set()
         self.seen_hangdata = set()
         self.seen_dropdata = set()
+        self.seen_closeonce = set()
         self.releases = None  # hold-data: asyncio.Semaphore, created in the loop
 
     def take_first(self, addresses, prefix, seen):
@@ -184,6 +191,13 @@ class PeerHandler:
             return 550, "550 5.1.1 <%s>: user unknown" % address
         return 250, "250 2.1.5 Ok"
 
+    async def handle_EHLO(self, server, session, envelope, hostname,
+                          responses):
+        session.host_name = hostname  # this hook's duty in aiosmtpd 1.4
+        if self.pipelining:
+            responses.insert(len(responses) - 1, "250-PIPELINING")
+        return responses
+
     async def handle_RCPT(self, server, session, envelope, address,
                           rcpt_options):
         local = _local_part(address)
@@ -192,6 +206,14 @@ class PeerHandler:
             self.log.write({"event": "fault", "mode": "hang-rcpt",
                             "stage": "rcpt", "address": address})
             # Never answer; cancelled when the client goes away or at exit.
+            await asyncio.get_running_loop().create_future()
+        if local.startswith("closeonce") and address not in self.seen_closeonce \
+                and self.fault != "tempfail-all":
+            self.seen_closeonce.add(address)
+            self.log.write({"event": "rcpt", "address": address, "code": 421})
+            await server.push("421 4.3.2 Service shutting down")
+            if server.transport is not None:
+                server.transport.close()
             await asyncio.get_running_loop().create_future()
         code, reply = self.decide(address)
         if code == 250:
@@ -359,11 +381,11 @@ def _make_smtp_class():
 
 
 class Peer:
-    def __init__(self, log, fault):
+    def __init__(self, log, fault, pipelining=False):
         self.log = log
         self.fault = fault
         self.transports = set()
-        self.handler = PeerHandler(log, fault)
+        self.handler = PeerHandler(log, fault, pipelining)
 
     def set_fault(self, fault):
         self.fault = fault
@@ -415,7 +437,7 @@ def _listening_socket(host, port):
 async def serve(args):
     loop = asyncio.get_running_loop()
     log = JsonLog(args.log)
-    peer = Peer(log, args.fault)
+    peer = Peer(log, args.fault, args.pipelining)
     peer.handler.releases = asyncio.Semaphore(0)
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -481,6 +503,8 @@ def parse_args(argv=None):
     parser.add_argument("--port", type=int, default=0,
                         help="0 = ephemeral port (default)")
     parser.add_argument("--fault", default="none", choices=FAULT_MODES)
+    parser.add_argument("--pipelining", action="store_true",
+                        help="offer PIPELINING in the EHLO reply")
     parser.add_argument("--control", default=None,
                         help="file naming a fault mode, read on SIGUSR1")
     parser.add_argument("--exit-on-stdin-eof", action="store_true",
@@ -513,9 +537,10 @@ class PeerProcess:
 
     def __init__(self, log_path=None, fault=None, host="127.0.0.1", port=0,
                  startup_timeout=10.0, stop_timeout=5.0,
-                 python=DEBIAN_PYTHON, start=True):
+                 python=DEBIAN_PYTHON, start=True, pipelining=False):
         self.host = host
         self.fault = fault or "none"
+        self.pipelining = pipelining
         self.startup_timeout = startup_timeout
         self.stop_timeout = stop_timeout
         self.python = python
@@ -545,7 +570,7 @@ class PeerProcess:
         cmd = [self.python, self.SCRIPT, "--log", self.log_path,
                "--host", self.host, "--port", str(self._requested_port),
                "--fault", self.fault, "--control", self.control_path,
-               "--exit-on-stdin-eof"]
+               "--exit-on-stdin-eof"] + (["--pipelining"] if self.pipelining else [])
         self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE,
                                      stdout=subprocess.PIPE,
                                      stderr=self._stderr, close_fds=True)

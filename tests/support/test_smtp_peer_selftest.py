@@ -329,6 +329,50 @@ class RecipientFaultRulesTest(PeerTestCase):
         self.assertEqual([(e["mode"], e["stage"]) for e in self.peer.fault_events()],
                          [("dropdata-rcpt", "data")] * 2)
 
+    def test_closeonce_answers_421_and_closes_the_first_time(self):
+        client = self.connect()
+        try:
+            client.ehlo("client.test")
+            client.mail("s@example.org")
+            self.assertEqual(client.rcpt("ok@example.org")[0], 250)
+            self.assertEqual(client.rcpt("closeonce-1@example.org"),
+                             (421, b"4.3.2 Service shutting down"))
+            with self.assertRaises(smtplib.SMTPServerDisconnected):
+                client.rcpt("ok2@example.org")
+        finally:
+            client.close()
+        with self.connect() as client:
+            self.assertEqual(client.sendmail("s@example.org", ["closeonce-1@example.org"],
+                                             b"Subject: x\r\n\r\nx\r\n"), {})
+        self.assertEqual([(e["address"], e["code"]) for e in self.peer.rcpt_events()],
+                         [("ok@example.org", 250), ("closeonce-1@example.org", 421),
+                          ("closeonce-1@example.org", 250)])
+
+
+class PipeliningTest(unittest.TestCase):
+
+    def test_offered_only_when_asked_and_replies_come_in_order(self):
+        with PeerProcess() as plain, smtplib.SMTP(plain.host, plain.port, timeout=CLIENT_TIMEOUT) as client:
+            client.ehlo("client.test")
+            self.assertFalse(client.has_extn("PIPELINING"))
+        with PeerProcess(pipelining=True) as peer:
+            sock = socket.create_connection((peer.host, peer.port), timeout=CLIENT_TIMEOUT)
+            self.addCleanup(sock.close)
+            f = sock.makefile("rb")
+            self.assertTrue(f.readline().startswith(b"220 "))
+            sock.sendall(b"EHLO client.test\r\n")
+            ehlo = []
+            while not ehlo or ehlo[-1][3:4] == b"-":
+                ehlo.append(f.readline())
+            self.assertIn(b"250-PIPELINING\r\n", ehlo)
+            self.assertEqual(ehlo[-1], b"250 HELP\r\n")
+            sock.sendall(b"MAIL FROM:<s@example.org>\r\nRCPT TO:<ok@example.org>\r\n"
+                         b"RCPT TO:<reject-1@example.org>\r\nDATA\r\n")
+            self.assertEqual([f.readline()[:3] for _ in range(4)], [b"250", b"250", b"550", b"354"])
+            sock.sendall(b"Subject: p\r\n\r\nx\r\n.\r\nQUIT\r\n")
+            self.assertEqual([f.readline()[:3] for _ in range(2)], [b"250", b"221"])
+            self.assertEqual(peer.wait_for_messages(1)[0]["rcpt_tos"], ["ok@example.org"])
+
 
 class EhloStallTest(PeerTestCase):
     fault = "ehlo-stall"
