@@ -124,12 +124,6 @@ class GreetingFaultTest(FaultTestCase):
         self.assertEqual(doc["failed"], [])
         self.assertEqual(self.assert_accounted(peer, tid, doc), {"bob@example.net": 1, "carol@example.org": 1})
 
-    # BUG (daemon): SMTP_COMMAND_TIMEOUT is applied per recv() call (Poco socket receive
-    # timeout), not to the reply as a whole, and DialogSocket::receiveMessage() has no line
-    # length limit: a peer that sends a byte every 0.2 s and never ends the line holds the
-    # worker forever (and grows its buffer). relay_transport.cpp read_reply() needs a
-    # deadline per reply (and a line length cap).
-    @unittest.expectedFailure
     def test_reply_that_never_completes_is_cut_off_by_the_command_timeout(self):
         # The peer keeps sending one byte every 0.2 s and never ends its greeting line. The
         # command timeout bounds the wait for a reply, so the attempt must end (deferred) a
@@ -206,11 +200,6 @@ class MidReplyFaultTest(FaultTestCase):
             self.assertNotIn("possible_duplicate", r)
         self.assertEqual(self.assert_accounted(peer, tid, doc), dict.fromkeys(rcpts, 1))
 
-    # BUG (daemon): RelayTransport::deliver() reuses its cached session without noticing that
-    # the relay closed it while idle; the next job's MAIL FROM meets EOF ("connection closed
-    # by the peer") and the job is deferred for RETRY_MIN (default 300 s) although the relay
-    # is healthy. A failure before the first reply on a reused session should reconnect once.
-    @unittest.expectedFailure
     def test_relay_that_closed_the_idle_connection_does_not_defer_the_next_job(self):
         # The daemon keeps its SMTP connection open between jobs. Relays close idle
         # connections (Postfix after 300 s); here the relay restarts on the same port.
@@ -297,12 +286,6 @@ class DataFaultTest(FaultTestCase):
         self.assertTrue(rcpt.get("smtp_reply"), rcpt)
         self.assertEqual(peer.messages(), [])
 
-    # BUG (daemon): when the peer closes the connection (EOF) after the final dot instead of
-    # answering, read_reply() throws ConnectionLost{"connection closed by the peer"} whose
-    # after_data is false, so the attempt is not "uncertain": the retry resends the message
-    # without possible_duplicate (and AFTER_DATA_TIMEOUT=fail is bypassed). A timeout or a
-    # reset at that point (Poco exceptions, in_data_ true) is handled right.
-    @unittest.expectedFailure
     def test_connection_closed_after_final_dot_is_a_lost_reply(self):
         # The peer takes the whole message and closes the connection without answering:
         # exactly the "lost reply to DATA" case, only without a timeout. The peer has the
@@ -317,7 +300,6 @@ class DataFaultTest(FaultTestCase):
         doc = daemon.wait_completed(ref, timeout=30)
         self.assertEqual(self.assert_accounted(peer, tid, doc), {"bob@example.net": 2})
 
-    @unittest.expectedFailure  # same BUG as above
     def test_connection_closed_after_final_dot_fails_when_after_data_timeout_is_fail(self):
         peer = self.start_peer(fault="close-after-data")
         daemon = self.daemon_for(peer, AFTER_DATA_TIMEOUT="fail")

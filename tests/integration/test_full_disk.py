@@ -256,13 +256,6 @@ class FullDiskTest(IntegrationTestCase):
               "%d refused with 503" % (self.disk.kind, len(refs), resent, len(refused)))
 
 
-    # BUG (daemon): Gateway::recover_interrupted_attempts() calls InflightJournal::recover(),
-    # which truncates inflight.journal, before the possible_duplicate updates are committed.
-    # When that commit fails (here: disk full at start, "websmtpd cannot start: sqlite:
-    # database or disk is full", exit 1) the journal is already empty, so the next start
-    # resends the message without the possible_duplicate flag (attempts 1). The journal must
-    # be truncated only after store_->update() succeeded.
-    @unittest.expectedFailure
     def test_failed_start_on_a_full_disk_keeps_the_possible_duplicate_flag(self):
         if self.disk.kind != "tmpfs":
             raise unittest.SkipTest("needs a filesystem that stays full across a restart")

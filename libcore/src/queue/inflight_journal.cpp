@@ -46,10 +46,14 @@ std::vector<InflightJournal::Entry> InflightJournal::recover() {
     while (::read(rfd, &e, sizeof e) == static_cast<ssize_t>(sizeof e)) out.push_back(e);  // a torn tail is dropped
     ::close(rfd);
   }
+  return out;
+}
+
+void InflightJournal::reset() {
+  std::lock_guard lock(mu_);
   ::close(fd_);
   fd_ = open_append(path_, true);
   bytes_ = 0;
-  return out;
 }
 
 void InflightJournal::begin(std::int64_t seq, std::int64_t attempts_before) {

@@ -134,7 +134,8 @@ void Gateway::recover_interrupted_attempts() {
     spdlog::warn("job {}: interrupted while its message was on the wire; flagged as a possible duplicate", j->ref);
     updates.push_back(update_after_attempt(std::move(*j), now_ms));
   }
-  if (!updates.empty()) store_->update(updates);
+  if (!updates.empty()) store_->update(updates);  // throws (and start fails) with the journal intact
+  journal_->reset();
 }
 
 void Gateway::submit(std::string_view body, std::string_view idempotency_key, SubmitDone done) {

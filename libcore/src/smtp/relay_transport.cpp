@@ -17,6 +17,7 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cctype>
 #include <mutex>
 #include <optional>
@@ -69,22 +70,41 @@ class RelayTransport final : public Transport {
   }
 
   std::vector<AttemptReply> deliver(const Envelope& env, std::string_view message) override {
-    std::vector<AttemptReply> out(env.recipients.size());
-    try {
-      if (!session_)
-        connect();
-      else if (needs_rset_)
-        reset_transaction();
-      transaction(env, message, out);
-    } catch (const ConnectionLost& e) {
-      fail_connection(out, e.why, e.after_data);
-    } catch (const Poco::Exception& e) {
-      fail_connection(out, e.displayText(), in_data_);
-    } catch (const std::exception& e) {
-      fail_connection(out, e.what(), in_data_);
+    for (int round = 0;; ++round) {
+      std::vector<AttemptReply> out(env.recipients.size());
+      bool reused = session_ != nullptr;
+      replies_seen_ = 0;
+      std::string why;
+      bool after_data = false;
+      try {
+        if (!session_)
+          connect();
+        else if (needs_rset_)
+          reset_transaction();
+        transaction(env, message, out);
+        in_data_ = false;
+        return out;
+      } catch (const ConnectionLost& e) {
+        why = e.why;
+        after_data = e.after_data;
+      } catch (const Poco::Exception& e) {
+        why = e.displayText();
+      } catch (const std::exception& e) {
+        why = e.what();
+      }
+      // A kept-open session that fails before the peer said anything in this transaction
+      // was most likely closed by the relay while idle: try once more on a new connection
+      // instead of deferring a job the relay never saw.
+      if (reused && round == 0 && replies_seen_ == 0 && !in_data_) {
+        spdlog::debug("relay {}:{}: idle session is gone ({}); reconnecting", o_.host, o_.port, why);
+        close();
+        continue;
+      }
+      // Once the final dot is out, any failure (timeout, reset, close) leaves the outcome unknown.
+      fail_connection(out, why, after_data || in_data_);
+      in_data_ = false;
+      return out;
     }
-    in_data_ = false;
-    return out;
   }
 
  private:
@@ -117,6 +137,7 @@ class RelayTransport final : public Transport {
         if (o_.tls == Tls::kStartTls) throw_reply_as_connection("STARTTLS", r);
       } else {
         auto& ds = session_->socket();
+        inbuf_.clear();  // nothing sent in plaintext before the handshake may count as a reply after it
         Poco::Net::SecureStreamSocket secure = Poco::Net::SecureStreamSocket::attach(ds, o_.host, context_);
         ds = secure;
         set_timeout(ds, o_.command_timeout_ms);
@@ -126,9 +147,10 @@ class RelayTransport final : public Transport {
     if (!o_.user.empty()) authenticate();
   }
 
-  static void set_timeout(Poco::Net::StreamSocket& s, std::int64_t ms) {
+  void set_timeout(Poco::Net::StreamSocket& s, std::int64_t ms) {
     s.setReceiveTimeout(Poco::Timespan(ms * 1000));
     s.setSendTimeout(Poco::Timespan(ms * 1000));
+    rcv_timeout_ms_ = ms;
   }
 
   void ehlo() {
@@ -208,18 +230,21 @@ class RelayTransport final : public Transport {
       }
     }
     session_.reset();
+    inbuf_.clear();
     needs_rset_ = false;
     last_code_ = 0;
   }
 
   // -- replies -------------------------------------------------------------------------
-  Reply read_reply() {
+  // Reads one reply, however many lines, within `timeout_ms` in total (a peer that trickles
+  // bytes cannot hold a worker past it), with lines of at most 4 KiB. Poco's own reader has
+  // neither bound, and it spins forever when the peer closes in the middle of a reply.
+  Reply read_reply(std::int64_t timeout_ms = 0) {
+    if (timeout_ms <= 0) timeout_ms = o_.command_timeout_ms;
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
     Reply r;
-    auto& ds = session_->socket();
     for (int n = 0; n < 200; ++n) {
-      std::string line;
-      if (!ds.receiveMessage(line))
-        throw ConnectionLost{r.lines.empty() ? "connection closed by the peer" : "connection closed mid-reply"};
+      std::string line = read_line(deadline, timeout_ms, r.lines.empty());
       bool valid = line.size() >= 3 && std::isdigit(static_cast<unsigned char>(line[0])) &&
                    std::isdigit(static_cast<unsigned char>(line[1])) &&
                    std::isdigit(static_cast<unsigned char>(line[2])) &&
@@ -236,11 +261,37 @@ class RelayTransport final : public Transport {
       if (!r.text.empty()) r.text += "; ";
       r.text += text;
       if (line.size() == 3 || line[3] == ' ') {
+        ++replies_seen_;
         if (r.code == 421) last_code_ = 421;
         return r;
       }
     }
     throw ConnectionLost{"reply longer than 200 lines"};
+  }
+
+  std::string read_line(std::chrono::steady_clock::time_point deadline, std::int64_t timeout_ms, bool first) {
+    auto& ds = session_->socket();
+    for (;;) {
+      auto nl = inbuf_.find('\n');
+      if (nl != std::string::npos) {
+        std::string line = inbuf_.substr(0, nl > 0 && inbuf_[nl - 1] == '\r' ? nl - 1 : nl);
+        inbuf_.erase(0, nl + 1);
+        return line;
+      }
+      if (inbuf_.size() > 4096) throw ConnectionLost{"reply line longer than 4 KiB"};
+      auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+      if (left.count() <= 0) throw ConnectionLost{"timed out after " + std::to_string(timeout_ms / 1000) + "s waiting for a reply"};
+      // The socket's receive timeout bounds each recv; shorten it only when the deadline is nearer.
+      std::int64_t want = std::min<std::int64_t>(left.count(), timeout_ms);
+      if (want != rcv_timeout_ms_) {
+        ds.setReceiveTimeout(Poco::Timespan(want * 1000));
+        rcv_timeout_ms_ = want;
+      }
+      char buf[4096];
+      int n = ds.receiveRawBytes(buf, sizeof buf);
+      if (n <= 0) throw ConnectionLost{first && inbuf_.empty() ? "connection closed by the peer" : "connection closed mid-reply"};
+      inbuf_.append(buf, static_cast<std::size_t>(n));
+    }
   }
 
   Reply command(const std::string& line) {
@@ -330,9 +381,7 @@ class RelayTransport final : public Transport {
     if (env.before_data) env.before_data();
     send_all(ds, wire_);
     in_data_ = true;  // the final dot is out: from here a lost reply leaves the outcome unknown
-    ds.setReceiveTimeout(Poco::Timespan(o_.data_timeout_ms * 1000));
-    Reply final_reply = read_reply();
-    ds.setReceiveTimeout(Poco::Timespan(o_.command_timeout_ms * 1000));
+    Reply final_reply = read_reply(o_.data_timeout_ms);
     in_data_ = false;
     if (final_reply.code == 0) throw ConnectionLost{"no valid reply to the end of DATA: " + final_reply.text, true};
     for (auto& r : out)
@@ -360,6 +409,9 @@ class RelayTransport final : public Transport {
   std::string wire_;  // reused send buffer
   bool needs_rset_ = false;
   bool in_data_ = false;
+  int replies_seen_ = 0;        // complete replies read in the current deliver() round
+  std::string inbuf_;           // bytes received and not yet consumed as reply lines
+  std::int64_t rcv_timeout_ms_ = 0;
   int last_code_ = 0;
 };
 

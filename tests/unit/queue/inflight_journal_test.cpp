@@ -22,7 +22,9 @@ TEST(InflightJournal, RecoversWhatTheLastRunLeft) {
   EXPECT_EQ(entries[0].seq, 7);
   EXPECT_EQ(entries[1].seq, 8);
   EXPECT_EQ(entries[1].attempts_before, 2);
-  EXPECT_TRUE(j.recover().empty());  // recovery starts the file afresh
+  EXPECT_EQ(j.recover().size(), 2u);  // kept until reset(): a failed start must not lose them
+  j.reset();
+  EXPECT_TRUE(j.recover().empty());
 }
 
 TEST(InflightJournal, CompactsToTheOpenRecords) {

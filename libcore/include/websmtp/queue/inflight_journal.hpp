@@ -29,8 +29,11 @@ class InflightJournal {
   InflightJournal(const InflightJournal&) = delete;
   InflightJournal& operator=(const InflightJournal&) = delete;
 
-  // Records a previous run left behind (call once, before begin()); the file starts afresh.
+  // Records a previous run left behind (call once, before begin()).
   std::vector<Entry> recover();
+  // Starts the file afresh: call once what recover() returned is safely in the store (a
+  // start that fails before that keeps the records for the next one).
+  void reset();
   void begin(std::int64_t seq, std::int64_t attempts_before);
   // The attempt's outcome is committed: the record is no longer needed.
   void end(std::int64_t seq);
