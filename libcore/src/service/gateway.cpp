@@ -104,6 +104,10 @@ void Gateway::start() {
   for (int i = 0; i < config_.threads; ++i)
     workers_.emplace_back([this] {
       name_this_thread("ws-worker");
+      // Delivery is throughput work on a durable queue; a 202 is what a client waits for. On
+      // a busy CPU the workers yield to the HTTP and commit threads (the backlog drains when
+      // the burst ends); on an idle one, nice changes nothing.
+      set_this_thread_nice(config_.worker_nice);
       worker_loop();
     });
   watch_thread_ = std::thread([this] {

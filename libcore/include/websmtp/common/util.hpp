@@ -32,6 +32,9 @@ std::string hex64(std::uint64_t v);
 // Names the calling thread (shown by top -H, gdb, perf); at most 15 characters.
 void name_this_thread(const char* name);
 
+// Lowers the calling thread's CPU priority to `nice` (Linux: nice is per thread). Best effort.
+void set_this_thread_nice(int nice);
+
 // Time source, injectable so queue and retry tests never sleep.
 class Clock {
  public:

@@ -22,6 +22,7 @@ struct Config {
   int admin_port = 8081;
   int threads = 1;       // delivery workers
   int http_threads = 2;  // Pistache reactor threads
+  int worker_nice = 10;  // CPU priority of delivery workers (accepting mail goes first)
   std::string log_level = "info";
   Delivery delivery = Delivery::kMx;
   std::string smtp_server;
