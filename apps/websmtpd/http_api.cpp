@@ -224,20 +224,29 @@ void PublicHandler::status(const Request& request, ResponseWriter response, cons
   if (!since.empty() && since != "not started" && since != "processing" && since != "completed")
     return send_error(
         response, ApiError{400, "invalid_since", "since must be one of: not started, processing, completed", "since"});
+  auto pending = pending_answers(response.peer());
   auto writer = std::make_shared<ResponseWriter>(std::move(response));
   auto ctx = ctx_;
   ++ctx->in_flight;
-  ctx->gateway->watch_status(ref, since, std::chrono::seconds(wait_s), [writer, ctx](Result<std::string> r) {
-    try {
-      if (!r)
-        send_error(*writer, r.error());
-      else
-        send_json(*writer, 200, *r);
-    } catch (const std::exception& e) {
-      spdlog::warn("could not send a long-poll answer: {}", e.what());
-    }
-    --ctx->in_flight;
-  });
+  pending->add();
+  std::uint64_t id = ctx->gateway->watch_status(ref, since, std::chrono::seconds(wait_s),
+                                                [writer, ctx, pending](Result<std::string> r) {
+                                                  try {
+                                                    if (!r)
+                                                      send_error(*writer, r.error());
+                                                    else
+                                                      send_json(*writer, 200, *r);
+                                                  } catch (const std::exception& e) {
+                                                    spdlog::warn("could not send a long-poll answer: {}", e.what());
+                                                  }
+                                                  pending->done();
+                                                  --ctx->in_flight;
+                                                });
+  if (id != 0) {
+    // A request arriving behind this long-poll on the same connection makes it answer now.
+    std::lock_guard lock(pending->mu);
+    if (pending->count > 0) pending->hurry = [gateway = ctx->gateway, ref, id] { gateway->release_watch(ref, id); };
+  }
 }
 
 void AdminHandler::onRequest(const Request& request, ResponseWriter response) {

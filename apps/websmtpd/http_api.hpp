@@ -6,7 +6,10 @@
 #include <pistache/http.h>
 
 #include <atomic>
+#include <condition_variable>
+#include <functional>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -59,6 +62,29 @@ class AdminHandler final : public GatedHandler {
 // behind it in the same read: its answer must go out before theirs (HTTP/1.1 keeps order),
 // so asynchronous answers are awaited instead.
 inline thread_local bool t_pipelined_follow = false;
+
+// Answers still owed on one connection (submits waiting for their commit, long-polls). The
+// gate holds a later request from that connection until they are out, so answers keep the
+// order of the requests even when the next one arrives before the previous answer.
+struct PendingAnswers {
+  std::mutex mu;
+  std::condition_variable cv;
+  int count = 0;
+  std::function<void()> hurry;  // makes a waiting long-poll answer now
+
+  void add() {
+    std::lock_guard lock(mu);
+    ++count;
+  }
+  void done() {
+    std::lock_guard lock(mu);
+    if (--count == 0) hurry = nullptr;
+    cv.notify_all();
+  }
+};
+
+// The connection's PendingAnswers (created by the gate when the connection opened).
+std::shared_ptr<PendingAnswers> pending_answers(const std::shared_ptr<Pistache::Tcp::Peer>& peer);
 
 // {error, code, field} as JSON text.
 std::string error_body(const ApiError& e);

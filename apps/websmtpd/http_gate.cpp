@@ -24,6 +24,7 @@ constexpr std::int64_t kMaxDiscardBytes = 1 << 20;
 
 struct GateState {
   enum class Phase { kHead, kBody, kDiscard } phase = Phase::kHead;
+  std::shared_ptr<PendingAnswers> pending = std::make_shared<PendingAnswers>();
   std::string head;
   std::int64_t body_left = 0;
   std::int64_t discarded = 0;
@@ -37,30 +38,29 @@ bool iequals_prefix(std::string_view line, std::string_view name) {
   return true;
 }
 
-// Content-Length of a header block (-1: none), or -2 when the body is chunked.
+constexpr std::int64_t kNoLength = -1, kChunked = -2, kBadLength = -3;
+
+// The body length a header block declares: kNoLength, kChunked, kBadLength (a Content-Length
+// that is not plain digits, or several that differ: framing we would read differently from
+// Pistache, so the request is refused), or the length.
 std::int64_t body_length(std::string_view head) {
-  std::int64_t length = -1;
+  std::int64_t length = kNoLength;
   std::size_t pos = head.find("\r\n");
   while (pos != std::string_view::npos && pos + 2 < head.size()) {
     std::size_t end = head.find("\r\n", pos + 2);
     std::string_view line =
         head.substr(pos + 2, end == std::string_view::npos ? std::string_view::npos : end - pos - 2);
     if (iequals_prefix(line, "content-length:")) {
-      std::int64_t v = 0;
-      bool digits = false;
-      for (char c : line.substr(15)) {
-        if (c >= '0' && c <= '9') {
-          digits = true;
-          v = v > (INT64_MAX / 10 - 10) ? INT64_MAX / 2 : v * 10 + (c - '0');
-        } else if (c != ' ' && c != '\t') {
-          break;
-        }
-      }
-      if (digits) length = v;
+      std::string_view v = line.substr(15);
+      while (!v.empty() && (v.front() == ' ' || v.front() == '\t')) v.remove_prefix(1);
+      while (!v.empty() && (v.back() == ' ' || v.back() == '\t')) v.remove_suffix(1);
+      if (v.empty() || v.size() > 15 || !std::all_of(v.begin(), v.end(), [](char c) { return c >= '0' && c <= '9'; }))
+        return kBadLength;
+      std::int64_t n = std::stoll(std::string(v));
+      if (length != kNoLength && length != n) return kBadLength;
+      length = n;
     } else if (iequals_prefix(line, "transfer-encoding:")) {
-      std::string value(line.substr(18));
-      std::transform(value.begin(), value.end(), value.begin(), [](unsigned char c) { return std::tolower(c); });
-      if (value.find("chunked") != std::string::npos) return -2;
+      return kChunked;  // any transfer coding; we frame by Content-Length only
     }
     pos = end;
   }
@@ -77,7 +77,27 @@ void reject(int fd, int status, const char* reason, const ApiError& err) {
   ::shutdown(fd, SHUT_WR);
 }
 
+// Blocks (this reactor thread) until the answers owed on the connection are out. Normally
+// there are none: a client sends its next request after reading the previous answer. A
+// pending long-poll is answered at once instead of being waited for.
+void wait_for_answers(PendingAnswers& p) {
+  std::function<void()> hurry;
+  {
+    std::lock_guard lock(p.mu);
+    if (p.count == 0) return;
+    hurry = p.hurry;
+  }
+  if (hurry) hurry();
+  std::unique_lock lock(p.mu);
+  p.cv.wait_for(lock, std::chrono::seconds(30), [&] { return p.count == 0; });
+}
+
 }  // namespace
+
+std::shared_ptr<PendingAnswers> pending_answers(const std::shared_ptr<Pistache::Tcp::Peer>& peer) {
+  auto data = peer ? peer->tryGetData(kGateData) : nullptr;
+  return data ? std::static_pointer_cast<GateState>(data)->pending : std::make_shared<PendingAnswers>();
+}
 
 void GatedHandler::onConnection(const std::shared_ptr<Pistache::Tcp::Peer>& peer) {
   peer->putData(kGateData, std::make_shared<GateState>());
@@ -98,12 +118,14 @@ void GatedHandler::onInput(const char* buffer, size_t len, const std::shared_ptr
   std::size_t forwarded = 0;
   auto forward_upto = [&](std::size_t upto) {
     if (upto <= forwarded) return;
+    wait_for_answers(*st->pending);
     t_pipelined_follow = upto < len;  // more requests wait behind this one
     Pistache::Http::Handler::onInput(buffer + forwarded, upto - forwarded, peer);
     t_pipelined_follow = false;
     forwarded = upto;
   };
   auto refuse = [&](int status, const char* reason, ApiError err) {
+    wait_for_answers(*st->pending);  // earlier answers first, then this one and the close
     st->phase = Phase::kDiscard;
     reject(peer->fd(), status, reason, err);
   };
@@ -133,7 +155,10 @@ void GatedHandler::onInput(const char* buffer, size_t len, const std::shared_ptr
     std::int64_t length = body_length(std::string_view(st->head).substr(0, end + 2));
     st->head.clear();
     pos += consumed;
-    if (length == -2)
+    if (length == kBadLength)
+      return refuse(400, "Bad Request",
+                    ApiError{400, "bad_content_length", "Content-Length must be one decimal number", "Content-Length"});
+    if (length == kChunked)
       return refuse(411, "Length Required",
                     ApiError{411, "length_required",
                              "send the body with a Content-Length (chunked bodies are not accepted)", ""});

@@ -98,7 +98,8 @@ std::optional<std::int64_t> parse_duration_s(std::string_view s) {
     mul = 86400;
   else
     return std::nullopt;
-  if (*v > INT64_MAX / mul / 1000) return std::nullopt;  // keep ms arithmetic in range
+  // At most ~10 years: keeps every ms, us and ns computation made from it in range.
+  if (*v > 10LL * 366 * 86400 / mul) return std::nullopt;
   return *v * mul;
 }
 

@@ -123,7 +123,10 @@ void Dispatcher::refill() {
     std::lock_guard lock(mu_);
     std::erase_if(seqs, [&](std::int64_t s) { return claimed_.contains(s); });
   }
-  if (seqs.size() > want) seqs.resize(want);
+  if (seqs.size() > want) {
+    exhausted = false;  // due jobs were left out: more remain in the store
+    seqs.resize(want);
+  }
   auto jobs = store_.load(seqs, now);
   auto next = store_.next_due_after(now);
 

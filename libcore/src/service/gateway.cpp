@@ -241,17 +241,24 @@ Result<std::string> Gateway::status(std::string_view ref) {
   return job::status_json(*j).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
 }
 
-void Gateway::watch_status(std::string_view ref, std::string since, std::chrono::milliseconds wait, StatusDone done) {
+std::uint64_t Gateway::watch_status(std::string_view ref, std::string since, std::chrono::milliseconds wait,
+                                    StatusDone done) {
   auto j = lookup(ref);
-  if (!j) return done(tl::unexpected(j.error()));
+  if (!j) {
+    done(tl::unexpected(j.error()));
+    return 0;
+  }
   std::string word = job::job_status(*j);
   if (since.empty()) since = word;
-  if (word != since || word == "completed" || wait.count() <= 0 || stopping_)
-    return done(job::status_json(*j).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
+  if (word != since || word == "completed" || wait.count() <= 0 || stopping_) {
+    done(job::status_json(*j).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
+    return 0;
+  }
+  std::uint64_t id;
   {
     std::lock_guard lock(watch_mu_);
     auto deadline = std::chrono::steady_clock::now() + wait;
-    std::uint64_t id = ++next_watch_id_;
+    id = ++next_watch_id_;
     watchers_[j->ref].push_back(Watcher{id, since, deadline, std::move(done)});
     deadlines_.emplace(deadline, std::make_pair(j->ref, id));
     watch_cv_.notify_one();
@@ -259,17 +266,47 @@ void Gateway::watch_status(std::string_view ref, std::string since, std::chrono:
   // The status may have moved on between the read above and the registration.
   auto again = lookup(ref);
   if (again && job::job_status(*again) != since) {
+    std::string word = job::job_status(*again);
     std::vector<Watcher> fire;
     {
       std::lock_guard lock(watch_mu_);
       auto it = watchers_.find(again->ref);
       if (it != watchers_.end()) {
-        fire = std::move(it->second);
-        watchers_.erase(it);
+        auto& list = it->second;
+        for (auto w = list.begin(); w != list.end();) {
+          if (w->since != word) {
+            fire.push_back(std::move(*w));
+            w = list.erase(w);
+          } else {
+            ++w;
+          }
+        }
+        if (list.empty()) watchers_.erase(it);
       }
     }
     for (auto& w : fire) w.done(status(again->ref));
   }
+  return id;
+}
+
+void Gateway::release_watch(const std::string& ref_in, std::uint64_t id) {
+  std::string ref = ref_in;
+  std::transform(ref.begin(), ref.end(), ref.begin(), [](unsigned char c) { return std::tolower(c); });
+  std::optional<Watcher> fire;
+  {
+    std::lock_guard lock(watch_mu_);
+    auto it = watchers_.find(ref);
+    if (it == watchers_.end()) return;
+    auto& list = it->second;
+    for (auto w = list.begin(); w != list.end(); ++w) {
+      if (w->id != id) continue;
+      fire = std::move(*w);
+      list.erase(w);
+      break;
+    }
+    if (list.empty()) watchers_.erase(it);
+  }
+  if (fire) fire->done(status(ref));  // its deadline entry finds nothing later and is dropped
 }
 
 void Gateway::watcher_loop() {

@@ -17,8 +17,8 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
-#include <chrono>
 #include <cctype>
+#include <chrono>
 #include <mutex>
 #include <optional>
 
@@ -280,7 +280,8 @@ class RelayTransport final : public Transport {
       }
       if (inbuf_.size() > 4096) throw ConnectionLost{"reply line longer than 4 KiB"};
       auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
-      if (left.count() <= 0) throw ConnectionLost{"timed out after " + std::to_string(timeout_ms / 1000) + "s waiting for a reply"};
+      if (left.count() <= 0)
+        throw ConnectionLost{"timed out after " + std::to_string(timeout_ms / 1000) + "s waiting for a reply"};
       // The socket's receive timeout bounds each recv; shorten it only when the deadline is nearer.
       std::int64_t want = std::min<std::int64_t>(left.count(), timeout_ms);
       if (want != rcv_timeout_ms_) {
@@ -289,7 +290,8 @@ class RelayTransport final : public Transport {
       }
       char buf[4096];
       int n = ds.receiveRawBytes(buf, sizeof buf);
-      if (n <= 0) throw ConnectionLost{first && inbuf_.empty() ? "connection closed by the peer" : "connection closed mid-reply"};
+      if (n <= 0)
+        throw ConnectionLost{first && inbuf_.empty() ? "connection closed by the peer" : "connection closed mid-reply"};
       inbuf_.append(buf, static_cast<std::size_t>(n));
     }
   }
@@ -409,8 +411,8 @@ class RelayTransport final : public Transport {
   std::string wire_;  // reused send buffer
   bool needs_rset_ = false;
   bool in_data_ = false;
-  int replies_seen_ = 0;        // complete replies read in the current deliver() round
-  std::string inbuf_;           // bytes received and not yet consumed as reply lines
+  int replies_seen_ = 0;  // complete replies read in the current deliver() round
+  std::string inbuf_;     // bytes received and not yet consumed as reply lines
   std::int64_t rcv_timeout_ms_ = 0;
   int last_code_ = 0;
 };

@@ -61,7 +61,10 @@ class Gateway {
 
   // Long-poll: answers (once, from any thread) as soon as the job's status word differs
   // from `since` (empty: the current one), or after `wait`. A finished job answers at once.
-  void watch_status(std::string_view ref, std::string since, std::chrono::milliseconds wait, StatusDone done);
+  // Returns an id for release_watch() while the answer is still pending, else 0.
+  std::uint64_t watch_status(std::string_view ref, std::string since, std::chrono::milliseconds wait, StatusDone done);
+  // Answers one pending long-poll now with the current status (no-op once answered).
+  void release_watch(const std::string& ref, std::uint64_t id);
   // Answers every pending long-poll now (shutdown).
   void release_watchers();
 
