@@ -5,7 +5,6 @@
 #include <sys/socket.h>
 
 #include <algorithm>
-#include <future>
 
 #include <nlohmann/json.hpp>
 
@@ -181,23 +180,19 @@ void PublicHandler::submit(const Request& request, ResponseWriter response) {
       return send_error(
           response, ApiError{400, "invalid_idempotency_key", "Idempotency-Key must not be empty", "Idempotency-Key"});
   }
-  if (t_pipelined_follow) {
-    // Requests are pipelined behind this one: answer in order, so wait for the commit here.
-    std::promise<Result<service::Accepted>> p;
-    auto f = p.get_future();
-    ctx_->gateway->submit(request.body(), key, [&p](Result<service::Accepted> r) { p.set_value(std::move(r)); });
-    return answer_submit(response, f.get());
-  }
   // The answer is sent from the store's writer thread once the job is committed.
+  auto pending = pending_answers(response.peer());
   auto writer = std::make_shared<ResponseWriter>(std::move(response));
   auto ctx = ctx_;
   ++ctx->in_flight;
-  ctx->gateway->submit(request.body(), key, [writer, ctx](Result<service::Accepted> r) {
+  pending->add();
+  ctx->gateway->submit(request.body(), key, [writer, ctx, pending](Result<service::Accepted> r) {
     try {
       answer_submit(*writer, r);
     } catch (const std::exception& e) {
       spdlog::warn("could not send the answer to a submit: {}", e.what());
     }
+    pending->done();
     --ctx->in_flight;
   });
 }
@@ -205,7 +200,7 @@ void PublicHandler::submit(const Request& request, ResponseWriter response) {
 void PublicHandler::status(const Request& request, ResponseWriter response, const std::string& ref) {
   const auto& query = request.query();
   auto wait_param = query.get("wait");
-  if (!wait_param || t_pipelined_follow) {  // behind a pipelined request, no long-poll: answer now
+  if (!wait_param) {
     auto result = ctx_->gateway->status(ref);
     if (!result) return send_error(response, result.error());
     return send_json(response, 200, *result);

@@ -58,11 +58,6 @@ class AdminHandler final : public GatedHandler {
   void onRequest(const Pistache::Http::Request& request, Pistache::Http::ResponseWriter response) override;
 };
 
-// Set by the gate while Pistache handles a request that has further pipelined requests
-// behind it in the same read: its answer must go out before theirs (HTTP/1.1 keeps order),
-// so asynchronous answers are awaited instead.
-inline thread_local bool t_pipelined_follow = false;
-
 // Answers still owed on one connection (submits waiting for their commit, long-polls). The
 // gate holds a later request from that connection until they are out, so answers keep the
 // order of the requests even when the next one arrives before the previous answer.

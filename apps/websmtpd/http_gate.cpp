@@ -113,15 +113,14 @@ void GatedHandler::onInput(const char* buffer, size_t len, const std::shared_ptr
     return;
   }
   // Pistache 0.0.5 parses one request per read and drops whatever follows it in the same
-  // buffer, so complete requests are handed over one at a time.
+  // buffer, so complete requests are handed over one at a time, each only once the answers
+  // owed for the earlier ones are out (HTTP/1.1 answers in request order).
   std::size_t pos = 0;
   std::size_t forwarded = 0;
   auto forward_upto = [&](std::size_t upto) {
     if (upto <= forwarded) return;
     wait_for_answers(*st->pending);
-    t_pipelined_follow = upto < len;  // more requests wait behind this one
     Pistache::Http::Handler::onInput(buffer + forwarded, upto - forwarded, peer);
-    t_pipelined_follow = false;
     forwarded = upto;
   };
   auto refuse = [&](int status, const char* reason, ApiError err) {

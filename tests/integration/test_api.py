@@ -167,6 +167,29 @@ class RelayApiTest(IntegrationTestCase):
         statuses = [int(m) for m in re.findall(rb"HTTP/1\.1 (\d{3}) ", received)]
         self.assertEqual(statuses, [200, 202, 404], received[:1000])
 
+    def test_a_request_sent_before_the_previous_answer_is_answered_after_it(self):
+        # The submit is answered after its commit; a GET sent right behind it (a separate
+        # write, so usually a separate read) must not overtake that answer, and a
+        # "Connection: close" on it must not cut the 202 off.
+        body = json.dumps(mail()).encode()
+        post = (b"POST /mail/send HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
+        for close in (False, True):
+            for _ in range(20):
+                s = socket.create_connection(("127.0.0.1", self.daemon.port), timeout=5)
+                self.addCleanup(s.close)
+                s.sendall(post)
+                s.sendall(b"GET /nope HTTP/1.1\r\nHost: x\r\n" + (b"Connection: close\r\n" if close else b"") + b"\r\n")
+                received = b""
+                deadline = time.monotonic() + 5
+                while time.monotonic() < deadline and len(re.findall(rb"HTTP/1\.1 \d{3} ", received)) < 2:
+                    chunk = s.recv(65536)
+                    if not chunk:
+                        break
+                    received += chunk
+                statuses = [int(m) for m in re.findall(rb"HTTP/1\.1 (\d{3}) ", received)]
+                self.assertEqual(statuses, [202, 404], received[:600])
+
     def test_admin_queue_has_every_field_and_counts_jobs(self):
         before = self.daemon.queue()
         for key in QUEUE_FIELDS:
