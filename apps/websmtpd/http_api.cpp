@@ -118,6 +118,25 @@ void answer_submit(ResponseWriter& rw, const Result<service::Accepted>& r) {
   send_json(rw, r->status, "{\"ref\":\"" + r->ref + "\"}");  // a ref is a UUID: nothing to escape
 }
 
+// Takes an answer over from the request handler so it can be sent later, from any thread:
+// the connection's later requests wait for it (answer order) and shutdown drains it.
+template <typename T, typename Send>
+std::function<void(T)> answer_later(const std::shared_ptr<HttpContext>& ctx, ResponseWriter response, Send send) {
+  auto pending = pending_answers(response.peer());
+  auto writer = std::make_shared<ResponseWriter>(std::move(response));
+  ++ctx->in_flight;
+  pending->add();
+  return [ctx, pending, writer, send](T r) {
+    try {
+      send(*writer, r);
+    } catch (const std::exception& e) {
+      spdlog::warn("could not send an answer: {}", e.what());
+    }
+    pending->done();
+    --ctx->in_flight;
+  };
+}
+
 }  // namespace
 
 std::string error_body(const ApiError& e) {
@@ -181,20 +200,8 @@ void PublicHandler::submit(const Request& request, ResponseWriter response) {
           response, ApiError{400, "invalid_idempotency_key", "Idempotency-Key must not be empty", "Idempotency-Key"});
   }
   // The answer is sent from the store's writer thread once the job is committed.
-  auto pending = pending_answers(response.peer());
-  auto writer = std::make_shared<ResponseWriter>(std::move(response));
-  auto ctx = ctx_;
-  ++ctx->in_flight;
-  pending->add();
-  ctx->gateway->submit(request.body(), key, [writer, ctx, pending](Result<service::Accepted> r) {
-    try {
-      answer_submit(*writer, r);
-    } catch (const std::exception& e) {
-      spdlog::warn("could not send the answer to a submit: {}", e.what());
-    }
-    pending->done();
-    --ctx->in_flight;
-  });
+  ctx_->gateway->submit(request.body(), key,
+                        answer_later<Result<service::Accepted>>(ctx_, std::move(response), answer_submit));
 }
 
 void PublicHandler::status(const Request& request, ResponseWriter response, const std::string& ref) {
@@ -220,27 +227,17 @@ void PublicHandler::status(const Request& request, ResponseWriter response, cons
     return send_error(
         response, ApiError{400, "invalid_since", "since must be one of: not started, processing, completed", "since"});
   auto pending = pending_answers(response.peer());
-  auto writer = std::make_shared<ResponseWriter>(std::move(response));
-  auto ctx = ctx_;
-  ++ctx->in_flight;
-  pending->add();
-  std::uint64_t id = ctx->gateway->watch_status(ref, since, std::chrono::seconds(wait_s),
-                                                [writer, ctx, pending](Result<std::string> r) {
-                                                  try {
-                                                    if (!r)
-                                                      send_error(*writer, r.error());
-                                                    else
-                                                      send_json(*writer, 200, *r);
-                                                  } catch (const std::exception& e) {
-                                                    spdlog::warn("could not send a long-poll answer: {}", e.what());
-                                                  }
-                                                  pending->done();
-                                                  --ctx->in_flight;
-                                                });
+  std::uint64_t id =
+      ctx_->gateway->watch_status(ref, since, std::chrono::seconds(wait_s),
+                                  answer_later<Result<std::string>>(
+                                      ctx_, std::move(response), [](ResponseWriter& rw, const Result<std::string>& r) {
+                                        if (!r) return send_error(rw, r.error());
+                                        send_json(rw, 200, *r);
+                                      }));
   if (id != 0) {
     // A request arriving behind this long-poll on the same connection makes it answer now.
     std::lock_guard lock(pending->mu);
-    if (pending->count > 0) pending->hurry = [gateway = ctx->gateway, ref, id] { gateway->release_watch(ref, id); };
+    if (pending->count > 0) pending->hurry = [gateway = ctx_->gateway, ref, id] { gateway->release_watch(ref, id); };
   }
 }
 

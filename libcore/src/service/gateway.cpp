@@ -266,27 +266,27 @@ std::uint64_t Gateway::watch_status(std::string_view ref, std::string since, std
   // The status may have moved on between the read above and the registration.
   auto again = lookup(ref);
   if (again && job::job_status(*again) != since) {
-    std::string word = job::job_status(*again);
-    std::vector<Watcher> fire;
-    {
-      std::lock_guard lock(watch_mu_);
-      auto it = watchers_.find(again->ref);
-      if (it != watchers_.end()) {
-        auto& list = it->second;
-        for (auto w = list.begin(); w != list.end();) {
-          if (w->since != word) {
-            fire.push_back(std::move(*w));
-            w = list.erase(w);
-          } else {
-            ++w;
-          }
-        }
-        if (list.empty()) watchers_.erase(it);
-      }
-    }
-    for (auto& w : fire) w.done(status(again->ref));
+    for (auto& w : take_changed_watchers(again->ref, job::job_status(*again))) w.done(status(again->ref));
   }
   return id;
+}
+
+std::vector<Gateway::Watcher> Gateway::take_changed_watchers(const std::string& ref, std::string_view word) {
+  std::vector<Watcher> out;
+  std::lock_guard lock(watch_mu_);
+  auto it = watchers_.find(ref);
+  if (it == watchers_.end()) return out;
+  auto& list = it->second;
+  for (auto w = list.begin(); w != list.end();) {
+    if (w->since != word) {
+      out.push_back(std::move(*w));
+      w = list.erase(w);
+    } else {
+      ++w;
+    }
+  }
+  if (list.empty()) watchers_.erase(it);
+  return out;
 }
 
 void Gateway::release_watch(const std::string& ref_in, std::uint64_t id) {
@@ -442,24 +442,7 @@ void Gateway::on_committed_update(const store::JobUpdate& u) {
   cache_.update_if_present(u.ref, u.recipients, true, u.completed, cache_expiry(u.completed));
   dispatcher_->release(u.seq, u.next_at_ms);
   // Long-polls waiting on this job: its word is now "completed" or "processing".
-  std::vector<Watcher> fire;
-  {
-    std::lock_guard lock(watch_mu_);
-    auto it = watchers_.find(u.ref);
-    if (it != watchers_.end()) {
-      const char* word = u.outcome == store::Outcome::kPending ? "processing" : "completed";
-      auto& list = it->second;
-      for (auto w = list.begin(); w != list.end();) {
-        if (w->since != word) {
-          fire.push_back(std::move(*w));
-          w = list.erase(w);
-        } else {
-          ++w;
-        }
-      }
-      if (list.empty()) watchers_.erase(it);
-    }
-  }
+  auto fire = take_changed_watchers(u.ref, u.outcome == store::Outcome::kPending ? "processing" : "completed");
   if (!fire.empty()) {
     job::Job j;
     j.ref = u.ref;

@@ -106,6 +106,8 @@ class Gateway {
     std::chrono::steady_clock::time_point deadline;
     StatusDone done;
   };
+  // Removes and returns the long-polls on `ref` waiting for a word other than `word`.
+  std::vector<Watcher> take_changed_watchers(const std::string& ref, std::string_view word);
   std::mutex watch_mu_;
   std::condition_variable watch_cv_;
   std::unordered_map<std::string, std::vector<Watcher>> watchers_;  // by ref
