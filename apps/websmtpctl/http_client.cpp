@@ -15,18 +15,13 @@
 #include <Poco/Timespan.h>
 
 #include "version.hpp"
+#include "websmtp/common/text.hpp"
 
 namespace websmtp::ctl {
 namespace {
 
 // An answer this large is not something websmtpd sends; stop rather than eat memory.
 constexpr std::size_t kMaxAnswerBytes = std::size_t{16} * 1024 * 1024;
-
-bool iequals(std::string_view a, std::string_view b) {
-  return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
-           return std::tolower(static_cast<unsigned char>(x)) == std::tolower(static_cast<unsigned char>(y));
-         });
-}
 
 HttpFailure bad_url(std::string_view text, std::string_view why) {
   return {HttpError::kBadUrl, "invalid URL '" + std::string(text) + "': " + std::string(why)};

@@ -14,6 +14,7 @@
 
 #include "commands.hpp"
 #include "output.hpp"
+#include "websmtp/common/text.hpp"
 
 namespace websmtp::ctl {
 namespace {
@@ -50,14 +51,6 @@ std::string trim(std::string_view text) {
   if (begin == std::string_view::npos) return {};
   const auto end = text.find_last_not_of(" \t");
   return std::string(text.substr(begin, end - begin + 1));
-}
-
-bool iequals(std::string_view a, std::string_view b) {
-  if (a.size() != b.size()) return false;
-  for (std::size_t i = 0; i < a.size(); ++i) {
-    if (std::tolower(static_cast<unsigned char>(a[i])) != std::tolower(static_cast<unsigned char>(b[i]))) return false;
-  }
-  return true;
 }
 
 // "Name: value" -> {"Name": "value"}. The server validates names and values too; checking

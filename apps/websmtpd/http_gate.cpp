@@ -13,6 +13,7 @@
 #include <cstring>
 
 #include "http_api.hpp"
+#include "websmtp/common/text.hpp"
 
 namespace websmtp::daemon {
 
@@ -30,14 +31,6 @@ struct GateState {
   std::int64_t discarded = 0;
 };
 
-bool iequals_prefix(std::string_view line, std::string_view name) {
-  if (line.size() < name.size()) return false;
-  for (std::size_t i = 0; i < name.size(); ++i)
-    if (std::tolower(static_cast<unsigned char>(line[i])) != std::tolower(static_cast<unsigned char>(name[i])))
-      return false;
-  return true;
-}
-
 constexpr std::int64_t kNoLength = -1, kChunked = -2, kBadLength = -3;
 
 // The body length a header block declares: kNoLength, kChunked, kBadLength (a Content-Length
@@ -50,7 +43,7 @@ std::int64_t body_length(std::string_view head) {
     std::size_t end = head.find("\r\n", pos + 2);
     std::string_view line =
         head.substr(pos + 2, end == std::string_view::npos ? std::string_view::npos : end - pos - 2);
-    if (iequals_prefix(line, "content-length:")) {
+    if (istarts_with(line, "content-length:")) {
       std::string_view v = line.substr(15);
       while (!v.empty() && (v.front() == ' ' || v.front() == '\t')) v.remove_prefix(1);
       while (!v.empty() && (v.back() == ' ' || v.back() == '\t')) v.remove_suffix(1);
@@ -59,7 +52,7 @@ std::int64_t body_length(std::string_view head) {
       std::int64_t n = std::stoll(std::string(v));
       if (length != kNoLength && length != n) return kBadLength;
       length = n;
-    } else if (iequals_prefix(line, "transfer-encoding:")) {
+    } else if (istarts_with(line, "transfer-encoding:")) {
       return kChunked;  // any transfer coding; we frame by Content-Length only
     }
     pos = end;

@@ -4,7 +4,7 @@
 #include <charconv>
 #include <sstream>
 
-#include "websmtp/common/util.hpp"
+#include "websmtp/common/units.hpp"
 
 namespace websmtp::config {
 

@@ -6,7 +6,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "websmtp/common/util.hpp"
+#include "websmtp/common/base64.hpp"
 
 namespace websmtp::job {
 

@@ -8,6 +8,9 @@
 #include <string>
 #include <vector>
 
+#include "websmtp/common/base64.hpp"
+#include "websmtp/common/text.hpp"
+
 namespace websmtp::message {
 namespace {
 
@@ -24,7 +27,6 @@ constexpr std::size_t kMaxPlainRun = 900;
 
 constexpr std::string_view kUpperHex = "0123456789ABCDEF";
 constexpr std::string_view kLowerHex = "0123456789abcdef";
-constexpr std::string_view kBase64 = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 constexpr std::array<std::string_view, 7> kDays = {"Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"};
 constexpr std::array<std::string_view, 12> kMonths = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
                                                       "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
@@ -83,44 +85,11 @@ std::size_t longest_run(std::string_view s) {
   return longest;
 }
 
-bool iequals(std::string_view a, std::string_view b) {
-  if (a.size() != b.size()) return false;
-  for (std::size_t i = 0; i < a.size(); ++i) {
-    auto lower = [](char c) { return c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c; };
-    if (lower(a[i]) != lower(b[i])) return false;
-  }
-  return true;
-}
-
 bool ends_with_crlf(const std::string& s) { return s.size() >= 2 && s[s.size() - 2] == '\r' && s.back() == '\n'; }
-
-void append_base64(std::string& out, std::string_view data) {
-  const auto* in = reinterpret_cast<const unsigned char*>(data.data());
-  const std::size_t n = data.size();
-  std::size_t pos = out.size();
-  out.resize(pos + (n + 2) / 3 * 4);
-  char* dst = out.data() + pos;
-  std::size_t i = 0;
-  for (; i + 3 <= n; i += 3) {
-    const std::uint32_t v = (std::uint32_t{in[i]} << 16) | (std::uint32_t{in[i + 1]} << 8) | in[i + 2];
-    *dst++ = kBase64[(v >> 18) & 0x3F];
-    *dst++ = kBase64[(v >> 12) & 0x3F];
-    *dst++ = kBase64[(v >> 6) & 0x3F];
-    *dst++ = kBase64[v & 0x3F];
-  }
-  if (i < n) {
-    std::uint32_t v = std::uint32_t{in[i]} << 16;
-    if (i + 1 < n) v |= std::uint32_t{in[i + 1]} << 8;
-    *dst++ = kBase64[(v >> 18) & 0x3F];
-    *dst++ = kBase64[(v >> 12) & 0x3F];
-    *dst++ = i + 1 < n ? kBase64[(v >> 6) & 0x3F] : '=';
-    *dst++ = '=';
-  }
-}
 
 void append_base64_lines(std::string& out, std::string_view data) {
   for (std::size_t pos = 0; pos < data.size(); pos += kBase64Row) {
-    append_base64(out, data.substr(pos, kBase64Row));
+    base64_append(out, data.substr(pos, kBase64Row));
     out += "\r\n";
   }
 }
@@ -138,7 +107,7 @@ void append_encoded_words(std::string& out, std::string_view utf8) {
     }
     if (start > 0) out += ' ';
     out += "=?UTF-8?B?";
-    append_base64(out, utf8.substr(start, end - start));
+    base64_append(out, utf8.substr(start, end - start));
     out += "?=";
     start = end;
   }

@@ -2,6 +2,8 @@
 
 #include <spdlog/spdlog.h>
 
+#include "websmtp/common/thread.hpp"
+
 namespace websmtp::queue {
 
 Dispatcher::Dispatcher(store::Store& store, const Clock& clock, Options options)

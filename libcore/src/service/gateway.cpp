@@ -5,6 +5,9 @@
 #include <algorithm>
 #include <filesystem>
 
+#include "websmtp/common/hash.hpp"
+#include "websmtp/common/thread.hpp"
+#include "websmtp/common/uuid.hpp"
 #include "websmtp/job/json.hpp"
 #include "websmtp/job/validation.hpp"
 #include "websmtp/message/mime.hpp"

@@ -22,7 +22,7 @@
 #include <mutex>
 #include <optional>
 
-#include "websmtp/common/util.hpp"
+#include "websmtp/common/base64.hpp"
 #include "websmtp/smtp/transport.hpp"
 
 namespace websmtp::smtp {

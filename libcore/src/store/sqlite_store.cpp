@@ -6,7 +6,7 @@
 #include <mutex>
 #include <thread>
 
-#include "websmtp/common/util.hpp"
+#include "websmtp/common/thread.hpp"
 #include "websmtp/job/json.hpp"
 #include "websmtp/store/store.hpp"
 

@@ -2,6 +2,8 @@
 
 #include <spdlog/spdlog.h>
 
+#include "websmtp/common/thread.hpp"
+
 namespace websmtp::store {
 
 WriteBatcher::WriteBatcher(Store& store, const Clock& clock, Options options, UpdateDone on_update, PurgeDone on_purge)

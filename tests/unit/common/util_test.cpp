@@ -2,7 +2,9 @@
 
 #include <set>
 
-#include "websmtp/common/util.hpp"
+#include "websmtp/common/uuid.hpp"
+#include "websmtp/common/units.hpp"
+#include "websmtp/common/base64.hpp"
 
 using namespace websmtp;
 

@@ -7,6 +7,7 @@
 #include <thread>
 
 #include "../../support/temp_dir.hpp"
+#include "websmtp/common/uuid.hpp"
 #include "websmtp/service/gateway.hpp"
 
 using namespace websmtp;

@@ -1,7 +1,7 @@
 #include <gtest/gtest.h>
 
 #include "../../support/temp_dir.hpp"
-#include "websmtp/common/util.hpp"
+#include "websmtp/common/uuid.hpp"
 #include "websmtp/store/store.hpp"
 
 using namespace websmtp;

@@ -11,7 +11,7 @@
 #include <thread>
 #include <unordered_set>
 
-#include "websmtp/common/util.hpp"
+#include "websmtp/common/clock.hpp"
 #include "websmtp/store/store.hpp"
 
 namespace websmtp::queue {

@@ -18,7 +18,7 @@
 #include <nlohmann/json.hpp>
 
 #include "websmtp/common/error.hpp"
-#include "websmtp/common/util.hpp"
+#include "websmtp/common/clock.hpp"
 #include "websmtp/config/config.hpp"
 #include "websmtp/queue/dispatcher.hpp"
 #include "websmtp/queue/inflight_journal.hpp"

@@ -10,7 +10,7 @@
 #include <thread>
 #include <vector>
 
-#include "websmtp/common/util.hpp"
+#include "websmtp/common/clock.hpp"
 #include "websmtp/store/store.hpp"
 
 namespace websmtp::store {
