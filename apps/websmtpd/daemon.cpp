@@ -1,6 +1,5 @@
 #include "daemon.hpp"
 
-#include <pistache/endpoint.h>
 #include <signal.h>
 #include <spdlog/spdlog.h>
 #include <unistd.h>
@@ -9,29 +8,14 @@
 #include <fstream>
 #include <thread>
 
-#include "http_api.hpp"
+#include "http/server.hpp"
+#include "public_api.hpp"
 #include "websmtp/service/gateway.hpp"
 #include "websmtp/store/store.hpp"
 
 namespace websmtp::daemon {
 
 namespace {
-
-std::unique_ptr<Pistache::Http::Endpoint> listen(const std::string& host, int port, int threads,
-                                                 std::size_t max_request,
-                                                 std::shared_ptr<Pistache::Http::Handler> handler) {
-  auto ep =
-      std::make_unique<Pistache::Http::Endpoint>(Pistache::Address(host, Pistache::Port(static_cast<uint16_t>(port))));
-  auto opts = Pistache::Http::Endpoint::options()
-                  .threads(threads)
-                  .flags(Pistache::Tcp::Options::ReuseAddr | Pistache::Tcp::Options::NoDelay)
-                  .maxRequestSize(max_request)
-                  .maxResponseSize(16 * 1024 * 1024);
-  ep->init(opts);
-  ep->setHandler(handler);
-  ep->serveThreaded();
-  return ep;
-}
 
 void write_ready_file(const std::string& path, int port, int admin_port) {
   std::string tmp = path + ".tmp";
@@ -40,6 +24,10 @@ void write_ready_file(const std::string& path, int port, int admin_port) {
     out << "{\"pid\": " << ::getpid() << ", \"port\": " << port << ", \"admin_port\": " << admin_port << "}\n";
   }
   std::filesystem::rename(tmp, path);
+}
+
+http::RequestHandler routed(std::shared_ptr<http::Router> router) {
+  return [router](http::Request&& req, http::Exchange ex) { router->dispatch(std::move(req), std::move(ex)); };
 }
 
 }  // namespace
@@ -62,25 +50,37 @@ int run(const config::Config& config) {
   service::Gateway gateway(config, store::open_sqlite(so), service::transport_factory(config), clock);
   gateway.start();
 
-  auto ctx = std::make_shared<HttpContext>();
-  ctx->gateway = &gateway;
-  ctx->cors_origins = config.cors_origins;
-  ctx->max_body_bytes = config.max_body_bytes;
-  // Pistache's own limit sits above ours so that our gate, not Pistache, answers 413.
-  std::size_t max_request = static_cast<std::size_t>(config.max_body_bytes) + 128 * 1024;
+  std::atomic<bool> draining{false};
+  auto public_router = std::make_shared<http::Router>();
+  build_public_api(*public_router, gateway, PublicApiOptions{config.cors_origins}, draining);
+  auto admin_router = std::make_shared<http::Router>();
+  build_admin_api(*admin_router, gateway);
 
-  auto api = listen(config.host, config.port, config.http_threads, max_request, std::make_shared<PublicHandler>(ctx));
-  auto admin = listen("127.0.0.1", config.admin_port, 1, 64 * 1024, std::make_shared<AdminHandler>(ctx));
-  int port = static_cast<uint16_t>(api->getPort());
-  int admin_port = static_cast<uint16_t>(admin->getPort());
+  http::ServerOptions po;
+  po.host = config.host;
+  po.port = config.port;
+  po.threads = config.http_threads;
+  po.limits.max_body_bytes = config.max_body_bytes;
+  po.limits.header_timeout_ms = config.http_header_timeout_s * 1000;
+  po.limits.body_timeout_ms = config.http_body_timeout_s * 1000;
+  po.limits.idle_timeout_ms = config.http_idle_timeout_s * 1000;
+  http::Server api(po, routed(public_router));
+  http::ServerOptions ao;
+  ao.host = "127.0.0.1";
+  ao.port = config.admin_port;
+  ao.threads = 1;
+  ao.limits = po.limits;
+  ao.limits.max_body_bytes = 64 * 1024;
+  http::Server admin(ao, routed(admin_router));
+
   spdlog::info("websmtpd listening on {}:{} (admin 127.0.0.1:{}), delivery={}{}, {} worker(s), store {}", config.host,
-               port, admin_port, config::to_string(config.delivery),
+               api.port(), admin.port(), config::to_string(config.delivery),
                config.delivery == config::Delivery::kRelay
                    ? " via " + config.smtp_server + ":" + std::to_string(config.smtp_port)
                : config.delivery == config::Delivery::kSandbox ? " into " + config.data_dir + "/sandbox"
                                                                : "",
                config.threads, so.path);
-  if (!config.ready_file.empty()) write_ready_file(config.ready_file, port, admin_port);
+  if (!config.ready_file.empty()) write_ready_file(config.ready_file, api.port(), admin.port());
 
   int sig = 0;
   sigwait(&signals, &sig);
@@ -90,19 +90,19 @@ int run(const config::Config& config) {
     int again = 0;
     sigwait(&signals, &again);
     spdlog::warn("second signal: exiting now");
+    spdlog::default_logger()->flush();
     std::_Exit(0);
   }).detach();
 
-  // 1. Refuse new submits and let answers in flight go out (Pistache drops a response
-  //    still queued when shutdown() runs).
-  ctx->draining = true;
-  gateway.release_watchers();  // long-polls answer now, with the current status
+  // 1. Refuse new submits, answer long-polls now, and let answers owed go out.
+  draining = true;
+  gateway.longpolls().release_all();
   auto drain_deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
-  while (ctx->in_flight.load() > 0 && std::chrono::steady_clock::now() < drain_deadline)
+  while (http::answers_in_flight() > 0 && std::chrono::steady_clock::now() < drain_deadline)
     std::this_thread::sleep_for(std::chrono::milliseconds(5));
-  std::this_thread::sleep_for(std::chrono::milliseconds(50));  // let the reactor flush the last writes
-  api->shutdown();
-  admin->shutdown();
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));  // answers queued in Pistache (full sockets)
+  api.shutdown();
+  admin.shutdown();
   // 2. Let in-flight SMTP transactions finish, commit their outcomes.
   bool clean = gateway.stop(std::chrono::seconds(config.shutdown_grace_s));
   spdlog::info("websmtpd stopped{}", clean ? "" : " (some transactions were cut off; their jobs will be retried)");

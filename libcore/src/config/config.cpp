@@ -15,6 +15,9 @@ const std::vector<KeyInfo>& keys() {
       {"ADMIN_PORT", "8081", "admin API port, always bound to 127.0.0.1 (0: pick a free one)"},
       {"THREADS", "1", "delivery workers (each keeps one SMTP session open)"},
       {"HTTP_THREADS", "2", "HTTP reactor threads"},
+      {"HTTP_HEADER_TIMEOUT", "10s", "a request's head must arrive within this (408 and close otherwise)"},
+      {"HTTP_BODY_TIMEOUT", "30s", "a request's body must arrive within this after its head"},
+      {"HTTP_IDLE_TIMEOUT", "300s", "a kept-alive connection with no request is closed after this"},
       {"WORKER_NICE", "10", "nice value of delivery workers (0-19): under CPU contention accepting mail goes first"},
       {"GIN_MODE", "", "seed alias of the log level: release = info, debug = debug"},
       {"LOG_LEVEL", "info", "trace, debug, info, warn, error (wins over GIN_MODE)"},
@@ -143,6 +146,9 @@ Config load(const std::function<std::optional<std::string>(const std::string&)>&
   c.admin_port = static_cast<int>(r.integer("ADMIN_PORT", c.admin_port, 0, 65535));
   c.threads = static_cast<int>(r.integer("THREADS", c.threads, 1, 256));
   c.http_threads = static_cast<int>(r.integer("HTTP_THREADS", c.http_threads, 1, 64));
+  c.http_header_timeout_s = r.duration("HTTP_HEADER_TIMEOUT", c.http_header_timeout_s, 1);
+  c.http_body_timeout_s = r.duration("HTTP_BODY_TIMEOUT", c.http_body_timeout_s, 1);
+  c.http_idle_timeout_s = r.duration("HTTP_IDLE_TIMEOUT", c.http_idle_timeout_s, 1);
   c.worker_nice = static_cast<int>(r.integer("WORKER_NICE", c.worker_nice, 0, 19));
 
   std::string gin = r.choice("GIN_MODE", "", {"release", "debug", "test"});

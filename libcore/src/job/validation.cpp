@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 
 #include "websmtp/common/base64.hpp"
+#include "websmtp/message/mime.hpp"
 
 namespace websmtp::job {
 
@@ -18,8 +19,8 @@ bool has_control_breaks(std::string_view s) {
   return s.find_first_of(std::string_view("\r\n\0", 3)) != std::string_view::npos;
 }
 
-tl::unexpected<ApiError> injection(const std::string& field) {
-  return fail(400, "header_injection", "CR, LF and NUL characters are not allowed in " + field, field);
+tl::unexpected<Error> injection(const std::string& field) {
+  return fail(ErrorKind::kInvalid, "header_injection", "CR, LF and NUL characters are not allowed in " + field, field);
 }
 
 bool is_atext(unsigned char c) {
@@ -94,15 +95,15 @@ const char* type_name(const json& v) {
   }
 }
 
-tl::unexpected<ApiError> wrong_type(const std::string& field, const char* expected, const json& got) {
-  return fail(400, "invalid_type", field + " must be " + expected + ", not " + type_name(got), field);
+tl::unexpected<Error> wrong_type(const std::string& field, const char* expected, const json& got) {
+  return fail(ErrorKind::kInvalid, "invalid_type", field + " must be " + expected + ", not " + type_name(got), field);
 }
 
 Result<std::vector<Mailbox>> parse_list(const json& root, const char* key, bool required) {
   std::vector<Mailbox> out;
   auto it = root.find(key);
   if (it == root.end() || it->is_null()) {
-    if (required) return fail(400, "missing_field", std::string(key) + " is required", key);
+    if (required) return fail(ErrorKind::kInvalid, "missing_field", std::string(key) + " is required", key);
     return out;
   }
   if (it->is_string()) {  // a lone address is accepted as a one-element list
@@ -144,10 +145,10 @@ Result<Mailbox> parse_mailbox(std::string_view text, const std::string& field) {
   if (has_control_breaks(text)) return injection(field);
   Mailbox mb;
   std::string_view t = trim(text);
-  if (t.empty()) return fail(400, "invalid_address", field + " is empty", field);
+  if (t.empty()) return fail(ErrorKind::kInvalid, "invalid_address", field + " is empty", field);
   if (t.back() == '>') {
     auto lt = t.rfind('<');
-    if (lt == std::string_view::npos) return fail(400, "invalid_address", field + " has '>' without '<'", field);
+    if (lt == std::string_view::npos) return fail(ErrorKind::kInvalid, "invalid_address", field + " has '>' without '<'", field);
     std::string_view name = trim(t.substr(0, lt));
     std::string_view addr = trim(t.substr(lt + 1, t.size() - lt - 2));
     if (name.size() >= 2 && name.front() == '"' && name.back() == '"') {
@@ -161,45 +162,50 @@ Result<Mailbox> parse_mailbox(std::string_view text, const std::string& field) {
       mb.display_name = std::string(name);
     }
     if (mb.display_name.size() > 256)
-      return fail(400, "invalid_address", field + " has a display name over 256 bytes", field);
+      return fail(ErrorKind::kInvalid, "invalid_address", field + " has a display name over 256 bytes", field);
     mb.address = std::string(addr);
   } else {
     mb.address = std::string(t);
   }
   if (!is_valid_address(mb.address))
-    return fail(400, "invalid_address", field + " is not a valid email address: '" + mb.address.substr(0, 100) + "'",
+    return fail(ErrorKind::kInvalid, "invalid_address", field + " is not a valid email address: '" + mb.address.substr(0, 100) + "'",
                 field);
   return mb;
 }
 
-std::optional<ApiError> check_custom_header(std::string_view name, std::string_view value, const std::string& field) {
+std::optional<Error> check_custom_header(std::string_view name, std::string_view value, const std::string& field) {
   if (has_control_breaks(name) || has_control_breaks(value))
-    return ApiError{400, "header_injection", "CR, LF and NUL characters are not allowed in " + field, field};
+    return Error{ErrorKind::kInvalid, "header_injection", "CR, LF and NUL characters are not allowed in " + field, field};
   if (name.empty() || name.size() > 76 ||
       !std::all_of(name.begin(), name.end(), [](char c) { return c > 32 && c < 127 && c != ':'; }))
-    return ApiError{400, "invalid_header",
+    return Error{ErrorKind::kInvalid, "invalid_header",
                     field + ": '" + std::string(name.substr(0, 80)) + "' is not a valid header name", field};
-  std::string lower(name);
-  std::transform(lower.begin(), lower.end(), lower.begin(), [](unsigned char c) { return std::tolower(c); });
-  static constexpr std::array<std::string_view, 12> kReserved = {
-      "from",       "to",           "cc",       "bcc",    "subject",     "date",
-      "message-id", "mime-version", "reply-to", "sender", "return-path", "content-transfer-encoding"};
-  if (lower.rfind("content-", 0) == 0 || std::find(kReserved.begin(), kReserved.end(), lower) != kReserved.end())
-    return ApiError{400, "reserved_header", field + ": the " + std::string(name) + " header is set by the gateway",
-                    field};
-  if (value.size() > 900) return ApiError{400, "invalid_header", field + " is longer than 900 bytes", field};
+  if (message::is_reserved_header(name))
+    return Error{ErrorKind::kInvalid, "reserved_header",
+                 field + ": the " + std::string(name) + " header is set by the gateway", field};
+  if (value.size() > 900) return Error{ErrorKind::kInvalid, "invalid_header", field + " is longer than 900 bytes", field};
   return std::nullopt;
 }
 
-Result<MailRequest> parse_request(std::string_view body, const Limits& limits) {
-  // nlohmann's parser rejects invalid UTF-8, so every string below is valid UTF-8.
+Result<nlohmann::json> parse_json_object(std::string_view body) {
+  // nlohmann's parser rejects invalid UTF-8, so every string taken from it is valid UTF-8.
   json root = json::parse(body, nullptr, /*allow_exceptions=*/false);
-  if (root.is_discarded()) return fail(400, "invalid_json", "the request body is not valid JSON");
-  if (!root.is_object()) return fail(400, "invalid_json", "the request body must be a JSON object");
+  if (root.is_discarded()) return fail(ErrorKind::kInvalid, "invalid_json", "the request body is not valid JSON");
+  if (!root.is_object()) return fail(ErrorKind::kInvalid, "invalid_json", "the request body must be a JSON object");
+  return root;
+}
 
+Result<MailRequest> parse_request(std::string_view body, const Limits& limits) {
+  auto root = parse_json_object(body);
+  if (!root) return tl::unexpected(std::move(root.error()));
+  return parse_job(*root, limits);
+}
+
+Result<MailRequest> parse_job(const nlohmann::json& root, const Limits& limits) {
+  if (!root.is_object()) return fail(ErrorKind::kInvalid, "invalid_json", "a job must be a JSON object");
   MailRequest req;
   auto from_it = root.find("from");
-  if (from_it == root.end() || from_it->is_null()) return fail(400, "missing_field", "from is required", "from");
+  if (from_it == root.end() || from_it->is_null()) return fail(ErrorKind::kInvalid, "missing_field", "from is required", "from");
   if (!from_it->is_string()) return wrong_type("from", "a string", *from_it);
   auto from = parse_mailbox(from_it->get_ref<const std::string&>(), "from");
   if (!from) return tl::unexpected(from.error());
@@ -214,10 +220,10 @@ Result<MailRequest> parse_request(std::string_view body, const Limits& limits) {
   auto bcc = parse_list(root, "bcc", false);
   if (!bcc) return tl::unexpected(bcc.error());
   req.bcc = std::move(*bcc);
-  if (req.to.empty()) return fail(400, "missing_field", "to must name at least one recipient", "to");
+  if (req.to.empty()) return fail(ErrorKind::kInvalid, "missing_field", "to must name at least one recipient", "to");
   std::size_t total = req.to.size() + req.cc.size() + req.bcc.size();
   if (total > static_cast<std::size_t>(limits.max_recipients))
-    return fail(422, "too_many_recipients",
+    return fail(ErrorKind::kUnprocessable, "too_many_recipients",
                 "a job may have at most " + std::to_string(limits.max_recipients) +
                     " recipients (to+cc+bcc), this one has " + std::to_string(total),
                 "to");
@@ -231,11 +237,11 @@ Result<MailRequest> parse_request(std::string_view body, const Limits& limits) {
 
   auto subject_it = root.find("subject");
   if (subject_it == root.end() || subject_it->is_null())
-    return fail(400, "missing_field", "subject is required (it may be empty)", "subject");
+    return fail(ErrorKind::kInvalid, "missing_field", "subject is required (it may be empty)", "subject");
   if (!subject_it->is_string()) return wrong_type("subject", "a string", *subject_it);
   req.subject = subject_it->get<std::string>();
   if (has_control_breaks(req.subject)) return injection("subject");
-  if (req.subject.size() > 2000) return fail(400, "invalid_subject", "subject is longer than 2000 bytes", "subject");
+  if (req.subject.size() > 2000) return fail(ErrorKind::kInvalid, "invalid_subject", "subject is longer than 2000 bytes", "subject");
 
   auto text = optional_string(root, "body");
   if (!text) return tl::unexpected(text.error());
@@ -243,15 +249,15 @@ Result<MailRequest> parse_request(std::string_view body, const Limits& limits) {
   auto html = optional_string(root, "html");
   if (!html) return tl::unexpected(html.error());
   req.html = std::move(*html);
-  if (!req.text && !req.html) return fail(400, "missing_field", "body or html is required", "body");
+  if (!req.text && !req.html) return fail(ErrorKind::kInvalid, "missing_field", "body or html is required", "body");
   if (req.text && req.text->find('\0') != std::string::npos)
-    return fail(400, "invalid_body", "body must not contain NUL characters", "body");
+    return fail(ErrorKind::kInvalid, "invalid_body", "body must not contain NUL characters", "body");
   if (req.html && req.html->find('\0') != std::string::npos)
-    return fail(400, "invalid_body", "html must not contain NUL characters", "html");
+    return fail(ErrorKind::kInvalid, "invalid_body", "html must not contain NUL characters", "html");
 
   if (auto it = root.find("headers"); it != root.end() && !it->is_null()) {
     if (!it->is_object()) return wrong_type("headers", "an object of strings", *it);
-    if (it->size() > 100) return fail(400, "invalid_header", "at most 100 custom headers", "headers");
+    if (it->size() > 100) return fail(ErrorKind::kInvalid, "invalid_header", "at most 100 custom headers", "headers");
     for (const auto& [name, value] : it->items()) {
       std::string field = "headers." + name;
       if (!value.is_string()) return wrong_type(field, "a string", value);
@@ -270,11 +276,11 @@ Result<MailRequest> parse_request(std::string_view body, const Limits& limits) {
       Attachment att;
       auto fn = a.find("filename");
       if (fn == a.end() || !fn->is_string() || fn->get_ref<const std::string&>().empty())
-        return fail(400, "missing_field", field + ".filename must be a non-empty string", field + ".filename");
+        return fail(ErrorKind::kInvalid, "missing_field", field + ".filename must be a non-empty string", field + ".filename");
       att.filename = fn->get<std::string>();
       if (has_control_breaks(att.filename)) return injection(field + ".filename");
       if (att.filename.find_first_of("/\\") != std::string::npos || att.filename.size() > 255)
-        return fail(400, "invalid_attachment", field + ".filename must be a plain UTF-8 file name",
+        return fail(ErrorKind::kInvalid, "invalid_attachment", field + ".filename must be a plain UTF-8 file name",
                     field + ".filename");
       auto ct = a.find("content_type");
       att.content_type = "application/octet-stream";
@@ -289,14 +295,14 @@ Result<MailRequest> parse_request(std::string_view body, const Limits& limits) {
                            std::string_view("/!#$&^_.+-").find(c) != std::string_view::npos;
                   });
         if (!ok)
-          return fail(400, "invalid_attachment", field + ".content_type must be a type/subtype",
+          return fail(ErrorKind::kInvalid, "invalid_attachment", field + ".content_type must be a type/subtype",
                       field + ".content_type");
       }
       auto content = a.find("content");
       if (content == a.end() || !content->is_string())
-        return fail(400, "missing_field", field + ".content must be a base64 string", field + ".content");
+        return fail(ErrorKind::kInvalid, "missing_field", field + ".content must be a base64 string", field + ".content");
       auto decoded = base64_decode(content->get_ref<const std::string&>());
-      if (!decoded) return fail(400, "invalid_attachment", field + ".content is not valid base64", field + ".content");
+      if (!decoded) return fail(ErrorKind::kInvalid, "invalid_attachment", field + ".content is not valid base64", field + ".content");
       att.content = std::move(*decoded);
       req.attachments.push_back(std::move(att));
     }

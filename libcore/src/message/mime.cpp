@@ -247,23 +247,6 @@ void append_text_header(HeaderWriter& h, std::string_view name, std::string_view
   h.end();
 }
 
-bool is_reserved_header(std::string_view name) {
-  static constexpr std::array<std::string_view, 11> kReserved = {
-      "Date",
-      "From",
-      "To",
-      "Cc",
-      "Bcc",
-      "Reply-To",
-      "Subject",
-      "Message-ID",
-      "MIME-Version",
-      "Content-Type",
-      "Content-Transfer-Encoding",
-  };
-  return std::any_of(kReserved.begin(), kReserved.end(), [&](std::string_view r) { return iequals(r, name); });
-}
-
 // The sender's domain when it is usable as a Message-ID right-hand side (a dot-atom or a
 // domain literal); "localhost" otherwise, so a malformed sender cannot break the header.
 std::string_view sender_domain(std::string_view address) {
@@ -656,6 +639,18 @@ std::string build_message(const job::MailRequest& req, const BuildOptions& opts)
     append_delimiter(out, mixed_boundary, true);
   }
   return out;
+}
+
+bool is_reserved_header(std::string_view name) {
+  // Every header the gateway writes itself or that belongs to the envelope or the MIME
+  // structure: one list, so validation refuses exactly what building would have to drop.
+  static constexpr std::string_view kReserved[] = {"from",     "to",          "cc",         "bcc",
+                                                   "subject",  "date",        "message-id", "mime-version",
+                                                   "reply-to", "sender",      "return-path"};
+  if (istarts_with(name, "content-")) return true;
+  for (auto r : kReserved)
+    if (iequals(r, name)) return true;
+  return false;
 }
 
 }  // namespace websmtp::message

@@ -31,6 +31,18 @@ void WriteBatcher::insert(job::Job job, InsertDone done) {
   done(std::move(job), false, "the server is shutting down");
 }
 
+void WriteBatcher::insert_many(std::vector<job::Job> jobs, InsertManyDone done) {
+  {
+    std::lock_guard lock(mu_);
+    if (!stopping_) {
+      groups_.push_back({std::move(jobs), std::move(done)});
+      cv_.notify_one();
+      return;
+    }
+  }
+  done(std::move(jobs), false, "the server is shutting down");
+}
+
 void WriteBatcher::update(JobUpdate update) {
   std::lock_guard lock(mu_);
   updates_.push_back(std::move(update));
@@ -54,6 +66,7 @@ void WriteBatcher::stop() {
 
 void WriteBatcher::run() {
   std::vector<PendingInsert> inserts;
+  std::vector<PendingGroup> groups;
   std::vector<JobUpdate> updates;
   std::vector<job::Job*> insert_ptrs;
   std::int64_t next_purge = clock_.now_ms();
@@ -62,7 +75,7 @@ void WriteBatcher::run() {
   for (;;) {
     {
       std::unique_lock lock(mu_);
-      auto has_work = [&] { return stopping_ || !inserts_.empty() || !updates_.empty(); };
+      auto has_work = [&] { return stopping_ || !inserts_.empty() || !groups_.empty() || !updates_.empty(); };
       if (retry_delay_ms > 0) {
         // Back off after a store error; outcomes we still hold are retried below.
         cv_.wait_for(lock, std::chrono::milliseconds(retry_delay_ms), [&] { return stopping_ || !inserts_.empty(); });
@@ -73,14 +86,18 @@ void WriteBatcher::run() {
       std::size_t take = std::min(inserts_.size(), options_.max_batch);
       for (std::size_t i = 0; i < take; ++i) inserts.push_back(std::move(inserts_[i]));
       inserts_.erase(inserts_.begin(), inserts_.begin() + static_cast<std::ptrdiff_t>(take));
+      for (auto& g : groups_) groups.push_back(std::move(g));
+      groups_.clear();
       for (auto& u : updates_) updates.push_back(std::move(u));
       updates_.clear();
-      if (stopping_ && inserts.empty() && updates.empty() && inserts_.empty()) return;
+      if (stopping_ && inserts.empty() && groups.empty() && updates.empty() && inserts_.empty()) return;
     }
 
-    if (!inserts.empty() || !updates.empty()) {
+    if (!inserts.empty() || !groups.empty() || !updates.empty()) {
       insert_ptrs.clear();
       for (auto& p : inserts) insert_ptrs.push_back(&p.job);
+      for (auto& g : groups)
+        for (auto& j : g.jobs) insert_ptrs.push_back(&j);
       std::string error;
       try {
         store_.commit(insert_ptrs, updates);
@@ -94,12 +111,14 @@ void WriteBatcher::run() {
       if (error.empty()) {
         retry_delay_ms = 0;
         for (auto& p : inserts) p.done(std::move(p.job), true, {});
+        for (auto& g : groups) g.done(std::move(g.jobs), true, {});
         for (const auto& u : updates) on_update_(u);
         updates.clear();
       } else {
         spdlog::error("store commit failed ({} new jobs refused, {} outcomes kept for retry): {}", inserts.size(),
                       updates.size(), error);
         for (auto& p : inserts) p.done(std::move(p.job), false, error);
+        for (auto& g : groups) g.done(std::move(g.jobs), false, error);
         retry_delay_ms = std::min<std::int64_t>(retry_delay_ms ? retry_delay_ms * 2 : 100, 5000);
         // At shutdown, give up on outcomes only after repeated failures: the jobs stay
         // in the store and are attempted again after restart (at-least-once).
@@ -110,6 +129,7 @@ void WriteBatcher::run() {
         }
       }
       inserts.clear();
+      groups.clear();
     }
 
     if (clock_.now_ms() >= next_purge) {

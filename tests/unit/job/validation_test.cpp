@@ -9,10 +9,10 @@ namespace {
 Result<MailRequest> parse(const std::string& body, int max_recipients = 1000) {
   return parse_request(body, Limits{max_recipients});
 }
-void expect_error(const std::string& body, int status, const std::string& code, const std::string& field = "") {
+void expect_error(const std::string& body, ErrorKind kind, const std::string& code, const std::string& field = "") {
   auto r = parse(body);
   ASSERT_FALSE(r.has_value()) << body;
-  EXPECT_EQ(r.error().status, status) << body;
+  EXPECT_EQ(r.error().kind, kind) << body;
   EXPECT_EQ(r.error().code, code) << body;
   if (!field.empty()) {
     EXPECT_EQ(r.error().field, field) << body;
@@ -47,38 +47,38 @@ TEST(Validation, AcceptsExtensions) {
 }
 
 TEST(Validation, RefusesMalformedJson) {
-  expect_error("{", 400, "invalid_json");
-  expect_error("", 400, "invalid_json");
-  expect_error("[1,2]", 400, "invalid_json");
-  expect_error("\"string\"", 400, "invalid_json");
-  expect_error("{\"from\":\"a@b.cc\",\"to\":[\"\xff\"]}", 400, "invalid_json");  // invalid UTF-8
+  expect_error("{", ErrorKind::kInvalid, "invalid_json");
+  expect_error("", ErrorKind::kInvalid, "invalid_json");
+  expect_error("[1,2]", ErrorKind::kInvalid, "invalid_json");
+  expect_error("\"string\"", ErrorKind::kInvalid, "invalid_json");
+  expect_error("{\"from\":\"a@b.cc\",\"to\":[\"\xff\"]}", ErrorKind::kInvalid, "invalid_json");  // invalid UTF-8
 }
 
 TEST(Validation, RefusesWrongTypes) {
-  expect_error(R"({"from":1,"to":["x@y.zz"],"subject":"s","body":"b"})", 400, "invalid_type", "from");
-  expect_error(R"({"from":"a@b.cc","to":5,"subject":"s","body":"b"})", 400, "invalid_type", "to");
-  expect_error(R"({"from":"a@b.cc","to":[5],"subject":"s","body":"b"})", 400, "invalid_type", "to[0]");
-  expect_error(R"({"from":"a@b.cc","to":["x@y.zz"],"subject":1,"body":"b"})", 400, "invalid_type", "subject");
-  expect_error(R"({"from":"a@b.cc","to":["x@y.zz"],"subject":"s","body":["b"]})", 400, "invalid_type", "body");
-  expect_error(R"({"from":"a@b.cc","to":["x@y.zz"],"subject":"s","body":"b","headers":[]})", 400, "invalid_type",
+  expect_error(R"({"from":1,"to":["x@y.zz"],"subject":"s","body":"b"})", ErrorKind::kInvalid, "invalid_type", "from");
+  expect_error(R"({"from":"a@b.cc","to":5,"subject":"s","body":"b"})", ErrorKind::kInvalid, "invalid_type", "to");
+  expect_error(R"({"from":"a@b.cc","to":[5],"subject":"s","body":"b"})", ErrorKind::kInvalid, "invalid_type", "to[0]");
+  expect_error(R"({"from":"a@b.cc","to":["x@y.zz"],"subject":1,"body":"b"})", ErrorKind::kInvalid, "invalid_type", "subject");
+  expect_error(R"({"from":"a@b.cc","to":["x@y.zz"],"subject":"s","body":["b"]})", ErrorKind::kInvalid, "invalid_type", "body");
+  expect_error(R"({"from":"a@b.cc","to":["x@y.zz"],"subject":"s","body":"b","headers":[]})", ErrorKind::kInvalid, "invalid_type",
                "headers");
-  expect_error(R"({"from":"a@b.cc","to":["x@y.zz"],"subject":"s","body":"b","headers":{"X-A":1}})", 400, "invalid_type",
+  expect_error(R"({"from":"a@b.cc","to":["x@y.zz"],"subject":"s","body":"b","headers":{"X-A":1}})", ErrorKind::kInvalid, "invalid_type",
                "headers.X-A");
 }
 
 TEST(Validation, RefusesMissingFields) {
-  expect_error(R"({"to":["x@y.zz"],"subject":"s","body":"b"})", 400, "missing_field", "from");
-  expect_error(R"({"from":"a@b.cc","subject":"s","body":"b"})", 400, "missing_field", "to");
-  expect_error(R"({"from":"a@b.cc","to":[],"subject":"s","body":"b"})", 400, "missing_field", "to");
-  expect_error(R"({"from":"a@b.cc","to":["x@y.zz"],"body":"b"})", 400, "missing_field", "subject");
-  expect_error(R"({"from":"a@b.cc","to":["x@y.zz"],"subject":"s"})", 400, "missing_field", "body");
+  expect_error(R"({"to":["x@y.zz"],"subject":"s","body":"b"})", ErrorKind::kInvalid, "missing_field", "from");
+  expect_error(R"({"from":"a@b.cc","subject":"s","body":"b"})", ErrorKind::kInvalid, "missing_field", "to");
+  expect_error(R"({"from":"a@b.cc","to":[],"subject":"s","body":"b"})", ErrorKind::kInvalid, "missing_field", "to");
+  expect_error(R"({"from":"a@b.cc","to":["x@y.zz"],"body":"b"})", ErrorKind::kInvalid, "missing_field", "subject");
+  expect_error(R"({"from":"a@b.cc","to":["x@y.zz"],"subject":"s"})", ErrorKind::kInvalid, "missing_field", "body");
 }
 
 TEST(Validation, RefusesBadAddresses) {
   for (const char* bad : {"nobody", "a b@c.dd", "a@b@c.dd", "<>", "a@", "@b.cc", "a..b@c.dd", "a@-b.cc", "a@b_c.dd",
                           "Name <a@b.cc", "Name a@b.cc>"}) {
     auto body = std::string(R"({"from":"a@b.cc","to":[")") + bad + R"("],"subject":"s","body":"b"})";
-    expect_error(body, 400, "invalid_address", "to[0]");
+    expect_error(body, ErrorKind::kInvalid, "invalid_address", "to[0]");
   }
   EXPECT_TRUE(is_valid_address("first.last+tag@sub.example.co.uk"));
   EXPECT_TRUE(is_valid_address("\"quoted local\"@example.com"));
@@ -97,25 +97,25 @@ TEST(Validation, ParsesQuotedDisplayNames) {
 }
 
 TEST(Validation, RefusesCrLfAndNulInEveryHeaderValue) {
-  expect_error(R"({"from":"a@b.cc","to":["x@y.zz"],"subject":"hi\r\nBcc: victim@example.com","body":"b"})", 400,
+  expect_error(R"({"from":"a@b.cc","to":["x@y.zz"],"subject":"hi\r\nBcc: victim@example.com","body":"b"})", ErrorKind::kInvalid,
                "header_injection", "subject");
-  expect_error(R"({"from":"a@b.cc","to":["x@y.zz"],"subject":"hi\nX: y","body":"b"})", 400, "header_injection",
+  expect_error(R"({"from":"a@b.cc","to":["x@y.zz"],"subject":"hi\nX: y","body":"b"})", ErrorKind::kInvalid, "header_injection",
                "subject");
-  expect_error(R"({"from":"a@b.cc","to":["x@y.zz"],"subject":"hi\u0000","body":"b"})", 400, "header_injection",
+  expect_error(R"({"from":"a@b.cc","to":["x@y.zz"],"subject":"hi\u0000","body":"b"})", ErrorKind::kInvalid, "header_injection",
                "subject");
-  expect_error(R"({"from":"Eve\r\nBcc: v@x.yy <a@b.cc>","to":["x@y.zz"],"subject":"s","body":"b"})", 400,
+  expect_error(R"({"from":"Eve\r\nBcc: v@x.yy <a@b.cc>","to":["x@y.zz"],"subject":"s","body":"b"})", ErrorKind::kInvalid,
                "header_injection", "from");
-  expect_error(R"({"from":"a@b.cc","to":["x@y.zz\r\nRCPT TO:<v@x.yy>"],"subject":"s","body":"b"})", 400,
+  expect_error(R"({"from":"a@b.cc","to":["x@y.zz\r\nRCPT TO:<v@x.yy>"],"subject":"s","body":"b"})", ErrorKind::kInvalid,
                "header_injection", "to[0]");
-  expect_error(R"({"from":"a@b.cc","to":["x@y.zz"],"cc":["c@y.zz\n"],"subject":"s","body":"b"})", 400,
+  expect_error(R"({"from":"a@b.cc","to":["x@y.zz"],"cc":["c@y.zz\n"],"subject":"s","body":"b"})", ErrorKind::kInvalid,
                "header_injection", "cc[0]");
-  expect_error(R"({"from":"a@b.cc","to":["x@y.zz"],"reply_to":"r@y.zz\r","subject":"s","body":"b"})", 400,
+  expect_error(R"({"from":"a@b.cc","to":["x@y.zz"],"reply_to":"r@y.zz\r","subject":"s","body":"b"})", ErrorKind::kInvalid,
                "header_injection", "reply_to");
   expect_error(R"({"from":"a@b.cc","to":["x@y.zz"],"subject":"s","body":"b","headers":{"X-A":"v\r\nBcc: v@x.yy"}})",
-               400, "header_injection", "headers.X-A");
-  expect_error(R"({"from":"a@b.cc","to":["x@y.zz"],"subject":"s","body":"b","headers":{"X-A\r\nBcc":"v"}})", 400,
+               ErrorKind::kInvalid, "header_injection", "headers.X-A");
+  expect_error(R"({"from":"a@b.cc","to":["x@y.zz"],"subject":"s","body":"b","headers":{"X-A\r\nBcc":"v"}})", ErrorKind::kInvalid,
                "header_injection");
-  expect_error(R"({"from":"a@b.cc","to":["x@y.zz"],"subject":"s","body":"b\u0000"})", 400, "invalid_body", "body");
+  expect_error(R"({"from":"a@b.cc","to":["x@y.zz"],"subject":"s","body":"b\u0000"})", ErrorKind::kInvalid, "invalid_body", "body");
 }
 
 TEST(Validation, RefusesReservedCustomHeaders) {
@@ -123,9 +123,9 @@ TEST(Validation, RefusesReservedCustomHeaders) {
                            "content-transfer-encoding", "Reply-To"}) {
     auto body =
         std::string(R"({"from":"a@b.cc","to":["x@y.zz"],"subject":"s","body":"b","headers":{")") + name + R"(":"v"}})";
-    expect_error(body, 400, "reserved_header");
+    expect_error(body, ErrorKind::kInvalid, "reserved_header");
   }
-  expect_error(R"({"from":"a@b.cc","to":["x@y.zz"],"subject":"s","body":"b","headers":{"X A":"v"}})", 400,
+  expect_error(R"({"from":"a@b.cc","to":["x@y.zz"],"subject":"s","body":"b","headers":{"X A":"v"}})", ErrorKind::kInvalid,
                "invalid_header");
 }
 
@@ -133,7 +133,7 @@ TEST(Validation, CountsEveryRecipientAgainstTheLimit) {
   auto r = parse(
       R"({"from":"a@b.cc","to":["x@y.zz","y@y.zz"],"cc":["c@y.zz"],"bcc":["d@y.zz"],"subject":"s","body":"b"})", 3);
   ASSERT_FALSE(r);
-  EXPECT_EQ(r.error().status, 422);
+  EXPECT_EQ(r.error().kind, ErrorKind::kUnprocessable);
   EXPECT_EQ(r.error().code, "too_many_recipients");
   EXPECT_TRUE(parse(R"({"from":"a@b.cc","to":["x@y.zz","y@y.zz"],"cc":["c@y.zz"],"subject":"s","body":"b"})", 3));
 }
@@ -150,14 +150,14 @@ TEST(Validation, AcceptsThousandsOfRecipients) {
 TEST(Validation, RefusesBadAttachments) {
   expect_error(
       R"({"from":"a@b.cc","to":["x@y.zz"],"subject":"s","body":"b","attachments":[{"filename":"a","content":"@@@"}]})",
-      400, "invalid_attachment");
+      ErrorKind::kInvalid, "invalid_attachment");
   expect_error(
       R"({"from":"a@b.cc","to":["x@y.zz"],"subject":"s","body":"b","attachments":[{"filename":"../etc/passwd","content":""}]})",
-      400, "invalid_attachment");
+      ErrorKind::kInvalid, "invalid_attachment");
   expect_error(
       R"({"from":"a@b.cc","to":["x@y.zz"],"subject":"s","body":"b","attachments":[{"filename":"a\r\n","content":""}]})",
-      400, "header_injection");
+      ErrorKind::kInvalid, "header_injection");
   expect_error(
       R"({"from":"a@b.cc","to":["x@y.zz"],"subject":"s","body":"b","attachments":[{"filename":"a","content_type":"text/plain\r\nX: y","content":""}]})",
-      400, "invalid_attachment");
+      ErrorKind::kInvalid, "invalid_attachment");
 }

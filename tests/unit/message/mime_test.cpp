@@ -1,3 +1,4 @@
+#include "websmtp/job/validation.hpp"
 #include "websmtp/message/mime.hpp"
 
 #include <gtest/gtest.h>
@@ -292,7 +293,22 @@ TEST(Mime, DropsCustomHeadersThatDuplicateGeneratedOnes) {
   }
   EXPECT_EQ(content_types, 1);
   EXPECT_EQ(p.header("X-Keep"), "yes");
-  EXPECT_EQ(p.header("Content-Language"), "de");
+  // Every Content-* header belongs to the MIME structure the gateway writes.
+  EXPECT_FALSE(p.header("Content-Language"));
+}
+
+// Validation refuses exactly the headers that building would drop: one list, no disagreement.
+TEST(Mime, ReservedHeadersAreTheOnesValidationRefuses) {
+  for (std::string name : {"From", "to", "CC", "Bcc", "Subject", "Date", "Message-ID", "MIME-Version", "Reply-To",
+                           "Sender", "Return-Path", "Content-Type", "content-transfer-encoding", "Content-Language",
+                           "X-Campaign", "List-Unsubscribe", "Keywords", "Comments"}) {
+    bool refused = job::check_custom_header(name, "v", "headers." + name).has_value();
+    auto req = basic_request();
+    req.headers = {{name, "custom-value"}};
+    bool dropped = build(req).find(name + ": custom-value") == std::string::npos;
+    EXPECT_EQ(refused, dropped) << name;
+    EXPECT_EQ(refused, message::is_reserved_header(name)) << name;
+  }
 }
 
 TEST(Mime, UsesCrlfEverywhere) {

@@ -22,6 +22,9 @@ struct Config {
   int admin_port = 8081;
   int threads = 1;       // delivery workers
   int http_threads = 2;  // Pistache reactor threads
+  std::int64_t http_header_timeout_s = 10;
+  std::int64_t http_body_timeout_s = 30;
+  std::int64_t http_idle_timeout_s = 300;
   int worker_nice = 10;  // CPU priority of delivery workers (accepting mail goes first)
   std::string log_level = "info";
   Delivery delivery = Delivery::kMx;

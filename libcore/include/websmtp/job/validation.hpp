@@ -3,6 +3,8 @@
 #include <optional>
 #include <string_view>
 
+#include <nlohmann/json.hpp>
+
 #include "websmtp/common/error.hpp"
 #include "websmtp/job/model.hpp"
 
@@ -22,8 +24,13 @@ bool is_valid_address(std::string_view addr);
 
 // Validates a custom header (name: RFC 5322 field name not reserved by the gateway; value:
 // no CR, LF or NUL). Returns the error or nullopt.
-std::optional<ApiError> check_custom_header(std::string_view name, std::string_view value, const std::string& field);
+std::optional<Error> check_custom_header(std::string_view name, std::string_view value, const std::string& field);
+
+// The body as a JSON object (kInvalid "invalid_json" otherwise).
+Result<nlohmann::json> parse_json_object(std::string_view body);
 
 Result<MailRequest> parse_request(std::string_view json_body, const Limits& limits);
+// One job given as an already parsed JSON value (a /mail/batch entry).
+Result<MailRequest> parse_job(const nlohmann::json& job, const Limits& limits);
 
 }  // namespace websmtp::job

@@ -20,11 +20,15 @@ struct BuildOptions {
 // octets whatever the input, and NOT dot-stuffed (that is the SMTP transport's job).
 // Header order: Date, From, To (if any), Cc (if any), Reply-To (if set), Subject, Message-ID,
 // MIME-Version, the custom headers, then Content-Type / Content-Transfer-Encoding.
-// Bcc recipients are never written. Custom headers that would duplicate a header this function
-// writes (Date, From, To, Cc, Bcc, Reply-To, Subject, Message-ID, MIME-Version, Content-Type,
-// Content-Transfer-Encoding) are dropped: the caller's validation should already reject them,
-// and a second Content-Type or a Bcc header would corrupt the message or leak recipients.
+// Bcc recipients are never written. Custom headers for which is_reserved_header() holds are
+// dropped: the caller's validation rejects them already, and a second Content-Type or a Bcc
+// header would corrupt the message or leak recipients.
 std::string build_message(const job::MailRequest& req, const BuildOptions& opts);
+
+// True for the headers a client may not set in "headers" (case-insensitive): those the gateway
+// writes (Date, From, To, Cc, Reply-To, Subject, Message-ID, MIME-Version, every Content-*),
+// the envelope's (Bcc, Sender, Return-Path). Validation and building share this one list.
+bool is_reserved_header(std::string_view name);
 
 // RFC 2047 encoded-words ("=?UTF-8?B?...?=", each at most 75 characters, split only on UTF-8
 // character boundaries, separated by single spaces) when the text is not plain printable ASCII;

@@ -34,6 +34,9 @@ class WriteBatcher {
   WriteBatcher& operator=(const WriteBatcher&) = delete;
 
   void insert(job::Job job, InsertDone done);
+  // All of `jobs` in one commit, or none (never split across two commits).
+  using InsertManyDone = std::function<void(std::vector<job::Job>&& jobs, bool ok, const std::string& error)>;
+  void insert_many(std::vector<job::Job> jobs, InsertManyDone done);
   // Outcomes are never dropped: on a store error they are retried until they commit.
   void update(JobUpdate update);
   // Commits what is pending and stops the thread.
@@ -47,6 +50,10 @@ class WriteBatcher {
     job::Job job;
     InsertDone done;
   };
+  struct PendingGroup {
+    std::vector<job::Job> jobs;
+    InsertManyDone done;
+  };
   void run();
 
   Store& store_;
@@ -57,6 +64,7 @@ class WriteBatcher {
   mutable std::mutex mu_;
   std::condition_variable cv_;
   std::vector<PendingInsert> inserts_;
+  std::vector<PendingGroup> groups_;
   std::vector<JobUpdate> updates_;
   bool stopping_ = false;
   bool failing_ = false;

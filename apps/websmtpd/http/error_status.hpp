@@ -1,0 +1,14 @@
+#pragma once
+// The one place where a kind of error becomes an HTTP status (userver's http_error.cpp):
+// libcore and the handlers say what went wrong, never which number to answer.
+#include "message.hpp"
+#include "websmtp/common/error.hpp"
+
+namespace websmtp::daemon::http {
+
+int http_status(ErrorKind kind);
+
+// {"error", "code", "field"} with the kind's status; Retry-After on 503.
+Response error_response(const Error& e);
+
+}  // namespace websmtp::daemon::http

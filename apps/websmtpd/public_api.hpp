@@ -1,0 +1,24 @@
+#pragma once
+// The public API's routes (api.md): submit, batch, status with long-poll, liveness, and the
+// pre-handlers they pass through (CORS).
+#include <atomic>
+#include <string>
+#include <vector>
+
+#include "http/router.hpp"
+#include "websmtp/service/gateway.hpp"
+
+namespace websmtp::daemon {
+
+struct PublicApiOptions {
+  std::vector<std::string> cors_origins;
+};
+
+// Builds the public router. `draining` turns submits and /readyz into 503.
+void build_public_api(http::Router& router, service::Gateway& gateway, const PublicApiOptions& options,
+                      const std::atomic<bool>& draining);
+
+// The admin API (127.0.0.1 only).
+void build_admin_api(http::Router& router, service::Gateway& gateway);
+
+}  // namespace websmtp::daemon

@@ -1,0 +1,40 @@
+#pragma once
+// Idempotency-Key bookkeeping: a key names one request of one caller for 24 hours. The same
+// key with the same body replays the first answer; with another body it is a conflict; while
+// the first request is still being committed, a second one is refused rather than raced.
+#include <cstdint>
+#include <mutex>
+#include <optional>
+#include <set>
+#include <string>
+#include <string_view>
+
+#include "websmtp/common/error.hpp"
+#include "websmtp/service/caller.hpp"
+#include "websmtp/store/store.hpp"
+
+namespace websmtp::service {
+
+class IdempotencyKeys {
+ public:
+  explicit IdempotencyKeys(store::Store& store) : store_(store) {}
+
+  // The key as stored: scoped to the caller, so two callers' keys never collide. Checks the
+  // client's key (1 to 255 printable ASCII characters).
+  static Result<std::string> scoped(const Caller& caller, std::string_view key);
+
+  // nullopt: a new request; the key is now reserved until release(). A ref: the same request
+  // was accepted before (replay). kConflict: another body, or the first is still in flight.
+  Result<std::optional<std::string>> reserve(const std::string& key, const std::string& request_hash,
+                                             std::int64_t now_s);
+  void release(const std::string& key);
+  // The ref stored under `key` within the window, if any (batch replays look up each job's key).
+  std::optional<std::string> find_ref(const std::string& key, std::int64_t now_s);
+
+ private:
+  store::Store& store_;
+  std::mutex mu_;
+  std::set<std::string, std::less<>> pending_;
+};
+
+}  // namespace websmtp::service

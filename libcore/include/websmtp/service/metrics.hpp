@@ -1,0 +1,46 @@
+#pragma once
+// The gateway's figures: job gauges by state and totals since start, kept as atomics so that
+// reading them (GET /admin/queue, later /metrics) costs nothing on the hot paths.
+#include <atomic>
+#include <cstdint>
+
+#include <nlohmann/json.hpp>
+
+#include "websmtp/job/model.hpp"
+#include "websmtp/store/store.hpp"
+
+namespace websmtp::service {
+
+class Metrics {
+ public:
+  // Gauges as the store counted them at start.
+  void start(const store::Counts& counts, std::int64_t now_ms);
+
+  void submitted(std::int64_t jobs);
+  // A committed attempt outcome for one job: it leaves "queued" (first attempt) or "deferred",
+  // and enters "deferred", "completed" or "failed".
+  void outcome_committed(bool first_attempt, store::Outcome outcome);
+  // One recipient's result of an attempt (delivered_total / failed_total).
+  void recipient_result(job::RecipientState state);
+  void purged(const store::Counts& removed);
+
+  // What the queue endpoint shows; the caller adds what others own (in flight, workers busy,
+  // oldest queued age, paused).
+  struct Figures {
+    std::int64_t in_flight = 0;
+    int workers = 0;
+    int workers_busy = 0;
+    std::int64_t oldest_queued_age_s = 0;
+    bool paused = false;
+  };
+  nlohmann::json queue_json(const Figures& f, std::int64_t now_ms) const;
+
+  std::int64_t submitted_total() const { return submitted_total_.load(std::memory_order_relaxed); }
+
+ private:
+  std::int64_t started_ms_ = 0;
+  std::atomic<std::int64_t> queued_{0}, deferred_{0}, completed_{0}, failed_{0};
+  std::atomic<std::int64_t> submitted_total_{0}, delivered_total_{0}, failed_total_{0};
+};
+
+}  // namespace websmtp::service

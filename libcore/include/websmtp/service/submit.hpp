@@ -1,0 +1,66 @@
+#pragma once
+// Accepting mail: a request is validated, rendered once into the message every attempt will
+// send, and handed to the group commit; the caller is answered only after its commit.
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "websmtp/common/clock.hpp"
+#include "websmtp/common/error.hpp"
+#include "websmtp/job/model.hpp"
+#include "websmtp/queue/dispatcher.hpp"
+#include "websmtp/service/caller.hpp"
+#include "websmtp/service/idempotency.hpp"
+#include "websmtp/service/metrics.hpp"
+#include "websmtp/store/write_batcher.hpp"
+
+namespace websmtp::service {
+
+struct Accepted {
+  std::string ref;
+  bool replayed = false;  // an Idempotency-Key named an earlier, identical request
+};
+struct BatchAccepted {
+  std::vector<std::string> refs;  // in the order the jobs were given
+  bool replayed = false;
+};
+using SubmitDone = std::function<void(Result<Accepted>)>;
+using BatchDone = std::function<void(Result<BatchAccepted>)>;
+
+class SubmitService {
+ public:
+  struct Options {
+    int max_recipients = 1000;
+    std::string message_id_domain;
+    std::size_t max_batch = 100;
+  };
+  SubmitService(Options options, store::Store& store, store::WriteBatcher& batcher, queue::Dispatcher& dispatcher,
+                Metrics& metrics, const Clock& clock);
+
+  // Validates and stores one job. `done` runs exactly once: on this thread for a refused
+  // request, otherwise on the group commit's thread after the commit (never before it).
+  void submit(const Caller& caller, std::string_view body, std::string_view idempotency_key, SubmitDone done);
+  // {"jobs": [...]}: all valid and committed together, or none stored. An invalid job is
+  // reported with its index in `field` (jobs[3].to).
+  void submit_batch(const Caller& caller, std::string_view body, std::string_view idempotency_key, BatchDone done);
+
+  // From now on every submit is refused (kUnavailable, shutting_down).
+  void stop() { stopping_ = true; }
+
+ private:
+  job::Job make_job(job::MailRequest&& req, std::int64_t now_ms) const;
+  void accepted(job::Job&& stored);
+
+  Options options_;
+  store::WriteBatcher& batcher_;
+  queue::Dispatcher& dispatcher_;
+  Metrics& metrics_;
+  const Clock& clock_;
+  IdempotencyKeys idempotency_;
+  std::atomic<bool> stopping_{false};
+};
+
+}  // namespace websmtp::service

@@ -1,0 +1,150 @@
+#include "websmtp/service/delivery.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+
+#include "websmtp/common/hash.hpp"
+#include "websmtp/common/thread.hpp"
+
+namespace websmtp::service {
+
+store::JobUpdate update_after_attempt(job::Job&& j, std::int64_t now_ms) {
+  store::JobUpdate u;
+  u.seq = j.seq;
+  u.ref = std::move(j.ref);
+  u.submitted = j.submitted;
+  u.first_attempt = !j.started;
+  u.started = true;
+  u.recipients = std::move(j.recipients);
+  if (std::all_of(u.recipients.begin(), u.recipients.end(),
+                  [](const job::Recipient& r) { return job::is_final(r.state); })) {
+    u.completed = now_ms / 1000;
+    bool any_failed = std::any_of(u.recipients.begin(), u.recipients.end(),
+                                  [](const job::Recipient& r) { return r.state == job::RecipientState::kFailed; });
+    u.outcome = any_failed ? store::Outcome::kFailed : store::Outcome::kDelivered;
+  } else {
+    std::int64_t next = INT64_MAX;
+    for (const auto& r : u.recipients)
+      if (r.state == job::RecipientState::kDeferred) next = std::min(next, r.next_attempt);
+    u.next_at_ms = next * 1000 + now_ms % 1000;  // whole-second backoff, measured from now
+  }
+  return u;
+}
+
+void recover_interrupted_attempts(store::Store& store, queue::InflightJournal& journal,
+                                  const queue::RetryOptions& retry, const Clock& clock) {
+  std::vector<store::JobUpdate> updates;
+  std::int64_t now_ms = clock.now_ms();
+  for (const auto& e : journal.recover()) {
+    auto j = store.find_seq(e.seq);
+    if (!j || j->completed) continue;
+    std::int64_t attempts = 0;
+    for (const auto& r : j->recipients)
+      if (!job::is_final(r.state)) attempts = std::max<std::int64_t>(attempts, r.attempts);
+    if (attempts != e.attempts_before) continue;  // that attempt's outcome was committed
+    queue::AttemptReply lost{0, "websmtpd stopped while the message was being sent; the outcome is unknown", true};
+    for (auto& r : j->recipients) {
+      if (job::is_final(r.state)) continue;
+      queue::apply_attempt(r, lost, j->submitted, now_ms / 1000, fnv1a64(j->ref), retry);
+      if (r.state == job::RecipientState::kDeferred) r.next_attempt = now_ms / 1000;  // ours, not the peer's: now
+    }
+    spdlog::warn("job {}: interrupted while its message was on the wire; flagged as a possible duplicate", j->ref);
+    updates.push_back(update_after_attempt(std::move(*j), now_ms));
+  }
+  if (!updates.empty()) store.update(updates);
+  journal.reset();
+}
+
+DeliveryWorkers::DeliveryWorkers(Options options, TransportFactory transports, queue::Dispatcher& dispatcher,
+                                 store::WriteBatcher& batcher, queue::InflightJournal& journal, Metrics& metrics,
+                                 const Clock& clock)
+    : options_(options),
+      transports_(std::move(transports)),
+      dispatcher_(dispatcher),
+      batcher_(batcher),
+      journal_(journal),
+      metrics_(metrics),
+      clock_(clock) {}
+
+DeliveryWorkers::~DeliveryWorkers() { stop(std::chrono::milliseconds(0)); }
+
+void DeliveryWorkers::start() {
+  for (int i = 0; i < options_.threads; ++i)
+    threads_.emplace_back([this] {
+      name_this_thread("ws-worker");
+      // Delivery is throughput work on a durable queue; a 202 is what a client waits for. On
+      // a busy CPU the workers yield to the HTTP and commit threads (the backlog drains when
+      // the burst ends); on an idle one, nice changes nothing.
+      set_this_thread_nice(options_.nice);
+      run();
+    });
+}
+
+bool DeliveryWorkers::stop(std::chrono::milliseconds grace) {
+  if (threads_.empty()) return true;
+  bool clean;
+  {
+    std::unique_lock lock(busy_mu_);
+    clean = busy_cv_.wait_for(lock, grace, [&] { return busy_ == 0; });
+  }
+  if (clean) {
+    for (auto& t : threads_) t.join();
+  } else {
+    spdlog::warn("{} delivery transaction(s) still running after the shutdown grace; their jobs stay queued",
+                 busy_.load());
+    for (auto& t : threads_) t.detach();
+  }
+  threads_.clear();
+  return clean;
+}
+
+void DeliveryWorkers::run() {
+  std::unique_ptr<smtp::Transport> transport = transports_();
+  while (auto job = dispatcher_.take()) {
+    ++busy_;
+    attempt(*job, *transport);
+    if (--busy_ == 0) {
+      std::lock_guard lock(busy_mu_);
+      busy_cv_.notify_all();
+    }
+  }
+}
+
+void DeliveryWorkers::attempt(job::Job& j, smtp::Transport& transport) {
+  smtp::Envelope env{j.ref, j.sender, {}};
+  std::vector<std::size_t> pending;
+  for (std::size_t i = 0; i < j.recipients.size(); ++i) {
+    if (job::is_final(j.recipients[i].state)) continue;
+    pending.push_back(i);
+    env.recipients.push_back(j.recipients[i].address);
+  }
+  std::int64_t attempts_before = 0;
+  for (auto i : pending) attempts_before = std::max<std::int64_t>(attempts_before, j.recipients[i].attempts);
+  env.before_data = [&] { journal_.begin(j.seq, attempts_before); };
+  std::vector<queue::AttemptReply> replies;
+  if (!pending.empty()) replies = transport.deliver(env, j.message);
+
+  std::int64_t now_ms = clock_.now_ms();
+  std::int64_t now = now_ms / 1000;
+  std::uint64_t seed = fnv1a64(j.ref);
+  for (std::size_t k = 0; k < pending.size(); ++k) {
+    auto& r = j.recipients[pending[k]];
+    queue::apply_attempt(r, replies[k], j.submitted, now, seed, options_.retry);
+    metrics_.recipient_result(r.state);
+    switch (r.state) {
+      case job::RecipientState::kDelivered:
+        spdlog::info("job {} {} delivered: {} {}", j.ref, r.address, r.smtp_code, r.smtp_reply);
+        break;
+      case job::RecipientState::kFailed:
+        spdlog::warn("job {} {} failed ({}): {} {}", j.ref, r.address, r.reason, r.smtp_code, r.smtp_reply);
+        break;
+      default:
+        spdlog::info("job {} {} deferred (attempt {}, next in {}s): {} {}", j.ref, r.address, r.attempts,
+                     r.next_attempt - now, r.smtp_code, r.smtp_reply);
+    }
+  }
+  batcher_.update(update_after_attempt(std::move(j), now_ms));
+}
+
+}  // namespace websmtp::service

@@ -1,0 +1,169 @@
+#include "websmtp/service/submit.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include "websmtp/common/hash.hpp"
+#include "websmtp/common/uuid.hpp"
+#include "websmtp/job/validation.hpp"
+#include "websmtp/message/mime.hpp"
+
+namespace websmtp::service {
+
+namespace {
+
+tl::unexpected<Error> shutting_down() {
+  return fail(ErrorKind::kUnavailable, "shutting_down", "the server is shutting down; retry shortly");
+}
+tl::unexpected<Error> not_stored() {
+  return fail(ErrorKind::kUnavailable, "store_unavailable",
+              "the job could not be stored; nothing was queued, retry shortly");
+}
+
+// Prefixes an error about one job of a batch with that job's place: jobs[3].to.
+Error in_batch(Error e, std::size_t index) {
+  std::string where = "jobs[" + std::to_string(index) + "]";
+  e.field = e.field.empty() ? where : where + "." + e.field;
+  e.message = where + ": " + e.message;
+  return e;
+}
+
+}  // namespace
+
+SubmitService::SubmitService(Options options, store::Store& store, store::WriteBatcher& batcher,
+                             queue::Dispatcher& dispatcher, Metrics& metrics, const Clock& clock)
+    : options_(std::move(options)),
+      batcher_(batcher),
+      dispatcher_(dispatcher),
+      metrics_(metrics),
+      clock_(clock),
+      idempotency_(store) {}
+
+job::Job SubmitService::make_job(job::MailRequest&& req, std::int64_t now_ms) const {
+  job::Job j;
+  j.ref = new_uuid_v7(now_ms);
+  j.submitted = now_ms / 1000;
+  j.sender = req.from.address;
+  j.recipients.reserve(req.to.size() + req.cc.size() + req.bcc.size());
+  auto add = [&](const std::vector<job::Mailbox>& list, job::RecipientKind kind) {
+    for (const auto& m : list) {
+      job::Recipient r;
+      r.address = m.address;
+      r.kind = kind;
+      j.recipients.push_back(std::move(r));
+    }
+  };
+  add(req.to, job::RecipientKind::kTo);
+  add(req.cc, job::RecipientKind::kCc);
+  add(req.bcc, job::RecipientKind::kBcc);
+  message::BuildOptions mo;
+  mo.message_id_domain = options_.message_id_domain;
+  mo.date_unix = j.submitted;
+  j.message = message::build_message(req, mo);
+  return j;
+}
+
+void SubmitService::accepted(job::Job&& stored) {
+  spdlog::debug("job {} accepted: {} recipient(s), {} bytes", stored.ref, stored.recipients.size(),
+                stored.message.size());
+  dispatcher_.offer(std::move(stored));
+}
+
+void SubmitService::submit(const Caller& caller, std::string_view body, std::string_view idempotency_key,
+                           SubmitDone done) {
+  if (stopping_) return done(shutting_down());
+  auto req = job::parse_request(body, job::Limits{options_.max_recipients});
+  if (!req) return done(tl::unexpected(std::move(req.error())));
+  std::int64_t now_ms = clock_.now_ms();
+  job::Job j = make_job(std::move(*req), now_ms);
+
+  if (!idempotency_key.empty()) {
+    auto key = IdempotencyKeys::scoped(caller, idempotency_key);
+    if (!key) return done(tl::unexpected(std::move(key.error())));
+    j.request_hash = hex64(fnv1a64(body));
+    auto replay = idempotency_.reserve(*key, j.request_hash, j.submitted);
+    if (!replay) return done(tl::unexpected(std::move(replay.error())));
+    if (*replay) return done(Accepted{std::move(**replay), true});
+    j.idempotency_key = std::move(*key);
+  }
+
+  batcher_.insert(std::move(j), [this, done = std::move(done)](job::Job&& stored, bool ok, const std::string&) {
+    if (!stored.idempotency_key.empty()) idempotency_.release(stored.idempotency_key);
+    if (!ok) return done(not_stored());
+    metrics_.submitted(1);
+    std::string ref = stored.ref;
+    accepted(std::move(stored));
+    done(Accepted{std::move(ref), false});
+  });
+}
+
+void SubmitService::submit_batch(const Caller& caller, std::string_view body, std::string_view idempotency_key,
+                                 BatchDone done) {
+  if (stopping_) return done(shutting_down());
+  auto root = job::parse_json_object(body);
+  if (!root) return done(tl::unexpected(std::move(root.error())));
+  auto list = root->find("jobs");
+  if (list == root->end() || list->is_null())
+    return done(fail(ErrorKind::kInvalid, "missing_field", "jobs is required: an array of 1 to " +
+                                                               std::to_string(options_.max_batch) + " jobs",
+                     "jobs"));
+  if (!list->is_array()) return done(fail(ErrorKind::kInvalid, "invalid_type", "jobs must be an array", "jobs"));
+  if (list->empty() || list->size() > options_.max_batch)
+    return done(fail(ErrorKind::kUnprocessable, "invalid_batch_size",
+                     "jobs must hold 1 to " + std::to_string(options_.max_batch) + " jobs, not " +
+                         std::to_string(list->size()),
+                     "jobs"));
+  for (auto it = root->begin(); it != root->end(); ++it)
+    if (it.key() != "jobs")
+      return done(fail(ErrorKind::kInvalid, "unknown_field", "a batch has only \"jobs\", not \"" + it.key() + "\"",
+                       it.key()));
+
+  std::int64_t now_ms = clock_.now_ms();
+  std::vector<job::Job> jobs;
+  jobs.reserve(list->size());
+  for (std::size_t i = 0; i < list->size(); ++i) {
+    auto req = job::parse_job((*list)[i], job::Limits{options_.max_recipients});
+    if (!req) return done(tl::unexpected(in_batch(std::move(req.error()), i)));
+    jobs.push_back(make_job(std::move(*req), now_ms));
+  }
+
+  // The key covers the whole batch: the first job holds it (with a fingerprint that cannot
+  // match a /mail/send body), the others hold it with their index, for replays.
+  std::string key;
+  if (!idempotency_key.empty()) {
+    auto scoped = IdempotencyKeys::scoped(caller, idempotency_key);
+    if (!scoped) return done(tl::unexpected(std::move(scoped.error())));
+    key = std::move(*scoped);
+    std::string hash = hex64(fnv1a64(body) ^ 0x6261746368ULL);  // "batch"
+    auto replay = idempotency_.reserve(key, hash, now_ms / 1000);
+    if (!replay) return done(tl::unexpected(std::move(replay.error())));
+    if (*replay) {
+      BatchAccepted out{{std::move(**replay)}, true};
+      for (std::size_t i = 1; i < jobs.size(); ++i) {
+        auto ref = idempotency_.find_ref(key + '\x1f' + std::to_string(i), now_ms / 1000);
+        if (!ref) return done(fail(ErrorKind::kUnavailable, "store_unavailable", "the job store cannot be read"));
+        out.refs.push_back(std::move(*ref));
+      }
+      return done(std::move(out));
+    }
+    for (std::size_t i = 0; i < jobs.size(); ++i) {
+      jobs[i].idempotency_key = i == 0 ? key : key + '\x1f' + std::to_string(i);
+      jobs[i].request_hash = hash;
+    }
+  }
+
+  batcher_.insert_many(std::move(jobs), [this, key, done = std::move(done)](std::vector<job::Job>&& stored, bool ok,
+                                                                             const std::string&) {
+    if (!key.empty()) idempotency_.release(key);
+    if (!ok) return done(not_stored());
+    metrics_.submitted(static_cast<std::int64_t>(stored.size()));
+    BatchAccepted out;
+    out.refs.reserve(stored.size());
+    for (auto& j : stored) {
+      out.refs.push_back(j.ref);
+      accepted(std::move(j));
+    }
+    done(std::move(out));
+  });
+}
+
+}  // namespace websmtp::service
