@@ -1,10 +1,10 @@
 // The bench's floor: an empty Pistache handler, run under the same wrk load as websmtpd.
 //
 // It has websmtpd's HTTP shape and nothing else: a Pistache 0.0.5 Http::Endpoint with the
-// same options (2 reactor threads, ReuseAddr|NoDelay), the same keep-alive rule, and an answer
-// of the same size class (202 with a small JSON body) to any request. Its CPU time per request
-// is what Pistache and the kernel cost on this machine; websmtpd's per-request CPU is compared
-// with it.
+// same options (2 reactor threads, ReuseAddr|NoDelay, the same request and response size
+// limits), the same keep-alive rule, and an answer of the same size class (202 with a small
+// JSON body) to any request. Its CPU time per request is what Pistache and the kernel cost on
+// this machine; websmtpd's per-request CPU is compared with it.
 //
 //   empty_handler [PORT_FILE]
 // Binds 127.0.0.1:0, prints the bound port on stdout and, when PORT_FILE is given, writes it
@@ -51,9 +51,13 @@ int main(int argc, char** argv) {
   ::signal(SIGPIPE, SIG_IGN);
 
   Pistache::Http::Endpoint ep(Pistache::Address("127.0.0.1", Pistache::Port(0)));
+  // websmtpd's limits with its default MAX_BODY_BYTES (10 MiB, plus 128 KiB above it so that
+  // its own gate answers 413); Pistache's default (4 KiB) would refuse a /mail/batch body.
   ep.init(Pistache::Http::Endpoint::options()
               .threads(2)
-              .flags(Pistache::Tcp::Options::ReuseAddr | Pistache::Tcp::Options::NoDelay));
+              .flags(Pistache::Tcp::Options::ReuseAddr | Pistache::Tcp::Options::NoDelay)
+              .maxRequestSize(10 * 1024 * 1024 + 128 * 1024)
+              .maxResponseSize(16 * 1024 * 1024));
   ep.setHandler(Pistache::Http::make_handler<EmptyHandler>());
   ep.serveThreaded();
 
