@@ -375,7 +375,7 @@ def compare_rows(recs):
     """Per-round ratios of the comparison phase, with their median and range."""
     by = {}
     for r in recs:
-        if r.get("phase") == "compare":
+        if r.get("phase") == "compare" and not r.get("server_died"):
             by[(r["round"], r["server"], r.get("mode"))] = r.get("m") or {}
     rounds = sorted({k[0] for k in by})
     keys = {
@@ -627,8 +627,9 @@ def cmd_table(a):
             w = m.get("wrk") or {}
             names = {"websmtpd": "websmtpd", "peer": "original", "floor": "empty Pistache handler"}
             mode = {"live": "delivery live", "held": "delivery held", "floor": "no delivery"}.get(r.get("mode"), r.get("mode"))
+            died = "SERVER DIED during it (left out of the ratios); " if r.get("server_died") else ""
             rows.append((f"compare r{r['round']}: {names.get(r['server'], r['server'])}, {mode}",
-                         f"{fmt(m.get('rps_2xx'))} req/s (2xx), p50 {fmt((w.get('p50_us') or 0) / 1000, 2)} ms, "
+                         f"{died}{fmt(m.get('rps_2xx'))} req/s (2xx), p50 {fmt((w.get('p50_us') or 0) / 1000, 2)} ms, "
                          f"p99 {fmt((w.get('p99_us') or 0) / 1000, 2)} ms, non-2xx {fmt(w.get('non2xx'))}, "
                          f"sock err {sum(w.get(k, 0) for k in ('err_connect', 'err_read', 'err_write', 'err_timeout'))}, "
                          f"CPU {fmt(m.get('cpu_us_per_req'), 2)} us/req ({fmt(m.get('server_cpu_pct'))}% of a CPU), "
@@ -641,6 +642,8 @@ def cmd_table(a):
             x = r.get("summary") or {}
             def mr(k, nd=2):
                 v = x.get(k) or {}
+                if v.get("median") is None:
+                    return "- (no round has both measurements)"
                 return (f"{fmt(v.get('median'), nd)}x (range {fmt(v.get('min'), nd)}-{fmt(v.get('max'), nd)}, "
                         f"{len(v.get('per_round') or [])} rounds)")
             rows.append(("websmtpd / original, submit req/s, delivery held", mr("rps_held"), ">= 1.3x", load))
@@ -666,6 +669,7 @@ def cmd_table(a):
                 rows.append(("/mail/batch, 100 jobs per request", f"skipped ({r.get('skipped')})", ">= 50,000 jobs/s", load))
             else:
                 rows.append((f"/mail/batch, {r.get('per')} jobs per request, THREADS=4, delivery held (wrk -t2 -c16 -d{r.get('duration')})",
+                             ("SERVER DIED during it; " if r.get("server_died") else "") +
                              f"{fmt(r.get('jobs_per_s'))} jobs/s accepted (2xx x {r.get('per')}); /admin/queue: "
                              f"{fmt(r.get('jobs_per_s_admin'))} jobs/s ({fmt(r.get('submitted_delta'))} submitted); "
                              f"{fmt(m.get('rps_2xx'))} req/s, p50 {fmt((w.get('p50_us') or 0) / 1000, 2)} ms, "
@@ -673,7 +677,8 @@ def cmd_table(a):
                              f"CPU {fmt(m.get('cpu_us_per_req'), 1)} us/request",
                              ">= 50,000 jobs/s", load))
         elif ph == "run_info":
-            rows.append(("run", f"websmtpd {r.get('websmtpd')} (commit {r.get('commit')}); original: {r.get('peer') or 'not given (PEER_BIN)'}; "
+            rows.append(("run", f"websmtpd {r.get('websmtpd')}, tree at {r.get('commit')}; bench/ at {r.get('bench_commit')}; "
+                                f"original: {r.get('peer') or 'not given (PEER_BIN)'}; "
                                 f"phases: {r.get('phases')}; {r.get('cpus')} CPUs; /proc/loadavg at start: {r.get('loadavg')}", "", load))
         elif ph == "daemon_health":
             rows.append(("daemon log / exits",

@@ -287,9 +287,13 @@ cmp_one() {
   l=$(loadavg)
   measure_wrk "$name" "$pid" 64 "$WRK_SECS" "http://127.0.0.1:$port/mail/send" "$HERE/post.lua"
   $B proc "$pid" >"$WORK/$name.proc.json"
-  local sunk
+  local sunk died=false
   sunk=$(sink_msgs "$name")  # delivered while wrk ran (the original: 10 msg/s per worker)
-  if [[ $srv == websmtpd ]]; then
+  if ! alive "$pid"; then
+    died=true  # recorded and left out of the ratios; the run goes on
+    echo "bench: $srv ($name) DIED during the measurement; see its log in bench/out/run-$RUN_ID/" >&2
+  fi
+  if [[ $srv == websmtpd && $died == false ]]; then
     sub=$($B queue "$D_ADMIN" | $PY -c 'import json,sys;print(json.load(sys.stdin)["submitted_total"])') || sub=null
   fi
   [[ $mode == held ]] && kill -CONT "$SINK_PID"
@@ -301,7 +305,8 @@ cmp_one() {
   fi
   summary_line "$name" "$srv, delivery $mode"
   record phase=compare round="$r" server="$srv" mode="$mode" threads=4 conns=64 duration_s="$WRK_SECS" load="$l" \
-    m=@"$WORK/$name.m.json" proc=@"$WORK/$name.proc.json" submitted_total="$sub" sink_at_wrk_end="$sunk"
+    m=@"$WORK/$name.m.json" proc=@"$WORK/$name.proc.json" submitted_total="$sub" sink_at_wrk_end="$sunk" \
+    server_died="$died"
   stop_pid "$SINK_PID" TERM 5 || true
   SINK_PID=
   [[ ${BENCH_KEEP:-0} == 1 ]] || rm -rf "$WORK/$name/data"  # up to a few hundred MB each
@@ -312,10 +317,12 @@ cmp_floor() {
   l=$(loadavg)
   measure_wrk "$name" "$F_PID" 64 "$WRK_SECS" "http://127.0.0.1:$F_PORT/mail/send" "$HERE/post.lua"
   $B proc "$F_PID" >"$WORK/$name.proc.json"
+  local died=false
+  alive "$F_PID" || died=true
   stop_pid "$F_PID" TERM 10 || true
   summary_line "$name" "empty Pistache handler"
   record phase=compare round="$r" server=floor mode=floor threads=2 conns=64 duration_s="$WRK_SECS" load="$l" \
-    m=@"$WORK/$name.m.json" proc=@"$WORK/$name.proc.json"
+    m=@"$WORK/$name.m.json" proc=@"$WORK/$name.proc.json" server_died="$died"
 }
 
 echo "websmtpd benchmark $RUN_ID: $WEBSMTPD ($(nproc) CPUs, quick=$QUICK)" >&2
@@ -323,8 +330,16 @@ if pgrep -x master >/dev/null; then
   echo "bench: note: a Postfix master process is running (left alone; it is not used here)" >&2
 fi
 
-record phase=run_info load="$(loadavg)" loadavg="$(cat /proc/loadavg)" websmtpd="$WEBSMTPD" \
-  commit="$(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo unknown)$(git -C "$REPO" diff --quiet HEAD -- 2>/dev/null || echo '+dirty')" \
+git_rev() {  # git_rev PATH [PATHSPEC]: short commit of the git tree holding PATH, "+dirty" when
+  local d=$1    # PATHSPEC (default: the whole tree) has uncommitted changes
+  [[ -d $d ]] || d=$(dirname "$d")
+  git -C "$d" rev-parse --short HEAD 2>/dev/null || { echo unknown; return; }
+  git -C "$d" diff --quiet HEAD -- "${2:-:/}" 2>/dev/null || echo '+dirty'
+}
+# websmtpd's commit is that of the git tree its binary lies in (its build dir is inside it)
+record phase=run_info load="$(loadavg)" loadavg="$(cat /proc/loadavg)" \
+  websmtpd="$WEBSMTPD (sha256 $(sha256sum "$WEBSMTPD" | cut -c1-16), built $(date -u -r "$WEBSMTPD" +%FT%TZ))" \
+  commit="$(git_rev "$WEBSMTPD" | tr -d '\n')" bench_commit="$(git_rev "$HERE" . | tr -d '\n')" \
   peer="${PEER_BIN:+$PEER_BIN (sha256 $(sha256sum "$PEER_BIN" | cut -c1-16))}" phases="$ONLY" rounds="$ROUNDS"
 
 # ==== 0. side by side: websmtpd, the original (PEER_BIN), the empty Pistache handler =========
@@ -364,7 +379,7 @@ if want batch; then
   kill -STOP "$SINK_PID"
   start_daemon batch 4 "$SINK_PORT" "$WORK/batch/data" SMTP_COMMAND_TIMEOUT=1h
   $B batch-body --n "$BATCH_N" >"$WORK/batch.body.json"
-  PROBE=$($B probe --port "$D_PORT" --path /mail/batch --body-file "$WORK/batch.body.json")
+  PROBE=$($B probe --port "$D_PORT" --path /mail/batch --body-file "$WORK/batch.body.json") || PROBE="0 probe failed"
   CODE=${PROBE%% *}
   L=$(loadavg)
   if [[ $CODE == 404 ]]; then
@@ -374,9 +389,10 @@ if want batch; then
     echo "   batch: skipped (the probe got: $PROBE)" >&2
     record phase=batch load="$L" skipped="probe answered: $PROBE"
   else
-    Q0=$($B queue "$D_ADMIN" | $PY -c 'import json,sys;print(json.load(sys.stdin)["submitted_total"])')
+    Q0=$($B queue "$D_ADMIN" | $PY -c 'import json,sys;print(json.load(sys.stdin)["submitted_total"])') || Q0=0
     measure_wrk batch "$D_PID" 16 "$WRK_SECS" "http://127.0.0.1:$D_PORT/mail/batch" "$HERE/batch.lua" "$BATCH_N"
-    Q1=$($B queue "$D_ADMIN" | $PY -c 'import json,sys;print(json.load(sys.stdin)["submitted_total"])')
+    Q1=$($B queue "$D_ADMIN" | $PY -c 'import json,sys;print(json.load(sys.stdin)["submitted_total"])') || Q1=$Q0
+    alive "$D_PID" || echo "bench: websmtpd (batch) DIED during the measurement" >&2
     summary_line batch "/mail/batch (per request)"
     read -r JPS JPS_ADMIN < <($PY -c 'import json,sys
 m=json.load(open(sys.argv[1])); w=m.get("wrk") or {}; d=(w.get("duration_us") or 0)/1e6; n=int(sys.argv[2])
@@ -384,7 +400,8 @@ print(round(n*m.get("accepted",0)/d,1) if d else 0, round((int(sys.argv[4])-int(
       "$WORK/batch.m.json" "$BATCH_N" "$Q0" "$Q1")
     echo "   batch: $JPS jobs/s accepted (wrk 2xx x $BATCH_N); /admin/queue submitted_total: $JPS_ADMIN jobs/s" >&2
     record phase=batch per="$BATCH_N" threads=4 conns=16 duration="${WRK_SECS}s" load="$L" m=@"$WORK/batch.m.json" \
-      jobs_per_s="$JPS" jobs_per_s_admin="$JPS_ADMIN" submitted_delta="$((Q1 - Q0))"
+      jobs_per_s="$JPS" jobs_per_s_admin="$JPS_ADMIN" submitted_delta="$((Q1 - Q0))" \
+      server_died="$(alive "$D_PID" && echo false || echo true)"
   fi
   kill -CONT "$SINK_PID"
   stop_daemon batch
