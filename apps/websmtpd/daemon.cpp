@@ -9,6 +9,7 @@
 #include <thread>
 
 #include "http/server.hpp"
+#include "logging.hpp"
 #include "public_api.hpp"
 #include "websmtp/service/gateway.hpp"
 #include "websmtp/store/store.hpp"
@@ -80,17 +81,19 @@ int run(const config::Config& config) {
                : config.delivery == config::Delivery::kSandbox ? " into " + config.data_dir + "/sandbox"
                                                                : "",
                config.threads, so.path);
+  flush_logs();
   if (!config.ready_file.empty()) write_ready_file(config.ready_file, api.port(), admin.port());
 
   int sig = 0;
   sigwait(&signals, &sig);
   spdlog::info("received {}: draining (a second signal exits at once)", sig == SIGTERM ? "SIGTERM" : "SIGINT");
+  flush_logs();
   // A second signal ends the process at once; queued jobs are safe in the store either way.
   std::thread([signals]() mutable {
     int again = 0;
     sigwait(&signals, &again);
     spdlog::warn("second signal: exiting now");
-    spdlog::default_logger()->flush();
+    flush_logs();
     std::_Exit(0);
   }).detach();
 
@@ -107,7 +110,7 @@ int run(const config::Config& config) {
   bool clean = gateway.stop(std::chrono::seconds(config.shutdown_grace_s));
   spdlog::info("websmtpd stopped{}", clean ? "" : " (some transactions were cut off; their jobs will be retried)");
   if (!clean) {
-    spdlog::default_logger()->flush();
+    flush_logs();
     std::_Exit(0);  // worker threads are still blocked in SMTP I/O; do not run destructors under them
   }
   return 0;

@@ -1,7 +1,9 @@
 // websmtpd: the HTTP-to-SMTP gateway daemon. main only wires things together:
 // flags -> configuration -> logging -> daemon::run.
-#include <spdlog/sinks/stdout_sinks.h>
 #include <spdlog/spdlog.h>
+
+#include <pthread.h>
+#include <signal.h>
 
 #include <CLI/CLI.hpp>
 #include <cstdlib>
@@ -11,6 +13,7 @@
 #include <sstream>
 
 #include "daemon.hpp"
+#include "logging.hpp"
 #include "websmtp/config/config.hpp"
 
 namespace {
@@ -46,9 +49,14 @@ int main(int argc, char** argv) {
   }
   CLI11_PARSE(app, argc, argv);
 
-  auto stderr_logger = spdlog::stderr_logger_mt("websmtpd");
-  spdlog::set_default_logger(stderr_logger);
-  spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%e%z %^%l%$ %v");
+  // SIGTERM/SIGINT are taken by sigwait in daemon::run; every thread (the log flusher's
+  // too) must be started with them blocked, or one of them would die of the signal.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  websmtp::daemon::setup_logging("info");
 
   websmtp::config::Config config;
   try {
@@ -65,10 +73,12 @@ int main(int argc, char** argv) {
     return 2;
   }
   spdlog::set_level(spdlog::level::from_str(config.log_level));
+  int rc = 1;
   try {
-    return websmtp::daemon::run(config);
+    rc = websmtp::daemon::run(config);
   } catch (const std::exception& e) {
     spdlog::critical("websmtpd cannot start: {}", e.what());
-    return 1;
   }
+  spdlog::shutdown();  // writes what is buffered
+  return rc;
 }
