@@ -5,7 +5,8 @@ JOBS  ?= $(shell nproc)
 
 # Build and run dependencies (all from Debian 12).
 DEPS := build-essential cmake pkg-config libpistache-dev libcli11-dev nlohmann-json3-dev \
-        libpoco-dev libspdlog-dev libgtest-dev libsqlite3-dev libexpected-dev
+        libpoco-dev libspdlog-dev libgtest-dev libsqlite3-dev libexpected-dev \
+        libgoogle-perftools-dev
 # Test peers and tools.
 TEST_DEPS := python3 python3-aiosmtpd curl postfix openssl
 # Benchmarks: Postfix's smtp-sink/smtp-source (the postfix service is never started) and wrk.

@@ -50,7 +50,7 @@ http::PreHandler cors(std::vector<std::string> origins) {
     }
     Response r;
     r.status = 204;
-    r.content_type.clear();
+    r.content_type = {};
     r.add_header("Access-Control-Allow-Methods", kAllowMethods);
     r.add_header("Access-Control-Allow-Headers", kAllowHeaders);
     r.add_header("Access-Control-Max-Age", "600");

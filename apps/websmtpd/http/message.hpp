@@ -60,7 +60,7 @@ std::string_view reason_phrase(int status);
 
 struct Response {
   int status = 200;
-  std::string content_type = "application/json; charset=utf-8";  // empty: none
+  std::string_view content_type = "application/json; charset=utf-8";  // a literal; empty: none
   std::string headers;  // extra fields, each "Name: value\r\n"
   std::string body;
 
