@@ -18,7 +18,7 @@ std::int64_t backoff_s(int attempts, const RetryOptions& o, std::uint64_t jitter
   return std::clamp<std::int64_t>(jittered, 1, o.retry_max_s);
 }
 
-void apply_attempt(job::Recipient& r, const AttemptReply& reply, std::int64_t submitted_s, std::int64_t now_s,
+void apply_attempt(job::Recipient& r, const smtp::Reply& reply, std::int64_t submitted_s, std::int64_t now_s,
                    std::uint64_t jitter_seed, const RetryOptions& o) {
   using job::RecipientState;
   r.attempts += 1;

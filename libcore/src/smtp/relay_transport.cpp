@@ -29,8 +29,6 @@ namespace websmtp::smtp {
 
 namespace {
 
-using queue::AttemptReply;
-
 // Exposes the session's DialogSocket, which Poco keeps protected.
 class Session final : public Poco::Net::SecureSMTPClientSession {
  public:
@@ -38,7 +36,7 @@ class Session final : public Poco::Net::SecureSMTPClientSession {
   using SMTPClientSession::socket;
 };
 
-struct Reply {
+struct Response {
   int code = 0;      // 0: no valid reply (connection closed or garbage)
   std::string text;  // the reply text without codes, lines joined by "; "
   std::vector<std::string> lines;
@@ -69,9 +67,9 @@ class RelayTransport final : public Transport {
     if (o_.tls != Tls::kNone) context_ = tls_context(o_.verify_tls);
   }
 
-  std::vector<AttemptReply> deliver(const Envelope& env, std::string_view message) override {
+  std::vector<smtp::Reply> deliver(const Envelope& env, std::string_view message) override {
     for (int round = 0;; ++round) {
-      std::vector<AttemptReply> out(env.recipients.size());
+      std::vector<smtp::Reply> out(env.recipients.size());
       bool reused = session_ != nullptr;
       replies_seen_ = 0;
       std::string why;
@@ -125,14 +123,14 @@ class RelayTransport final : public Transport {
     set_timeout(socket, o_.command_timeout_ms);
     session_ = std::make_unique<Session>(socket);
 
-    Reply greeting = read_reply();
+    Response greeting = read_reply();
     if (greeting.code / 100 != 2) throw_reply_as_connection("greeting", greeting);
     ehlo();
     bool offered_tls = has_ext("STARTTLS");
     if (o_.tls == Tls::kStartTls && !offered_tls)
       throw ConnectionLost{"SMTP_TLS=starttls but the relay does not offer STARTTLS; not sending in plaintext"};
     if ((o_.tls == Tls::kStartTls || o_.tls == Tls::kOpportunistic) && offered_tls) {
-      Reply r = command("STARTTLS");
+      Response r = command("STARTTLS");
       if (r.code != 220) {
         if (o_.tls == Tls::kStartTls) throw_reply_as_connection("STARTTLS", r);
       } else {
@@ -155,7 +153,7 @@ class RelayTransport final : public Transport {
 
   void ehlo() {
     std::string name = o_.helo.empty() ? "localhost" : o_.helo;
-    Reply r = command("EHLO " + name);
+    Response r = command("EHLO " + name);
     extensions_.clear();
     if (r.code / 100 != 2) {
       if (r.code / 100 == 5) r = command("HELO " + name);  // a pre-ESMTP peer
@@ -189,7 +187,7 @@ class RelayTransport final : public Transport {
   void authenticate() {
     std::string methods = auth_methods();
     if (methods.empty()) throw ConnectionLost{"SMTP_USER is set but the relay does not offer AUTH"};
-    Reply r;
+    Response r;
     if (methods.find(" PLAIN ") != std::string::npos) {
       r = command("AUTH PLAIN " + base64_encode(std::string("\0", 1) + o_.user + std::string("\0", 1) + o_.password));
     } else if (methods.find(" LOGIN ") != std::string::npos) {
@@ -203,14 +201,14 @@ class RelayTransport final : public Transport {
     if (r.code != 235) throw_reply_as_connection("AUTH", r);
   }
 
-  [[noreturn]] void throw_reply_as_connection(const char* stage, const Reply& r) {
+  [[noreturn]] void throw_reply_as_connection(const char* stage, const Response& r) {
     std::string why =
         std::string(stage) + ": " + (r.code ? std::to_string(r.code) + " " + r.text : "no valid SMTP reply: " + r.text);
     last_code_ = r.code;
     throw ConnectionLost{why};
   }
 
-  void fail_connection(std::vector<AttemptReply>& out, const std::string& why, bool after_data) {
+  void fail_connection(std::vector<smtp::Reply>& out, const std::string& why, bool after_data) {
     for (auto& r : out) {
       if (r.code >= 400) continue;  // the peer already answered for this recipient
       bool accepted = r.code / 100 == 2;
@@ -239,10 +237,10 @@ class RelayTransport final : public Transport {
   // Reads one reply, however many lines, within `timeout_ms` in total (a peer that trickles
   // bytes cannot hold a worker past it), with lines of at most 4 KiB. Poco's own reader has
   // neither bound, and it spins forever when the peer closes in the middle of a reply.
-  Reply read_reply(std::int64_t timeout_ms = 0) {
+  Response read_reply(std::int64_t timeout_ms = 0) {
     if (timeout_ms <= 0) timeout_ms = o_.command_timeout_ms;
     auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
-    Reply r;
+    Response r;
     for (int n = 0; n < 200; ++n) {
       std::string line = read_line(deadline, timeout_ms, r.lines.empty());
       bool valid = line.size() >= 3 && std::isdigit(static_cast<unsigned char>(line[0])) &&
@@ -296,13 +294,13 @@ class RelayTransport final : public Transport {
     }
   }
 
-  Reply command(const std::string& line) {
+  Response command(const std::string& line) {
     session_->socket().sendMessage(line);
     return read_reply();
   }
 
   void reset_transaction() {
-    Reply r = command("RSET");
+    Response r = command("RSET");
     needs_rset_ = false;
     if (r.code / 100 != 2) {
       close();
@@ -311,13 +309,13 @@ class RelayTransport final : public Transport {
   }
 
   // -- one transaction -------------------------------------------------------------------
-  void transaction(const Envelope& env, std::string_view message, std::vector<AttemptReply>& out) {
+  void transaction(const Envelope& env, std::string_view message, std::vector<smtp::Reply>& out) {
     auto& ds = session_->socket();
     needs_rset_ = true;  // cleared only when the transaction ends cleanly
     bool pipelining = has_ext("PIPELINING");
     std::string mail = "MAIL FROM:<" + std::string(env.sender) + ">";
-    Reply mail_reply;
-    std::optional<Reply> data_reply;  // already read when DATA was pipelined
+    Response mail_reply;
+    std::optional<Response> data_reply;  // already read when DATA was pipelined
     if (pipelining) {
       // RFC 2920: MAIL, every RCPT and DATA in one write, then the replies in order. A
       // server with no accepted recipient answers DATA with 554 (or 503), never 354.
@@ -333,22 +331,22 @@ class RelayTransport final : public Transport {
       send_all(ds, wire_);
       mail_reply = read_reply();
       for (std::size_t i = 0; i < env.recipients.size(); ++i) {
-        Reply r = read_reply();
-        out[i] = AttemptReply{r.code, r.text, false};
+        Response r = read_reply();
+        out[i] = smtp::Reply{r.code, r.text, false};
       }
       data_reply = read_reply();
     } else {
       mail_reply = command(mail);
       if (mail_reply.code / 100 == 2) {
         for (std::size_t i = 0; i < env.recipients.size(); ++i) {
-          Reply r = command("RCPT TO:<" + std::string(env.recipients[i]) + ">");
-          out[i] = AttemptReply{r.code, r.text, false};
+          Response r = command("RCPT TO:<" + std::string(env.recipients[i]) + ">");
+          out[i] = smtp::Reply{r.code, r.text, false};
           if (r.code == 421) break;
         }
       }
     }
     if (mail_reply.code == 0) throw ConnectionLost{"MAIL FROM: no valid SMTP reply: " + mail_reply.text};
-    bool any_accepted = std::any_of(out.begin(), out.end(), [](const AttemptReply& r) { return r.code / 100 == 2; });
+    bool any_accepted = std::any_of(out.begin(), out.end(), [](const smtp::Reply& r) { return r.code / 100 == 2; });
     if (data_reply && data_reply->code == 354 && (mail_reply.code / 100 != 2 || !any_accepted)) {
       // A non-conforming peer opened DATA with nobody to deliver to: send nothing.
       send_all(ds, ".\r\n");
@@ -356,7 +354,7 @@ class RelayTransport final : public Transport {
     }
     if (mail_reply.code / 100 != 2) {
       // The sender was refused: that reply is every recipient's answer.
-      for (auto& r : out) r = AttemptReply{mail_reply.code, "MAIL FROM: " + mail_reply.text, false};
+      for (auto& r : out) r = smtp::Reply{mail_reply.code, "MAIL FROM: " + mail_reply.text, false};
       if (mail_reply.code == 421) close();
       return;
     }
@@ -364,17 +362,17 @@ class RelayTransport final : public Transport {
       if (r.code == 0) throw ConnectionLost{"RCPT TO: no valid SMTP reply: " + r.text};
     if (last_code_ == 421) {
       for (auto& r : out)
-        if (r.code / 100 == 2) r = AttemptReply{421, "RCPT TO: the relay closed the session", false};
+        if (r.code / 100 == 2) r = smtp::Reply{421, "RCPT TO: the relay closed the session", false};
       close();
       return;
     }
     if (!any_accepted) return;  // RSET before the next job
 
-    Reply data = data_reply ? *data_reply : command("DATA");
+    Response data = data_reply ? *data_reply : command("DATA");
     if (data.code != 354) {
       if (data.code == 0) throw ConnectionLost{"DATA: no valid SMTP reply: " + data.text};
       for (auto& r : out)
-        if (r.code / 100 == 2) r = AttemptReply{data.code, "DATA: " + data.text, false};
+        if (r.code / 100 == 2) r = smtp::Reply{data.code, "DATA: " + data.text, false};
       if (data.code == 421) close();
       return;
     }
@@ -383,11 +381,11 @@ class RelayTransport final : public Transport {
     if (env.before_data) env.before_data();
     send_all(ds, wire_);
     in_data_ = true;  // the final dot is out: from here a lost reply leaves the outcome unknown
-    Reply final_reply = read_reply(o_.data_timeout_ms);
+    Response final_reply = read_reply(o_.data_timeout_ms);
     in_data_ = false;
     if (final_reply.code == 0) throw ConnectionLost{"no valid reply to the end of DATA: " + final_reply.text, true};
     for (auto& r : out)
-      if (r.code / 100 == 2) r = AttemptReply{final_reply.code, final_reply.text, false};
+      if (r.code / 100 == 2) r = smtp::Reply{final_reply.code, final_reply.text, false};
     if (final_reply.code == 421) {
       close();
       return;

@@ -12,11 +12,11 @@ class SandboxTransport final : public Transport {
  public:
   explicit SandboxTransport(std::string dir) : dir_(std::move(dir)) { std::filesystem::create_directories(dir_); }
 
-  std::vector<queue::AttemptReply> deliver(const Envelope& env, std::string_view message) override {
+  std::vector<Reply> deliver(const Envelope& env, std::string_view message) override {
     std::string name = std::string(env.ref) + ".eml";
     std::string path = dir_ + "/" + name;
     std::string tmp = path + ".tmp";
-    queue::AttemptReply reply;
+    Reply reply;
     {
       std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
       out.write(message.data(), static_cast<std::streamsize>(message.size()));
@@ -37,7 +37,7 @@ class SandboxTransport final : public Transport {
         reply.text = "2.0.0 sandbox: not sent, written to sandbox/" + name;
       }
     }
-    return std::vector<queue::AttemptReply>(env.recipients.size(), reply);
+    return std::vector<Reply>(env.recipients.size(), reply);
   }
 
  private:

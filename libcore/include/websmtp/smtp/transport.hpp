@@ -8,7 +8,7 @@
 #include <string_view>
 #include <vector>
 
-#include "websmtp/queue/retry_policy.hpp"
+#include "websmtp/smtp/reply.hpp"
 
 namespace websmtp::smtp {
 
@@ -26,7 +26,7 @@ class Transport {
   virtual ~Transport() = default;
   // One reply per envelope recipient, in order. Never throws for network trouble: a failed
   // connection is a reply with code 0 for every recipient.
-  virtual std::vector<queue::AttemptReply> deliver(const Envelope& env, std::string_view message) = 0;
+  virtual std::vector<Reply> deliver(const Envelope& env, std::string_view message) = 0;
 };
 
 // Writes each message to `<dir>/<ref>.eml` instead of sending it (DELIVERY=sandbox).
