@@ -64,7 +64,7 @@ Poco::Net::Context::Ptr tls_context(bool verify) {
 class RelayTransport final : public Transport {
  public:
   explicit RelayTransport(RelayOptions o) : o_(std::move(o)) {
-    if (o_.tls != Tls::kNone) context_ = tls_context(o_.verify_tls);
+    if (o_.tls != TlsMode::kNone) context_ = tls_context(o_.verify_tls);
   }
 
   std::vector<smtp::Reply> deliver(const Envelope& env, std::string_view message) override {
@@ -111,7 +111,7 @@ class RelayTransport final : public Transport {
     Poco::Net::SocketAddress addr(o_.host, o_.port);
     Poco::Net::StreamSocket socket;
     auto connect_timeout = Poco::Timespan(o_.connect_timeout_ms * 1000);
-    if (o_.tls == Tls::kImplicit) {
+    if (o_.tls == TlsMode::kImplicit) {
       Poco::Net::SecureStreamSocket secure(context_);
       secure.setPeerHostName(o_.host);
       secure.connect(addr, connect_timeout);
@@ -127,12 +127,12 @@ class RelayTransport final : public Transport {
     if (greeting.code / 100 != 2) throw_reply_as_connection("greeting", greeting);
     ehlo();
     bool offered_tls = has_ext("STARTTLS");
-    if (o_.tls == Tls::kStartTls && !offered_tls)
+    if (o_.tls == TlsMode::kStartTls && !offered_tls)
       throw ConnectionLost{"SMTP_TLS=starttls but the relay does not offer STARTTLS; not sending in plaintext"};
-    if ((o_.tls == Tls::kStartTls || o_.tls == Tls::kOpportunistic) && offered_tls) {
+    if ((o_.tls == TlsMode::kStartTls || o_.tls == TlsMode::kOpportunistic) && offered_tls) {
       Response r = command("STARTTLS");
       if (r.code != 220) {
-        if (o_.tls == Tls::kStartTls) throw_reply_as_connection("STARTTLS", r);
+        if (o_.tls == TlsMode::kStartTls) throw_reply_as_connection("STARTTLS", r);
       } else {
         auto& ds = session_->socket();
         inbuf_.clear();  // nothing sent in plaintext before the handshake may count as a reply after it

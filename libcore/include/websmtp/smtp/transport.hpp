@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "websmtp/smtp/reply.hpp"
+#include "websmtp/smtp/tls.hpp"
 
 namespace websmtp::smtp {
 
@@ -32,15 +33,13 @@ class Transport {
 // Writes each message to `<dir>/<ref>.eml` instead of sending it (DELIVERY=sandbox).
 std::unique_ptr<Transport> make_sandbox(std::string dir);
 
-enum class Tls { kOpportunistic, kNone, kStartTls, kImplicit };
-
 struct RelayOptions {
   std::string host;
   std::uint16_t port = 25;
   std::string helo;  // EHLO name
   std::string user;
   std::string password;
-  Tls tls = Tls::kOpportunistic;
+  TlsMode tls = TlsMode::kOpportunistic;
   bool verify_tls = true;
   std::int64_t connect_timeout_ms = 30'000;
   std::int64_t command_timeout_ms = 300'000;
