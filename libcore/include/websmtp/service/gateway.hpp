@@ -24,13 +24,12 @@
 #include "websmtp/queue/inflight_journal.hpp"
 #include "websmtp/queue/retry_policy.hpp"
 #include "websmtp/service/status_cache.hpp"
+#include "websmtp/service/transport_factory.hpp"
 #include "websmtp/smtp/transport.hpp"
 #include "websmtp/store/store.hpp"
 #include "websmtp/store/write_batcher.hpp"
 
 namespace websmtp::service {
-
-using TransportFactory = std::function<std::unique_ptr<smtp::Transport>()>;
 
 struct Accepted {
   int status = 202;  // 200 when an Idempotency-Key replays an earlier job
@@ -38,9 +37,6 @@ struct Accepted {
 };
 using SubmitDone = std::function<void(Result<Accepted>)>;
 using StatusDone = std::function<void(Result<std::string>)>;
-
-// Builds the transport the configuration asks for (relay or sandbox).
-TransportFactory transport_factory(const config::Config& c);
 
 class Gateway {
  public:
