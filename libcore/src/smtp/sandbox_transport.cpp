@@ -48,16 +48,4 @@ class SandboxTransport final : public Transport {
 
 std::unique_ptr<Transport> make_sandbox(std::string dir) { return std::make_unique<SandboxTransport>(std::move(dir)); }
 
-void append_dot_stuffed(std::string& out, std::string_view message) {
-  out.reserve(out.size() + message.size() + message.size() / 64 + 8);
-  bool line_start = true;
-  for (char c : message) {
-    if (line_start && c == '.') out.push_back('.');
-    out.push_back(c);
-    line_start = (c == '\n');
-  }
-  if (!message.empty() && !line_start) out += "\r\n";
-  out += ".\r\n";
-}
-
 }  // namespace websmtp::smtp

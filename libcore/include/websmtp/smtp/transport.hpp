@@ -46,10 +46,7 @@ struct RelayOptions {
   std::int64_t data_timeout_ms = 600'000;
 };
 
-// A relay client on Poco::Net's (Secure)SMTPClientSession with its session kept open.
+// A relay client (Poco::Net underneath) with its session kept open across jobs.
 std::unique_ptr<Transport> make_relay(const RelayOptions& options);
-
-// Dot-stuffs the message and appends the terminating ".\r\n" (RFC 5321 4.5.2).
-void append_dot_stuffed(std::string& out, std::string_view message);
 
 }  // namespace websmtp::smtp
