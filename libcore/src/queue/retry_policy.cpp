@@ -31,12 +31,12 @@ void apply_attempt(job::Recipient& r, const smtp::Reply& reply, std::int64_t sub
     r.reason.clear();
     return;
   }
-  if (reply.code >= 500) {
+  if (reply.code >= 500 && !reply.soft_bounce) {
     r.state = RecipientState::kFailed;
     r.reason = "rejected";
     return;
   }
-  // Temporary: a 4xx, or no reply at all.
+  // Temporary: a 4xx, a soft bounce, or no reply at all.
   if (reply.uncertain) {
     if (o.fail_after_data_timeout) {
       r.state = RecipientState::kFailed;

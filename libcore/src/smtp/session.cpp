@@ -56,8 +56,9 @@ std::chrono::milliseconds timeout_for(SessionState s, const Timeouts& t) {
     case SessionState::kMail:
     case SessionState::kRcpt:
     case SessionState::kRset:
-    case SessionState::kQuit:
       return t.command;
+    case SessionState::kQuit:
+      return std::min(t.command, kQuitTimeout);
     case SessionState::kData:
       return t.data_ack;
     case SessionState::kDot:
@@ -72,8 +73,13 @@ std::chrono::milliseconds timeout_for(SessionState s, const Timeouts& t) {
 
 void apply_failure(std::vector<Reply>& replies, const Failure& f) {
   bool after_dot = f.state == SessionState::kDot;
+  bool auth_refused = f.state == SessionState::kAuth && f.code >= 400;
   for (auto& r : replies) {
     if (r.code >= 400) continue;  // the peer already answered for this recipient
+    if (auth_refused) {
+      r = Reply{f.code, f.reason.substr(0, 500), false, f.code >= 500};
+      continue;
+    }
     bool accepted = is_2xx(r.code);
     r.code = f.code / 100 == 4 ? f.code : 0;
     r.text = f.reason.substr(0, 500);
@@ -94,6 +100,15 @@ void Session::close() {
   capabilities_ = {};
   peer_closing_ = false;
   state_ = SessionState::kDisconnected;
+}
+
+void Session::quit() {
+  bool can_talk = connection_ && !peer_closing_ && state_ != SessionState::kBroken;
+  if (can_talk) {
+    state_ = SessionState::kQuit;
+    (void)command("QUIT");  // a courtesy: whatever the peer answers, the session ends
+  }
+  close();
 }
 
 tl::unexpected<Failure> Session::broken(std::string reason) {

@@ -56,7 +56,7 @@ std::vector<Reply> deliver_reusing(Session& session, const SessionKey& key, cons
     }
     spdlog::debug("smtp {}:{}: {} failed: {}", key.host, key.port, to_string(f.state), f.reason);
     apply_failure(replies, f);
-    session.close();
+    session.quit();
     return replies;
   }
 }

@@ -18,12 +18,19 @@ constexpr SessionState kAllStates[] = {SessionState::kDisconnected, SessionState
 TEST(SessionTimeouts, EachStateWaitsAsLongAsItsOption) {
   EXPECT_EQ(timeout_for(SessionState::kConnect, kTimeouts), kTimeouts.connect);
   for (auto s : {SessionState::kGreeting, SessionState::kEhlo, SessionState::kStartTls, SessionState::kAuth,
-                 SessionState::kMail, SessionState::kRcpt, SessionState::kRset, SessionState::kQuit})
+                 SessionState::kMail, SessionState::kRcpt, SessionState::kRset})
     EXPECT_EQ(timeout_for(s, kTimeouts), kTimeouts.command) << to_string(s);
   EXPECT_EQ(timeout_for(SessionState::kData, kTimeouts), kTimeouts.data_ack);
   EXPECT_EQ(timeout_for(SessionState::kDot, kTimeouts), kTimeouts.dot);
   for (auto s : {SessionState::kDisconnected, SessionState::kReady, SessionState::kBroken})
     EXPECT_EQ(timeout_for(s, kTimeouts), milliseconds::zero()) << to_string(s) << " waits for nothing";
+}
+
+TEST(SessionTimeouts, QuitNeverHoldsTheWorkerLong) {
+  EXPECT_EQ(timeout_for(SessionState::kQuit, kTimeouts), kQuitTimeout);
+  Timeouts quick = kTimeouts;
+  quick.command = milliseconds(1'000);
+  EXPECT_EQ(timeout_for(SessionState::kQuit, quick), milliseconds(1'000));
 }
 
 TEST(SessionTimeouts, EveryStateHasAName) {
@@ -56,6 +63,25 @@ TEST(SessionFailure, AfterTheFinalDotAcceptedRecipientsAreUncertain) {
   std::vector<Reply> before{{250, "ok"}};
   apply_failure(before, Failure{SessionState::kData, 0, "connection closed while sending"});
   EXPECT_FALSE(before[0].uncertain) << "the message never went out in full";
+}
+
+TEST(SessionFailure, ARefusedLoginIsTheRelaysAnswerForEveryRecipientAsASoftBounce) {
+  std::vector<Reply> replies(2);
+  apply_failure(replies, Failure{SessionState::kAuth, 535, "AUTH: 535 5.7.8 Authentication credentials invalid"});
+  for (const auto& r : replies) {
+    EXPECT_EQ(r.code, 535);
+    EXPECT_EQ(r.text, "AUTH: 535 5.7.8 Authentication credentials invalid");
+    EXPECT_TRUE(r.soft_bounce);
+    EXPECT_FALSE(r.uncertain);
+  }
+  std::vector<Reply> temporary(1);
+  apply_failure(temporary, Failure{SessionState::kAuth, 454, "AUTH: 454 4.7.0 try later"});
+  EXPECT_EQ(temporary[0].code, 454);
+  EXPECT_FALSE(temporary[0].soft_bounce) << "a 4xx defers by itself";
+  std::vector<Reply> unoffered(1);
+  apply_failure(unoffered, Failure{SessionState::kAuth, 0, "SMTP_USER is set but the relay does not offer AUTH"});
+  EXPECT_EQ(unoffered[0].code, 0);
+  EXPECT_FALSE(unoffered[0].soft_bounce);
 }
 
 TEST(SessionReuse, AKeptSessionIsUsedResetOrReopened) {

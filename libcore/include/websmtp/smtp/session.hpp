@@ -49,7 +49,9 @@ struct Timeouts {
   std::chrono::milliseconds dot{600'000};       // SMTP_DATA_TIMEOUT: the reply to the final dot
 };
 // The per-state timeout table: how long the step a state names may wait for the peer (zero
-// for the states that wait for nothing).
+// for the states that wait for nothing). QUIT waits at most kQuitTimeout: the outcome is
+// known by then, so a silent peer must not hold the worker.
+constexpr std::chrono::milliseconds kQuitTimeout{5'000};
 std::chrono::milliseconds timeout_for(SessionState s, const Timeouts& t);
 
 // Where a session goes: sessions are kept and reused per key.
@@ -80,7 +82,8 @@ using Status = tl::expected<void, Failure>;
 
 // What a failed step means for the recipients the peer has not answered (code below 400):
 // the failure's code when it is a 4xx, else none (code 0), with the failure's reason; once
-// the final dot is out, an accepted recipient's outcome is unknown (uncertain).
+// the final dot is out, an accepted recipient's outcome is unknown (uncertain). A refused
+// AUTH is the relay's own answer, code and text, for every recipient, as a soft bounce.
 void apply_failure(std::vector<Reply>& replies, const Failure& f);
 
 class Session {
@@ -100,6 +103,9 @@ class Session {
   Status send(const Envelope& env, std::string_view message, std::vector<Reply>& replies);
   // RSET: from a refused transaction back to kReady.
   Status reset();
+  // Ends the session: QUIT (its reply awaited briefly) when the session can still talk, then
+  // closes. A session that failed is never kept: the next job opens a new one.
+  void quit();
   // Closes the connection without a word.
   void close();
 

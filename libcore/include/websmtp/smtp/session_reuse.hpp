@@ -25,7 +25,8 @@ BeforeUse before_use(SessionState s);
 bool reopen_after_failure(bool reused, int tries, std::uint64_t replies_this_try, SessionState failed_in);
 
 // Delivers `env` over `session` to `key`, opening or resetting the session as it needs, and
-// leaves it open for the next job, or closed after a failure. One reply per recipient.
+// leaves it open for the next job, or ended (QUIT when it can still talk) after a failure.
+// One reply per recipient.
 std::vector<Reply> deliver_reusing(Session& session, const SessionKey& key, const Envelope& env,
                                    std::string_view message);
 
