@@ -249,6 +249,8 @@ Status Session::reset() {
 
 Status Session::send(const Envelope& env, std::string_view message, std::vector<Reply>& replies) {
   replies.assign(env.recipients.size(), Reply{});
+  if (state_ != SessionState::kReady)
+    return tl::unexpected(Failure{state_, 0, std::string("no transaction in state ") + to_string(state_)});
   auto accepted = [&] {
     return std::any_of(replies.begin(), replies.end(), [](const Reply& r) { return is_2xx(r.code); });
   };

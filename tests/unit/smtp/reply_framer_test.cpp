@@ -8,21 +8,29 @@ using websmtp::smtp::ReplyFramer;
 using websmtp::smtp::Response;
 using Step = ReplyFramer::Step;
 
-TEST(ReplyFramer, TakesASingleLineReply) {
+namespace {
+// The one reply framed from `bytes`.
+Response frame(std::string_view bytes) {
   ReplyFramer f;
-  f.append("250 2.1.0 Ok\r\n");
+  f.append(bytes);
   Response r;
-  ASSERT_EQ(f.next(r), Step::kReply);
+  EXPECT_EQ(f.next(r), Step::kReply);
+  EXPECT_FALSE(f.started()) << "nothing left over";
+  return r;
+}
+}  // namespace
+
+TEST(ReplyFramer, TakesASingleLineReplyOrABareCode) {
+  Response r = frame("250 2.1.0 Ok\r\n");
   EXPECT_EQ(r.code, 250);
   EXPECT_EQ(r.text, "2.1.0 Ok");
-  EXPECT_FALSE(f.started());
+  Response bare = frame("221\r\n");
+  EXPECT_EQ(bare.code, 221);
+  EXPECT_EQ(bare.text, "");
 }
 
 TEST(ReplyFramer, JoinsAMultiLineReplyAndKeepsItsLines) {
-  ReplyFramer f;
-  f.append("250-mail.example.net\r\n250-PIPELINING\r\n250 STARTTLS\r\n");
-  Response r;
-  ASSERT_EQ(f.next(r), Step::kReply);
+  Response r = frame("250-mail.example.net\r\n250-PIPELINING\r\n250 STARTTLS\r\n");
   EXPECT_EQ(r.code, 250);
   EXPECT_EQ(r.text, "mail.example.net; PIPELINING; STARTTLS");
   EXPECT_EQ(r.lines, (std::vector<std::string>{"mail.example.net", "PIPELINING", "STARTTLS"}));
@@ -51,25 +59,11 @@ TEST(ReplyFramer, SeparatesPipelinedReplies) {
   EXPECT_EQ(codes, (std::vector<int>{250, 550, 354}));
 }
 
-TEST(ReplyFramer, ABareCodeIsAReply) {
-  ReplyFramer f;
-  f.append("221\r\n");
-  Response r;
-  ASSERT_EQ(f.next(r), Step::kReply);
-  EXPECT_EQ(r.code, 221);
-  EXPECT_EQ(r.text, "");
-}
-
 TEST(ReplyFramer, GarbageIsAReplyWithCodeZeroAndTheLineAsText) {
-  ReplyFramer f;
-  f.append("HTTP/1.1 400 Bad Request\r\n");
-  Response r;
-  ASSERT_EQ(f.next(r), Step::kReply);
+  Response r = frame("HTTP/1.1 400 Bad Request\r\n");
   EXPECT_EQ(r.code, 0);
   EXPECT_EQ(r.text, "HTTP/1.1 400 Bad Request");
-  f.append("250-ok\r\n25x broken\r\n");
-  ASSERT_EQ(f.next(r), Step::kReply);
-  EXPECT_EQ(r.code, 0) << "a bad line in the middle of a multi-line reply";
+  EXPECT_EQ(frame("250-ok\r\n25x broken\r\n").code, 0) << "a bad line in the middle of a multi-line reply";
 }
 
 TEST(ReplyFramer, LinesAreCappedAt4KiB) {
