@@ -2,11 +2,13 @@
 """An SMTP peer that offers STARTTLS and/or AUTH, for the relay's TLS and AUTH tests.
 
     /usr/bin/python3 tls_auth_peer.py --log FILE [--cert C --key K] [--user U --password P]
-                                      [--auth-methods "PLAIN LOGIN"]
+                                      [--auth-methods "PLAIN LOGIN"] [--refusal "535 ..."]
 
 Binds 127.0.0.1 on an ephemeral port and prints one line `READY <port>`. Every accepted
 message is logged as a JSON line {"mail_from", "rcpt_tos", "tls": bool, "auth": login or
 null, "auth_method": ...}; every AUTH attempt as {"event": "auth", "method", "login", "ok"}.
+A refused AUTH is answered with --refusal (default: aiosmtpd's own 535 5.7.8 line). Every QUIT
+is logged as {"event": "quit"}.
 Built on aiosmtpd (run it with Debian's /usr/bin/python3). Stops on SIGTERM.
 """
 
@@ -30,6 +32,7 @@ def main():
     ap.add_argument("--user")
     ap.add_argument("--password")
     ap.add_argument("--auth-methods", default="PLAIN LOGIN")
+    ap.add_argument("--refusal", help="the reply to a refused AUTH, e.g. '535 5.7.8 bad password'")
     a = ap.parse_args()
 
     log = open(a.log, "a", encoding="utf-8")
@@ -51,7 +54,7 @@ def main():
         password = auth_data.password.decode() if auth_data and auth_data.password else ""
         ok = a.user is not None and login == a.user and password == a.password
         write({"event": "auth", "method": mechanism, "login": login, "ok": ok})
-        return AuthResult(success=ok, handled=False, auth_data=auth_data)
+        return AuthResult(success=ok, handled=False, auth_data=auth_data, message=None if ok else a.refusal)
 
     tls = None
     if a.cert:
@@ -61,8 +64,13 @@ def main():
     all_methods = {"PLAIN", "LOGIN"}
     offered = set(a.auth_methods.split())
 
+    class Peer(SMTP):
+        async def smtp_QUIT(self, arg):
+            write({"event": "quit"})
+            return await super().smtp_QUIT(arg)
+
     def factory():
-        return SMTP(Handler(), hostname="tls-auth.test", tls_context=tls, require_starttls=False,
+        return Peer(Handler(), hostname="tls-auth.test", tls_context=tls, require_starttls=False,
                     auth_require_tls=False, authenticator=authenticator if a.user else None,
                     auth_exclude_mechanism=sorted(all_methods - offered) if a.user else None,
                     decode_data=False)

@@ -161,11 +161,9 @@ Config load(const std::function<std::optional<std::string>(const std::string&)>&
   c.smtp_pwd = r.raw("SMTP_PWD").value_or("");
   if (!c.smtp_user.empty() && c.smtp_pwd.empty())
     throw ConfigError("SMTP_PWD", "SMTP_USER is set but SMTP_PWD is empty");
-  std::string tls = r.choice("SMTP_TLS", "opportunistic", {"opportunistic", "none", "starttls", "tls"});
-  c.smtp_tls = tls == "none"       ? TlsMode::kNone
-               : tls == "starttls" ? TlsMode::kStartTls
-               : tls == "tls"      ? TlsMode::kTls
-                                   : TlsMode::kOpportunistic;
+  c.smtp_tls = *smtp::parse_tls_mode(r.choice("SMTP_TLS", to_string(c.smtp_tls),
+                                              {to_string(TlsMode::kOpportunistic), to_string(TlsMode::kNone),
+                                               to_string(TlsMode::kStartTls), to_string(TlsMode::kImplicit)}));
   c.smtp_tls_verify = r.boolean("SMTP_TLS_VERIFY", true);
   c.smtp_helo = r.get("SMTP_HELO").value_or("");
 
@@ -226,20 +224,6 @@ const char* to_string(Delivery d) {
       return "mx";
     case Delivery::kSandbox:
       return "sandbox";
-  }
-  return "?";
-}
-
-const char* to_string(TlsMode m) {
-  switch (m) {
-    case TlsMode::kOpportunistic:
-      return "opportunistic";
-    case TlsMode::kNone:
-      return "none";
-    case TlsMode::kStartTls:
-      return "starttls";
-    case TlsMode::kTls:
-      return "tls";
   }
   return "?";
 }

@@ -18,7 +18,7 @@ std::int64_t backoff_s(int attempts, const RetryOptions& o, std::uint64_t jitter
   return std::clamp<std::int64_t>(jittered, 1, o.retry_max_s);
 }
 
-void apply_attempt(job::Recipient& r, const AttemptReply& reply, std::int64_t submitted_s, std::int64_t now_s,
+void apply_attempt(job::Recipient& r, const smtp::Reply& reply, std::int64_t submitted_s, std::int64_t now_s,
                    std::uint64_t jitter_seed, const RetryOptions& o) {
   using job::RecipientState;
   r.attempts += 1;
@@ -31,12 +31,12 @@ void apply_attempt(job::Recipient& r, const AttemptReply& reply, std::int64_t su
     r.reason.clear();
     return;
   }
-  if (reply.code >= 500) {
+  if (reply.code >= 500 && !reply.soft_bounce) {
     r.state = RecipientState::kFailed;
     r.reason = "rejected";
     return;
   }
-  // Temporary: a 4xx, or no reply at all.
+  // Temporary: a 4xx, a soft bounce, or no reply at all.
   if (reply.uncertain) {
     if (o.fail_after_data_timeout) {
       r.state = RecipientState::kFailed;

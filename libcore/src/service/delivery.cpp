@@ -43,7 +43,7 @@ void recover_interrupted_attempts(store::Store& store, queue::InflightJournal& j
     for (const auto& r : j->recipients)
       if (!job::is_final(r.state)) attempts = std::max<std::int64_t>(attempts, r.attempts);
     if (attempts != e.attempts_before) continue;  // that attempt's outcome was committed
-    queue::AttemptReply lost{0, "websmtpd stopped while the message was being sent; the outcome is unknown", true};
+    smtp::Reply lost{0, "websmtpd stopped while the message was being sent; the outcome is unknown", true};
     for (auto& r : j->recipients) {
       if (job::is_final(r.state)) continue;
       queue::apply_attempt(r, lost, j->submitted, now_ms / 1000, fnv1a64(j->ref), retry);
@@ -122,7 +122,7 @@ void DeliveryWorkers::attempt(job::Job& j, smtp::Transport& transport) {
   std::int64_t attempts_before = 0;
   for (auto i : pending) attempts_before = std::max<std::int64_t>(attempts_before, j.recipients[i].attempts);
   env.before_data = [&] { journal_.begin(j.seq, attempts_before); };
-  std::vector<queue::AttemptReply> replies;
+  std::vector<smtp::Reply> replies;
   if (!pending.empty()) replies = transport.deliver(env, j.message);
 
   std::int64_t now_ms = clock_.now_ms();

@@ -13,10 +13,7 @@ TransportFactory transport_factory(const config::Config& c) {
   o.helo = c.smtp_helo;
   o.user = c.smtp_user;
   o.password = c.smtp_pwd;
-  o.tls = c.smtp_tls == config::TlsMode::kNone       ? smtp::Tls::kNone
-          : c.smtp_tls == config::TlsMode::kStartTls ? smtp::Tls::kStartTls
-          : c.smtp_tls == config::TlsMode::kTls      ? smtp::Tls::kImplicit
-                                                     : smtp::Tls::kOpportunistic;
+  o.tls = c.smtp_tls;
   o.verify_tls = c.smtp_tls_verify;
   o.connect_timeout_ms = c.smtp_connect_timeout_s * 1000;
   o.command_timeout_ms = c.smtp_command_timeout_s * 1000;

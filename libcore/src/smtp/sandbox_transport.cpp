@@ -12,11 +12,11 @@ class SandboxTransport final : public Transport {
  public:
   explicit SandboxTransport(std::string dir) : dir_(std::move(dir)) { std::filesystem::create_directories(dir_); }
 
-  std::vector<queue::AttemptReply> deliver(const Envelope& env, std::string_view message) override {
+  std::vector<Reply> deliver(const Envelope& env, std::string_view message) override {
     std::string name = std::string(env.ref) + ".eml";
     std::string path = dir_ + "/" + name;
     std::string tmp = path + ".tmp";
-    queue::AttemptReply reply;
+    Reply reply;
     {
       std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
       out.write(message.data(), static_cast<std::streamsize>(message.size()));
@@ -37,7 +37,7 @@ class SandboxTransport final : public Transport {
         reply.text = "2.0.0 sandbox: not sent, written to sandbox/" + name;
       }
     }
-    return std::vector<queue::AttemptReply>(env.recipients.size(), reply);
+    return std::vector<Reply>(env.recipients.size(), reply);
   }
 
  private:
@@ -47,17 +47,5 @@ class SandboxTransport final : public Transport {
 }  // namespace
 
 std::unique_ptr<Transport> make_sandbox(std::string dir) { return std::make_unique<SandboxTransport>(std::move(dir)); }
-
-void append_dot_stuffed(std::string& out, std::string_view message) {
-  out.reserve(out.size() + message.size() + message.size() / 64 + 8);
-  bool line_start = true;
-  for (char c : message) {
-    if (line_start && c == '.') out.push_back('.');
-    out.push_back(c);
-    line_start = (c == '\n');
-  }
-  if (!message.empty() && !line_start) out += "\r\n";
-  out += ".\r\n";
-}
 
 }  // namespace websmtp::smtp

@@ -38,6 +38,21 @@ TEST(RetryPolicy, DefersOn4xxAndConnectionErrors) {
   }
 }
 
+TEST(RetryPolicy, ASoftBounceDefersWithTheRelaysReplyUntilMaxLifetime) {
+  // The relay refused our AUTH: not the recipient's fault, so a fixed password lets it go out.
+  smtp::Reply refused{535, "AUTH: 535 5.7.8 Authentication credentials invalid", false, true};
+  job::Recipient r;
+  apply_attempt(r, refused, kT0, kT0, 42, kOpts);
+  EXPECT_EQ(r.state, RecipientState::kDeferred);
+  EXPECT_EQ(r.smtp_code, 535);
+  EXPECT_EQ(r.smtp_reply, refused.text);
+  EXPECT_TRUE(r.reason.empty());
+  apply_attempt(r, refused, kT0, kT0 + kOpts.max_lifetime_s, 42, kOpts);
+  EXPECT_EQ(r.state, RecipientState::kFailed);
+  EXPECT_EQ(r.reason, "expired");
+  EXPECT_EQ(r.smtp_code, 535);
+}
+
 TEST(RetryPolicy, BackoffDoublesUpToTheMaximumWithBoundedJitter) {
   for (std::uint64_t seed = 0; seed < 50; ++seed) {
     EXPECT_NEAR(backoff_s(1, kOpts, seed), 300, 30);

@@ -18,8 +18,8 @@ namespace {
 struct Deliveries {
   std::mutex mu;
   std::multimap<std::string, std::string> by_ref;  // ref -> recipient
-  std::function<queue::AttemptReply(std::string_view)> reply = [](std::string_view) {
-    return queue::AttemptReply{250, "2.0.0 ok", false};
+  std::function<smtp::Reply(std::string_view)> reply = [](std::string_view) {
+    return smtp::Reply{250, "2.0.0 ok", false};
   };
   std::atomic<bool> block{false};
 };
@@ -27,10 +27,10 @@ struct Deliveries {
 class FakeTransport final : public smtp::Transport {
  public:
   explicit FakeTransport(Deliveries& d) : d_(d) {}
-  std::vector<queue::AttemptReply> deliver(const smtp::Envelope& env, std::string_view) override {
+  std::vector<smtp::Reply> deliver(const smtp::Envelope& env, std::string_view) override {
     if (env.before_data) env.before_data();
     while (d_.block) std::this_thread::sleep_for(1ms);
-    std::vector<queue::AttemptReply> out;
+    std::vector<smtp::Reply> out;
     std::lock_guard lock(d_.mu);
     for (auto r : env.recipients) {
       out.push_back(d_.reply(r));
@@ -165,7 +165,7 @@ TEST(Gateway, DefersThenDeliversOnRetry) {
   Deliveries d;
   std::atomic<int> calls{0};
   d.reply = [&](std::string_view) {
-    return ++calls == 1 ? queue::AttemptReply{451, "4.3.0 later", false} : queue::AttemptReply{250, "ok", false};
+    return ++calls == 1 ? smtp::Reply{451, "4.3.0 later", false} : smtp::Reply{250, "ok", false};
   };
   SystemClock clock;
   service::Gateway g(
@@ -333,7 +333,7 @@ TEST(Gateway, LongPollAnswersWhenTheStatusChanges) {
 TEST(Gateway, LongPollTimesOutWithTheCurrentStatus) {
   test_support::TempDir dir;
   Deliveries d;
-  d.reply = [](std::string_view) { return queue::AttemptReply{451, "later", false}; };
+  d.reply = [](std::string_view) { return smtp::Reply{451, "later", false}; };
   SystemClock clock;
   auto cfg = test_config(dir, 1);
   cfg.retry_min_s = 3600;

@@ -1,6 +1,6 @@
 #include <gtest/gtest.h>
 
-#include "websmtp/smtp/transport.hpp"
+#include "websmtp/smtp/session.hpp"
 
 using websmtp::smtp::append_dot_stuffed;
 

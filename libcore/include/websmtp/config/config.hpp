@@ -10,10 +10,12 @@
 #include <string>
 #include <vector>
 
+#include "websmtp/smtp/tls.hpp"
+
 namespace websmtp::config {
 
 enum class Delivery { kRelay, kMx, kSandbox };
-enum class TlsMode { kOpportunistic, kNone, kStartTls, kTls };
+using smtp::TlsMode;  // SMTP_TLS: one enum, owned by the SMTP client
 enum class AfterDataTimeout { kRetry, kFail };
 
 struct Config {
@@ -77,6 +79,5 @@ Config load(const std::function<std::optional<std::string>(const std::string&)>&
             const std::map<std::string, std::string>& dotenv);
 
 const char* to_string(Delivery d);
-const char* to_string(TlsMode m);
 
 }  // namespace websmtp::config

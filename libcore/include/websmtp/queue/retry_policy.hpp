@@ -5,6 +5,7 @@
 #include <string>
 
 #include "websmtp/job/model.hpp"
+#include "websmtp/smtp/reply.hpp"
 
 namespace websmtp::queue {
 
@@ -15,22 +16,13 @@ struct RetryOptions {
   bool fail_after_data_timeout = false;  // AFTER_DATA_TIMEOUT=fail
 };
 
-// The transport's word on one recipient. code 0: no SMTP reply at all (connect failure,
-// timeout, dropped connection), which counts as temporary. `uncertain`: the message was
-// sent but the reply to the final dot was lost, so the peer may have taken it.
-struct AttemptReply {
-  int code = 0;
-  std::string text;
-  bool uncertain = false;
-};
-
 // Delay before retry number `attempts` (1-based): RETRY_MIN doubled per attempt, capped at
 // RETRY_MAX, with up to +-10% jitter derived from `jitter_seed` (so retries of many jobs that
 // failed together spread out).
 std::int64_t backoff_s(int attempts, const RetryOptions& o, std::uint64_t jitter_seed);
 
 // Applies an attempt's reply to the recipient.
-void apply_attempt(job::Recipient& r, const AttemptReply& reply, std::int64_t submitted_s, std::int64_t now_s,
+void apply_attempt(job::Recipient& r, const smtp::Reply& reply, std::int64_t submitted_s, std::int64_t now_s,
                    std::uint64_t jitter_seed, const RetryOptions& o);
 
 }  // namespace websmtp::queue

@@ -1,5 +1,6 @@
 #pragma once
-// The delivery transport the configuration asks for (relay or sandbox), one per worker.
+// From the configuration to the delivery transport: each worker calls the factory once for
+// its own transport.
 #include <functional>
 #include <memory>
 
@@ -10,6 +11,7 @@ namespace websmtp::service {
 
 using TransportFactory = std::function<std::unique_ptr<smtp::Transport>()>;
 
+// Builds the transport the configuration asks for (relay or sandbox).
 TransportFactory transport_factory(const config::Config& c);
 
 }  // namespace websmtp::service

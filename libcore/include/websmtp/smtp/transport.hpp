@@ -8,7 +8,8 @@
 #include <string_view>
 #include <vector>
 
-#include "websmtp/queue/retry_policy.hpp"
+#include "websmtp/smtp/reply.hpp"
+#include "websmtp/smtp/tls.hpp"
 
 namespace websmtp::smtp {
 
@@ -26,13 +27,11 @@ class Transport {
   virtual ~Transport() = default;
   // One reply per envelope recipient, in order. Never throws for network trouble: a failed
   // connection is a reply with code 0 for every recipient.
-  virtual std::vector<queue::AttemptReply> deliver(const Envelope& env, std::string_view message) = 0;
+  virtual std::vector<Reply> deliver(const Envelope& env, std::string_view message) = 0;
 };
 
 // Writes each message to `<dir>/<ref>.eml` instead of sending it (DELIVERY=sandbox).
 std::unique_ptr<Transport> make_sandbox(std::string dir);
-
-enum class Tls { kOpportunistic, kNone, kStartTls, kImplicit };
 
 struct RelayOptions {
   std::string host;
@@ -40,17 +39,14 @@ struct RelayOptions {
   std::string helo;  // EHLO name
   std::string user;
   std::string password;
-  Tls tls = Tls::kOpportunistic;
+  TlsMode tls = TlsMode::kOpportunistic;
   bool verify_tls = true;
   std::int64_t connect_timeout_ms = 30'000;
   std::int64_t command_timeout_ms = 300'000;
   std::int64_t data_timeout_ms = 600'000;
 };
 
-// A relay client on Poco::Net's (Secure)SMTPClientSession with its session kept open.
+// A relay client (Poco::Net underneath) with its session kept open across jobs.
 std::unique_ptr<Transport> make_relay(const RelayOptions& options);
-
-// Dot-stuffs the message and appends the terminating ".\r\n" (RFC 5321 4.5.2).
-void append_dot_stuffed(std::string& out, std::string_view message);
 
 }  // namespace websmtp::smtp
