@@ -43,7 +43,7 @@ int main(int argc, char** argv) {
   std::map<std::string, std::string> flags;
   for (const auto& k : websmtp::config::keys()) {
     std::string help = std::string(k.help) + " [env " + k.name +
-                       (k.default_value[0] ? std::string(", default ") + k.default_value : "") + "]";
+                       (k.default_value.empty() ? std::string() : ", default " + k.default_value) + "]";
     app.add_option_function<std::string>(
         flag_name(k.name), [&flags, name = std::string(k.name)](const std::string& v) { flags[name] = v; }, help);
   }

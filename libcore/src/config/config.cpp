@@ -8,43 +8,66 @@
 
 namespace websmtp::config {
 
+namespace {
+std::string num(std::int64_t v) { return std::to_string(v); }
+// 604800 -> "7d", 300 -> "5m"... the way an operator would write it.
+std::string dur(std::int64_t s) {
+  if (s > 0 && s % 86400 == 0) return std::to_string(s / 86400) + "d";
+  if (s > 0 && s % 3600 == 0) return std::to_string(s / 3600) + "h";
+  return std::to_string(s) + "s";
+}
+std::string size(std::int64_t b) {
+  if (b > 0 && b % (1024 * 1024) == 0) return std::to_string(b / (1024 * 1024)) + "MiB";
+  if (b > 0 && b % 1024 == 0) return std::to_string(b / 1024) + "KiB";
+  return std::to_string(b);
+}
+}  // namespace
+
+// The defaults shown here are read from a default Config: its member initializers are the one
+// place a default is written.
 const std::vector<KeyInfo>& keys() {
+  static const Config d;
   static const std::vector<KeyInfo> k = {
-      {"HOST", "0.0.0.0", "address the public API listens on"},
-      {"PORT", "8080", "public API port (0: pick a free one, see READY_FILE)"},
-      {"ADMIN_PORT", "8081", "admin API port, always bound to 127.0.0.1 (0: pick a free one)"},
-      {"THREADS", "1", "delivery workers (each keeps one SMTP session open)"},
-      {"HTTP_THREADS", "2", "HTTP reactor threads"},
-      {"HTTP_HEADER_TIMEOUT", "10s", "a request's head must arrive within this (408 and close otherwise)"},
-      {"HTTP_BODY_TIMEOUT", "30s", "a request's body must arrive within this after its head"},
-      {"HTTP_IDLE_TIMEOUT", "300s", "a kept-alive connection with no request is closed after this"},
-      {"WORKER_NICE", "10", "nice value of delivery workers (0-19): under CPU contention accepting mail goes first"},
+      {"HOST", d.host, "address the public API listens on"},
+      {"PORT", num(d.port), "public API port (0: pick a free one, see READY_FILE)"},
+      {"ADMIN_PORT", num(d.admin_port), "admin API port, always bound to 127.0.0.1 (0: pick a free one)"},
+      {"THREADS", num(d.threads), "delivery workers (each keeps one SMTP session open)"},
+      {"HTTP_THREADS", num(d.http_threads), "HTTP reactor threads"},
+      {"HTTP_HEADER_TIMEOUT", dur(d.http_header_timeout_s),
+       "a request's head must arrive within this (408 and close otherwise)"},
+      {"HTTP_BODY_TIMEOUT", dur(d.http_body_timeout_s), "a request's body must arrive within this after its head"},
+      {"HTTP_IDLE_TIMEOUT", dur(d.http_idle_timeout_s), "a kept-alive connection with no request is closed after this"},
+      {"WORKER_NICE", num(d.worker_nice),
+       "nice value of delivery workers (0-19): under CPU contention accepting mail goes first"},
       {"GIN_MODE", "", "seed alias of the log level: release = info, debug = debug"},
-      {"LOG_LEVEL", "info", "trace, debug, info, warn, error (wins over GIN_MODE)"},
+      {"LOG_LEVEL", d.log_level, "trace, debug, info, warn, error (wins over GIN_MODE)"},
       {"DELIVERY", "", "relay (default when SMTP_SERVER is set), mx, or sandbox (write .eml files, send nothing)"},
       {"SMTP_SERVER", "", "relay host; empty means direct MX delivery (not available yet)"},
-      {"SMTP_PORT", "25", "relay port"},
+      {"SMTP_PORT", num(d.smtp_port), "relay port"},
       {"SMTP_USER", "", "relay AUTH user (PLAIN preferred, LOGIN otherwise)"},
       {"SMTP_PWD", "", "relay AUTH password (never logged)"},
-      {"SMTP_TLS", "opportunistic", "opportunistic (STARTTLS when offered), none, starttls (required), tls (implicit)"},
-      {"SMTP_TLS_VERIFY", "true", "verify the relay's certificate (true/false)"},
+      {"SMTP_TLS", std::string(smtp::to_string(d.smtp_tls)),
+       "opportunistic (STARTTLS when offered), none, starttls (required), tls (implicit)"},
+      {"SMTP_TLS_VERIFY", std::string(d.smtp_tls_verify ? "true" : "false"),
+       "verify the relay's certificate (true/false)"},
       {"SMTP_HELO", "", "name sent in EHLO; empty: this host's name"},
-      {"DATA_DIR", "./data", "where the embedded SQLite store and sandbox/ live"},
-      {"STORE_SYNC", "normal", "SQLite synchronous mode: normal survives a process crash, full also a power loss"},
-      {"STATUS_TTL", "7d", "how long a finished job's status is kept, then 404"},
-      {"MAX_BODY_BYTES", "10MiB", "largest accepted request body (413 above)"},
-      {"MAX_RECIPIENTS", "1000", "most recipients (to+cc+bcc) per job (422 above)"},
+      {"DATA_DIR", d.data_dir, "where the embedded SQLite store and sandbox/ live"},
+      {"STORE_SYNC", d.store_sync, "SQLite synchronous mode: normal survives a process crash, full also a power loss"},
+      {"STATUS_TTL", dur(d.status_ttl_s), "how long a finished job's status is kept, then 404"},
+      {"MAX_BODY_BYTES", size(d.max_body_bytes), "largest accepted request body (413 above)"},
+      {"MAX_RECIPIENTS", num(d.max_recipients), "most recipients (to+cc+bcc) per job (422 above)"},
       {"CORS_ORIGINS", "", "comma list of origins allowed to call the public API from a browser; * for any"},
       {"MESSAGE_ID_DOMAIN", "", "domain of generated Message-IDs; empty: the sender's domain"},
-      {"RETRY_MIN", "300s", "first retry delay after a temporary failure"},
-      {"RETRY_MAX", "4000s", "largest retry delay"},
-      {"MAX_LIFETIME", "5d", "a recipient still failing temporarily after this fails as expired"},
-      {"AFTER_DATA_TIMEOUT", "retry", "retry or fail a recipient when the reply to DATA is lost"},
-      {"SHUTDOWN_GRACE", "30s", "how long SIGTERM waits for in-flight SMTP transactions"},
-      {"SMTP_CONNECT_TIMEOUT", "30s", "TCP connect timeout"},
-      {"SMTP_COMMAND_TIMEOUT", "300s", "greeting and each command's reply"},
-      {"SMTP_DATA_TIMEOUT", "600s", "reply to the final dot of DATA"},
-      {"STATUS_CACHE_SIZE", "10000", "entries in the in-memory status cache"},
+      {"RETRY_MIN", dur(d.retry_min_s), "first retry delay after a temporary failure"},
+      {"RETRY_MAX", dur(d.retry_max_s), "largest retry delay"},
+      {"MAX_LIFETIME", dur(d.max_lifetime_s), "a recipient still failing temporarily after this fails as expired"},
+      {"AFTER_DATA_TIMEOUT", std::string(d.after_data_timeout == AfterDataTimeout::kFail ? "fail" : "retry"),
+       "retry or fail a recipient when the reply to DATA is lost"},
+      {"SHUTDOWN_GRACE", dur(d.shutdown_grace_s), "how long SIGTERM waits for in-flight SMTP transactions"},
+      {"SMTP_CONNECT_TIMEOUT", dur(d.smtp_connect_timeout_s), "TCP connect timeout"},
+      {"SMTP_COMMAND_TIMEOUT", dur(d.smtp_command_timeout_s), "greeting and each command's reply"},
+      {"SMTP_DATA_TIMEOUT", dur(d.smtp_data_timeout_s), "reply to the final dot of DATA"},
+      {"STATUS_CACHE_SIZE", num(d.status_cache_size), "entries in the in-memory status cache"},
       {"READY_FILE", "", "if set, a JSON file {pid, port, admin_port} written once serving"},
   };
   return k;
@@ -164,7 +187,7 @@ Config load(const std::function<std::optional<std::string>(const std::string&)>&
   c.smtp_tls = *smtp::parse_tls_mode(r.choice("SMTP_TLS", to_string(c.smtp_tls),
                                               {to_string(TlsMode::kOpportunistic), to_string(TlsMode::kNone),
                                                to_string(TlsMode::kStartTls), to_string(TlsMode::kImplicit)}));
-  c.smtp_tls_verify = r.boolean("SMTP_TLS_VERIFY", true);
+  c.smtp_tls_verify = r.boolean("SMTP_TLS_VERIFY", c.smtp_tls_verify);
   c.smtp_helo = r.get("SMTP_HELO").value_or("");
 
   std::string delivery = r.choice("DELIVERY", c.smtp_server.empty() ? "mx" : "relay", {"relay", "mx", "sandbox"});
@@ -204,9 +227,11 @@ Config load(const std::function<std::optional<std::string>(const std::string&)>&
   c.retry_max_s = r.duration("RETRY_MAX", c.retry_max_s, 1);
   if (c.retry_max_s < c.retry_min_s) throw ConfigError("RETRY_MAX", "must not be below RETRY_MIN");
   c.max_lifetime_s = r.duration("MAX_LIFETIME", c.max_lifetime_s, 1);
-  c.after_data_timeout = r.choice("AFTER_DATA_TIMEOUT", "retry", {"retry", "fail"}) == "fail"
-                             ? AfterDataTimeout::kFail
-                             : AfterDataTimeout::kRetry;
+  c.after_data_timeout =
+      r.choice("AFTER_DATA_TIMEOUT", c.after_data_timeout == AfterDataTimeout::kFail ? "fail" : "retry",
+               {"retry", "fail"}) == "fail"
+          ? AfterDataTimeout::kFail
+          : AfterDataTimeout::kRetry;
   c.shutdown_grace_s = r.duration("SHUTDOWN_GRACE", c.shutdown_grace_s, 0);
   c.smtp_connect_timeout_s = r.duration("SMTP_CONNECT_TIMEOUT", c.smtp_connect_timeout_s, 1);
   c.smtp_command_timeout_s = r.duration("SMTP_COMMAND_TIMEOUT", c.smtp_command_timeout_s, 1);

@@ -65,7 +65,7 @@ struct ConfigError : std::runtime_error {
 // Describes one key, for flags, the README and `websmtpd --help`.
 struct KeyInfo {
   const char* name;
-  const char* default_value;
+  std::string default_value;  // as an operator would write it; empty: none
   const char* help;
 };
 const std::vector<KeyInfo>& keys();
