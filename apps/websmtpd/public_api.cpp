@@ -112,8 +112,8 @@ struct WaitParams {
 std::optional<Error> wait_params(const Context& ctx, WaitParams& out) {
   auto wait = ctx.request.query_param("wait");
   if (!wait) return std::nullopt;
-  if (wait->empty() || wait->size() > 2 || !std::all_of(wait->begin(), wait->end(), [](char c) { return c >= '0' && c <= '9'; }) ||
-      std::stoi(*wait) > 60)
+  if (wait->empty() || wait->size() > 2 ||
+      !std::all_of(wait->begin(), wait->end(), [](char c) { return c >= '0' && c <= '9'; }) || std::stoi(*wait) > 60)
     return Error{ErrorKind::kInvalid, "invalid_wait", "wait must be a whole number of seconds from 0 to 60", "wait"};
   out.wait_s = std::stoi(*wait);
   out.since = ctx.request.query_param("since").value_or("");
@@ -185,8 +185,9 @@ void build_public_api(http::Router& router, service::Gateway& gateway, const Pub
 }
 
 void build_admin_api(http::Router& router, service::Gateway& gateway) {
-  router.add("/admin/queue").on(Method::kGet,
-                                [&gateway](Context& ctx) { ctx.answer_json(200, gateway.queue_stats().dump()); });
+  router.add("/admin/queue").on(Method::kGet, [&gateway](Context& ctx) {
+    ctx.answer_json(200, gateway.queue_stats().dump());
+  });
 }
 
 }  // namespace websmtp::daemon

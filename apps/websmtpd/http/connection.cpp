@@ -188,7 +188,8 @@ Connection::Frame Connection::next_request_locked(Request& out, Response& refuse
     if (end == std::string::npos) {
       scanned_ = in_.size();
       if (in_.size() > limits_.max_head_bytes) {
-        refused = refusal(ErrorKind::kHeadersTooLarge, "headers_too_large", "the request headers are larger than 64 KiB");
+        refused =
+            refusal(ErrorKind::kHeadersTooLarge, "headers_too_large", "the request headers are larger than 64 KiB");
         return Frame::kRefused;
       }
       return Frame::kIncomplete;
@@ -204,23 +205,26 @@ Connection::Frame Connection::next_request_locked(Request& out, Response& refuse
       case HeadError::kNone:
         break;
       case HeadError::kBadLength:
-        refused = refusal(ErrorKind::kInvalid, "bad_content_length", "Content-Length must be one decimal number", "Content-Length");
+        refused = refusal(ErrorKind::kInvalid, "bad_content_length", "Content-Length must be one decimal number",
+                          "Content-Length");
         return Frame::kRefused;
       case HeadError::kLengthRequired:
-        refused = refusal(ErrorKind::kLengthRequired, "length_required", "send the body with a Content-Length (chunked bodies are not accepted)");
+        refused = refusal(ErrorKind::kLengthRequired, "length_required",
+                          "send the body with a Content-Length (chunked bodies are not accepted)");
         return Frame::kRefused;
       case HeadError::kUnsupportedVersion:
-        refused = refusal(ErrorKind::kVersionNotSupported, "http_version_not_supported", "only HTTP/1.0 and HTTP/1.1 are served");
+        refused = refusal(ErrorKind::kVersionNotSupported, "http_version_not_supported",
+                          "only HTTP/1.0 and HTTP/1.1 are served");
         return Frame::kRefused;
       case HeadError::kMalformed:
         refused = refusal(ErrorKind::kInvalid, "bad_request", "the request line or a header field is malformed");
         return Frame::kRefused;
     }
     if (head.content_length > limits_.max_body_bytes) {
-      refused = refusal(ErrorKind::kTooLarge, "body_too_large",
-                        "the request body (" + std::to_string(head.content_length) +
-                            " bytes) is larger than MAX_BODY_BYTES (" + std::to_string(limits_.max_body_bytes) +
-                            " bytes)");
+      refused =
+          refusal(ErrorKind::kTooLarge, "body_too_large",
+                  "the request body (" + std::to_string(head.content_length) +
+                      " bytes) is larger than MAX_BODY_BYTES (" + std::to_string(limits_.max_body_bytes) + " bytes)");
       return Frame::kRefused;
     }
     in_.erase(0, end + 4);

@@ -81,14 +81,14 @@ class Connection : public std::enable_shared_from_this<Connection> {
   const std::string client_address_;
 
   std::mutex mu_;
-  std::string in_;           // received, not yet handed over
-  std::size_t scanned_ = 0;  // bytes of in_ already searched for the end of the head
+  std::string in_;                 // received, not yet handed over
+  std::size_t scanned_ = 0;        // bytes of in_ already searched for the end of the head
   std::int64_t body_wanted_ = -1;  // once the head is parsed: head + body length
   Request pending_head_;           // parsed head waiting for its body
-  bool busy_ = false;        // a thread runs the request loop, or an answer is owed
-  bool closed_ = false;      // the reactor is closing the descriptor
-  bool discard_ = false;     // a refused or final request: drop further input
-  bool queued_ = false;      // part of an answer went through Pistache's queue
+  bool busy_ = false;              // a thread runs the request loop, or an answer is owed
+  bool closed_ = false;            // the reactor is closing the descriptor
+  bool discard_ = false;           // a refused or final request: drop further input
+  bool queued_ = false;            // part of an answer went through Pistache's queue
   std::int64_t discarded_ = 0;
   std::function<void()> hurry_;
   std::int64_t request_started_ms_ = 0;  // first byte of the request being received (0: none)

@@ -21,12 +21,12 @@ struct Request {
   Method method = Method::kOther;
   std::string_view target;  // as sent: path and query
   std::string_view path;
-  std::string_view query;  // after '?', without it
-  int minor_version = 1;   // HTTP/1.x
+  std::string_view query;                                              // after '?', without it
+  int minor_version = 1;                                               // HTTP/1.x
   std::vector<std::pair<std::string_view, std::string_view>> headers;  // in order; names as sent
   std::string_view body;
   bool keep_alive = true;
-  std::string raw;   // the head; the views above point into it
+  std::string raw;       // the head; the views above point into it
   std::string body_buf;  // the body; `body` views it
 
   // The first header of that name (case-insensitive).
@@ -44,9 +44,9 @@ struct Head {
 
 enum class HeadError {
   kNone,
-  kMalformed,        // 400: not an HTTP/1.x request line or header field
-  kBadLength,        // 400: Content-Length not one decimal number (or several that differ)
-  kLengthRequired,   // 411: a Transfer-Encoding (bodies are framed by Content-Length only)
+  kMalformed,           // 400: not an HTTP/1.x request line or header field
+  kBadLength,           // 400: Content-Length not one decimal number (or several that differ)
+  kLengthRequired,      // 411: a Transfer-Encoding (bodies are framed by Content-Length only)
   kUnsupportedVersion,  // 505
 };
 
@@ -61,7 +61,7 @@ std::string_view reason_phrase(int status);
 struct Response {
   int status = 200;
   std::string_view content_type = "application/json; charset=utf-8";  // a literal; empty: none
-  std::string headers;  // extra fields, each "Name: value\r\n"
+  std::string headers;                                                // extra fields, each "Name: value\r\n"
   std::string body;
 
   void add_header(std::string_view name, std::string_view value);

@@ -67,8 +67,7 @@ class RawHandler final : public Pistache::Http::Handler {
 
 }  // namespace
 
-Server::Server(const ServerOptions& o, RequestHandler handler)
-    : shared_(std::make_shared<Shared>()) {
+Server::Server(const ServerOptions& o, RequestHandler handler) : shared_(std::make_shared<Shared>()) {
   shared_->limits = o.limits;
   shared_->handler = std::move(handler);
   endpoint_ = std::make_unique<Pistache::Http::Endpoint>(
@@ -101,9 +100,9 @@ void Server::reap() {
       for (auto& [_, weak] : shared_->open)
         if (auto c = weak.lock()) conns.push_back(std::move(c));
     }
-    auto now = std::chrono::duration_cast<std::chrono::milliseconds>(
-                   std::chrono::steady_clock::now().time_since_epoch())
-                   .count();
+    auto now =
+        std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now().time_since_epoch())
+            .count();
     for (auto& c : conns) c->check_timeouts(now);
   }
 }

@@ -148,7 +148,8 @@ Result<Mailbox> parse_mailbox(std::string_view text, const std::string& field) {
   if (t.empty()) return fail(ErrorKind::kInvalid, "invalid_address", field + " is empty", field);
   if (t.back() == '>') {
     auto lt = t.rfind('<');
-    if (lt == std::string_view::npos) return fail(ErrorKind::kInvalid, "invalid_address", field + " has '>' without '<'", field);
+    if (lt == std::string_view::npos)
+      return fail(ErrorKind::kInvalid, "invalid_address", field + " has '>' without '<'", field);
     std::string_view name = trim(t.substr(0, lt));
     std::string_view addr = trim(t.substr(lt + 1, t.size() - lt - 2));
     if (name.size() >= 2 && name.front() == '"' && name.back() == '"') {
@@ -168,22 +169,24 @@ Result<Mailbox> parse_mailbox(std::string_view text, const std::string& field) {
     mb.address = std::string(t);
   }
   if (!is_valid_address(mb.address))
-    return fail(ErrorKind::kInvalid, "invalid_address", field + " is not a valid email address: '" + mb.address.substr(0, 100) + "'",
-                field);
+    return fail(ErrorKind::kInvalid, "invalid_address",
+                field + " is not a valid email address: '" + mb.address.substr(0, 100) + "'", field);
   return mb;
 }
 
 std::optional<Error> check_custom_header(std::string_view name, std::string_view value, const std::string& field) {
   if (has_control_breaks(name) || has_control_breaks(value))
-    return Error{ErrorKind::kInvalid, "header_injection", "CR, LF and NUL characters are not allowed in " + field, field};
+    return Error{ErrorKind::kInvalid, "header_injection", "CR, LF and NUL characters are not allowed in " + field,
+                 field};
   if (name.empty() || name.size() > 76 ||
       !std::all_of(name.begin(), name.end(), [](char c) { return c > 32 && c < 127 && c != ':'; }))
     return Error{ErrorKind::kInvalid, "invalid_header",
-                    field + ": '" + std::string(name.substr(0, 80)) + "' is not a valid header name", field};
+                 field + ": '" + std::string(name.substr(0, 80)) + "' is not a valid header name", field};
   if (message::is_reserved_header(name))
     return Error{ErrorKind::kInvalid, "reserved_header",
                  field + ": the " + std::string(name) + " header is set by the gateway", field};
-  if (value.size() > 900) return Error{ErrorKind::kInvalid, "invalid_header", field + " is longer than 900 bytes", field};
+  if (value.size() > 900)
+    return Error{ErrorKind::kInvalid, "invalid_header", field + " is longer than 900 bytes", field};
   return std::nullopt;
 }
 
@@ -205,7 +208,8 @@ Result<MailRequest> parse_job(const nlohmann::json& root, const Limits& limits) 
   if (!root.is_object()) return fail(ErrorKind::kInvalid, "invalid_json", "a job must be a JSON object");
   MailRequest req;
   auto from_it = root.find("from");
-  if (from_it == root.end() || from_it->is_null()) return fail(ErrorKind::kInvalid, "missing_field", "from is required", "from");
+  if (from_it == root.end() || from_it->is_null())
+    return fail(ErrorKind::kInvalid, "missing_field", "from is required", "from");
   if (!from_it->is_string()) return wrong_type("from", "a string", *from_it);
   auto from = parse_mailbox(from_it->get_ref<const std::string&>(), "from");
   if (!from) return tl::unexpected(from.error());
@@ -241,7 +245,8 @@ Result<MailRequest> parse_job(const nlohmann::json& root, const Limits& limits) 
   if (!subject_it->is_string()) return wrong_type("subject", "a string", *subject_it);
   req.subject = subject_it->get<std::string>();
   if (has_control_breaks(req.subject)) return injection("subject");
-  if (req.subject.size() > 2000) return fail(ErrorKind::kInvalid, "invalid_subject", "subject is longer than 2000 bytes", "subject");
+  if (req.subject.size() > 2000)
+    return fail(ErrorKind::kInvalid, "invalid_subject", "subject is longer than 2000 bytes", "subject");
 
   auto text = optional_string(root, "body");
   if (!text) return tl::unexpected(text.error());
@@ -276,7 +281,8 @@ Result<MailRequest> parse_job(const nlohmann::json& root, const Limits& limits) 
       Attachment att;
       auto fn = a.find("filename");
       if (fn == a.end() || !fn->is_string() || fn->get_ref<const std::string&>().empty())
-        return fail(ErrorKind::kInvalid, "missing_field", field + ".filename must be a non-empty string", field + ".filename");
+        return fail(ErrorKind::kInvalid, "missing_field", field + ".filename must be a non-empty string",
+                    field + ".filename");
       att.filename = fn->get<std::string>();
       if (has_control_breaks(att.filename)) return injection(field + ".filename");
       if (att.filename.find_first_of("/\\") != std::string::npos || att.filename.size() > 255)
@@ -300,9 +306,12 @@ Result<MailRequest> parse_job(const nlohmann::json& root, const Limits& limits) 
       }
       auto content = a.find("content");
       if (content == a.end() || !content->is_string())
-        return fail(ErrorKind::kInvalid, "missing_field", field + ".content must be a base64 string", field + ".content");
+        return fail(ErrorKind::kInvalid, "missing_field", field + ".content must be a base64 string",
+                    field + ".content");
       auto decoded = base64_decode(content->get_ref<const std::string&>());
-      if (!decoded) return fail(ErrorKind::kInvalid, "invalid_attachment", field + ".content is not valid base64", field + ".content");
+      if (!decoded)
+        return fail(ErrorKind::kInvalid, "invalid_attachment", field + ".content is not valid base64",
+                    field + ".content");
       att.content = std::move(*decoded);
       req.attachments.push_back(std::move(att));
     }

@@ -644,9 +644,8 @@ std::string build_message(const job::MailRequest& req, const BuildOptions& opts)
 bool is_reserved_header(std::string_view name) {
   // Every header the gateway writes itself or that belongs to the envelope or the MIME
   // structure: one list, so validation refuses exactly what building would have to drop.
-  static constexpr std::string_view kReserved[] = {"from",     "to",          "cc",         "bcc",
-                                                   "subject",  "date",        "message-id", "mime-version",
-                                                   "reply-to", "sender",      "return-path"};
+  static constexpr std::string_view kReserved[] = {
+      "from", "to", "cc", "bcc", "subject", "date", "message-id", "mime-version", "reply-to", "sender", "return-path"};
   if (istarts_with(name, "content-")) return true;
   for (auto r : kReserved)
     if (iequals(r, name)) return true;

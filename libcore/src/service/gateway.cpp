@@ -42,12 +42,12 @@ void Gateway::start() {
       [this](const store::Counts& removed) { metrics_.purged(removed); });
   dispatcher_ = std::make_unique<queue::Dispatcher>(*store_, clock_, queue::Dispatcher::Options{});
   dispatcher_->start();
-  submit_ = std::make_unique<SubmitService>(
-      SubmitService::Options{config_.max_recipients, config_.message_id_domain, 100}, *store_, *batcher_,
-      *dispatcher_, metrics_, clock_);
+  submit_ =
+      std::make_unique<SubmitService>(SubmitService::Options{config_.max_recipients, config_.message_id_domain, 100},
+                                      *store_, *batcher_, *dispatcher_, metrics_, clock_);
   workers_ = std::make_unique<DeliveryWorkers>(
-      DeliveryWorkers::Options{config_.threads, config_.worker_nice, retry_options(config_)}, transports_,
-      *dispatcher_, *batcher_, *journal_, metrics_, clock_);
+      DeliveryWorkers::Options{config_.threads, config_.worker_nice, retry_options(config_)}, transports_, *dispatcher_,
+      *batcher_, *journal_, metrics_, clock_);
   workers_->start();
   longpolls_.start();
 }

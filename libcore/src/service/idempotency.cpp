@@ -5,7 +5,8 @@
 namespace websmtp::service {
 
 Result<std::string> IdempotencyKeys::scoped(const Caller& caller, std::string_view key) {
-  if (key.empty() || key.size() > 255 || !std::all_of(key.begin(), key.end(), [](char c) { return c >= 0x20 && c < 0x7F; }))
+  if (key.empty() || key.size() > 255 ||
+      !std::all_of(key.begin(), key.end(), [](char c) { return c >= 0x20 && c < 0x7F; }))
     return fail(ErrorKind::kInvalid, "invalid_idempotency_key",
                 "Idempotency-Key must be 1 to 255 printable ASCII characters", "Idempotency-Key");
   // Anonymous callers keep the bare key (what earlier versions stored); others get their own
@@ -15,7 +16,7 @@ Result<std::string> IdempotencyKeys::scoped(const Caller& caller, std::string_vi
 }
 
 Result<std::optional<std::string>> IdempotencyKeys::reserve(const std::string& key, const std::string& request_hash,
-                                                             std::int64_t now_s) {
+                                                            std::int64_t now_s) {
   std::lock_guard lock(mu_);
   if (pending_.contains(key))
     return fail(ErrorKind::kConflict, "idempotency_key_in_use",

@@ -15,8 +15,7 @@ std::string status_text(const job::Job& job) {
   return job::status_json(job).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
 }
 
-StatusService::StatusService(store::Store& store, const Clock& clock, std::int64_t status_ttl_s,
-                             std::size_t cache_size)
+StatusService::StatusService(store::Store& store, const Clock& clock, std::int64_t status_ttl_s, std::size_t cache_size)
     : store_(store), clock_(clock), status_ttl_s_(status_ttl_s), cache_(cache_size) {}
 
 std::int64_t StatusService::cache_expiry(std::int64_t completed_s) const {

@@ -103,19 +103,18 @@ void SubmitService::submit_batch(const Caller& caller, std::string_view body, st
   if (!root) return done(tl::unexpected(std::move(root.error())));
   auto list = root->find("jobs");
   if (list == root->end() || list->is_null())
-    return done(fail(ErrorKind::kInvalid, "missing_field", "jobs is required: an array of 1 to " +
-                                                               std::to_string(options_.max_batch) + " jobs",
-                     "jobs"));
+    return done(fail(ErrorKind::kInvalid, "missing_field",
+                     "jobs is required: an array of 1 to " + std::to_string(options_.max_batch) + " jobs", "jobs"));
   if (!list->is_array()) return done(fail(ErrorKind::kInvalid, "invalid_type", "jobs must be an array", "jobs"));
   if (list->empty() || list->size() > options_.max_batch)
-    return done(fail(ErrorKind::kUnprocessable, "invalid_batch_size",
-                     "jobs must hold 1 to " + std::to_string(options_.max_batch) + " jobs, not " +
-                         std::to_string(list->size()),
-                     "jobs"));
+    return done(
+        fail(ErrorKind::kUnprocessable, "invalid_batch_size",
+             "jobs must hold 1 to " + std::to_string(options_.max_batch) + " jobs, not " + std::to_string(list->size()),
+             "jobs"));
   for (auto it = root->begin(); it != root->end(); ++it)
     if (it.key() != "jobs")
-      return done(fail(ErrorKind::kInvalid, "unknown_field", "a batch has only \"jobs\", not \"" + it.key() + "\"",
-                       it.key()));
+      return done(
+          fail(ErrorKind::kInvalid, "unknown_field", "a batch has only \"jobs\", not \"" + it.key() + "\"", it.key()));
 
   std::int64_t now_ms = clock_.now_ms();
   std::vector<job::Job> jobs;
@@ -152,7 +151,7 @@ void SubmitService::submit_batch(const Caller& caller, std::string_view body, st
   }
 
   batcher_.insert_many(std::move(jobs), [this, key, done = std::move(done)](std::vector<job::Job>&& stored, bool ok,
-                                                                             const std::string&) {
+                                                                            const std::string&) {
     if (!key.empty()) idempotency_.release(key);
     if (!ok) return done(not_stored());
     metrics_.submitted(static_cast<std::int64_t>(stored.size()));

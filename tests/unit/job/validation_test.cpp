@@ -58,12 +58,14 @@ TEST(Validation, RefusesWrongTypes) {
   expect_error(R"({"from":1,"to":["x@y.zz"],"subject":"s","body":"b"})", ErrorKind::kInvalid, "invalid_type", "from");
   expect_error(R"({"from":"a@b.cc","to":5,"subject":"s","body":"b"})", ErrorKind::kInvalid, "invalid_type", "to");
   expect_error(R"({"from":"a@b.cc","to":[5],"subject":"s","body":"b"})", ErrorKind::kInvalid, "invalid_type", "to[0]");
-  expect_error(R"({"from":"a@b.cc","to":["x@y.zz"],"subject":1,"body":"b"})", ErrorKind::kInvalid, "invalid_type", "subject");
-  expect_error(R"({"from":"a@b.cc","to":["x@y.zz"],"subject":"s","body":["b"]})", ErrorKind::kInvalid, "invalid_type", "body");
-  expect_error(R"({"from":"a@b.cc","to":["x@y.zz"],"subject":"s","body":"b","headers":[]})", ErrorKind::kInvalid, "invalid_type",
-               "headers");
-  expect_error(R"({"from":"a@b.cc","to":["x@y.zz"],"subject":"s","body":"b","headers":{"X-A":1}})", ErrorKind::kInvalid, "invalid_type",
-               "headers.X-A");
+  expect_error(R"({"from":"a@b.cc","to":["x@y.zz"],"subject":1,"body":"b"})", ErrorKind::kInvalid, "invalid_type",
+               "subject");
+  expect_error(R"({"from":"a@b.cc","to":["x@y.zz"],"subject":"s","body":["b"]})", ErrorKind::kInvalid, "invalid_type",
+               "body");
+  expect_error(R"({"from":"a@b.cc","to":["x@y.zz"],"subject":"s","body":"b","headers":[]})", ErrorKind::kInvalid,
+               "invalid_type", "headers");
+  expect_error(R"({"from":"a@b.cc","to":["x@y.zz"],"subject":"s","body":"b","headers":{"X-A":1}})", ErrorKind::kInvalid,
+               "invalid_type", "headers.X-A");
 }
 
 TEST(Validation, RefusesMissingFields) {
@@ -97,25 +99,26 @@ TEST(Validation, ParsesQuotedDisplayNames) {
 }
 
 TEST(Validation, RefusesCrLfAndNulInEveryHeaderValue) {
-  expect_error(R"({"from":"a@b.cc","to":["x@y.zz"],"subject":"hi\r\nBcc: victim@example.com","body":"b"})", ErrorKind::kInvalid,
+  expect_error(R"({"from":"a@b.cc","to":["x@y.zz"],"subject":"hi\r\nBcc: victim@example.com","body":"b"})",
+               ErrorKind::kInvalid, "header_injection", "subject");
+  expect_error(R"({"from":"a@b.cc","to":["x@y.zz"],"subject":"hi\nX: y","body":"b"})", ErrorKind::kInvalid,
                "header_injection", "subject");
-  expect_error(R"({"from":"a@b.cc","to":["x@y.zz"],"subject":"hi\nX: y","body":"b"})", ErrorKind::kInvalid, "header_injection",
-               "subject");
-  expect_error(R"({"from":"a@b.cc","to":["x@y.zz"],"subject":"hi\u0000","body":"b"})", ErrorKind::kInvalid, "header_injection",
-               "subject");
-  expect_error(R"({"from":"Eve\r\nBcc: v@x.yy <a@b.cc>","to":["x@y.zz"],"subject":"s","body":"b"})", ErrorKind::kInvalid,
-               "header_injection", "from");
+  expect_error(R"({"from":"a@b.cc","to":["x@y.zz"],"subject":"hi\u0000","body":"b"})", ErrorKind::kInvalid,
+               "header_injection", "subject");
+  expect_error(R"({"from":"Eve\r\nBcc: v@x.yy <a@b.cc>","to":["x@y.zz"],"subject":"s","body":"b"})",
+               ErrorKind::kInvalid, "header_injection", "from");
   expect_error(R"({"from":"a@b.cc","to":["x@y.zz\r\nRCPT TO:<v@x.yy>"],"subject":"s","body":"b"})", ErrorKind::kInvalid,
                "header_injection", "to[0]");
   expect_error(R"({"from":"a@b.cc","to":["x@y.zz"],"cc":["c@y.zz\n"],"subject":"s","body":"b"})", ErrorKind::kInvalid,
                "header_injection", "cc[0]");
-  expect_error(R"({"from":"a@b.cc","to":["x@y.zz"],"reply_to":"r@y.zz\r","subject":"s","body":"b"})", ErrorKind::kInvalid,
-               "header_injection", "reply_to");
+  expect_error(R"({"from":"a@b.cc","to":["x@y.zz"],"reply_to":"r@y.zz\r","subject":"s","body":"b"})",
+               ErrorKind::kInvalid, "header_injection", "reply_to");
   expect_error(R"({"from":"a@b.cc","to":["x@y.zz"],"subject":"s","body":"b","headers":{"X-A":"v\r\nBcc: v@x.yy"}})",
                ErrorKind::kInvalid, "header_injection", "headers.X-A");
-  expect_error(R"({"from":"a@b.cc","to":["x@y.zz"],"subject":"s","body":"b","headers":{"X-A\r\nBcc":"v"}})", ErrorKind::kInvalid,
-               "header_injection");
-  expect_error(R"({"from":"a@b.cc","to":["x@y.zz"],"subject":"s","body":"b\u0000"})", ErrorKind::kInvalid, "invalid_body", "body");
+  expect_error(R"({"from":"a@b.cc","to":["x@y.zz"],"subject":"s","body":"b","headers":{"X-A\r\nBcc":"v"}})",
+               ErrorKind::kInvalid, "header_injection");
+  expect_error(R"({"from":"a@b.cc","to":["x@y.zz"],"subject":"s","body":"b\u0000"})", ErrorKind::kInvalid,
+               "invalid_body", "body");
 }
 
 TEST(Validation, RefusesReservedCustomHeaders) {
@@ -125,8 +128,8 @@ TEST(Validation, RefusesReservedCustomHeaders) {
         std::string(R"({"from":"a@b.cc","to":["x@y.zz"],"subject":"s","body":"b","headers":{")") + name + R"(":"v"}})";
     expect_error(body, ErrorKind::kInvalid, "reserved_header");
   }
-  expect_error(R"({"from":"a@b.cc","to":["x@y.zz"],"subject":"s","body":"b","headers":{"X A":"v"}})", ErrorKind::kInvalid,
-               "invalid_header");
+  expect_error(R"({"from":"a@b.cc","to":["x@y.zz"],"subject":"s","body":"b","headers":{"X A":"v"}})",
+               ErrorKind::kInvalid, "invalid_header");
 }
 
 TEST(Validation, CountsEveryRecipientAgainstTheLimit) {

@@ -1,5 +1,5 @@
-#include "websmtp/job/validation.hpp"
 #include "websmtp/message/mime.hpp"
+#include "websmtp/job/validation.hpp"
 
 #include <gtest/gtest.h>
 

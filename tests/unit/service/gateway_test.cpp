@@ -320,7 +320,8 @@ TEST(Gateway, LongPollAnswersWhenTheStatusChanges) {
   ASSERT_TRUE(r);
   std::promise<Result<std::string>> p;
   auto f = p.get_future();
-  g.longpolls().watch(service::Caller{}, r->ref, "not started", 20s, [&p](Result<std::string> s) { p.set_value(std::move(s)); });
+  g.longpolls().watch(service::Caller{}, r->ref, "not started", 20s,
+                      [&p](Result<std::string> s) { p.set_value(std::move(s)); });
   EXPECT_EQ(f.wait_for(50ms), std::future_status::timeout);  // nothing happened yet
   d.block = false;
   ASSERT_EQ(f.wait_for(10s), std::future_status::ready);

@@ -9,21 +9,21 @@
 namespace websmtp {
 
 enum class ErrorKind {
-  kInvalid,           // the request is malformed (JSON, types, addresses, injection)
-  kUnprocessable,     // well-formed but over a limit of what one job may hold
-  kTooLarge,          // the request body is over MAX_BODY_BYTES
-  kHeadersTooLarge,   // the request head is too large
-  kLengthRequired,    // no usable Content-Length
+  kInvalid,              // the request is malformed (JSON, types, addresses, injection)
+  kUnprocessable,        // well-formed but over a limit of what one job may hold
+  kTooLarge,             // the request body is over MAX_BODY_BYTES
+  kHeadersTooLarge,      // the request head is too large
+  kLengthRequired,       // no usable Content-Length
   kVersionNotSupported,  // not HTTP/1.x
-  kUnauthorized,      // no credential, or one that is not valid
-  kForbidden,         // a valid credential that may not do this
-  kNotFound,          // no such job (or route)
-  kMethodNotAllowed,  // the route exists, not with this method
-  kConflict,          // the request collides with an earlier one (Idempotency-Key) or a state
-  kRateLimited,       // over a rate limit
-  kTimeout,           // the client was too slow
-  kUnavailable,       // temporarily unable (store failing, shutting down)
-  kInternal,          // a bug
+  kUnauthorized,         // no credential, or one that is not valid
+  kForbidden,            // a valid credential that may not do this
+  kNotFound,             // no such job (or route)
+  kMethodNotAllowed,     // the route exists, not with this method
+  kConflict,             // the request collides with an earlier one (Idempotency-Key) or a state
+  kRateLimited,          // over a rate limit
+  kTimeout,              // the client was too slow
+  kUnavailable,          // temporarily unable (store failing, shutting down)
+  kInternal,             // a bug
 };
 
 struct Error {
