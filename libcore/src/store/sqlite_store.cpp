@@ -1,10 +1,15 @@
 // SQLite implementation of the job store: one row per job (WAL mode).
 // Recipients live in a compact JSON column so a job is read and updated as one row.
+#include <fcntl.h>
 #include <sqlite3.h>
+#include <unistd.h>
 
+#include <cerrno>
 #include <condition_variable>
+#include <cstring>
 #include <mutex>
 #include <thread>
+#include <unordered_map>
 
 #include "websmtp/common/thread.hpp"
 #include "websmtp/job/json.hpp"
@@ -107,6 +112,44 @@ struct ResetGuard {
   ~ResetGuard() { s.reset(); }
 };
 
+// One process per database file: an exclusive POSIX lock on `<db>.lock`, held while the store
+// is open. The kernel drops it when the process dies, however it dies, so a restart after
+// kill -9 never finds a stale lock. (POSIX locks belong to the process: a second store object
+// on the same file inside one process is not refused, which tests that simulate a crash by
+// abandoning a store rely on.)
+class FileLock {
+ public:
+  explicit FileLock(const std::string& db_path) : path_(db_path + ".lock") {
+    fd_ = ::open(path_.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (fd_ < 0) throw StoreError("cannot open " + path_ + ": " + std::strerror(errno));
+    struct flock fl {};
+    fl.l_type = F_WRLCK;
+    fl.l_whence = SEEK_SET;
+    if (::fcntl(fd_, F_SETLK, &fl) == 0) return;
+    int err = errno;
+    std::string holder;
+    if (err == EAGAIN || err == EACCES) {
+      struct flock probe {};
+      probe.l_type = F_WRLCK;
+      probe.l_whence = SEEK_SET;
+      if (::fcntl(fd_, F_GETLK, &probe) == 0 && probe.l_type != F_UNLCK)
+        holder = " (pid " + std::to_string(probe.l_pid) + ")";
+    }
+    ::close(fd_);
+    if (err == EAGAIN || err == EACCES)
+      throw StoreError("the store " + db_path + " is in use by another websmtpd" + holder +
+                       "; one process per DATA_DIR: stop it, or give this one another DATA_DIR");
+    throw StoreError("cannot lock " + path_ + ": " + std::strerror(err));
+  }
+  ~FileLock() { ::close(fd_); }
+  FileLock(const FileLock&) = delete;
+  FileLock& operator=(const FileLock&) = delete;
+
+ private:
+  std::string path_;
+  int fd_ = -1;
+};
+
 constexpr const char* kSchema = R"sql(
 CREATE TABLE IF NOT EXISTS jobs(
   seq INTEGER PRIMARY KEY,
@@ -127,10 +170,56 @@ CREATE INDEX IF NOT EXISTS jobs_done ON jobs(completed) WHERE outcome <> 0;
 CREATE UNIQUE INDEX IF NOT EXISTS jobs_idem ON jobs(idem_key) WHERE idem_key IS NOT NULL;
 )sql";
 
+// The claims this store object holds (see store.hpp: SQLite keeps them in memory).
+class Claims {
+ public:
+  Claims() { by_seq_.reserve(4096); }
+
+  // Claims `seq` for `owner` unless someone holds it; true when it did.
+  bool try_claim(std::int64_t seq, std::string_view owner) {
+    auto o = owner_index(owner);
+    if (!by_seq_.emplace(seq, o).second) return false;
+    ++owners_[o].held;
+    return true;
+  }
+  // Drops the claim on `seq`, whoever holds it (an outcome was committed).
+  void drop(std::int64_t seq) {
+    auto it = by_seq_.find(seq);
+    if (it == by_seq_.end()) return;
+    --owners_[it->second].held;
+    by_seq_.erase(it);
+  }
+  // Drops the claim on `seq` if `owner` holds it.
+  void drop(std::int64_t seq, std::string_view owner) {
+    auto it = by_seq_.find(seq);
+    if (it != by_seq_.end() && owners_[it->second].name == owner) drop(seq);
+  }
+  std::size_t held_by(std::string_view owner) {
+    for (const auto& o : owners_)
+      if (o.name == owner) return o.held;
+    return 0;
+  }
+
+ private:
+  struct Owner {
+    std::string name;
+    std::size_t held = 0;
+  };
+  std::uint32_t owner_index(std::string_view owner) {
+    for (std::size_t i = 0; i < owners_.size(); ++i)
+      if (owners_[i].name == owner) return static_cast<std::uint32_t>(i);
+    owners_.push_back({std::string(owner)});
+    return static_cast<std::uint32_t>(owners_.size() - 1);
+  }
+  std::unordered_map<std::int64_t, std::uint32_t> by_seq_;  // seq -> index in owners_
+  std::vector<Owner> owners_;                               // a node has one; tests may use several
+};
+
 class SqliteStore final : public Store {
  public:
   explicit SqliteStore(const SqliteOptions& o)
-      : writer_(o.path, o.synchronous_full),
+      : lock_(o.path),
+        writer_(o.path, o.synchronous_full),
         reader_(o.path, o.synchronous_full),
         init_(writer_),
         insert_(writer_,
@@ -152,6 +241,8 @@ class SqliteStore final : public Store {
         find_seq_(reader_, "SELECT seq, ref, submitted, completed, started, sender, recipients FROM jobs WHERE seq=?1"),
         due_(reader_,
              "SELECT seq FROM jobs WHERE next_at IS NOT NULL AND next_at <= ?1 ORDER BY next_at, seq LIMIT ?2"),
+        // Stepped only as far as needed: claimed rows are skipped on the way.
+        due_all_(reader_, "SELECT seq FROM jobs WHERE next_at IS NOT NULL AND next_at <= ?1 ORDER BY next_at, seq"),
         load_(reader_,
               "SELECT seq, ref, submitted, completed, started, sender, recipients, message, idem_key FROM jobs "
               "WHERE seq=?1 AND outcome = 0 AND next_at <= ?2"),
@@ -184,39 +275,18 @@ class SqliteStore final : public Store {
     sqlite3_wal_hook(writer_.get(), nullptr, nullptr);
   }
 
-  void insert(std::span<job::Job* const> jobs) override { commit(jobs, {}); }
-  void update(std::span<const JobUpdate> updates) override { commit({}, updates); }
-
-  void commit(std::span<job::Job* const> inserts, std::span<const JobUpdate> updates) override {
+  void commit(const Commit& c) override {
     std::lock_guard lock(write_mu_);
+    bool claimed = false;
     begin_.run();
     try {
-      for (job::Job* j : inserts) {
-        if (!j->idempotency_key.empty()) {
-          // A key is honoured for 24 h; an older job holding it gives it up.
-          ResetGuard g{release_idem_};
-          release_idem_.bind(1, j->idempotency_key).bind(2, j->submitted - kIdempotencyWindowS).run();
-        }
-        ResetGuard g{insert_};
-        insert_.bind(1, j->ref).bind(2, j->submitted).bind(3, j->submitted * 1000).bind(4, j->sender);
-        insert_.bind_blob(5, j->message).bind(6, job::recipients_to_store(j->recipients));
-        if (j->idempotency_key.empty())
-          insert_.bind_null(7).bind_null(8);
-        else
-          insert_.bind(7, j->idempotency_key).bind(8, j->request_hash);
-        insert_.step();
-        j->seq = sqlite3_last_insert_rowid(writer_.get());
-      }
-      for (const auto& u : updates) {
-        ResetGuard g{update_};
-        update_.bind(1, u.seq).bind(2, job::recipients_to_store(u.recipients)).bind(3, std::int64_t{u.started});
-        update_.bind(4, u.completed);
-        if (u.next_at_ms)
-          update_.bind(5, *u.next_at_ms);
-        else
-          update_.bind_null(5);
-        update_.bind(6, static_cast<std::int64_t>(u.outcome));
-        update_.step();
+      write_inserts(c);
+      write_updates(c.updates);
+      // Claimed before COMMIT: the rows become visible to claim_due() already held.
+      if (!c.owner.empty() && !c.inserts.empty()) {
+        std::lock_guard cl(claims_mu_);
+        for (job::Job* j : c.inserts) claims_.try_claim(j->seq, c.owner);
+        claimed = true;
       }
       commit_.run();
     } catch (...) {
@@ -224,7 +294,18 @@ class SqliteStore final : public Store {
         if (!sqlite3_get_autocommit(writer_.get())) rollback_.run();
       } catch (...) {
       }
+      if (claimed) {
+        std::lock_guard cl(claims_mu_);
+        for (job::Job* j : c.inserts) claims_.drop(j->seq);
+      }
       throw;
+    }
+    // Released after COMMIT: claim_due() reads the due rows under claims_mu_, so it either
+    // still sees the claim or already sees the committed outcome, never the job's old state
+    // unclaimed.
+    if (!c.updates.empty()) {
+      std::lock_guard cl(claims_mu_);
+      for (const auto& u : c.updates) claims_.drop(u.seq);
     }
   }
 
@@ -253,6 +334,62 @@ class SqliteStore final : public Store {
       throw;
     }
     return c;
+  }
+
+  std::vector<job::Job> claim_due(std::string_view owner, std::int64_t now_ms, std::int64_t /*lease_ms: never
+                                  expires here*/, std::size_t limit) override {
+    std::vector<job::Job> out;
+    std::vector<std::int64_t> seqs, gone;
+    try {
+      while (out.size() < limit) {
+        std::size_t want = limit - out.size();
+        seqs.clear();
+        {
+          std::lock_guard cl(claims_mu_);
+          std::lock_guard rl(read_mu_);
+          ResetGuard g{due_all_};
+          due_all_.bind(1, now_ms);
+          while (seqs.size() < want && due_all_.step()) {
+            std::int64_t seq = due_all_.i64(0);
+            if (claims_.try_claim(seq, owner)) seqs.push_back(seq);
+          }
+        }
+        bool exhausted = seqs.size() < want;
+        // Bodies are read outside claims_mu_ (the group commit waits on it): the rows are ours.
+        gone.clear();
+        {
+          std::lock_guard rl(read_mu_);
+          out.reserve(out.size() + seqs.size());
+          for (auto seq : seqs) {
+            ResetGuard g{load_};
+            load_.bind(1, seq).bind(2, now_ms);
+            if (load_.step())
+              out.push_back(row_to_job(load_, true));
+            else
+              gone.push_back(seq);  // finished meanwhile by someone not holding the claim
+          }
+        }
+        seqs.clear();
+        if (!gone.empty()) release(owner, gone);
+        if (exhausted) break;
+      }
+    } catch (...) {
+      std::lock_guard cl(claims_mu_);
+      for (const auto& j : out) claims_.drop(j.seq, owner);
+      for (auto seq : seqs) claims_.drop(seq, owner);
+      throw;
+    }
+    return out;
+  }
+
+  std::size_t renew(std::string_view owner, std::int64_t, std::int64_t) override {
+    std::lock_guard cl(claims_mu_);
+    return claims_.held_by(owner);
+  }
+
+  void release(std::string_view owner, std::span<const std::int64_t> seqs) override {
+    std::lock_guard cl(claims_mu_);
+    for (auto seq : seqs) claims_.drop(seq, owner);
   }
 
   std::optional<job::Job> find(std::string_view ref) override {
@@ -336,6 +473,40 @@ class SqliteStore final : public Store {
   }
 
  private:
+  void write_inserts(const Commit& c) {
+    for (job::Job* j : c.inserts) {
+      if (!j->idempotency_key.empty()) {
+        // A key is honoured for 24 h; an older job holding it gives it up.
+        ResetGuard g{release_idem_};
+        release_idem_.bind(1, j->idempotency_key).bind(2, j->submitted - kIdempotencyWindowS).run();
+      }
+      std::string recipients = job::recipients_to_store(j->recipients);
+      ResetGuard g{insert_};
+      insert_.bind(1, j->ref).bind(2, j->submitted).bind(3, j->submitted * 1000).bind(4, j->sender);
+      insert_.bind_blob(5, j->message).bind(6, recipients);
+      if (j->idempotency_key.empty())
+        insert_.bind_null(7).bind_null(8);
+      else
+        insert_.bind(7, j->idempotency_key).bind(8, j->request_hash);
+      insert_.step();
+      j->seq = sqlite3_last_insert_rowid(writer_.get());
+    }
+  }
+
+  void write_updates(std::span<const JobUpdate> updates) {
+    for (const auto& u : updates) {
+      std::string recipients = job::recipients_to_store(u.recipients);
+      ResetGuard g{update_};
+      update_.bind(1, u.seq).bind(2, recipients).bind(3, std::int64_t{u.started}).bind(4, u.completed);
+      if (u.next_at_ms)
+        update_.bind(5, *u.next_at_ms);
+      else
+        update_.bind_null(5);
+      update_.bind(6, static_cast<std::int64_t>(u.outcome));
+      update_.step();
+    }
+  }
+
   static job::Job row_to_job(const Stmt& s, bool with_message) {
     job::Job j;
     j.seq = s.i64(0);
@@ -381,13 +552,16 @@ class SqliteStore final : public Store {
     explicit SchemaInit(Db& db) { db.exec(kSchema); }
   };
 
+  FileLock lock_;  // first: nothing is opened before the file is ours
   Db writer_;
   Db reader_;
   SchemaInit init_;
   std::mutex write_mu_;
   std::mutex read_mu_;
+  std::mutex claims_mu_;  // taken before read_mu_, never the other way round
+  Claims claims_;
   Stmt insert_, update_, release_idem_, begin_, commit_, rollback_, purge_slice_, purge_;
-  Stmt find_, find_seq_, due_, load_, next_due_, counts_, oldest_, idem_;
+  Stmt find_, find_seq_, due_, due_all_, load_, next_due_, counts_, oldest_, idem_;
   Db checkpointer_;
   std::mutex ckpt_mu_;
   std::condition_variable ckpt_cv_;

@@ -83,7 +83,7 @@ void WriteBatcher::run() {
       for (auto& p : inserts) insert_ptrs.push_back(&p.job);
       std::string error;
       try {
-        store_.commit(insert_ptrs, updates);
+        store_.commit(Commit{.inserts = insert_ptrs, .updates = updates});
       } catch (const StoreError& e) {
         error = e.what();
       }

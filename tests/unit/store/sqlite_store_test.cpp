@@ -1,22 +1,30 @@
 #include <gtest/gtest.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
 
 #include "../../support/temp_dir.hpp"
+#include "test_jobs.hpp"
 #include "websmtp/common/uuid.hpp"
 #include "websmtp/store/store.hpp"
 
 using namespace websmtp;
 using namespace websmtp::store;
+using websmtp::test_support::make_job;
 
 namespace {
-job::Job make_job(std::int64_t submitted, int recipients = 1) {
-  job::Job j;
-  j.ref = new_uuid();
-  j.submitted = submitted;
-  j.sender = "a@b.cc";
-  j.message = "Subject: x\r\n\r\nbody\r\n";
-  for (int i = 0; i < recipients; ++i) j.recipients.push_back({.address = "r" + std::to_string(i) + "@y.zz"});
-  return j;
+std::vector<job::Job*> ptrs_of(std::vector<job::Job>& jobs) {
+  std::vector<job::Job*> p;
+  for (auto& j : jobs) p.push_back(&j);
+  return p;
 }
+
+std::vector<std::int64_t> seqs_of(const std::vector<job::Job>& jobs) {
+  std::vector<std::int64_t> s;
+  for (const auto& j : jobs) s.push_back(j.seq);
+  return s;
+}
+
 }  // namespace
 
 TEST(SqliteStore, InsertsAndFindsJobsWithRecipients) {
@@ -151,4 +159,103 @@ TEST(SqliteStore, PurgesInBoundedSlices) {
   EXPECT_EQ(s->purge_finished(200).completed, 500);
   EXPECT_EQ(s->purge_finished(200).completed, 0);
   EXPECT_EQ(s->counts().completed, 0);
+}
+
+TEST(SqliteStore, ASecondProcessCannotOpenTheSameStore) {
+  test_support::TempDir dir;
+  auto s = open_sqlite({dir.file("db"), false});
+  pid_t pid = ::fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    int rc = 3;
+    try {
+      open_sqlite({dir.file("db"), false});
+      rc = 1;
+    } catch (const StoreError& e) {
+      rc = std::string(e.what()).find("in use by another websmtpd (pid " + std::to_string(::getppid())) !=
+                   std::string::npos
+               ? 0
+               : 2;
+    }
+    ::_exit(rc);
+  }
+  int status = 0;
+  ASSERT_EQ(::waitpid(pid, &status, 0), pid);
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), 0) << "1: opened; 2: refused without naming the holder";
+  s.reset();
+  EXPECT_TRUE(open_sqlite({dir.file("db"), false}));  // free again once closed
+}
+
+TEST(SqliteStore, ClaimsDueJobsOnceInDueOrder) {
+  test_support::TempDir dir;
+  auto s = open_sqlite({dir.file("db"), false});
+  std::vector<job::Job> jobs;
+  for (int i = 0; i < 6; ++i) jobs.push_back(make_job(100 + i));
+  auto p = ptrs_of(jobs);
+  s->insert(p);
+  // Job 0 is deferred past job 3's submit time: due order is next_at, then seq.
+  std::vector<JobUpdate> u{{.seq = jobs[0].seq, .recipients = jobs[0].recipients, .next_at_ms = 103'500}};
+  s->update(u);
+  auto a = s->claim_due("node-a", 200'000, kDefaultLeaseMs, 3);
+  EXPECT_EQ(seqs_of(a), (std::vector<std::int64_t>{jobs[1].seq, jobs[2].seq, jobs[3].seq}));
+  EXPECT_EQ(a[0].message, jobs[1].message);
+  auto b = s->claim_due("node-b", 200'000, kDefaultLeaseMs, 10);  // skips what node-a holds
+  EXPECT_EQ(seqs_of(b), (std::vector<std::int64_t>{jobs[0].seq, jobs[4].seq, jobs[5].seq}));
+  EXPECT_TRUE(s->claim_due("node-b", 200'000, kDefaultLeaseMs, 10).empty());
+  EXPECT_EQ(s->renew("node-a", 200'000, kDefaultLeaseMs), 3u);
+  EXPECT_EQ(s->renew("node-b", 200'000, kDefaultLeaseMs), 3u);
+  EXPECT_EQ(s->due(200'000, 10).size(), 6u);  // claimed jobs are still due
+}
+
+TEST(SqliteStore, AnOutcomeReleasesTheClaimAndReleaseGivesItBack) {
+  test_support::TempDir dir;
+  auto s = open_sqlite({dir.file("db"), false});
+  std::vector<job::Job> jobs{make_job(100), make_job(100)};
+  auto p = ptrs_of(jobs);
+  s->insert(p);
+  auto claimed = s->claim_due("node-a", 100'000, kDefaultLeaseMs, 10);
+  ASSERT_EQ(claimed.size(), 2u);
+  // Deferred to 150 s: released by the commit, claimable again once due.
+  std::vector<JobUpdate> u{{.seq = jobs[0].seq, .recipients = jobs[0].recipients, .next_at_ms = 150'000}};
+  s->update(u);
+  EXPECT_TRUE(s->claim_due("node-b", 100'000, kDefaultLeaseMs, 10).empty());
+  EXPECT_EQ(seqs_of(s->claim_due("node-b", 150'000, kDefaultLeaseMs, 10)), std::vector<std::int64_t>{jobs[0].seq});
+  // Only the holder can give a claim back.
+  s->release("node-b", std::vector<std::int64_t>{jobs[1].seq});
+  EXPECT_TRUE(s->claim_due("node-b", 150'000, kDefaultLeaseMs, 10).empty());
+  s->release("node-a", std::vector<std::int64_t>{jobs[1].seq});
+  EXPECT_EQ(seqs_of(s->claim_due("node-b", 150'000, kDefaultLeaseMs, 10)), std::vector<std::int64_t>{jobs[1].seq});
+  EXPECT_EQ(s->renew("node-a", 150'000, kDefaultLeaseMs), 0u);
+}
+
+TEST(SqliteStore, InsertsAreClaimedForTheSubmitterAndClaimsDoNotOutliveTheProcess) {
+  test_support::TempDir dir;
+  std::vector<job::Job> jobs{make_job(100), make_job(100)};
+  {
+    auto s = open_sqlite({dir.file("db"), false});
+    auto p = ptrs_of(jobs);
+    s->commit(Commit{.inserts = p, .owner = kLocalOwner, .lease_until_ms = 160'000});
+    EXPECT_TRUE(s->claim_due("other", 100'000, kDefaultLeaseMs, 10).empty());
+    EXPECT_EQ(s->renew(kLocalOwner, 100'000, kDefaultLeaseMs), 2u);
+  }
+  // As after kill -9: the new process claims at once, no lease to wait out.
+  auto s = open_sqlite({dir.file("db"), false});
+  EXPECT_EQ(s->claim_due(kLocalOwner, 100'000, kDefaultLeaseMs, 10).size(), 2u);
+}
+
+TEST(SqliteStore, AFailedCommitClaimsNothingAndReleasesNothing) {
+  test_support::TempDir dir;
+  auto s = open_sqlite({dir.file("db"), false});
+  auto a = make_job(100);
+  job::Job* pa = &a;
+  s->insert({&pa, 1});
+  ASSERT_EQ(s->claim_due("node", 100'000, kDefaultLeaseMs, 10).size(), 1u);
+  auto b = make_job(100), c = make_job(100);
+  c.ref = b.ref;  // UNIQUE(ref): the commit fails
+  std::vector<job::Job*> p{&b, &c};
+  std::vector<JobUpdate> u{{.seq = a.seq, .recipients = a.recipients, .next_at_ms = 100'000}};
+  EXPECT_THROW(s->commit(Commit{.inserts = p, .updates = u, .owner = "node"}), StoreError);
+  EXPECT_EQ(s->renew("node", 100'000, kDefaultLeaseMs), 1u);  // a is still held, nothing new is
+  EXPECT_TRUE(s->claim_due("other", 100'000, kDefaultLeaseMs, 10).empty());
 }
