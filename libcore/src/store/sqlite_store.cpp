@@ -1,12 +1,14 @@
 // SQLite implementation of the job store: one row per job (WAL mode).
 // Recipients live in a compact JSON column so a job is read and updated as one row.
 #include <fcntl.h>
+#include <spdlog/spdlog.h>
 #include <sqlite3.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <condition_variable>
 #include <cstring>
+#include <iterator>
 #include <mutex>
 #include <thread>
 #include <unordered_map>
@@ -47,6 +49,17 @@ class Db {
       sqlite3_free(err);
       throw StoreError(std::string("sqlite: ") + msg);
     }
+  }
+  // The first column of the first row (0 without one).
+  std::int64_t query_int(const char* sql) {
+    sqlite3_stmt* st = nullptr;
+    if (sqlite3_prepare_v2(db_, sql, -1, &st, nullptr) != SQLITE_OK)
+      throw StoreError(std::string("sqlite: ") + sqlite3_errmsg(db_));
+    int rc = sqlite3_step(st);
+    std::int64_t v = rc == SQLITE_ROW ? sqlite3_column_int64(st, 0) : 0;
+    sqlite3_finalize(st);
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE) throw StoreError(std::string("sqlite: ") + sqlite3_errmsg(db_));
+    return v;
   }
   sqlite3* get() const { return db_; }
 
@@ -150,7 +163,10 @@ class FileLock {
   int fd_ = -1;
 };
 
-constexpr const char* kSchema = R"sql(
+// The schema, as an ordered list of forward migrations. Version 1 is the schema of the
+// releases before versioning (they left user_version at 0); a migration never changes once
+// released: later changes are new entries.
+constexpr const char* kSchemaV1 = R"sql(
 CREATE TABLE IF NOT EXISTS jobs(
   seq INTEGER PRIMARY KEY,
   ref TEXT NOT NULL UNIQUE,
@@ -169,6 +185,50 @@ CREATE INDEX IF NOT EXISTS jobs_due ON jobs(next_at, seq) WHERE next_at IS NOT N
 CREATE INDEX IF NOT EXISTS jobs_done ON jobs(completed) WHERE outcome <> 0;
 CREATE UNIQUE INDEX IF NOT EXISTS jobs_idem ON jobs(idem_key) WHERE idem_key IS NOT NULL;
 )sql";
+
+// Version 2: POST /mail/batch. The jobs of a batch after its first one name it (its seq) in
+// `batch`; the first holds the batch's Idempotency-Key, so a replay finds every ref.
+constexpr const char* kSchemaV2 = R"sql(
+ALTER TABLE jobs ADD COLUMN batch INTEGER;
+CREATE INDEX jobs_batch ON jobs(batch) WHERE batch IS NOT NULL;
+)sql";
+
+struct Migration {
+  int version;
+  const char* sql;
+};
+constexpr Migration kMigrations[] = {{1, kSchemaV1}, {2, kSchemaV2}};
+constexpr int kSchemaVersion = kMigrations[std::size(kMigrations) - 1].version;
+
+// Brings the database to kSchemaVersion in one transaction (a failed migration changes
+// nothing), or refuses a database written by a newer binary.
+void migrate(Db& db, const std::string& path) {
+  db.exec("BEGIN IMMEDIATE");
+  int from = 0;
+  try {
+    from = static_cast<int>(db.query_int("PRAGMA user_version"));
+    if (from == 0 && db.query_int("SELECT count(*) FROM sqlite_master WHERE type='table' AND name='jobs'") > 0)
+      from = 1;  // written before the schema was versioned
+    if (from > kSchemaVersion)
+      throw StoreError("the store " + path + " has schema version " + std::to_string(from) +
+                       ", newer than this websmtpd knows (" + std::to_string(kSchemaVersion) +
+                       "): run the newer websmtpd that wrote it, or restore a backup");
+    for (const auto& m : kMigrations)
+      if (m.version > from) db.exec(m.sql);
+    if (from != kSchemaVersion) db.exec(("PRAGMA user_version=" + std::to_string(kSchemaVersion)).c_str());
+    db.exec("COMMIT");
+  } catch (const StoreError& e) {
+    try {
+      db.exec("ROLLBACK");
+    } catch (const StoreError&) {
+    }
+    if (from > kSchemaVersion) throw;
+    throw StoreError("cannot migrate the store " + path + " from schema version " + std::to_string(from) + " to " +
+                     std::to_string(kSchemaVersion) + " (nothing was changed): " + e.what());
+  }
+  if (from != kSchemaVersion && from != 0)
+    spdlog::info("store {}: schema migrated from version {} to {}", path, from, kSchemaVersion);
+}
 
 // The claims this store object holds (see store.hpp: SQLite keeps them in memory).
 class Claims {
@@ -221,10 +281,10 @@ class SqliteStore final : public Store {
       : lock_(o.path),
         writer_(o.path, o.synchronous_full),
         reader_(o.path, o.synchronous_full),
-        init_(writer_),
+        init_(writer_, o.path),
         insert_(writer_,
-                "INSERT INTO jobs(ref, submitted, next_at, sender, message, recipients, idem_key, request_hash) "
-                "VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"),
+                "INSERT INTO jobs(ref, submitted, next_at, sender, message, recipients, idem_key, request_hash, batch) "
+                "VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"),
         update_(writer_,
                 "UPDATE jobs SET recipients=?2, started=?3, completed=?4, next_at=?5, outcome=?6, "
                 "message=CASE WHEN ?6 <> 0 THEN NULL ELSE message END WHERE seq=?1"),
@@ -251,7 +311,8 @@ class SqliteStore final : public Store {
         // Never-started jobs are due since their submit time, so they lead the jobs_due index.
         oldest_(reader_,
                 "SELECT submitted FROM jobs WHERE next_at IS NOT NULL AND started = 0 ORDER BY next_at, seq LIMIT 1"),
-        idem_(reader_, "SELECT ref, request_hash, submitted FROM jobs WHERE idem_key=?1"),
+        idem_(reader_, "SELECT seq, ref, request_hash, submitted FROM jobs WHERE idem_key=?1"),
+        batch_refs_(reader_, "SELECT ref FROM jobs WHERE batch=?1 ORDER BY seq"),
         checkpointer_(o.path, o.synchronous_full) {
     // Checkpoints copy the WAL into the database file. SQLite runs them inside the commit
     // that crosses the threshold, which would stall the group commit (and every client
@@ -466,31 +527,57 @@ class SqliteStore final : public Store {
 
   std::optional<IdempotencyHit> find_idempotency(std::string_view key) override {
     std::lock_guard lock(read_mu_);
-    ResetGuard g{idem_};
-    idem_.bind(1, key);
-    if (!idem_.step()) return std::nullopt;
-    return IdempotencyHit{idem_.text(0), idem_.text(1), idem_.i64(2)};
+    IdempotencyHit hit;
+    std::int64_t seq;
+    {
+      ResetGuard g{idem_};
+      idem_.bind(1, key);
+      if (!idem_.step()) return std::nullopt;
+      seq = idem_.i64(0);
+      hit = IdempotencyHit{idem_.text(1), idem_.text(2), idem_.i64(3), {}};
+    }
+    hit.refs.push_back(hit.ref);
+    ResetGuard g{batch_refs_};
+    batch_refs_.bind(1, seq);
+    while (batch_refs_.step()) hit.refs.push_back(batch_refs_.text(0));
+    return hit;
   }
 
  private:
   void write_inserts(const Commit& c) {
-    for (job::Job* j : c.inserts) {
-      if (!j->idempotency_key.empty()) {
-        // A key is honoured for 24 h; an older job holding it gives it up.
-        ResetGuard g{release_idem_};
-        release_idem_.bind(1, j->idempotency_key).bind(2, j->submitted - kIdempotencyWindowS).run();
+    std::size_t at = 0;
+    for (std::size_t run = 0; at < c.inserts.size(); ++run) {
+      std::size_t n = run < c.batches.size() ? std::max<std::uint32_t>(1, c.batches[run]) : 1;
+      std::int64_t first_seq = 0;
+      for (std::size_t k = 0; k < n && at < c.inserts.size(); ++k, ++at) {
+        insert_one(*c.inserts[at], first_seq);
+        if (k == 0) first_seq = c.inserts[at]->seq;
       }
-      std::string recipients = job::recipients_to_store(j->recipients);
-      ResetGuard g{insert_};
-      insert_.bind(1, j->ref).bind(2, j->submitted).bind(3, j->submitted * 1000).bind(4, j->sender);
-      insert_.bind_blob(5, j->message).bind(6, recipients);
-      if (j->idempotency_key.empty())
-        insert_.bind_null(7).bind_null(8);
-      else
-        insert_.bind(7, j->idempotency_key).bind(8, j->request_hash);
-      insert_.step();
-      j->seq = sqlite3_last_insert_rowid(writer_.get());
     }
+  }
+
+  // `first_seq`: the seq of the first job of j's batch, 0 when j is the first (or alone).
+  void insert_one(job::Job& j, std::int64_t first_seq) {
+    bool keyed = first_seq == 0 && !j.idempotency_key.empty();
+    if (keyed) {
+      // A key is honoured for 24 h; an older job holding it gives it up.
+      ResetGuard g{release_idem_};
+      release_idem_.bind(1, j.idempotency_key).bind(2, j.submitted - kIdempotencyWindowS).run();
+    }
+    std::string recipients = job::recipients_to_store(j.recipients);
+    ResetGuard g{insert_};
+    insert_.bind(1, j.ref).bind(2, j.submitted).bind(3, j.submitted * 1000).bind(4, j.sender);
+    insert_.bind_blob(5, j.message).bind(6, recipients);
+    if (keyed)
+      insert_.bind(7, j.idempotency_key).bind(8, j.request_hash);
+    else
+      insert_.bind_null(7).bind_null(8);
+    if (first_seq == 0)
+      insert_.bind_null(9);
+    else
+      insert_.bind(9, first_seq);
+    insert_.step();
+    j.seq = sqlite3_last_insert_rowid(writer_.get());
   }
 
   void write_updates(std::span<const JobUpdate> updates) {
@@ -549,7 +636,7 @@ class SqliteStore final : public Store {
   static constexpr int kCheckpointPages = 10000;  // ~40 MB of WAL: a page rewritten many times is copied once
 
   struct SchemaInit {
-    explicit SchemaInit(Db& db) { db.exec(kSchema); }
+    SchemaInit(Db& db, const std::string& path) { migrate(db, path); }
   };
 
   FileLock lock_;  // first: nothing is opened before the file is ours
@@ -561,7 +648,7 @@ class SqliteStore final : public Store {
   std::mutex claims_mu_;  // taken before read_mu_, never the other way round
   Claims claims_;
   Stmt insert_, update_, release_idem_, begin_, commit_, rollback_, purge_slice_, purge_;
-  Stmt find_, find_seq_, due_, due_all_, load_, next_due_, counts_, oldest_, idem_;
+  Stmt find_, find_seq_, due_, due_all_, load_, next_due_, counts_, oldest_, idem_, batch_refs_;
   Db checkpointer_;
   std::mutex ckpt_mu_;
   std::condition_variable ckpt_cv_;
@@ -571,6 +658,8 @@ class SqliteStore final : public Store {
 };
 
 }  // namespace
+
+int sqlite_schema_version() { return kSchemaVersion; }
 
 std::unique_ptr<Store> open_sqlite(const SqliteOptions& options) { return std::make_unique<SqliteStore>(options); }
 

@@ -72,6 +72,10 @@ struct JobUpdate {
 // What one group commit writes, in one transaction.
 struct Commit {
   std::span<job::Job* const> inserts;  // their seq is assigned
+  // Sizes of consecutive runs of `inserts` submitted together (POST /mail/batch), summing to
+  // inserts.size(); empty: every insert stands alone. A run shares the Idempotency-Key of its
+  // first job (the others' keys are ignored), and find_idempotency() returns all its refs.
+  std::span<const std::uint32_t> batches;
   std::span<const JobUpdate> updates;  // outcomes; each releases the job's claim
   std::string_view owner;              // claims the inserts (empty: left unclaimed)
   std::int64_t lease_until_ms = 0;
@@ -85,9 +89,10 @@ struct Counts {
 };
 
 struct IdempotencyHit {
-  std::string ref;
+  std::string ref;  // the (first) job the key was used for
   std::string request_hash;
   std::int64_t submitted = 0;
+  std::vector<std::string> refs;  // every job stored under the key, in order ({ref} unless a batch)
 };
 
 class Store {
@@ -135,7 +140,12 @@ struct SqliteOptions {
   bool synchronous_full = false;
 };
 
-// Throws StoreError when the database cannot be opened or is in use by another process.
+// The schema version this binary writes. Opening an older database migrates it forward (in one
+// transaction); a newer one is refused with StoreError.
+int sqlite_schema_version();
+
+// Throws StoreError when the database cannot be opened, is newer than this binary, or is in
+// use by another process.
 std::unique_ptr<Store> open_sqlite(const SqliteOptions& options);
 
 }  // namespace websmtp::store
