@@ -9,7 +9,7 @@ namespace websmtp::store {
 WriteBatcher::WriteBatcher(Store& store, const Clock& clock, Options options, UpdateDone on_update, PurgeDone on_purge)
     : store_(store),
       clock_(clock),
-      options_(options),
+      options_(std::move(options)),
       on_update_(std::move(on_update)),
       on_purge_(std::move(on_purge)),
       thread_([this] {
@@ -83,7 +83,10 @@ void WriteBatcher::run() {
       for (auto& p : inserts) insert_ptrs.push_back(&p.job);
       std::string error;
       try {
-        store_.commit(Commit{.inserts = insert_ptrs, .updates = updates});
+        store_.commit(Commit{.inserts = insert_ptrs,
+                             .updates = updates,
+                             .owner = options_.owner,
+                             .lease_until_ms = clock_.now_ms() + options_.lease_ms});
       } catch (const StoreError& e) {
         error = e.what();
       }

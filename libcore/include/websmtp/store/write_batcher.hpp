@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <functional>
 #include <mutex>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -26,6 +27,8 @@ class WriteBatcher {
     std::size_t max_batch = 1024;
     std::int64_t status_ttl_s = 7 * 86400;
     std::int64_t purge_interval_ms = 60'000;
+    std::string owner = std::string(kLocalOwner);  // claims the inserted jobs (empty: nobody)
+    std::int64_t lease_ms = kDefaultLeaseMs;
   };
 
   WriteBatcher(Store& store, const Clock& clock, Options options, UpdateDone on_update, PurgeDone on_purge);
