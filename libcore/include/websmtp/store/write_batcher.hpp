@@ -3,6 +3,10 @@
 // queue here; each round commits everything pending in one transaction, then runs the
 // callbacks (which send the HTTP 202s and release jobs to the dispatcher). Concurrent
 // submitters therefore share a commit instead of paying one each.
+//
+// When a commit fails (disk full, I/O error), the new jobs of that round are refused at once
+// (their clients get a 503) and the outcomes are kept and committed again, with back-off,
+// until the store takes them.
 #include <condition_variable>
 #include <cstdint>
 #include <functional>
@@ -20,13 +24,17 @@ class WriteBatcher {
  public:
   // ok=false: the job was not stored (error says why); the client must not get a 202.
   using InsertDone = std::function<void(job::Job&& job, bool ok, const std::string& error)>;
+  // All the jobs of one insert_many(), in the order given, stored together or not at all.
+  using BatchDone = std::function<void(std::vector<job::Job>&& jobs, bool ok, const std::string& error)>;
   using UpdateDone = std::function<void(const JobUpdate& update)>;
   using PurgeDone = std::function<void(const Counts& removed)>;
 
   struct Options {
-    std::size_t max_batch = 1024;
+    std::size_t max_batch = 1024;  // jobs per commit (an insert_many() larger than this commits alone)
     std::int64_t status_ttl_s = 7 * 86400;
     std::int64_t purge_interval_ms = 60'000;
+    std::int64_t retry_min_ms = 100;  // back-off after a failed commit, doubling up to retry_max_ms
+    std::int64_t retry_max_ms = 5000;
     std::string owner = std::string(kLocalOwner);  // claims the inserted jobs (empty: nobody)
     std::int64_t lease_ms = kDefaultLeaseMs;
   };
@@ -37,6 +45,8 @@ class WriteBatcher {
   WriteBatcher& operator=(const WriteBatcher&) = delete;
 
   void insert(job::Job job, InsertDone done);
+  // All or nothing: the jobs are committed in one transaction, never split across two.
+  void insert_many(std::vector<job::Job> jobs, BatchDone done);
   // Outcomes are never dropped: on a store error they are retried until they commit.
   void update(JobUpdate update);
   // Commits what is pending and stops the thread.
@@ -47,10 +57,15 @@ class WriteBatcher {
 
  private:
   struct PendingInsert {
-    job::Job job;
+    job::Job job;  // insert()
     InsertDone done;
+    std::vector<job::Job> jobs;  // insert_many()
+    BatchDone batch_done;
+    std::size_t size() const { return batch_done ? jobs.size() : 1; }
   };
   void run();
+  bool commit_round(std::vector<PendingInsert>& inserts, std::vector<JobUpdate>& updates);
+  void purge_if_due(std::int64_t& next_purge);
 
   Store& store_;
   const Clock& clock_;
@@ -63,6 +78,9 @@ class WriteBatcher {
   std::vector<JobUpdate> updates_;
   bool stopping_ = false;
   bool failing_ = false;
+  // Per-round buffers of the commit thread, kept to reuse their capacity.
+  std::vector<job::Job*> insert_ptrs_;
+  std::vector<std::uint32_t> batch_sizes_;
   std::thread thread_;
 };
 
