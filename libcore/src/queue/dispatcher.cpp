@@ -3,6 +3,7 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <unordered_map>
 
 #include "websmtp/common/thread.hpp"
 
@@ -92,6 +93,15 @@ void Dispatcher::release(std::int64_t seq, std::optional<std::int64_t> next_at_m
   }
 }
 
+bool Dispatcher::requeue(store::JobUpdate& uncommitted) {
+  std::lock_guard lock(mu_);
+  if (stopping_) return false;
+  out_.erase(uncommitted.seq);
+  requeued_.push_back(std::move(uncommitted));
+  refill_cv_.notify_one();
+  return true;
+}
+
 std::size_t Dispatcher::in_flight() const {
   std::lock_guard lock(mu_);
   return out_.size();
@@ -120,7 +130,8 @@ void Dispatcher::run() {
       continue;
     }
     bool timer_due = timer_ms_ && now >= *timer_ms_;
-    bool want = (backlog_ && ready_.size() < options_.buffer / 2) || timer_due;
+    bool want_refill = (backlog_ && ready_.size() < options_.buffer / 2) || timer_due;
+    bool want = want_refill || !requeued_.empty();
     if (!want || now < reads_at_ms) {
       std::int64_t deadline = renew_at_ms_;
       if (timer_ms_) deadline = std::min(deadline, *timer_ms_);
@@ -134,7 +145,8 @@ void Dispatcher::run() {
     }
     lock.unlock();
     try {
-      refill();
+      load_requeued();
+      if (want_refill) refill();
     } catch (const std::exception& e) {
       // The store is failing: jobs stay stored; try again shortly.
       spdlog::warn("dispatcher: cannot read due jobs: {}", e.what());
@@ -142,6 +154,46 @@ void Dispatcher::run() {
     }
     lock.lock();
   }
+}
+
+// Handed-back jobs: the message comes from the store (whose row is still as before the
+// uncommitted attempt, and due), the recipients from the uncommitted outcome. The row's
+// `started` is kept, so the next outcome knows whether the store saw the job started.
+void Dispatcher::load_requeued() {
+  std::vector<store::JobUpdate> held;
+  {
+    std::lock_guard lock(mu_);
+    if (requeued_.empty()) return;
+    held.swap(requeued_);
+  }
+  std::vector<std::int64_t> seqs;
+  seqs.reserve(held.size());
+  for (const auto& u : held) seqs.push_back(u.seq);
+  std::vector<job::Job> jobs;
+  try {
+    jobs = store_.load(seqs, clock_.now_ms());
+  } catch (...) {
+    std::lock_guard lock(mu_);
+    std::move(held.begin(), held.end(), std::back_inserter(requeued_));
+    throw;
+  }
+  std::unordered_map<std::int64_t, job::Job*> by_seq;
+  for (auto& j : jobs) by_seq.emplace(j.seq, &j);
+  std::vector<job::Job> back;
+  back.reserve(held.size());
+  for (auto& u : held) {
+    auto it = by_seq.find(u.seq);
+    if (it == by_seq.end()) {
+      spdlog::warn("job {}: no longer pending in the store; its uncommitted outcome is dropped", u.ref);
+      continue;
+    }
+    job::Job& j = *it->second;
+    j.recipients = std::move(u.recipients);
+    back.push_back(std::move(j));
+  }
+  std::lock_guard lock(mu_);
+  for (auto& j : back) ready_.push_back(std::move(j));
+  if (!back.empty()) work_cv_.notify_all();
 }
 
 void Dispatcher::refill() {

@@ -101,7 +101,9 @@ void Gateway::start() {
       [this](const store::Counts& removed) {
         completed_ -= removed.completed;
         failed_ -= removed.failed;
-      });
+      },
+      // A deferral the store could not commit (full disk) is still attempted at its retry time.
+      [this](store::JobUpdate& u) { return dispatcher_->requeue(u); });
   dispatcher_ = std::make_unique<queue::Dispatcher>(*store_, clock_, queue::Dispatcher::Options{});
   dispatcher_->start();
   for (int i = 0; i < config_.threads; ++i)

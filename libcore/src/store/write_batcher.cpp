@@ -3,8 +3,8 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
-#include <iterator>
 #include <limits>
+#include <unordered_map>
 
 #include "websmtp/common/thread.hpp"
 
@@ -14,24 +14,47 @@ namespace {
 
 constexpr std::int64_t kNever = std::numeric_limits<std::int64_t>::max();
 
-// Adds `incoming` to the kept outcomes (moving from it).
-void append(std::vector<JobUpdate>& kept, std::vector<JobUpdate>& incoming) {
+// Adds `incoming` to the kept outcomes (moving from it). An outcome for a job already kept
+// supersedes the kept one, but keeps its first_attempt: the store still has the job as it was
+// before the older attempt.
+void supersede(std::vector<JobUpdate>& kept, std::vector<JobUpdate>& incoming) {
   if (kept.empty()) {
     std::swap(kept, incoming);
     return;
   }
-  std::move(incoming.begin(), incoming.end(), std::back_inserter(kept));
+  std::unordered_map<std::int64_t, std::size_t> at;
+  at.reserve(kept.size() + incoming.size());
+  for (std::size_t i = 0; i < kept.size(); ++i) at.emplace(kept[i].seq, i);
+  for (auto& u : incoming) {
+    auto [it, fresh] = at.emplace(u.seq, kept.size());
+    if (fresh) {
+      kept.push_back(std::move(u));
+      continue;
+    }
+    bool first_attempt = kept[it->second].first_attempt;
+    kept[it->second] = std::move(u);
+    kept[it->second].first_attempt = first_attempt;
+  }
   incoming.clear();
+}
+
+std::int64_t earliest_retry(const std::vector<JobUpdate>& updates) {
+  std::int64_t t = kNever;
+  for (const auto& u : updates)
+    if (u.next_at_ms) t = std::min(t, *u.next_at_ms);
+  return t;
 }
 
 }  // namespace
 
-WriteBatcher::WriteBatcher(Store& store, const Clock& clock, Options options, UpdateDone on_update, PurgeDone on_purge)
+WriteBatcher::WriteBatcher(Store& store, const Clock& clock, Options options, UpdateDone on_update, PurgeDone on_purge,
+                           RetryDue on_retry_due)
     : store_(store),
       clock_(clock),
       options_(std::move(options)),
       on_update_(std::move(on_update)),
       on_purge_(std::move(on_purge)),
+      on_retry_due_(std::move(on_retry_due)),
       thread_([this] {
         name_this_thread("ws-commit");
         run();
@@ -67,9 +90,12 @@ void WriteBatcher::insert_many(std::vector<job::Job> jobs, BatchDone done) {
 
 void WriteBatcher::update(JobUpdate update) {
   std::lock_guard lock(mu_);
+  std::int64_t due = update.next_at_ms.value_or(kNever);
+  incoming_due_ms_ = std::min(incoming_due_ms_, due);
   updates_.push_back(std::move(update));
-  // The commit thread takes every pending outcome when it wakes: one wake-up is enough.
-  if (updates_.size() == 1) cv_.notify_one();
+  // The first pending outcome wakes the thread; later ones only if they are due before the
+  // time it sleeps until (while commits fail, a deferral may have to be handed back earlier).
+  if (updates_.size() == 1 || due < wake_at_) cv_.notify_one();
 }
 
 bool WriteBatcher::failing() const {
@@ -93,6 +119,7 @@ void WriteBatcher::run() {
   std::int64_t next_purge = clock_.now_ms();
   std::int64_t backoff_ms = 0;          // > 0 while commits fail
   std::int64_t retry_at = kNever;       // next commit attempt while they do
+  std::int64_t kept_due = kNever;       // earliest retry time among the kept outcomes
   int failed_rounds_while_stopping = 0;
   for (;;) {
     bool stopping;
@@ -102,9 +129,15 @@ void WriteBatcher::run() {
         if (stopping_ || !inserts_.empty()) break;
         bool kept = !updates.empty();
         if (!updates_.empty() && !kept) break;
-        std::int64_t deadline = kept ? std::min(next_purge, retry_at) : next_purge;
+        std::int64_t deadline = next_purge;
+        if (kept) {
+          deadline = std::min(deadline, retry_at);
+          if (on_retry_due_) deadline = std::min({deadline, kept_due, incoming_due_ms_});
+        }
         if (clock_.now_ms() >= deadline) break;
+        wake_at_ = deadline;
         clock_.wait_until(cv_, lock, deadline);
+        wake_at_ = std::numeric_limits<std::int64_t>::min();
       }
       stopping = stopping_;
       // Whole submits only: the jobs of one insert_many() never straddle two commits.
@@ -117,7 +150,8 @@ void WriteBatcher::run() {
         std::move(inserts_.begin(), inserts_.begin() + static_cast<std::ptrdiff_t>(n), std::back_inserter(inserts));
         inserts_.erase(inserts_.begin(), inserts_.begin() + static_cast<std::ptrdiff_t>(n));
       }
-      append(updates, updates_);
+      supersede(updates, updates_);
+      incoming_due_ms_ = kNever;
       if (stopping && inserts.empty() && updates.empty() && inserts_.empty()) return;
     }
 
@@ -129,6 +163,8 @@ void WriteBatcher::run() {
       } else {
         backoff_ms = std::min(backoff_ms ? backoff_ms * 2 : options_.retry_min_ms, options_.retry_max_ms);
         retry_at = attempted_ms + backoff_ms;
+        if (!stopping) hand_back_due(updates);
+        kept_due = earliest_retry(updates);
         // At shutdown, give up on outcomes only after repeated failures: the jobs stay
         // in the store and are attempted again after restart (at-least-once).
         if (stopping && ++failed_rounds_while_stopping >= 5) {
@@ -184,6 +220,14 @@ bool WriteBatcher::commit_round(std::vector<PendingInsert>& inserts, std::vector
     updates.clear();
   }
   return ok;
+}
+
+// After a failed commit: kept deferrals whose retry time has come are handed back, so the job
+// is attempted on time however long the store keeps failing.
+void WriteBatcher::hand_back_due(std::vector<JobUpdate>& updates) {
+  if (!on_retry_due_) return;
+  std::int64_t now = clock_.now_ms();
+  std::erase_if(updates, [&](JobUpdate& u) { return u.next_at_ms && *u.next_at_ms <= now && on_retry_due_(u); });
 }
 
 void WriteBatcher::purge_if_due(std::int64_t& next_purge) {

@@ -11,6 +11,8 @@
 #include "../../support/manual_clock.hpp"
 #include "../../support/temp_dir.hpp"
 #include "../store/test_jobs.hpp"
+#include "websmtp/store/forwarding_store.hpp"
+#include "websmtp/store/write_batcher.hpp"
 
 using namespace websmtp;
 using namespace std::chrono_literals;
@@ -152,4 +154,84 @@ TEST(Dispatcher, ClaimsAreReleasedByTheOutcomeAndAtStop) {
   EXPECT_EQ(other[0].seq, jobs[0].seq);
   d->stop();  // the buffered jobs' claims are given back
   EXPECT_EQ(f.store->claim_due("other-node", kT0, store::kDefaultLeaseMs, 10).size(), 2u);
+}
+
+TEST(Dispatcher, AHandedBackJobIsAttemptedAgainWithItsUncommittedOutcome) {
+  Fixture f;
+  auto [d, j] = f.one_job_taken();
+  auto u = deferral(j, kT0);
+  ASSERT_TRUE(d->requeue(u));
+  EXPECT_EQ(d->in_flight(), 0u);
+  auto again = take(*d);
+  ASSERT_TRUE(again);
+  EXPECT_EQ(again->seq, j.seq);
+  EXPECT_EQ(again->message, j.message);
+  EXPECT_EQ(again->recipients[0].attempts, 1);
+  EXPECT_EQ(again->recipients[0].state, job::RecipientState::kDeferred);
+  EXPECT_FALSE(again->started);  // as the store has it: the next outcome is its first attempt
+  EXPECT_TRUE(f.store->claim_due("other-node", kT0, store::kDefaultLeaseMs, 10).empty());  // still ours
+  d->stop();
+  store::JobUpdate late{.seq = j.seq, .recipients = j.recipients};
+  EXPECT_FALSE(d->requeue(late));
+  EXPECT_EQ(late.recipients.size(), 1u);  // left to the caller
+}
+
+// The full-disk case end to end: a deferral whose commit fails is attempted again at its
+// retry time while the store still fails, and only the final outcome is committed, once.
+TEST(Dispatcher, ADeferralThatCannotBeCommittedIsRetriedOnTime) {
+  struct FailingStore final : store::ForwardingStore {
+    using ForwardingStore::ForwardingStore;
+    std::atomic<bool> failing{false};
+    void commit(const store::Commit& c) override {
+      if (failing) throw store::StoreError("database or disk is full");
+      ForwardingStore::commit(c);
+    }
+  };
+  Fixture f;
+  FailingStore failing_store(std::move(f.store));
+  queue::Dispatcher d(failing_store, f.clock, {});
+  std::mutex mu;
+  std::condition_variable cv;
+  std::vector<store::JobUpdate> committed;
+  store::WriteBatcher b(
+      failing_store, f.clock, {.retry_min_ms = 100},
+      [&](const store::JobUpdate& u) {
+        d.release(u.seq, u.next_at_ms);
+        std::lock_guard lock(mu);
+        committed.push_back(u);
+        cv.notify_all();
+      },
+      [](const store::Counts&) {}, [&](store::JobUpdate& u) { return d.requeue(u); });
+  d.start();
+  std::promise<job::Job> stored;
+  b.insert(make_job(), [&](job::Job&& j, bool ok, const std::string&) {
+    EXPECT_TRUE(ok);
+    d.offer(job::Job(j));
+    stored.set_value(std::move(j));
+  });
+  auto j = take(d);
+  ASSERT_TRUE(j);
+  failing_store.failing = true;
+  b.update(deferral(*j, kT0 + 1000));
+  f.clock.advance_ms(1000);  // the retry time: the store still fails
+  auto again = take(d);
+  ASSERT_TRUE(again);
+  EXPECT_EQ(again->recipients[0].attempts, 1);
+  b.update(delivered(*again, /*first_attempt=*/!again->started, f.clock.now_s()));
+  failing_store.failing = false;  // space returns
+  f.clock.advance_ms(5000);
+  {
+    std::unique_lock lock(mu);
+    ASSERT_TRUE(cv.wait_for(lock, 10s, [&] { return !committed.empty(); }));
+    ASSERT_EQ(committed.size(), 1u);
+    EXPECT_TRUE(committed[0].first_attempt);
+  }
+  auto row = failing_store.find(stored.get_future().get().ref);
+  ASSERT_TRUE(row);
+  EXPECT_EQ(row->recipients[0].attempts, 2);
+  EXPECT_EQ(row->recipients[0].state, job::RecipientState::kDelivered);
+  EXPECT_EQ(failing_store.counts().completed, 1);
+  EXPECT_EQ(d.in_flight(), 0u);
+  b.stop();
+  d.stop();
 }

@@ -1,5 +1,5 @@
-// The group commit against a real SQLite store, with time driven by a ManualClock: back-off
-// and purge interval happen when the test moves the clock, never by sleeping.
+// The group commit against a real SQLite store, with time driven by a ManualClock: back-off,
+// purge interval and retry hand-back happen when the test moves the clock, never by sleeping.
 #include "websmtp/store/write_batcher.hpp"
 
 #include <gtest/gtest.h>
@@ -29,6 +29,7 @@ struct Observed {
   std::vector<std::size_t> commit_sizes;  // jobs inserted per successful commit
   int commit_attempts = 0;
   std::vector<JobUpdate> committed;
+  std::vector<JobUpdate> handed_back;
   Counts purged;
   std::vector<std::pair<std::size_t, bool>> insert_results;  // (jobs, ok) per insert callback
 
@@ -83,6 +84,7 @@ struct Fixture {
   websmtp::testing::ManualClock clock{kT0};
   Observed o;
   RecordingStore store{open_sqlite({dir.file("db"), false}), o};
+  std::atomic<bool> take_handed_back{true};
 
   std::unique_ptr<WriteBatcher> batcher(WriteBatcher::Options options = {}) {
     return std::make_unique<WriteBatcher>(
@@ -92,6 +94,11 @@ struct Fixture {
             o.purged.completed += c.completed;
             o.purged.failed += c.failed;
           });
+        },
+        [this](JobUpdate& u) {
+          if (!take_handed_back) return false;
+          o.note([&] { o.handed_back.push_back(std::move(u)); });
+          return true;
         });
   }
   WriteBatcher::InsertDone record_insert() {
@@ -181,6 +188,62 @@ TEST(WriteBatcher, AFailedCommitRefusesItsInsertsAndKeepsItsOutcomesUntilTheStor
   EXPECT_FALSE(b->failing());
   EXPECT_EQ(f.store.counts().completed, 1);
   EXPECT_EQ(f.store.counts().queued, 0);
+}
+
+TEST(WriteBatcher, HandsBackAKeptDeferralWhenItsRetryIsDue) {
+  Fixture f;
+  auto b = f.batcher({.retry_min_ms = 100, .retry_max_ms = 5000});
+  auto j = f.stored_job();
+  auto other = f.stored_job();
+  f.store.failing = true;
+  b->update(deferral(j, kT0 + 1500));
+  b->update(delivered(other));  // final: kept until it commits, never handed back
+  ASSERT_TRUE(f.o.wait([&] { return f.o.commit_attempts >= 1; }));
+  f.clock.advance_ms(1000);  // back-off rounds, not yet due
+  EXPECT_TRUE(f.o.handed_back.empty());
+  // Back-off is at 200 ms and growing; the retry time, not the back-off, decides.
+  f.clock.set_ms(kT0 + 1500);
+  ASSERT_TRUE(f.o.wait([&] { return f.o.handed_back.size() == 1; }));
+  EXPECT_EQ(f.o.handed_back[0].seq, j.seq);
+  EXPECT_EQ(f.o.handed_back[0].recipients[0].attempts, 1);
+  EXPECT_TRUE(f.o.committed.empty());
+  // The store recovers: the final outcome lands; the handed-back one is not written.
+  f.store.failing = false;
+  f.clock.advance_ms(5000);
+  ASSERT_TRUE(f.o.wait([&] { return f.o.committed.size() == 1; }));
+  EXPECT_EQ(f.o.committed[0].seq, other.seq);
+  EXPECT_FALSE(f.store.find(j.ref)->started);
+}
+
+TEST(WriteBatcher, KeepsADueDeferralWhenNobodyTakesIt) {
+  Fixture f;
+  f.take_handed_back = false;  // e.g. the dispatcher is stopping
+  auto b = f.batcher({.retry_min_ms = 100});
+  auto j = f.stored_job();
+  f.store.failing = true;
+  b->update(deferral(j, kT0 + 100));
+  ASSERT_TRUE(f.o.wait([&] { return f.o.commit_attempts >= 1; }));
+  f.store.failing = false;
+  f.clock.advance_ms(200);
+  ASSERT_TRUE(f.o.wait([&] { return f.o.committed.size() == 1; }));
+  EXPECT_EQ(f.store.find(j.ref)->recipients[0].attempts, 1);
+}
+
+TEST(WriteBatcher, ALaterOutcomeSupersedesAKeptOne) {
+  Fixture f;
+  auto b = f.batcher({.retry_min_ms = 100});
+  auto j = f.stored_job();
+  f.store.failing = true;
+  b->update(deferral(j, kT0 + 3'600'000, /*first_attempt=*/true));
+  ASSERT_TRUE(f.o.wait([&] { return f.o.commit_attempts >= 1; }));
+  b->update(delivered(j, /*first_attempt=*/false));
+  f.store.failing = false;
+  f.clock.advance_ms(100);
+  ASSERT_TRUE(f.o.wait([&] { return !f.o.committed.empty(); }));
+  ASSERT_EQ(f.o.committed.size(), 1u);  // one outcome per job: counted once
+  EXPECT_EQ(f.o.committed[0].outcome, Outcome::kDelivered);
+  EXPECT_TRUE(f.o.committed[0].first_attempt);  // the store never saw the job started
+  EXPECT_EQ(f.store.counts().completed, 1);
 }
 
 TEST(WriteBatcher, PurgesFinishedJobsOnItsInterval) {

@@ -16,6 +16,7 @@
 #include <string>
 #include <thread>
 #include <unordered_set>
+#include <vector>
 
 #include "websmtp/common/clock.hpp"
 #include "websmtp/store/store.hpp"
@@ -48,12 +49,19 @@ class Dispatcher {
   // The outcome of an attempt is committed (which released the claim). A deferred job is due
   // again at next_at_ms.
   void release(std::int64_t seq, std::optional<std::int64_t> next_at_ms);
+  // An attempt's outcome that could not be committed, due for its retry (the WriteBatcher's
+  // RetryDue). The job is still claimed and the store still holds it as it was before that
+  // attempt: it goes back to a worker with this outcome's recipients. Takes the update (moving
+  // from it) and returns true, or returns false once stopped (the caller keeps it).
+  bool requeue(store::JobUpdate& uncommitted);
+
   std::size_t in_flight() const;
   std::size_t ready() const;
 
  private:
   void run();
   void refill();
+  void load_requeued();
 
   store::Store& store_;
   const Clock& clock_;
@@ -63,6 +71,7 @@ class Dispatcher {
   std::condition_variable refill_cv_;  // the refill thread waits here
   std::deque<job::Job> ready_;
   std::unordered_set<std::int64_t> out_;      // taken by a worker, outcome not committed yet
+  std::vector<store::JobUpdate> requeued_;    // handed back, waiting for their message to be read
   bool backlog_ = true;                       // the store may hold due jobs that are not in memory
   std::uint64_t overflow_gen_ = 0;
   std::optional<std::int64_t> timer_ms_;  // earliest known retry time
