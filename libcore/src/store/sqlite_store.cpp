@@ -79,9 +79,12 @@ class Stmt {
   Stmt& operator=(const Stmt&) = delete;
 
   Stmt& bind(int i, std::int64_t v) { return check(sqlite3_bind_int64(stmt_, i, v)); }
+  // Text and blobs are bound without a copy (SQLITE_STATIC): the bytes must stay valid until
+  // the statement is reset, so bind only what outlives the ResetGuard (never a temporary).
   Stmt& bind(int i, std::string_view v) {
-    return check(sqlite3_bind_text(stmt_, i, v.data(), static_cast<int>(v.size()), SQLITE_TRANSIENT));
+    return check(sqlite3_bind_text(stmt_, i, v.data(), static_cast<int>(v.size()), SQLITE_STATIC));
   }
+  Stmt& bind(int i, std::string&& v) = delete;
   Stmt& bind_blob(int i, std::string_view v) {
     return check(sqlite3_bind_blob(stmt_, i, v.data(), static_cast<int>(v.size()), SQLITE_STATIC));
   }
@@ -99,6 +102,7 @@ class Stmt {
     step();
     reset();
   }
+  // Bindings are cleared too: a statically bound buffer is not left behind to dangle.
   void reset() {
     sqlite3_reset(stmt_);
     sqlite3_clear_bindings(stmt_);
