@@ -401,8 +401,9 @@ class SqliteStore final : public Store {
     return c;
   }
 
-  std::vector<job::Job> claim_due(std::string_view owner, std::int64_t now_ms, std::int64_t /*lease_ms: never
-                                  expires here*/, std::size_t limit) override {
+  // A lease here never expires: no other process can hold the store (see store.hpp).
+  std::vector<job::Job> claim_due(std::string_view owner, std::int64_t now_ms, std::int64_t /*lease_ms*/,
+                                  std::size_t limit) override {
     std::vector<job::Job> out;
     std::vector<std::int64_t> seqs, gone;
     try {

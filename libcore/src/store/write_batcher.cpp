@@ -117,9 +117,9 @@ void WriteBatcher::run() {
   std::vector<PendingInsert> inserts;
   std::vector<JobUpdate> updates;  // this round's outcomes, and those kept after a failed commit
   std::int64_t next_purge = clock_.now_ms();
-  std::int64_t backoff_ms = 0;          // > 0 while commits fail
-  std::int64_t retry_at = kNever;       // next commit attempt while they do
-  std::int64_t kept_due = kNever;       // earliest retry time among the kept outcomes
+  std::int64_t backoff_ms = 0;     // > 0 while commits fail
+  std::int64_t retry_at = kNever;  // next commit attempt while they do
+  std::int64_t kept_due = kNever;  // earliest retry time among the kept outcomes
   int failed_rounds_while_stopping = 0;
   for (;;) {
     bool stopping;

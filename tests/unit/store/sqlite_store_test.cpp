@@ -88,18 +88,27 @@ void write_version1_db(const std::string& path, int user_version) {
                           .smtp_reply = "4.3.0 later",
                           .time = 1000,
                           .next_attempt = 2000};
-  job::Recipient delivered{.address = "ok@y.zz", .state = job::RecipientState::kDelivered, .attempts = 1,
-                           .smtp_code = 250, .smtp_reply = "2.0.0 ok", .time = 1001};
-  job::Recipient failed{.address = "no@y.zz", .state = job::RecipientState::kFailed, .attempts = 1,
-                        .smtp_code = 550, .smtp_reply = "5.1.1 unknown", .time = 1001, .reason = "rejected"};
+  job::Recipient delivered{.address = "ok@y.zz",
+                           .state = job::RecipientState::kDelivered,
+                           .attempts = 1,
+                           .smtp_code = 250,
+                           .smtp_reply = "2.0.0 ok",
+                           .time = 1001};
+  job::Recipient failed{.address = "no@y.zz",
+                        .state = job::RecipientState::kFailed,
+                        .attempts = 1,
+                        .smtp_code = 550,
+                        .smtp_reply = "5.1.1 unknown",
+                        .time = 1001,
+                        .reason = "rejected"};
   auto row = [&](int seq, const char* ref, int started, int outcome, const char* next_at, const char* message,
                  const job::Recipient& r, const char* idem) {
-    db.exec("INSERT INTO jobs(seq, ref, submitted, completed, started, outcome, next_at, sender, message, "
-            "recipients, idem_key, request_hash) VALUES(" +
-            std::to_string(seq) + ", '" + ref + "', 1000, " + (outcome ? "1001" : "0") + ", " +
-            std::to_string(started) + ", " + std::to_string(outcome) + ", " + next_at + ", 'a@b.cc', " + message +
-            ", '" + job::recipients_to_store({r}) + "', " + idem + ", " + (std::string(idem) == "NULL" ? "NULL" : "'h1'") +
-            ")");
+    db.exec(
+        "INSERT INTO jobs(seq, ref, submitted, completed, started, outcome, next_at, sender, message, "
+        "recipients, idem_key, request_hash) VALUES(" +
+        std::to_string(seq) + ", '" + ref + "', 1000, " + (outcome ? "1001" : "0") + ", " + std::to_string(started) +
+        ", " + std::to_string(outcome) + ", " + next_at + ", 'a@b.cc', " + message + ", '" +
+        job::recipients_to_store({r}) + "', " + idem + ", " + (std::string(idem) == "NULL" ? "NULL" : "'h1'") + ")");
   };
   row(1, "00000000-0000-7000-8000-000000000001", 0, 0, "1000000", "CAST('msg-1' AS BLOB)", queued, "'key-1'");
   row(2, "00000000-0000-7000-8000-000000000002", 1, 0, "2000000", "CAST('msg-2' AS BLOB)", deferred, "NULL");

@@ -30,8 +30,12 @@ inline job::Job make_job(std::int64_t submitted_s = kT0 / 1000, int recipients =
 
 // The outcome of an attempt that deferred every recipient until next_at_ms.
 inline store::JobUpdate deferral(const job::Job& j, std::int64_t next_at_ms, bool first_attempt = true) {
-  store::JobUpdate u{.seq = j.seq, .ref = j.ref, .submitted = j.submitted, .first_attempt = first_attempt,
-                     .recipients = j.recipients, .next_at_ms = next_at_ms};
+  store::JobUpdate u{.seq = j.seq,
+                     .ref = j.ref,
+                     .submitted = j.submitted,
+                     .first_attempt = first_attempt,
+                     .recipients = j.recipients,
+                     .next_at_ms = next_at_ms};
   for (auto& r : u.recipients) {
     r.state = job::RecipientState::kDeferred;
     r.attempts += 1;
@@ -40,9 +44,15 @@ inline store::JobUpdate deferral(const job::Job& j, std::int64_t next_at_ms, boo
 }
 
 // The outcome of an attempt that delivered every recipient.
-inline store::JobUpdate delivered(const job::Job& j, bool first_attempt = false, std::int64_t completed_s = kT0 / 1000) {
-  store::JobUpdate u{.seq = j.seq, .ref = j.ref, .submitted = j.submitted, .first_attempt = first_attempt,
-                     .recipients = j.recipients, .completed = completed_s, .outcome = store::Outcome::kDelivered};
+inline store::JobUpdate delivered(const job::Job& j, bool first_attempt = false,
+                                  std::int64_t completed_s = kT0 / 1000) {
+  store::JobUpdate u{.seq = j.seq,
+                     .ref = j.ref,
+                     .submitted = j.submitted,
+                     .first_attempt = first_attempt,
+                     .recipients = j.recipients,
+                     .completed = completed_s,
+                     .outcome = store::Outcome::kDelivered};
   for (auto& r : u.recipients) {
     r.state = job::RecipientState::kDelivered;
     r.attempts += 1;

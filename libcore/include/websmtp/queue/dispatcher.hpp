@@ -26,9 +26,9 @@ namespace websmtp::queue {
 class Dispatcher {
  public:
   struct Options {
-    std::size_t buffer = 1024;  // ready jobs held in memory
+    std::size_t buffer = 1024;                            // ready jobs held in memory
     std::string owner = std::string(store::kLocalOwner);  // this node's claims (as the WriteBatcher's)
-    std::int64_t lease_ms = store::kDefaultLeaseMs;      // renewed every third of it
+    std::int64_t lease_ms = store::kDefaultLeaseMs;       // renewed every third of it
   };
 
   Dispatcher(store::Store& store, const Clock& clock, Options options);
@@ -70,9 +70,9 @@ class Dispatcher {
   std::condition_variable work_cv_;    // workers wait here
   std::condition_variable refill_cv_;  // the refill thread waits here
   std::deque<job::Job> ready_;
-  std::unordered_set<std::int64_t> out_;      // taken by a worker, outcome not committed yet
-  std::vector<store::JobUpdate> requeued_;    // handed back, waiting for their message to be read
-  bool backlog_ = true;                       // the store may hold due jobs that are not in memory
+  std::unordered_set<std::int64_t> out_;    // taken by a worker, outcome not committed yet
+  std::vector<store::JobUpdate> requeued_;  // handed back, waiting for their message to be read
+  bool backlog_ = true;                     // the store may hold due jobs that are not in memory
   std::uint64_t overflow_gen_ = 0;
   std::optional<std::int64_t> timer_ms_;  // earliest known retry time
   std::int64_t renew_at_ms_ = 0;
