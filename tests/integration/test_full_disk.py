@@ -256,6 +256,51 @@ class FullDiskTest(IntegrationTestCase):
               "%d refused with 503" % (self.disk.kind, len(refs), resent, len(refused)))
 
 
+    def test_a_deferral_that_cannot_be_committed_is_retried_on_time(self):
+        """A deferral whose commit fails on the full disk is attempted again at its retry time
+        (RETRY_MIN=1s) while the disk stays full, not when space returns; once it does, the
+        final outcome is what gets committed, and nothing is lost or counted twice."""
+        refs = self.submit_early_jobs(1)  # holds the only worker at DATA
+        deferred = {}
+        for i in range(3):
+            tid = new_test_id()
+            deferred[tid] = "deferonce-%d-%s@example.net" % (i, tid[:8])
+            refs[tid] = self.daemon.submit(mail(to=[deferred[tid]], test_id=tid))
+        self.disk.fill(self.daemon)
+        refused = []
+        self.submit_while_full(refs, refused, min_refusals=2)  # the store is refusing commits now
+        self.peer.set_fault("none")
+        self.peer.release()
+        # First attempt: 451 at RCPT, a deferral the store cannot take. The disk stays full
+        # until every one of them has been attempted again and delivered.
+        def seen(address):
+            return [e["code"] for e in self.peer.rcpt_events() if e["address"] == address]
+        try:
+            wait_until(lambda: all(seen(a) == [451, 250] for a in deferred.values()), 30,
+                       what="each deferral to be attempted again while the disk is still full")
+        except AssertionError as e:
+            raise AssertionError("%s; RCPT codes seen: %r" % (e, {a: seen(a) for a in deferred.values()}))
+        got = messages_by_test_id(self.peer)
+        self.assertEqual(sorted(t for t in deferred if t in got), sorted(deferred))
+        for tid in deferred:  # the premise: none of these outcomes could be committed yet
+            code, doc = self.daemon.status(refs[tid])
+            self.assertEqual((code, doc["status"]), (200, "not started"),
+                             "an outcome was committed on the full disk: the test proves nothing")
+
+        self.disk.release(self.daemon)
+        self.submit_until_accepted(refs)
+        docs = self.daemon.wait_all_completed(refs.values(), timeout=60)
+        for tid in deferred:
+            rcpt = docs[refs[tid]]["recipients"][0]
+            self.assertEqual((rcpt["state"], rcpt["attempts"]), ("delivered", 2), rcpt)
+            self.assertNotIn("possible_duplicate", rcpt)  # the 451 came before any DATA
+        q = self.daemon.wait_idle(timeout=20)
+        self.assertEqual((q["queued"], q["deferred"], q["completed"], q["failed"]), (0, 0, len(refs), 0), q)
+        self.assertEqual(q["delivered_total"], len(refs), q)
+        got = self.check_everything_delivered(refs, refused)
+        self.assertEqual({t: len(got[t]) for t in refs}, {t: 1 for t in refs}, "a job was sent twice")
+        self.check_after_restart(refs, got)
+
     def test_failed_start_on_a_full_disk_keeps_the_possible_duplicate_flag(self):
         if self.disk.kind != "tmpfs":
             raise unittest.SkipTest("needs a filesystem that stays full across a restart")

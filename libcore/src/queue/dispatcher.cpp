@@ -2,12 +2,20 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
+#include <unordered_map>
+
 #include "websmtp/common/thread.hpp"
 
 namespace websmtp::queue {
 
+namespace {
+// After a failed store read, the next refill waits this long (the jobs stay stored).
+constexpr std::int64_t kReadRetryMs = 1000;
+}  // namespace
+
 Dispatcher::Dispatcher(store::Store& store, const Clock& clock, Options options)
-    : store_(store), clock_(clock), options_(options) {}
+    : store_(store), clock_(clock), options_(std::move(options)) {}
 
 Dispatcher::~Dispatcher() { stop(); }
 
@@ -26,17 +34,38 @@ void Dispatcher::stop() {
   work_cv_.notify_all();
   refill_cv_.notify_all();
   if (thread_.joinable()) thread_.join();
+  std::vector<std::int64_t> unused;
+  {
+    std::lock_guard lock(mu_);
+    for (const auto& j : ready_) unused.push_back(j.seq);
+    ready_.clear();
+  }
+  if (unused.empty()) return;
+  try {
+    store_.release(options_.owner, unused);
+  } catch (const std::exception& e) {
+    spdlog::warn("dispatcher: cannot give back {} claims: {}", unused.size(), e.what());
+  }
 }
 
 void Dispatcher::offer(job::Job&& job) {
-  std::lock_guard lock(mu_);
-  if (!backlog_ && ready_.size() < options_.buffer && !claimed_.contains(job.seq)) {
-    claimed_.insert(job.seq);
-    ready_.push_back(std::move(job));
-    work_cv_.notify_one();
-    return;
+  {
+    std::lock_guard lock(mu_);
+    if (!stopping_ && !backlog_ && ready_.size() < options_.buffer) {
+      ready_.push_back(std::move(job));
+      work_cv_.notify_one();
+      return;
+    }
   }
   // Older jobs wait in the store (or the buffer is full): keep FIFO order, fetch it later.
+  // The claim is given back before the backlog is flagged, so a refill that has not seen the
+  // flag yet cannot conclude the store is drained while this job sits in it unclaimed.
+  try {
+    store_.release(options_.owner, std::span<const std::int64_t>(&job.seq, 1));
+  } catch (const std::exception& e) {
+    spdlog::warn("dispatcher: cannot give back the claim on job {}: {}", job.ref, e.what());
+  }
+  std::lock_guard lock(mu_);
   backlog_ = true;
   ++overflow_gen_;
   // Wake the refill thread only when it has room to fill; under a submit storm with busy
@@ -50,22 +79,32 @@ std::optional<job::Job> Dispatcher::take() {
   if (stopping_) return std::nullopt;
   job::Job j = std::move(ready_.front());
   ready_.pop_front();
+  out_.insert(j.seq);
   if (backlog_ && ready_.size() < options_.buffer / 2) refill_cv_.notify_one();
   return j;
 }
 
 void Dispatcher::release(std::int64_t seq, std::optional<std::int64_t> next_at_ms) {
   std::lock_guard lock(mu_);
-  claimed_.erase(seq);
+  out_.erase(seq);
   if (next_at_ms && (!timer_ms_ || *next_at_ms < *timer_ms_)) {
     timer_ms_ = *next_at_ms;
     refill_cv_.notify_one();
   }
 }
 
+bool Dispatcher::requeue(store::JobUpdate& uncommitted) {
+  std::lock_guard lock(mu_);
+  if (stopping_) return false;
+  out_.erase(uncommitted.seq);
+  requeued_.push_back(std::move(uncommitted));
+  refill_cv_.notify_one();
+  return true;
+}
+
 std::size_t Dispatcher::in_flight() const {
   std::lock_guard lock(mu_);
-  return claimed_.size() - ready_.size();
+  return out_.size();
 }
 
 std::size_t Dispatcher::ready() const {
@@ -75,74 +114,109 @@ std::size_t Dispatcher::ready() const {
 
 void Dispatcher::run() {
   std::unique_lock lock(mu_);
+  renew_at_ms_ = clock_.now_ms() + options_.lease_ms / 3;
+  std::int64_t reads_at_ms = 0;  // no store read before this (after a failed one)
   while (!stopping_) {
-    auto want_refill = [&] {
-      return (backlog_ && ready_.size() < options_.buffer / 2) || (timer_ms_ && clock_.now_ms() >= *timer_ms_);
-    };
-    if (!want_refill()) {
-      if (timer_ms_) {
-        auto wait = std::chrono::milliseconds(std::max<std::int64_t>(1, *timer_ms_ - clock_.now_ms()));
-        refill_cv_.wait_for(lock, wait);
-      } else {
-        refill_cv_.wait(lock);
+    std::int64_t now = clock_.now_ms();
+    if (now >= renew_at_ms_) {
+      renew_at_ms_ = now + options_.lease_ms / 3;
+      lock.unlock();
+      try {
+        store_.renew(options_.owner, now, options_.lease_ms);
+      } catch (const std::exception& e) {
+        spdlog::warn("dispatcher: cannot renew this node's claims: {}", e.what());
       }
+      lock.lock();
       continue;
     }
-    if (timer_ms_ && clock_.now_ms() >= *timer_ms_) {
+    bool timer_due = timer_ms_ && now >= *timer_ms_;
+    bool want_refill = (backlog_ && ready_.size() < options_.buffer / 2) || timer_due;
+    bool want = want_refill || !requeued_.empty();
+    if (!want || now < reads_at_ms) {
+      std::int64_t deadline = renew_at_ms_;
+      if (timer_ms_) deadline = std::min(deadline, *timer_ms_);
+      if (want) deadline = std::min(deadline, reads_at_ms);
+      clock_.wait_until(refill_cv_, lock, deadline);
+      continue;
+    }
+    if (timer_due) {
       timer_ms_.reset();
       backlog_ = true;
     }
     lock.unlock();
     try {
-      refill();
+      load_requeued();
+      if (want_refill) refill();
     } catch (const std::exception& e) {
       // The store is failing: jobs stay stored; try again shortly.
       spdlog::warn("dispatcher: cannot read due jobs: {}", e.what());
-      lock.lock();
-      if (!timer_ms_ || *timer_ms_ > clock_.now_ms() + 1000) timer_ms_ = clock_.now_ms() + 1000;
-      continue;
+      reads_at_ms = clock_.now_ms() + kReadRetryMs;
     }
     lock.lock();
   }
 }
 
+// Handed-back jobs: the message comes from the store (whose row is still as before the
+// uncommitted attempt, and due), the recipients from the uncommitted outcome. The row's
+// `started` is kept, so the next outcome knows whether the store saw the job started.
+void Dispatcher::load_requeued() {
+  std::vector<store::JobUpdate> held;
+  {
+    std::lock_guard lock(mu_);
+    if (requeued_.empty()) return;
+    held.swap(requeued_);
+  }
+  std::vector<std::int64_t> seqs;
+  seqs.reserve(held.size());
+  for (const auto& u : held) seqs.push_back(u.seq);
+  std::vector<job::Job> jobs;
+  try {
+    jobs = store_.load(seqs, clock_.now_ms());
+  } catch (...) {
+    std::lock_guard lock(mu_);
+    std::move(held.begin(), held.end(), std::back_inserter(requeued_));
+    throw;
+  }
+  std::unordered_map<std::int64_t, job::Job*> by_seq;
+  for (auto& j : jobs) by_seq.emplace(j.seq, &j);
+  std::vector<job::Job> back;
+  back.reserve(held.size());
+  for (auto& u : held) {
+    auto it = by_seq.find(u.seq);
+    if (it == by_seq.end()) {
+      spdlog::warn("job {}: no longer pending in the store; its uncommitted outcome is dropped", u.ref);
+      continue;
+    }
+    job::Job& j = *it->second;
+    j.recipients = std::move(u.recipients);
+    back.push_back(std::move(j));
+  }
+  std::lock_guard lock(mu_);
+  for (auto& j : back) ready_.push_back(std::move(j));
+  if (!back.empty()) work_cv_.notify_all();
+}
+
 void Dispatcher::refill() {
-  std::size_t want, skip;
+  std::size_t want;
   std::uint64_t gen;
   {
     std::lock_guard lock(mu_);
-    want = options_.buffer - ready_.size();
-    skip = claimed_.size();
+    want = options_.buffer > ready_.size() ? options_.buffer - ready_.size() : 0;
     gen = overflow_gen_;
   }
   std::int64_t now = clock_.now_ms();
-  // Jobs already claimed are still due in the store until their outcome commits; ask
-  // for enough rows to see past them.
-  std::size_t limit = want + skip;
-  auto seqs = store_.due(now, limit);
-  bool exhausted = seqs.size() < limit;
+  std::vector<job::Job> jobs;
+  if (want > 0) jobs = store_.claim_due(options_.owner, now, options_.lease_ms, want);
+  bool exhausted = jobs.size() < want;
   {
     std::lock_guard lock(mu_);
-    std::erase_if(seqs, [&](std::int64_t s) { return claimed_.contains(s); });
+    for (auto& j : jobs) ready_.push_back(std::move(j));
+    if (!jobs.empty()) work_cv_.notify_all();
+    // Every due job is in memory now, unless a submit overflowed meanwhile.
+    if (exhausted && gen == overflow_gen_) backlog_ = false;
   }
-  if (seqs.size() > want) {
-    exhausted = false;  // due jobs were left out: more remain in the store
-    seqs.resize(want);
-  }
-  auto jobs = store_.load(seqs, now);
   auto next = store_.next_due_after(now);
-
   std::lock_guard lock(mu_);
-  std::size_t added = 0;
-  for (auto& j : jobs) {
-    if (claimed_.contains(j.seq)) continue;
-    claimed_.insert(j.seq);
-    ready_.push_back(std::move(j));
-    ++added;
-  }
-  if (added) work_cv_.notify_all();
-  // Every due job is in memory now, unless a submit overflowed meanwhile.
-  if (exhausted && gen == overflow_gen_) backlog_ = false;
   if (next && (!timer_ms_ || *next < *timer_ms_)) timer_ms_ = *next;
 }
 

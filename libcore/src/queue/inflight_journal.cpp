@@ -58,7 +58,10 @@ void InflightJournal::reset() {
 
 void InflightJournal::begin(std::int64_t seq, std::int64_t attempts_before) {
   std::lock_guard lock(mu_);
-  open_[seq] = attempts_before;
+  // An earlier attempt of the job whose outcome is not committed yet (handed back for its
+  // retry while the store was failing) keeps its record: it is the one that matches the
+  // store after a crash, so compaction must not drop it.
+  open_.try_emplace(seq, attempts_before);
   append(Entry{seq, attempts_before});
   if (bytes_ > kCompactBytes) compact();
 }

@@ -39,7 +39,9 @@ void Gateway::start() {
   bo.status_ttl_s = config_.status_ttl_s;
   batcher_ = std::make_unique<store::WriteBatcher>(
       *store_, clock_, bo, [this](const store::JobUpdate& u) { outcome_committed(u); },
-      [this](const store::Counts& removed) { metrics_.purged(removed); });
+      [this](const store::Counts& removed) { metrics_.purged(removed); },
+      // A deferral the store could not commit (full disk) is still attempted at its retry time.
+      [this](store::JobUpdate& u) { return dispatcher_->requeue(u); });
   dispatcher_ = std::make_unique<queue::Dispatcher>(*store_, clock_, queue::Dispatcher::Options{});
   dispatcher_->start();
   submit_ =

@@ -15,7 +15,7 @@ Result<std::string> IdempotencyKeys::scoped(const Caller& caller, std::string_vi
   return caller.id + '\x1f' + std::string(key);
 }
 
-Result<std::optional<std::string>> IdempotencyKeys::reserve(const std::string& key, const std::string& request_hash,
+Result<std::vector<std::string>> IdempotencyKeys::reserve(const std::string& key, const std::string& request_hash,
                                                             std::int64_t now_s) {
   std::lock_guard lock(mu_);
   if (pending_.contains(key))
@@ -28,26 +28,17 @@ Result<std::optional<std::string>> IdempotencyKeys::reserve(const std::string& k
     return fail(ErrorKind::kUnavailable, "store_unavailable", "the job store cannot be read; retry shortly");
   }
   if (hit && hit->submitted >= now_s - store::kIdempotencyWindowS) {
-    if (hit->request_hash == request_hash) return std::optional<std::string>(hit->ref);
+    if (hit->request_hash == request_hash) return std::move(hit->refs);
     return fail(ErrorKind::kConflict, "idempotency_conflict",
                 "this Idempotency-Key was used with a different request body within 24 hours", "Idempotency-Key");
   }
   pending_.insert(key);
-  return std::optional<std::string>();
+  return std::vector<std::string>();
 }
 
 void IdempotencyKeys::release(const std::string& key) {
   std::lock_guard lock(mu_);
   pending_.erase(key);
-}
-
-std::optional<std::string> IdempotencyKeys::find_ref(const std::string& key, std::int64_t now_s) {
-  try {
-    auto hit = store_.find_idempotency(key);
-    if (hit && hit->submitted >= now_s - store::kIdempotencyWindowS) return hit->ref;
-  } catch (const store::StoreError&) {
-  }
-  return std::nullopt;
 }
 
 }  // namespace websmtp::service

@@ -82,7 +82,7 @@ void SubmitService::submit(const Caller& caller, std::string_view body, std::str
     j.request_hash = hex64(fnv1a64(body));
     auto replay = idempotency_.reserve(*key, j.request_hash, j.submitted);
     if (!replay) return done(tl::unexpected(std::move(replay.error())));
-    if (*replay) return done(Accepted{std::move(**replay), true});
+    if (!replay->empty()) return done(Accepted{std::move(replay->front()), true});
     j.idempotency_key = std::move(*key);
   }
 
@@ -125,8 +125,8 @@ void SubmitService::submit_batch(const Caller& caller, std::string_view body, st
     jobs.push_back(make_job(std::move(*req), now_ms));
   }
 
-  // The key covers the whole batch: the first job holds it (with a fingerprint that cannot
-  // match a /mail/send body), the others hold it with their index, for replays.
+  // The key covers the whole batch: the first job holds it, with a fingerprint that cannot
+  // match a /mail/send body; the store finds every ref of the batch from it.
   std::string key;
   if (!idempotency_key.empty()) {
     auto scoped = IdempotencyKeys::scoped(caller, idempotency_key);
@@ -135,19 +135,9 @@ void SubmitService::submit_batch(const Caller& caller, std::string_view body, st
     std::string hash = hex64(fnv1a64(body) ^ 0x6261746368ULL);  // "batch"
     auto replay = idempotency_.reserve(key, hash, now_ms / 1000);
     if (!replay) return done(tl::unexpected(std::move(replay.error())));
-    if (*replay) {
-      BatchAccepted out{{std::move(**replay)}, true};
-      for (std::size_t i = 1; i < jobs.size(); ++i) {
-        auto ref = idempotency_.find_ref(key + '\x1f' + std::to_string(i), now_ms / 1000);
-        if (!ref) return done(fail(ErrorKind::kUnavailable, "store_unavailable", "the job store cannot be read"));
-        out.refs.push_back(std::move(*ref));
-      }
-      return done(std::move(out));
-    }
-    for (std::size_t i = 0; i < jobs.size(); ++i) {
-      jobs[i].idempotency_key = i == 0 ? key : key + '\x1f' + std::to_string(i);
-      jobs[i].request_hash = hash;
-    }
+    if (!replay->empty()) return done(BatchAccepted{std::move(*replay), true});
+    jobs.front().idempotency_key = key;
+    jobs.front().request_hash = std::move(hash);
   }
 
   batcher_.insert_many(std::move(jobs), [this, key, done = std::move(done)](std::vector<job::Job>&& stored, bool ok,

@@ -1,10 +1,17 @@
 // SQLite implementation of the job store: one row per job (WAL mode).
 // Recipients live in a compact JSON column so a job is read and updated as one row.
+#include <fcntl.h>
+#include <spdlog/spdlog.h>
 #include <sqlite3.h>
+#include <unistd.h>
 
+#include <cerrno>
 #include <condition_variable>
+#include <cstring>
+#include <iterator>
 #include <mutex>
 #include <thread>
+#include <unordered_map>
 
 #include "websmtp/common/thread.hpp"
 #include "websmtp/job/json.hpp"
@@ -43,6 +50,17 @@ class Db {
       throw StoreError(std::string("sqlite: ") + msg);
     }
   }
+  // The first column of the first row (0 without one).
+  std::int64_t query_int(const char* sql) {
+    sqlite3_stmt* st = nullptr;
+    if (sqlite3_prepare_v2(db_, sql, -1, &st, nullptr) != SQLITE_OK)
+      throw StoreError(std::string("sqlite: ") + sqlite3_errmsg(db_));
+    int rc = sqlite3_step(st);
+    std::int64_t v = rc == SQLITE_ROW ? sqlite3_column_int64(st, 0) : 0;
+    sqlite3_finalize(st);
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE) throw StoreError(std::string("sqlite: ") + sqlite3_errmsg(db_));
+    return v;
+  }
   sqlite3* get() const { return db_; }
 
  private:
@@ -61,9 +79,12 @@ class Stmt {
   Stmt& operator=(const Stmt&) = delete;
 
   Stmt& bind(int i, std::int64_t v) { return check(sqlite3_bind_int64(stmt_, i, v)); }
+  // Text and blobs are bound without a copy (SQLITE_STATIC): the bytes must stay valid until
+  // the statement is reset, so bind only what outlives the ResetGuard (never a temporary).
   Stmt& bind(int i, std::string_view v) {
-    return check(sqlite3_bind_text(stmt_, i, v.data(), static_cast<int>(v.size()), SQLITE_TRANSIENT));
+    return check(sqlite3_bind_text(stmt_, i, v.data(), static_cast<int>(v.size()), SQLITE_STATIC));
   }
+  Stmt& bind(int i, std::string&& v) = delete;
   Stmt& bind_blob(int i, std::string_view v) {
     return check(sqlite3_bind_blob(stmt_, i, v.data(), static_cast<int>(v.size()), SQLITE_STATIC));
   }
@@ -81,6 +102,7 @@ class Stmt {
     step();
     reset();
   }
+  // Bindings are cleared too: a statically bound buffer is not left behind to dangle.
   void reset() {
     sqlite3_reset(stmt_);
     sqlite3_clear_bindings(stmt_);
@@ -107,7 +129,48 @@ struct ResetGuard {
   ~ResetGuard() { s.reset(); }
 };
 
-constexpr const char* kSchema = R"sql(
+// One process per database file: an exclusive POSIX lock on `<db>.lock`, held while the store
+// is open. The kernel drops it when the process dies, however it dies, so a restart after
+// kill -9 never finds a stale lock. (POSIX locks belong to the process: a second store object
+// on the same file inside one process is not refused, which tests that simulate a crash by
+// abandoning a store rely on.)
+class FileLock {
+ public:
+  explicit FileLock(const std::string& db_path) : path_(db_path + ".lock") {
+    fd_ = ::open(path_.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (fd_ < 0) throw StoreError("cannot open " + path_ + ": " + std::strerror(errno));
+    struct flock fl {};
+    fl.l_type = F_WRLCK;
+    fl.l_whence = SEEK_SET;
+    if (::fcntl(fd_, F_SETLK, &fl) == 0) return;
+    int err = errno;
+    std::string holder;
+    if (err == EAGAIN || err == EACCES) {
+      struct flock probe {};
+      probe.l_type = F_WRLCK;
+      probe.l_whence = SEEK_SET;
+      if (::fcntl(fd_, F_GETLK, &probe) == 0 && probe.l_type != F_UNLCK)
+        holder = " (pid " + std::to_string(probe.l_pid) + ")";
+    }
+    ::close(fd_);
+    if (err == EAGAIN || err == EACCES)
+      throw StoreError("the store " + db_path + " is in use by another websmtpd" + holder +
+                       "; one process per DATA_DIR: stop it, or give this one another DATA_DIR");
+    throw StoreError("cannot lock " + path_ + ": " + std::strerror(err));
+  }
+  ~FileLock() { ::close(fd_); }
+  FileLock(const FileLock&) = delete;
+  FileLock& operator=(const FileLock&) = delete;
+
+ private:
+  std::string path_;
+  int fd_ = -1;
+};
+
+// The schema, as an ordered list of forward migrations. Version 1 is the schema of the
+// releases before versioning (they left user_version at 0); a migration never changes once
+// released: later changes are new entries.
+constexpr const char* kSchemaV1 = R"sql(
 CREATE TABLE IF NOT EXISTS jobs(
   seq INTEGER PRIMARY KEY,
   ref TEXT NOT NULL UNIQUE,
@@ -127,15 +190,105 @@ CREATE INDEX IF NOT EXISTS jobs_done ON jobs(completed) WHERE outcome <> 0;
 CREATE UNIQUE INDEX IF NOT EXISTS jobs_idem ON jobs(idem_key) WHERE idem_key IS NOT NULL;
 )sql";
 
+// Version 2: POST /mail/batch. The jobs of a batch after its first one name it (its seq) in
+// `batch`; the first holds the batch's Idempotency-Key, so a replay finds every ref.
+constexpr const char* kSchemaV2 = R"sql(
+ALTER TABLE jobs ADD COLUMN batch INTEGER;
+CREATE INDEX jobs_batch ON jobs(batch) WHERE batch IS NOT NULL;
+)sql";
+
+struct Migration {
+  int version;
+  const char* sql;
+};
+constexpr Migration kMigrations[] = {{1, kSchemaV1}, {2, kSchemaV2}};
+constexpr int kSchemaVersion = kMigrations[std::size(kMigrations) - 1].version;
+
+// Brings the database to kSchemaVersion in one transaction (a failed migration changes
+// nothing), or refuses a database written by a newer binary.
+void migrate(Db& db, const std::string& path) {
+  db.exec("BEGIN IMMEDIATE");
+  int from = 0;
+  try {
+    from = static_cast<int>(db.query_int("PRAGMA user_version"));
+    if (from == 0 && db.query_int("SELECT count(*) FROM sqlite_master WHERE type='table' AND name='jobs'") > 0)
+      from = 1;  // written before the schema was versioned
+    if (from > kSchemaVersion)
+      throw StoreError("the store " + path + " has schema version " + std::to_string(from) +
+                       ", newer than this websmtpd knows (" + std::to_string(kSchemaVersion) +
+                       "): run the newer websmtpd that wrote it, or restore a backup");
+    for (const auto& m : kMigrations)
+      if (m.version > from) db.exec(m.sql);
+    if (from != kSchemaVersion) db.exec(("PRAGMA user_version=" + std::to_string(kSchemaVersion)).c_str());
+    db.exec("COMMIT");
+  } catch (const StoreError& e) {
+    try {
+      db.exec("ROLLBACK");
+    } catch (const StoreError&) {
+    }
+    if (from > kSchemaVersion) throw;
+    throw StoreError("cannot migrate the store " + path + " from schema version " + std::to_string(from) + " to " +
+                     std::to_string(kSchemaVersion) + " (nothing was changed): " + e.what());
+  }
+  if (from != kSchemaVersion && from != 0)
+    spdlog::info("store {}: schema migrated from version {} to {}", path, from, kSchemaVersion);
+}
+
+// The claims this store object holds (see store.hpp: SQLite keeps them in memory).
+class Claims {
+ public:
+  Claims() { by_seq_.reserve(4096); }
+
+  // Claims `seq` for `owner` unless someone holds it; true when it did.
+  bool try_claim(std::int64_t seq, std::string_view owner) {
+    auto o = owner_index(owner);
+    if (!by_seq_.emplace(seq, o).second) return false;
+    ++owners_[o].held;
+    return true;
+  }
+  // Drops the claim on `seq`, whoever holds it (an outcome was committed).
+  void drop(std::int64_t seq) {
+    auto it = by_seq_.find(seq);
+    if (it == by_seq_.end()) return;
+    --owners_[it->second].held;
+    by_seq_.erase(it);
+  }
+  // Drops the claim on `seq` if `owner` holds it.
+  void drop(std::int64_t seq, std::string_view owner) {
+    auto it = by_seq_.find(seq);
+    if (it != by_seq_.end() && owners_[it->second].name == owner) drop(seq);
+  }
+  std::size_t held_by(std::string_view owner) {
+    for (const auto& o : owners_)
+      if (o.name == owner) return o.held;
+    return 0;
+  }
+
+ private:
+  struct Owner {
+    std::string name;
+    std::size_t held = 0;
+  };
+  std::uint32_t owner_index(std::string_view owner) {
+    for (std::size_t i = 0; i < owners_.size(); ++i)
+      if (owners_[i].name == owner) return static_cast<std::uint32_t>(i);
+    owners_.push_back({std::string(owner)});
+    return static_cast<std::uint32_t>(owners_.size() - 1);
+  }
+  std::unordered_map<std::int64_t, std::uint32_t> by_seq_;  // seq -> index in owners_
+  std::vector<Owner> owners_;                               // a node has one; tests may use several
+};
+
 class SqliteStore final : public Store {
  public:
   explicit SqliteStore(const SqliteOptions& o)
-      : writer_(o.path, o.synchronous_full),
+      : lock_(o.path),
+        writer_(o.path, o.synchronous_full),
         reader_(o.path, o.synchronous_full),
-        init_(writer_),
+        init_(writer_, o.path),
         insert_(writer_,
-                "INSERT INTO jobs(ref, submitted, next_at, sender, message, recipients, idem_key, request_hash) "
-                "VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"),
+                "INSERT INTO jobs(ref, submitted, next_at, sender, message, recipients, idem_key, request_hash, batch) "
+                "VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"),
         update_(writer_,
                 "UPDATE jobs SET recipients=?2, started=?3, completed=?4, next_at=?5, outcome=?6, "
                 "message=CASE WHEN ?6 <> 0 THEN NULL ELSE message END WHERE seq=?1"),
@@ -152,6 +305,8 @@ class SqliteStore final : public Store {
         find_seq_(reader_, "SELECT seq, ref, submitted, completed, started, sender, recipients FROM jobs WHERE seq=?1"),
         due_(reader_,
              "SELECT seq FROM jobs WHERE next_at IS NOT NULL AND next_at <= ?1 ORDER BY next_at, seq LIMIT ?2"),
+        // Stepped only as far as needed: claimed rows are skipped on the way.
+        due_all_(reader_, "SELECT seq FROM jobs WHERE next_at IS NOT NULL AND next_at <= ?1 ORDER BY next_at, seq"),
         load_(reader_,
               "SELECT seq, ref, submitted, completed, started, sender, recipients, message, idem_key FROM jobs "
               "WHERE seq=?1 AND outcome = 0 AND next_at <= ?2"),
@@ -160,7 +315,8 @@ class SqliteStore final : public Store {
         // Never-started jobs are due since their submit time, so they lead the jobs_due index.
         oldest_(reader_,
                 "SELECT submitted FROM jobs WHERE next_at IS NOT NULL AND started = 0 ORDER BY next_at, seq LIMIT 1"),
-        idem_(reader_, "SELECT ref, request_hash, submitted FROM jobs WHERE idem_key=?1"),
+        idem_(reader_, "SELECT seq, ref, request_hash, submitted FROM jobs WHERE idem_key=?1"),
+        batch_refs_(reader_, "SELECT ref FROM jobs WHERE batch=?1 ORDER BY seq"),
         checkpointer_(o.path, o.synchronous_full) {
     // Checkpoints copy the WAL into the database file. SQLite runs them inside the commit
     // that crosses the threshold, which would stall the group commit (and every client
@@ -184,39 +340,18 @@ class SqliteStore final : public Store {
     sqlite3_wal_hook(writer_.get(), nullptr, nullptr);
   }
 
-  void insert(std::span<job::Job* const> jobs) override { commit(jobs, {}); }
-  void update(std::span<const JobUpdate> updates) override { commit({}, updates); }
-
-  void commit(std::span<job::Job* const> inserts, std::span<const JobUpdate> updates) override {
+  void commit(const Commit& c) override {
     std::lock_guard lock(write_mu_);
+    bool claimed = false;
     begin_.run();
     try {
-      for (job::Job* j : inserts) {
-        if (!j->idempotency_key.empty()) {
-          // A key is honoured for 24 h; an older job holding it gives it up.
-          ResetGuard g{release_idem_};
-          release_idem_.bind(1, j->idempotency_key).bind(2, j->submitted - kIdempotencyWindowS).run();
-        }
-        ResetGuard g{insert_};
-        insert_.bind(1, j->ref).bind(2, j->submitted).bind(3, j->submitted * 1000).bind(4, j->sender);
-        insert_.bind_blob(5, j->message).bind(6, job::recipients_to_store(j->recipients));
-        if (j->idempotency_key.empty())
-          insert_.bind_null(7).bind_null(8);
-        else
-          insert_.bind(7, j->idempotency_key).bind(8, j->request_hash);
-        insert_.step();
-        j->seq = sqlite3_last_insert_rowid(writer_.get());
-      }
-      for (const auto& u : updates) {
-        ResetGuard g{update_};
-        update_.bind(1, u.seq).bind(2, job::recipients_to_store(u.recipients)).bind(3, std::int64_t{u.started});
-        update_.bind(4, u.completed);
-        if (u.next_at_ms)
-          update_.bind(5, *u.next_at_ms);
-        else
-          update_.bind_null(5);
-        update_.bind(6, static_cast<std::int64_t>(u.outcome));
-        update_.step();
+      write_inserts(c);
+      write_updates(c.updates);
+      // Claimed before COMMIT: the rows become visible to claim_due() already held.
+      if (!c.owner.empty() && !c.inserts.empty()) {
+        std::lock_guard cl(claims_mu_);
+        for (job::Job* j : c.inserts) claims_.try_claim(j->seq, c.owner);
+        claimed = true;
       }
       commit_.run();
     } catch (...) {
@@ -224,7 +359,18 @@ class SqliteStore final : public Store {
         if (!sqlite3_get_autocommit(writer_.get())) rollback_.run();
       } catch (...) {
       }
+      if (claimed) {
+        std::lock_guard cl(claims_mu_);
+        for (job::Job* j : c.inserts) claims_.drop(j->seq);
+      }
       throw;
+    }
+    // Released after COMMIT: claim_due() reads the due rows under claims_mu_, so it either
+    // still sees the claim or already sees the committed outcome, never the job's old state
+    // unclaimed.
+    if (!c.updates.empty()) {
+      std::lock_guard cl(claims_mu_);
+      for (const auto& u : c.updates) claims_.drop(u.seq);
     }
   }
 
@@ -253,6 +399,63 @@ class SqliteStore final : public Store {
       throw;
     }
     return c;
+  }
+
+  // A lease here never expires: no other process can hold the store (see store.hpp).
+  std::vector<job::Job> claim_due(std::string_view owner, std::int64_t now_ms, std::int64_t /*lease_ms*/,
+                                  std::size_t limit) override {
+    std::vector<job::Job> out;
+    std::vector<std::int64_t> seqs, gone;
+    try {
+      while (out.size() < limit) {
+        std::size_t want = limit - out.size();
+        seqs.clear();
+        {
+          std::lock_guard cl(claims_mu_);
+          std::lock_guard rl(read_mu_);
+          ResetGuard g{due_all_};
+          due_all_.bind(1, now_ms);
+          while (seqs.size() < want && due_all_.step()) {
+            std::int64_t seq = due_all_.i64(0);
+            if (claims_.try_claim(seq, owner)) seqs.push_back(seq);
+          }
+        }
+        bool exhausted = seqs.size() < want;
+        // Bodies are read outside claims_mu_ (the group commit waits on it): the rows are ours.
+        gone.clear();
+        {
+          std::lock_guard rl(read_mu_);
+          out.reserve(out.size() + seqs.size());
+          for (auto seq : seqs) {
+            ResetGuard g{load_};
+            load_.bind(1, seq).bind(2, now_ms);
+            if (load_.step())
+              out.push_back(row_to_job(load_, true));
+            else
+              gone.push_back(seq);  // finished meanwhile by someone not holding the claim
+          }
+        }
+        seqs.clear();
+        if (!gone.empty()) release(owner, gone);
+        if (exhausted) break;
+      }
+    } catch (...) {
+      std::lock_guard cl(claims_mu_);
+      for (const auto& j : out) claims_.drop(j.seq, owner);
+      for (auto seq : seqs) claims_.drop(seq, owner);
+      throw;
+    }
+    return out;
+  }
+
+  std::size_t renew(std::string_view owner, std::int64_t, std::int64_t) override {
+    std::lock_guard cl(claims_mu_);
+    return claims_.held_by(owner);
+  }
+
+  void release(std::string_view owner, std::span<const std::int64_t> seqs) override {
+    std::lock_guard cl(claims_mu_);
+    for (auto seq : seqs) claims_.drop(seq, owner);
   }
 
   std::optional<job::Job> find(std::string_view ref) override {
@@ -329,13 +532,73 @@ class SqliteStore final : public Store {
 
   std::optional<IdempotencyHit> find_idempotency(std::string_view key) override {
     std::lock_guard lock(read_mu_);
-    ResetGuard g{idem_};
-    idem_.bind(1, key);
-    if (!idem_.step()) return std::nullopt;
-    return IdempotencyHit{idem_.text(0), idem_.text(1), idem_.i64(2)};
+    IdempotencyHit hit;
+    std::int64_t seq;
+    {
+      ResetGuard g{idem_};
+      idem_.bind(1, key);
+      if (!idem_.step()) return std::nullopt;
+      seq = idem_.i64(0);
+      hit = IdempotencyHit{idem_.text(1), idem_.text(2), idem_.i64(3), {}};
+    }
+    hit.refs.push_back(hit.ref);
+    ResetGuard g{batch_refs_};
+    batch_refs_.bind(1, seq);
+    while (batch_refs_.step()) hit.refs.push_back(batch_refs_.text(0));
+    return hit;
   }
 
  private:
+  void write_inserts(const Commit& c) {
+    std::size_t at = 0;
+    for (std::size_t run = 0; at < c.inserts.size(); ++run) {
+      std::size_t n = run < c.batches.size() ? std::max<std::uint32_t>(1, c.batches[run]) : 1;
+      std::int64_t first_seq = 0;
+      for (std::size_t k = 0; k < n && at < c.inserts.size(); ++k, ++at) {
+        insert_one(*c.inserts[at], first_seq);
+        if (k == 0) first_seq = c.inserts[at]->seq;
+      }
+    }
+  }
+
+  // `first_seq`: the seq of the first job of j's batch, 0 when j is the first (or alone).
+  void insert_one(job::Job& j, std::int64_t first_seq) {
+    bool keyed = first_seq == 0 && !j.idempotency_key.empty();
+    if (keyed) {
+      // A key is honoured for 24 h; an older job holding it gives it up.
+      ResetGuard g{release_idem_};
+      release_idem_.bind(1, j.idempotency_key).bind(2, j.submitted - kIdempotencyWindowS).run();
+    }
+    std::string recipients = job::recipients_to_store(j.recipients);
+    ResetGuard g{insert_};
+    insert_.bind(1, j.ref).bind(2, j.submitted).bind(3, j.submitted * 1000).bind(4, j.sender);
+    insert_.bind_blob(5, j.message).bind(6, recipients);
+    if (keyed)
+      insert_.bind(7, j.idempotency_key).bind(8, j.request_hash);
+    else
+      insert_.bind_null(7).bind_null(8);
+    if (first_seq == 0)
+      insert_.bind_null(9);
+    else
+      insert_.bind(9, first_seq);
+    insert_.step();
+    j.seq = sqlite3_last_insert_rowid(writer_.get());
+  }
+
+  void write_updates(std::span<const JobUpdate> updates) {
+    for (const auto& u : updates) {
+      std::string recipients = job::recipients_to_store(u.recipients);
+      ResetGuard g{update_};
+      update_.bind(1, u.seq).bind(2, recipients).bind(3, std::int64_t{u.started}).bind(4, u.completed);
+      if (u.next_at_ms)
+        update_.bind(5, *u.next_at_ms);
+      else
+        update_.bind_null(5);
+      update_.bind(6, static_cast<std::int64_t>(u.outcome));
+      update_.step();
+    }
+  }
+
   static job::Job row_to_job(const Stmt& s, bool with_message) {
     job::Job j;
     j.seq = s.i64(0);
@@ -378,16 +641,19 @@ class SqliteStore final : public Store {
   static constexpr int kCheckpointPages = 10000;  // ~40 MB of WAL: a page rewritten many times is copied once
 
   struct SchemaInit {
-    explicit SchemaInit(Db& db) { db.exec(kSchema); }
+    SchemaInit(Db& db, const std::string& path) { migrate(db, path); }
   };
 
+  FileLock lock_;  // first: nothing is opened before the file is ours
   Db writer_;
   Db reader_;
   SchemaInit init_;
   std::mutex write_mu_;
   std::mutex read_mu_;
+  std::mutex claims_mu_;  // taken before read_mu_, never the other way round
+  Claims claims_;
   Stmt insert_, update_, release_idem_, begin_, commit_, rollback_, purge_slice_, purge_;
-  Stmt find_, find_seq_, due_, load_, next_due_, counts_, oldest_, idem_;
+  Stmt find_, find_seq_, due_, due_all_, load_, next_due_, counts_, oldest_, idem_, batch_refs_;
   Db checkpointer_;
   std::mutex ckpt_mu_;
   std::condition_variable ckpt_cv_;
@@ -397,6 +663,8 @@ class SqliteStore final : public Store {
 };
 
 }  // namespace
+
+int sqlite_schema_version() { return kSchemaVersion; }
 
 std::unique_ptr<Store> open_sqlite(const SqliteOptions& options) { return std::make_unique<SqliteStore>(options); }
 

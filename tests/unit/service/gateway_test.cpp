@@ -9,6 +9,7 @@
 #include "../../support/temp_dir.hpp"
 #include "websmtp/common/uuid.hpp"
 #include "websmtp/service/gateway.hpp"
+#include "websmtp/store/forwarding_store.hpp"
 
 using namespace websmtp;
 using namespace std::chrono_literals;
@@ -44,30 +45,14 @@ class FakeTransport final : public smtp::Transport {
 };
 
 // A store whose commits can be made to fail, as on a full disk.
-class FlakyStore final : public store::Store {
+class FlakyStore final : public store::ForwardingStore {
  public:
-  explicit FlakyStore(std::unique_ptr<store::Store> inner) : inner_(std::move(inner)) {}
+  using ForwardingStore::ForwardingStore;
   std::atomic<bool> failing{false};
-  void insert(std::span<job::Job* const> j) override { commit(j, {}); }
-  void update(std::span<const store::JobUpdate> u) override { commit({}, u); }
-  void commit(std::span<job::Job* const> j, std::span<const store::JobUpdate> u) override {
+  void commit(const store::Commit& c) override {
     if (failing) throw store::StoreError("database or disk is full");
-    inner_->commit(j, u);
+    ForwardingStore::commit(c);
   }
-  store::Counts purge_finished(std::int64_t t) override { return inner_->purge_finished(t); }
-  std::optional<job::Job> find(std::string_view r) override { return inner_->find(r); }
-  std::optional<job::Job> find_seq(std::int64_t s) override { return inner_->find_seq(s); }
-  std::vector<std::int64_t> due(std::int64_t n, std::size_t l) override { return inner_->due(n, l); }
-  std::vector<job::Job> load(std::span<const std::int64_t> s, std::int64_t n) override { return inner_->load(s, n); }
-  std::optional<std::int64_t> next_due_after(std::int64_t n) override { return inner_->next_due_after(n); }
-  store::Counts counts() override { return inner_->counts(); }
-  std::optional<std::int64_t> oldest_queued_submitted() override { return inner_->oldest_queued_submitted(); }
-  std::optional<store::IdempotencyHit> find_idempotency(std::string_view k) override {
-    return inner_->find_idempotency(k);
-  }
-
- private:
-  std::unique_ptr<store::Store> inner_;
 };
 
 config::Config test_config(const test_support::TempDir& dir, int threads = 2) {

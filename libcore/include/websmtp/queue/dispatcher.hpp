@@ -2,14 +2,21 @@
 // Hands jobs to delivery workers. The store is the queue: the dispatcher keeps only a
 // bounded buffer of ready jobs in memory (so a million waiting jobs cost disk, not RSS),
 // refills it from the store when it runs low, and sleeps until the next retry is due.
-// Nothing polls: submits, outcomes and the retry timer wake it.
+// Nothing polls: submits, outcomes and the retry timer wake it; timed waits go through the
+// Clock, so tests drive them.
+//
+// Which jobs are this node's is the store's claims (store.hpp): a refill claims due jobs, a
+// submit arrives claimed, the commit of an outcome releases the claim. The dispatcher keeps
+// no claim set of its own, only the ready buffer and which jobs are out with a worker.
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
 #include <mutex>
 #include <optional>
+#include <string>
 #include <thread>
 #include <unordered_set>
+#include <vector>
 
 #include "websmtp/common/clock.hpp"
 #include "websmtp/store/store.hpp"
@@ -19,7 +26,9 @@ namespace websmtp::queue {
 class Dispatcher {
  public:
   struct Options {
-    std::size_t buffer = 1024;  // ready jobs held in memory
+    std::size_t buffer = 1024;                            // ready jobs held in memory
+    std::string owner = std::string(store::kLocalOwner);  // this node's claims (as the WriteBatcher's)
+    std::int64_t lease_ms = store::kDefaultLeaseMs;       // renewed every third of it
   };
 
   Dispatcher(store::Store& store, const Clock& clock, Options options);
@@ -28,15 +37,23 @@ class Dispatcher {
   Dispatcher& operator=(const Dispatcher&) = delete;
 
   void start();
-  // Workers get nothing more; blocked take() calls return nullopt.
+  // Workers get nothing more; blocked take() calls return nullopt. The claims on jobs still
+  // in the buffer are given back.
   void stop();
 
-  // A job just committed by a submit. Goes straight to a worker when nothing older waits.
+  // A job just committed by a submit, claimed for this node. Goes straight to a worker when
+  // nothing older waits; otherwise its claim is given back and a refill fetches it in order.
   void offer(job::Job&& job);
   // Blocks until a job is ready (or nullopt once stopped).
   std::optional<job::Job> take();
-  // The outcome of an attempt is committed. A deferred job is due again at next_at_ms.
+  // The outcome of an attempt is committed (which released the claim). A deferred job is due
+  // again at next_at_ms.
   void release(std::int64_t seq, std::optional<std::int64_t> next_at_ms);
+  // An attempt's outcome that could not be committed, due for its retry (the WriteBatcher's
+  // RetryDue). The job is still claimed and the store still holds it as it was before that
+  // attempt: it goes back to a worker with this outcome's recipients. Takes the update (moving
+  // from it) and returns true, or returns false once stopped (the caller keeps it).
+  bool requeue(store::JobUpdate& uncommitted);
 
   std::size_t in_flight() const;
   std::size_t ready() const;
@@ -44,6 +61,7 @@ class Dispatcher {
  private:
   void run();
   void refill();
+  void load_requeued();
 
   store::Store& store_;
   const Clock& clock_;
@@ -52,10 +70,12 @@ class Dispatcher {
   std::condition_variable work_cv_;    // workers wait here
   std::condition_variable refill_cv_;  // the refill thread waits here
   std::deque<job::Job> ready_;
-  std::unordered_set<std::int64_t> claimed_;  // in ready_, in flight, or awaiting its outcome commit
-  bool backlog_ = true;                       // the store may hold due jobs that are not in memory
+  std::unordered_set<std::int64_t> out_;    // taken by a worker, outcome not committed yet
+  std::vector<store::JobUpdate> requeued_;  // handed back, waiting for their message to be read
+  bool backlog_ = true;                     // the store may hold due jobs that are not in memory
   std::uint64_t overflow_gen_ = 0;
   std::optional<std::int64_t> timer_ms_;  // earliest known retry time
+  std::int64_t renew_at_ms_ = 0;
   bool stopping_ = false;
   std::thread thread_;
 };

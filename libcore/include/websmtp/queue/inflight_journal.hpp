@@ -35,7 +35,8 @@ class InflightJournal {
   // start that fails before that keeps the records for the next one).
   void reset();
   void begin(std::int64_t seq, std::int64_t attempts_before);
-  // The attempt's outcome is committed: the record is no longer needed.
+  // The attempt's outcome is committed: the record is no longer needed. Ends are kept in
+  // memory only (recovery checks the store), so they cost no write.
   void end(std::int64_t seq);
 
  private:

@@ -8,6 +8,7 @@
 #include <set>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "websmtp/common/error.hpp"
 #include "websmtp/service/caller.hpp"
@@ -23,13 +24,12 @@ class IdempotencyKeys {
   // client's key (1 to 255 printable ASCII characters).
   static Result<std::string> scoped(const Caller& caller, std::string_view key);
 
-  // nullopt: a new request; the key is now reserved until release(). A ref: the same request
-  // was accepted before (replay). kConflict: another body, or the first is still in flight.
-  Result<std::optional<std::string>> reserve(const std::string& key, const std::string& request_hash,
-                                             std::int64_t now_s);
+  // Empty: a new request; the key is now reserved until release(). Refs: the same request was
+  // accepted before (replay; every job of a batch, in order). kConflict: another body, or the
+  // first request is still in flight.
+  Result<std::vector<std::string>> reserve(const std::string& key, const std::string& request_hash,
+                                           std::int64_t now_s);
   void release(const std::string& key);
-  // The ref stored under `key` within the window, if any (batch replays look up each job's key).
-  std::optional<std::string> find_ref(const std::string& key, std::int64_t now_s);
 
  private:
   store::Store& store_;

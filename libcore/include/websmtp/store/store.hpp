@@ -1,26 +1,55 @@
 #pragma once
 // The durable job store. The queue and the service layer talk to this interface only;
 // SqliteStore is the embedded default. Write methods are called from one thread (the
-// WriteBatcher); read methods may be called from any thread.
+// WriteBatcher); read and claim methods may be called from any thread.
+//
+// Claims. A job is attempted by one node at a time: the node that holds its claim. A claim
+// has an owner (a node id) and a lease. claim_due() takes due jobs nobody holds (or whose
+// lease expired), a commit's inserts are claimed by the submitting node (a fresh submit goes
+// straight to one of its workers), renew() extends a node's leases, and the commit that writes
+// a job's outcome releases its claim in the same transaction (so a released job is never read
+// back in its old state). release() gives claims up without an outcome (a job the node will
+// not attempt after all, shutdown).
+//
+// A shared store (PostgreSQL, STORE=postgres) persists claims as columns (claimed_by,
+// lease_until): claim_due is `UPDATE ... WHERE seq IN (SELECT ... FOR UPDATE SKIP LOCKED)
+// RETURNING`, a dead node's jobs come back once their lease (LEASE_TIMEOUT) expires, and an
+// outcome commit should check it still holds the claim (a node that lost it must not overwrite
+// the taker's state).
+//
+// DECISION for SQLite: claims live inside the store object, not in a column. One process per
+// database file is enforced (an exclusive lock on `<db>.lock`, taken at open), so no other
+// node can contend for a claim and leases never need to expire; the previous process's claims
+// are void at open simply because memory does not survive it, so recovery after kill -9
+// starts delivering at once instead of waiting out a lease. A persisted claim would cost a
+// write (of a row that holds the message) per claim and per refill, contend with the group
+// commit for SQLite's single writer, and a reset of stale claims at every start; the submit
+// path and the delivery drain would pay for a contention that cannot happen.
 #include <cstdint>
 #include <memory>
 #include <optional>
 #include <span>
 #include <stdexcept>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "websmtp/job/model.hpp"
 
 namespace websmtp::store {
 
-// A failed store operation (disk full, I/O error, corruption). Carries whether it may pass.
 // Most finished jobs one purge_finished() call deletes.
 constexpr std::int64_t kPurgeSlice = 2000;
 
 // How long an Idempotency-Key is honoured (api.md: 24 h).
 constexpr std::int64_t kIdempotencyWindowS = 24 * 3600;
 
+// The claim owner of a single-node gateway, and how long a claim lasts without renewal
+// (api.md: LEASE_TIMEOUT, 60 s).
+inline constexpr std::string_view kLocalOwner = "local";
+constexpr std::int64_t kDefaultLeaseMs = 60'000;
+
+// A failed store operation (disk full, I/O error, corruption).
 struct StoreError : std::runtime_error {
   using std::runtime_error::runtime_error;
 };
@@ -40,6 +69,18 @@ struct JobUpdate {
   Outcome outcome = Outcome::kPending;
 };
 
+// What one group commit writes, in one transaction.
+struct Commit {
+  std::span<job::Job* const> inserts;  // their seq is assigned
+  // Sizes of consecutive runs of `inserts` submitted together (POST /mail/batch), summing to
+  // inserts.size(); empty: every insert stands alone. A run shares the Idempotency-Key of its
+  // first job (the others' keys are ignored), and find_idempotency() returns all its refs.
+  std::span<const std::uint32_t> batches;
+  std::span<const JobUpdate> updates;  // outcomes; each releases the job's claim
+  std::string_view owner;              // claims the inserts (empty: left unclaimed)
+  std::int64_t lease_until_ms = 0;
+};
+
 struct Counts {
   std::int64_t queued = 0;     // never attempted
   std::int64_t deferred = 0;   // attempted, waiting for a retry
@@ -48,29 +89,41 @@ struct Counts {
 };
 
 struct IdempotencyHit {
-  std::string ref;
+  std::string ref;  // the (first) job the key was used for
   std::string request_hash;
   std::int64_t submitted = 0;
+  std::vector<std::string> refs;  // every job stored under the key, in order ({ref} unless a batch)
 };
 
 class Store {
  public:
   virtual ~Store() = default;
 
-  // Durably inserts the jobs in one transaction and assigns their seq. Throws StoreError.
-  virtual void insert(std::span<job::Job* const> jobs) = 0;
-  // Applies delivery outcomes in one transaction. Throws StoreError.
-  virtual void update(std::span<const JobUpdate> updates) = 0;
-  // Inserts and updates in one transaction (the group commit). Throws StoreError.
-  virtual void commit(std::span<job::Job* const> inserts, std::span<const JobUpdate> updates) = 0;
+  // Inserts and updates in one transaction (the group commit); claims and releases as
+  // described above. Throws StoreError, and then nothing of it is stored.
+  virtual void commit(const Commit& c) = 0;
+  // Durably inserts the jobs, unclaimed, in one transaction and assigns their seq.
+  void insert(std::span<job::Job* const> jobs) { commit(Commit{.inserts = jobs}); }
+  // Applies delivery outcomes in one transaction.
+  void update(std::span<const JobUpdate> updates) { commit(Commit{.updates = updates}); }
   // Deletes finished jobs completed before the given time, at most a slice of them per call
   // (call again while it returns a full slice); returns what it removed.
   virtual Counts purge_finished(std::int64_t completed_before_s) = 0;
 
+  // Claims up to `limit` unfinished jobs due at `now_ms` that nobody holds, oldest due first,
+  // for `owner` until now_ms + lease_ms, and returns them with their message. Fewer than
+  // `limit` means no other claimable job was due.
+  virtual std::vector<job::Job> claim_due(std::string_view owner, std::int64_t now_ms, std::int64_t lease_ms,
+                                          std::size_t limit) = 0;
+  // Extends every lease `owner` holds to now_ms + lease_ms; returns how many claims it holds.
+  virtual std::size_t renew(std::string_view owner, std::int64_t now_ms, std::int64_t lease_ms) = 0;
+  // Gives up `owner`'s claims on these jobs (without an outcome): they are claimable again.
+  virtual void release(std::string_view owner, std::span<const std::int64_t> seqs) = 0;
+
   // The job (without its message body), or nullopt.
   virtual std::optional<job::Job> find(std::string_view ref) = 0;
   virtual std::optional<job::Job> find_seq(std::int64_t seq) = 0;
-  // Seqs of unfinished jobs due at `now_ms`, oldest first.
+  // Seqs of unfinished jobs due at `now_ms`, oldest first, claimed or not.
   virtual std::vector<std::int64_t> due(std::int64_t now_ms, std::size_t limit) = 0;
   // Full jobs (with message) by seq that are still due at `now_ms`; others are left out.
   virtual std::vector<job::Job> load(std::span<const std::int64_t> seqs, std::int64_t now_ms) = 0;
@@ -83,10 +136,16 @@ class Store {
 };
 
 struct SqliteOptions {
-  std::string path;  // database file
+  std::string path;  // database file; `<path>.lock` is held while the store is open
   bool synchronous_full = false;
 };
 
+// The schema version this binary writes. Opening an older database migrates it forward (in one
+// transaction); a newer one is refused with StoreError.
+int sqlite_schema_version();
+
+// Throws StoreError when the database cannot be opened, is newer than this binary, or is in
+// use by another process.
 std::unique_ptr<Store> open_sqlite(const SqliteOptions& options);
 
 }  // namespace websmtp::store

@@ -1,0 +1,44 @@
+#pragma once
+// A Store that passes every call to another one: the base of decorators (fault injection in
+// tests, timing) that override only what they change.
+#include <memory>
+#include <utility>
+
+#include "websmtp/store/store.hpp"
+
+namespace websmtp::store {
+
+class ForwardingStore : public Store {
+ public:
+  explicit ForwardingStore(std::unique_ptr<Store> inner) : inner_(std::move(inner)) {}
+
+  void commit(const Commit& c) override { inner_->commit(c); }
+  Counts purge_finished(std::int64_t before_s) override { return inner_->purge_finished(before_s); }
+  std::vector<job::Job> claim_due(std::string_view owner, std::int64_t now_ms, std::int64_t lease_ms,
+                                  std::size_t limit) override {
+    return inner_->claim_due(owner, now_ms, lease_ms, limit);
+  }
+  std::size_t renew(std::string_view owner, std::int64_t now_ms, std::int64_t lease_ms) override {
+    return inner_->renew(owner, now_ms, lease_ms);
+  }
+  void release(std::string_view owner, std::span<const std::int64_t> seqs) override { inner_->release(owner, seqs); }
+  std::optional<job::Job> find(std::string_view ref) override { return inner_->find(ref); }
+  std::optional<job::Job> find_seq(std::int64_t seq) override { return inner_->find_seq(seq); }
+  std::vector<std::int64_t> due(std::int64_t now_ms, std::size_t limit) override { return inner_->due(now_ms, limit); }
+  std::vector<job::Job> load(std::span<const std::int64_t> seqs, std::int64_t now_ms) override {
+    return inner_->load(seqs, now_ms);
+  }
+  std::optional<std::int64_t> next_due_after(std::int64_t now_ms) override { return inner_->next_due_after(now_ms); }
+  Counts counts() override { return inner_->counts(); }
+  std::optional<std::int64_t> oldest_queued_submitted() override { return inner_->oldest_queued_submitted(); }
+  std::optional<IdempotencyHit> find_idempotency(std::string_view key) override {
+    return inner_->find_idempotency(key);
+  }
+
+  Store& inner() { return *inner_; }
+
+ private:
+  std::unique_ptr<Store> inner_;
+};
+
+}  // namespace websmtp::store
