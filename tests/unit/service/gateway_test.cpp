@@ -23,12 +23,14 @@ struct Deliveries {
     return smtp::Reply{250, "2.0.0 ok", false};
   };
   std::atomic<bool> block{false};
+  std::atomic<int> entered{0};  // deliver() calls started
 };
 
 class FakeTransport final : public smtp::Transport {
  public:
   explicit FakeTransport(Deliveries& d) : d_(d) {}
   std::vector<smtp::Reply> deliver(const smtp::Envelope& env, std::string_view) override {
+    ++d_.entered;
     if (env.before_data) env.before_data();
     while (d_.block) std::this_thread::sleep_for(1ms);
     std::vector<smtp::Reply> out;
@@ -183,6 +185,10 @@ TEST(Gateway, ResumesStoredJobsAfterRestart) {
       [] { return std::make_unique<FakeTransport>(*stuck); }, clock);
   first->start();
   for (int i = 0; i < 50; ++i) refs.push_back(submit_sync(*first, job_body("x@y.zz"))->ref);
+  // Wait (bounded) until the worker is inside the transport: on a loaded machine it may not
+  // have taken its first job yet.
+  for (int i = 0; i < 20000 && stuck->entered == 0; ++i) std::this_thread::sleep_for(1ms);
+  ASSERT_GT(stuck->entered.load(), 0);
   EXPECT_FALSE(first->stop(100ms));  // one transaction is stuck in the fake transport
   {
     std::lock_guard lock(stuck->mu);
