@@ -37,6 +37,7 @@ void Gateway::start() {
 
   store::WriteBatcher::Options bo;
   bo.status_ttl_s = config_.status_ttl_s;
+  bo.outcome_linger_ms = 2;
   batcher_ = std::make_unique<store::WriteBatcher>(
       *store_, clock_, bo, [this](const store::JobUpdate& u) { outcome_committed(u); },
       [this](const store::Counts& removed) { metrics_.purged(removed); },

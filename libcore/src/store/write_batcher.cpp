@@ -92,10 +92,12 @@ void WriteBatcher::update(JobUpdate update) {
   std::lock_guard lock(mu_);
   std::int64_t due = update.next_at_ms.value_or(kNever);
   incoming_due_ms_ = std::min(incoming_due_ms_, due);
+  if (updates_.empty()) first_update_ms_ = clock_.now_ms();
   updates_.push_back(std::move(update));
-  // The first pending outcome wakes the thread; later ones only if they are due before the
-  // time it sleeps until (while commits fail, a deferral may have to be handed back earlier).
-  if (updates_.size() == 1 || due < wake_at_) cv_.notify_one();
+  // The first pending outcome wakes the thread (which then lingers for more), a full batch
+  // ends the linger; others only if due before the time it sleeps until (while commits fail,
+  // a deferral may have to be handed back earlier).
+  if (updates_.size() == 1 || updates_.size() == options_.outcome_batch || due < wake_at_) cv_.notify_one();
 }
 
 bool WriteBatcher::failing() const {
@@ -128,8 +130,12 @@ void WriteBatcher::run() {
       for (;;) {
         if (stopping_ || !inserts_.empty()) break;
         bool kept = !updates.empty();
-        if (!updates_.empty() && !kept) break;
         std::int64_t deadline = next_purge;
+        if (!updates_.empty() && !kept) {
+          std::int64_t linger_end = first_update_ms_ + options_.outcome_linger_ms;
+          if (updates_.size() >= options_.outcome_batch || clock_.now_ms() >= linger_end) break;
+          deadline = std::min(deadline, linger_end);
+        }
         if (kept) {
           deadline = std::min(deadline, retry_at);
           if (on_retry_due_) deadline = std::min({deadline, kept_due, incoming_due_ms_});

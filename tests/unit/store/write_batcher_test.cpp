@@ -278,3 +278,24 @@ TEST(WriteBatcher, StopCommitsWhatIsPending) {
   b->insert(make_job(), [&](job::Job&&, bool o, const std::string&) { ok = o; });
   EXPECT_EQ(ok, false);  // refused at once after stop
 }
+
+TEST(WriteBatcher, OutcomesLingerToShareACommitButSubmitsNeverWait) {
+  Fixture f;
+  auto b = f.batcher({.outcome_linger_ms = 5, .outcome_batch = 3});
+  auto j1 = f.stored_job();
+  auto j2 = f.stored_job();
+  b->update(delivered(j1, /*first_attempt=*/true));
+  // The clock has not moved: the outcome waits for company.
+  b->insert(make_job(), f.record_insert());
+  ASSERT_TRUE(f.o.wait([&] { return f.o.insert_results.size() == 1; }));  // a submit does not wait
+  b->update(delivered(j2, /*first_attempt=*/true));
+  EXPECT_TRUE(f.o.read([&] { return f.o.committed.size(); }) <= 2u);
+  f.clock.advance_ms(5);
+  ASSERT_TRUE(f.o.wait([&] { return f.o.committed.size() == 2; }));
+  // A full batch commits at once, without the clock.
+  std::vector<job::Job> more;
+  for (int i = 0; i < 3; ++i) more.push_back(f.stored_job());
+  for (auto& j : more) b->update(delivered(j, /*first_attempt=*/true));
+  ASSERT_TRUE(f.o.wait([&] { return f.o.committed.size() == 5; }));
+  EXPECT_EQ(f.store.counts().completed, 5);
+}

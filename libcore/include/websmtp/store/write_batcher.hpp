@@ -43,6 +43,11 @@ class WriteBatcher {
     std::int64_t retry_max_ms = 5000;
     std::string owner = std::string(kLocalOwner);  // claims the inserted jobs (empty: nobody)
     std::int64_t lease_ms = kDefaultLeaseMs;
+    // Delivery outcomes alone wait up to this long (or until outcome_batch of them are
+    // pending) so that one transaction commits many: nobody waits on an outcome's commit the
+    // way a client waits on a submit's. Submits never wait.
+    std::int64_t outcome_linger_ms = 0;
+    std::size_t outcome_batch = 256;
   };
 
   WriteBatcher(Store& store, const Clock& clock, Options options, UpdateDone on_update, PurgeDone on_purge,
@@ -87,6 +92,7 @@ class WriteBatcher {
   std::vector<PendingInsert> inserts_;
   std::vector<JobUpdate> updates_;
   std::int64_t incoming_due_ms_ = INT64_MAX;  // earliest next_at_ms in updates_
+  std::int64_t first_update_ms_ = 0;          // when updates_ last became non-empty
   std::int64_t wake_at_ = INT64_MIN;          // what the commit thread sleeps until (MIN: it does not sleep)
   bool stopping_ = false;
   bool failing_ = false;
