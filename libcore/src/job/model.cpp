@@ -79,20 +79,63 @@ nlohmann::json status_json(const Job& job) {
           {"recipients", std::move(recipients)}};
 }
 
-std::string recipients_to_store(const std::vector<Recipient>& rs) {
-  nlohmann::json arr = nlohmann::json::array();
-  for (const auto& r : rs) {
-    nlohmann::json j = {{"a", r.address}, {"k", static_cast<int>(r.kind)}, {"s", static_cast<int>(r.state)}};
-    if (r.attempts) j["n"] = r.attempts;
-    if (r.smtp_code) j["c"] = r.smtp_code;
-    if (!r.smtp_reply.empty()) j["r"] = r.smtp_reply;
-    if (r.time) j["t"] = r.time;
-    if (r.next_attempt) j["x"] = r.next_attempt;
-    if (!r.reason.empty()) j["why"] = r.reason;
-    if (r.possible_duplicate) j["dup"] = 1;
-    arr.push_back(std::move(j));
+namespace {
+
+// A JSON string. Printable ASCII (addresses, nearly every SMTP reply) is written directly;
+// anything else goes through nlohmann, which replaces invalid UTF-8 rather than failing.
+void append_json_string(std::string& out, std::string_view s) {
+  bool plain = std::all_of(s.begin(), s.end(), [](char c) { return c >= 0x20 && c < 0x7F; });
+  if (!plain) {
+    out += nlohmann::json(std::string(s)).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+    return;
   }
-  return arr.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+  out += '"';
+  for (char c : s) {
+    if (c == '"' || c == '\\') out += '\\';
+    out += c;
+  }
+  out += '"';
+}
+
+void append_field(std::string& out, std::string_view key, std::int64_t v) {
+  out += ",\"";
+  out += key;
+  out += "\":";
+  out += std::to_string(v);
+}
+
+}  // namespace
+
+// The store's recipients column, written on every commit: built directly rather than through
+// a JSON document (which cost more than the SQLite insert around it).
+std::string recipients_to_store(const std::vector<Recipient>& rs) {
+  std::string out;
+  out.reserve(16 + rs.size() * 64);
+  out += '[';
+  for (std::size_t i = 0; i < rs.size(); ++i) {
+    const auto& r = rs[i];
+    if (i) out += ',';
+    out += "{\"a\":";
+    append_json_string(out, r.address);
+    append_field(out, "k", static_cast<int>(r.kind));
+    append_field(out, "s", static_cast<int>(r.state));
+    if (r.attempts) append_field(out, "n", r.attempts);
+    if (r.smtp_code) append_field(out, "c", r.smtp_code);
+    if (!r.smtp_reply.empty()) {
+      out += ",\"r\":";
+      append_json_string(out, r.smtp_reply);
+    }
+    if (r.time) append_field(out, "t", r.time);
+    if (r.next_attempt) append_field(out, "x", r.next_attempt);
+    if (!r.reason.empty()) {
+      out += ",\"why\":";
+      append_json_string(out, r.reason);
+    }
+    if (r.possible_duplicate) append_field(out, "dup", 1);
+    out += '}';
+  }
+  out += ']';
+  return out;
 }
 
 std::vector<Recipient> recipients_from_store(std::string_view text) {
