@@ -4,10 +4,14 @@
 // outcome is committed, the restart knows the peer may already have the message, so the
 // retry is flagged `possible_duplicate` instead of being a silent second copy.
 //
-// Format: fixed 16-byte records (seq, attempts before the attempt) appended with write(2):
-// in the page cache at once, so a kill -9 cannot lose them (like SQLite's WAL with
-// synchronous=NORMAL). Records whose outcome later committed are harmless: recovery checks
-// the store. The file is rewritten with only the open records when it grows past 1 MiB.
+// Format: fixed 16-byte records (seq, attempts before the attempt), one after the other; a
+// record with seq 0 (or the end of the file) ends them. The file is allocated ahead
+// (fallocate, 1 MiB) and mapped shared, so noting an attempt is a store to memory, not a
+// system call per message: the page cache holds it at once, so a kill -9 cannot lose it (like
+// SQLite's WAL with synchronous=NORMAL). Where the space cannot be allocated (a full disk),
+// records are appended with write(2) instead, whose failure only weakens duplicate flagging.
+// Records whose outcome later committed are harmless: recovery checks the store. When the
+// file is full it is rewritten with only the open records.
 #include <cstdint>
 #include <mutex>
 #include <string>
@@ -42,9 +46,14 @@ class InflightJournal {
  private:
   void append(const Entry& e);
   void compact();
+  // Opens `path` afresh (truncated) with its space allocated and mapped; false (and fd_ for
+  // appends) when the space cannot be had.
+  bool open_mapped(const std::string& path, int& fd, Entry*& map);
+  void unmap();
 
   std::string path_;
   int fd_ = -1;
+  Entry* map_ = nullptr;  // the mapped file, kCapacity records; null: appending with write(2)
   std::mutex mu_;
   std::unordered_map<std::int64_t, std::int64_t> open_;
   std::int64_t bytes_ = 0;
