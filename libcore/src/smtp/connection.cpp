@@ -62,15 +62,24 @@ struct Connection::Impl {
   std::chrono::milliseconds receive_timeout{-1}, send_timeout{-1};  // as last set on the socket
 
   Poco::Net::DialogSocket& socket() { return session->socket(); }
-  // Socket options are system calls: set them only when they change.
+  // Socket options are system calls, and the per-state timeouts would change them twice per
+  // message. Waits of a second or more use a socket timeout of one second, set once, and the
+  // caller loops until its deadline (a silent peer costs one wake-up a second); only the
+  // last fraction of a deadline sets an exact timeout.
+  static std::chrono::milliseconds quantum(std::chrono::milliseconds left) {
+    return std::min(left, std::chrono::milliseconds(kTimeoutQuantumMs));
+  }
   void set_receive_timeout(std::chrono::milliseconds t) {
+    t = quantum(t);
     if (t != receive_timeout) socket().setReceiveTimeout(timespan(t));
     receive_timeout = t;
   }
   void set_send_timeout(std::chrono::milliseconds t) {
+    t = quantum(t);
     if (t != send_timeout) socket().setSendTimeout(timespan(t));
     send_timeout = t;
   }
+  static constexpr std::int64_t kTimeoutQuantumMs = 1000;
 };
 
 Connection::Connection(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
@@ -102,17 +111,22 @@ IoResult<std::unique_ptr<Connection>> Connection::open(const ConnectOptions& o) 
 
 IoResult<void> Connection::send(std::string_view bytes, std::chrono::milliseconds timeout) {
   if (!impl_->session) return tl::unexpected(IoError{"not connected"});
-  try {
-    impl_->set_send_timeout(timeout);
-    std::size_t sent = 0;
-    while (sent < bytes.size()) {
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  std::size_t sent = 0;
+  while (sent < bytes.size()) {
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+    if (left.count() <= 0) return tl::unexpected(IoError{"timed out while sending", true});
+    try {
+      impl_->set_send_timeout(left);
       int n = impl_->socket().sendBytes(bytes.data() + sent,
                                         static_cast<int>(std::min<std::size_t>(bytes.size() - sent, 1 << 20)));
       if (n <= 0) return tl::unexpected(IoError{"connection closed while sending"});
       sent += static_cast<std::size_t>(n);
+    } catch (const Poco::TimeoutException&) {
+      continue;  // one quantum passed; the deadline decides
+    } catch (const Poco::Exception& e) {
+      return tl::unexpected(io_error(e));
     }
-  } catch (const Poco::Exception& e) {
-    return tl::unexpected(io_error(e));
   }
   return {};
 }
@@ -132,8 +146,10 @@ IoResult<std::size_t> Connection::receive(char* buf, std::size_t size, std::chro
 IoResult<void> Connection::start_tls(std::chrono::milliseconds timeout) {
   if (!impl_->session) return tl::unexpected(IoError{"not connected"});
   try {
-    impl_->set_receive_timeout(timeout);
-    impl_->set_send_timeout(timeout);
+    // The handshake is one call: it gets its whole timeout, not a quantum.
+    impl_->socket().setReceiveTimeout(timespan(timeout));
+    impl_->socket().setSendTimeout(timespan(timeout));
+    impl_->receive_timeout = impl_->send_timeout = timeout;
     auto& ds = impl_->socket();
     Poco::Net::SecureStreamSocket secure =
         Poco::Net::SecureStreamSocket::attach(ds, impl_->options.host, tls_context(impl_->options.verify_tls));

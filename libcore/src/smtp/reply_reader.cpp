@@ -70,7 +70,8 @@ IoResult<Response> read_reply(Connection& c, ReplyFramer& framer, std::chrono::m
     bool started = framer.started();
     char buf[4096];
     auto n = c.receive(buf, sizeof buf, left);
-    if (!n) return n.error().timeout ? timed_out() : tl::unexpected(n.error());
+    if (!n && n.error().timeout) continue;  // the socket's wait is bounded by a quantum; the deadline decides
+    if (!n) return tl::unexpected(n.error());
     if (*n == 0)
       return tl::unexpected(IoError{started ? "connection closed mid-reply" : "connection closed by the peer"});
     framer.append(std::string_view(buf, *n));

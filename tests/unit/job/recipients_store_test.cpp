@@ -23,7 +23,7 @@ TEST(RecipientsColumn, RoundTripsEveryField) {
   Recipient b;
   b.address = "c@example.com";
   b.state = RecipientState::kFailed;
-  b.smtp_reply = std::string("5.1.1 gr\xc3\xbc\xc3\x9f \x01\t tab\n \xff bad", 31);
+  b.smtp_reply = "5.1.1 gr\xc3\xbc\xc3\x9f \x01\t tab\n \xff bad";
   b.reason = "rejected";
   Recipient c;  // nothing but the address
   c.address = "d@example.org";
