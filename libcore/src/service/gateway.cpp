@@ -29,11 +29,20 @@ void Gateway::start() {
   std::filesystem::create_directories(config_.data_dir);
   journal_ = std::make_unique<queue::InflightJournal>(config_.data_dir + "/inflight.journal");
   recover_interrupted_attempts(*store_, *journal_, retry_options(config_), clock_);
-  auto counts = store_->counts();
-  metrics_.start(counts, clock_.now_ms());
-  if (counts.queued + counts.deferred > 0)
-    spdlog::info("resuming {} unfinished jobs ({} not started, {} deferred)", counts.queued + counts.deferred,
-                 counts.queued, counts.deferred);
+  metrics_.start(clock_.now_ms());
+  // Counting reads every row (seconds with a million queued jobs): delivery need not wait.
+  counting_ = std::thread([this] {
+    store::Counts counts;
+    try {
+      counts = store_->counts();
+    } catch (const store::StoreError& e) {
+      spdlog::warn("cannot count the stored jobs; the queue figures start from zero: {}", e.what());
+    }
+    metrics_.set_base(counts);
+    if (counts.queued + counts.deferred > 0)
+      spdlog::info("resuming {} unfinished jobs ({} not started, {} deferred)", counts.queued + counts.deferred,
+                   counts.queued, counts.deferred);
+  });
 
   store::WriteBatcher::Options bo;
   bo.status_ttl_s = config_.status_ttl_s;
@@ -90,6 +99,7 @@ nlohmann::json Gateway::queue_stats() const {
 bool Gateway::stop(std::chrono::milliseconds grace) {
   if (stopped_) return true;
   stopped_ = true;
+  if (counting_.joinable()) counting_.join();
   if (!dispatcher_) return true;
   submit_->stop();
   longpolls_.stop();

@@ -16,7 +16,7 @@ Result<std::string> IdempotencyKeys::scoped(const Caller& caller, std::string_vi
 }
 
 Result<std::vector<std::string>> IdempotencyKeys::reserve(const std::string& key, const std::string& request_hash,
-                                                            std::int64_t now_s) {
+                                                          std::int64_t now_s) {
   std::lock_guard lock(mu_);
   if (pending_.contains(key))
     return fail(ErrorKind::kConflict, "idempotency_key_in_use",

@@ -2,12 +2,12 @@
 
 namespace websmtp::service {
 
-void Metrics::start(const store::Counts& c, std::int64_t now_ms) {
-  started_ms_ = now_ms;
-  queued_ = c.queued;
-  deferred_ = c.deferred;
-  completed_ = c.completed;
-  failed_ = c.failed;
+void Metrics::set_base(const store::Counts& c) {
+  {
+    std::lock_guard lock(base_mu_);
+    base_ = c;
+  }
+  base_cv_.notify_all();
 }
 
 void Metrics::submitted(std::int64_t jobs) {
@@ -43,11 +43,17 @@ void Metrics::purged(const store::Counts& removed) {
 }
 
 nlohmann::json Metrics::queue_json(const Figures& f, std::int64_t now_ms) const {
-  return {{"queued", queued_.load()},
+  store::Counts base;
+  {
+    std::unique_lock lock(base_mu_);
+    base_cv_.wait_for(lock, std::chrono::seconds(30), [&] { return base_.has_value(); });
+    if (base_) base = *base_;
+  }
+  return {{"queued", base.queued + queued_.load()},
           {"in_flight", f.in_flight},
-          {"deferred", deferred_.load()},
-          {"completed", completed_.load()},
-          {"failed", failed_.load()},
+          {"deferred", base.deferred + deferred_.load()},
+          {"completed", base.completed + completed_.load()},
+          {"failed", base.failed + failed_.load()},
           {"workers", f.workers},
           {"workers_busy", f.workers_busy},
           {"oldest_queued_age_s", f.oldest_queued_age_s},

@@ -282,7 +282,8 @@ class Claims {
 class SqliteStore final : public Store {
  public:
   explicit SqliteStore(const SqliteOptions& o)
-      : lock_(o.path),
+      : path_(o.path),
+        lock_(o.path),
         writer_(o.path, o.synchronous_full),
         reader_(o.path, o.synchronous_full),
         init_(writer_, o.path),
@@ -311,7 +312,6 @@ class SqliteStore final : public Store {
               "SELECT seq, ref, submitted, completed, started, sender, recipients, message, idem_key FROM jobs "
               "WHERE seq=?1 AND outcome = 0 AND next_at <= ?2"),
         next_due_(reader_, "SELECT min(next_at) FROM jobs WHERE next_at IS NOT NULL AND next_at > ?1"),
-        counts_(reader_, "SELECT started, outcome, count(*) FROM jobs GROUP BY started, outcome"),
         // Never-started jobs are due since their submit time, so they lead the jobs_due index.
         oldest_(reader_,
                 "SELECT submitted FROM jobs WHERE next_at IS NOT NULL AND started = 0 ORDER BY next_at, seq LIMIT 1"),
@@ -504,13 +504,15 @@ class SqliteStore final : public Store {
   }
 
   Counts counts() override {
-    std::lock_guard lock(read_mu_);
-    ResetGuard g{counts_};
+    // A scan of every row: on its own connection (WAL readers do not block each other), so
+    // the reads the dispatcher and status lookups need meanwhile do not wait for it.
+    Db db(path_, false);
+    Stmt counts(db, "SELECT started, outcome, count(*) FROM jobs GROUP BY started, outcome");
     Counts c;
-    while (counts_.step()) {
-      bool started = counts_.i64(0) != 0;
-      auto outcome = static_cast<Outcome>(counts_.i64(1));
-      auto n = counts_.i64(2);
+    while (counts.step()) {
+      bool started = counts.i64(0) != 0;
+      auto outcome = static_cast<Outcome>(counts.i64(1));
+      auto n = counts.i64(2);
       if (outcome == Outcome::kDelivered)
         c.completed += n;
       else if (outcome == Outcome::kFailed)
@@ -644,6 +646,7 @@ class SqliteStore final : public Store {
     SchemaInit(Db& db, const std::string& path) { migrate(db, path); }
   };
 
+  std::string path_;
   FileLock lock_;  // first: nothing is opened before the file is ours
   Db writer_;
   Db reader_;
@@ -653,7 +656,7 @@ class SqliteStore final : public Store {
   std::mutex claims_mu_;  // taken before read_mu_, never the other way round
   Claims claims_;
   Stmt insert_, update_, release_idem_, begin_, commit_, rollback_, purge_slice_, purge_;
-  Stmt find_, find_seq_, due_, due_all_, load_, next_due_, counts_, oldest_, idem_, batch_refs_;
+  Stmt find_, find_seq_, due_, due_all_, load_, next_due_, oldest_, idem_, batch_refs_;
   Db checkpointer_;
   std::mutex ckpt_mu_;
   std::condition_variable ckpt_cv_;

@@ -42,7 +42,7 @@ TEST(RecipientsColumn, RoundTripsEveryField) {
   EXPECT_TRUE(back[0].possible_duplicate);
   EXPECT_EQ(back[1].reason, "rejected");
   EXPECT_EQ(back[1].smtp_reply.substr(0, 12), "5.1.1 gr\xc3\xbc\xc3\x9f");  // valid UTF-8 kept
-  EXPECT_NE(back[1].smtp_reply.find("\xef\xbf\xbd"), std::string::npos);  // the invalid byte replaced
+  EXPECT_NE(back[1].smtp_reply.find("\xef\xbf\xbd"), std::string::npos);    // the invalid byte replaced
   EXPECT_EQ(back[2].address, c.address);
   EXPECT_EQ(back[2].state, RecipientState::kQueued);
   EXPECT_FALSE(back[2].possible_duplicate);

@@ -6,6 +6,7 @@
 #include <chrono>
 #include <memory>
 #include <string>
+#include <thread>
 
 #include <nlohmann/json.hpp>
 
@@ -61,6 +62,7 @@ class Gateway {
   std::unique_ptr<queue::Dispatcher> dispatcher_;
   std::unique_ptr<SubmitService> submit_;
   std::unique_ptr<DeliveryWorkers> workers_;
+  std::thread counting_;  // the store's counts, for the metrics' base
   bool stopped_ = false;
 };
 

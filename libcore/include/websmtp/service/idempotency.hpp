@@ -27,8 +27,7 @@ class IdempotencyKeys {
   // Empty: a new request; the key is now reserved until release(). Refs: the same request was
   // accepted before (replay; every job of a batch, in order). kConflict: another body, or the
   // first request is still in flight.
-  Result<std::vector<std::string>> reserve(const std::string& key, const std::string& request_hash,
-                                           std::int64_t now_s);
+  Result<std::vector<std::string>> reserve(const std::string& key, const std::string& request_hash, std::int64_t now_s);
   void release(const std::string& key);
 
  private:

@@ -2,7 +2,10 @@
 // The gateway's figures: job gauges by state and totals since start, kept as atomics so that
 // reading them (GET /admin/queue, later /metrics) costs nothing on the hot paths.
 #include <atomic>
+#include <condition_variable>
 #include <cstdint>
+#include <mutex>
+#include <optional>
 
 #include <nlohmann/json.hpp>
 
@@ -13,8 +16,11 @@ namespace websmtp::service {
 
 class Metrics {
  public:
-  // Gauges as the store counted them at start.
-  void start(const store::Counts& counts, std::int64_t now_ms);
+  void start(std::int64_t now_ms) { started_ms_ = now_ms; }
+  // The gauges as the store counted them at start. Counting reads every row, so it runs
+  // beside start-up; the gauges below are changes since start, and queue_json() waits
+  // (briefly) for the base to add them to.
+  void set_base(const store::Counts& counts);
 
   void submitted(std::int64_t jobs);
   // A committed attempt outcome for one job: it leaves "queued" (first attempt) or "deferred",
@@ -39,6 +45,9 @@ class Metrics {
 
  private:
   std::int64_t started_ms_ = 0;
+  mutable std::mutex base_mu_;
+  mutable std::condition_variable base_cv_;
+  std::optional<store::Counts> base_;
   std::atomic<std::int64_t> queued_{0}, deferred_{0}, completed_{0}, failed_{0};
   std::atomic<std::int64_t> submitted_total_{0}, delivered_total_{0}, failed_total_{0};
 };
