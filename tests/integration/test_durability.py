@@ -131,3 +131,20 @@ class DurabilityTest(IntegrationTestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class OneProcessPerStoreTest(IntegrationTestCase):
+
+    def test_a_second_daemon_on_the_same_data_dir_refuses_to_start(self):
+        first = self.start_daemon(DELIVERY="sandbox")
+        ref = first.submit(mail())
+        second = self.make_daemon(DELIVERY="sandbox", DATA_DIR=first.data_dir)
+        with self.assertRaises(RuntimeError) as caught:
+            second.start()
+        self.assertIn("in use by another websmtpd", str(caught.exception))
+        self.assertNotEqual(second.proc.returncode, 0)
+        # The first one is untouched and still serves its store.
+        self.assertEqual(first.status(ref)[0], 200)
+        first.stop()
+        second.start()  # once the first is gone, the store is free
+        self.assertEqual(second.status(ref)[0], 200)
