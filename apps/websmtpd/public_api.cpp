@@ -129,26 +129,23 @@ void build_public_api(http::Router& router, service::Gateway& gateway, const Pub
                       const std::atomic<bool>& draining) {
   router.use(cors(options.cors_origins));
 
-  router.add("/mail/send", false, true).on(Method::kPost, [&gateway, &draining](Context& ctx) {
-    if (draining) return ctx.answer(shutting_down());
-    std::string_view key;
-    if (auto e = idempotency_key(ctx, key)) return ctx.answer(*e);
-    // Answered on the group commit's thread once the job is durable.
-    gateway.submits().submit(ctx.caller, ctx.request.body, key,
-                             [ex = std::move(ctx.exchange)](Result<service::Accepted> r) mutable {
-                               ex.send(r ? accepted_response(*r) : http::error_response(r.error()));
-                             });
-  });
-
-  router.add("/mail/batch", false, true).on(Method::kPost, [&gateway, &draining](Context& ctx) {
-    if (draining) return ctx.answer(shutting_down());
-    std::string_view key;
-    if (auto e = idempotency_key(ctx, key)) return ctx.answer(*e);
-    gateway.submits().submit_batch(ctx.caller, ctx.request.body, key,
-                                   [ex = std::move(ctx.exchange)](Result<service::BatchAccepted> r) mutable {
-                                     ex.send(r ? batch_response(*r) : http::error_response(r.error()));
-                                   });
-  });
+  // Both submit routes: refused while draining, one Idempotency-Key at most, answered on the
+  // group commit's thread once the jobs are durable.
+  auto submit_route = [&gateway, &draining](auto submit, auto respond) {
+    return [&gateway, &draining, submit, respond](Context& ctx) {
+      if (draining) return ctx.answer(shutting_down());
+      std::string_view key;
+      if (auto e = idempotency_key(ctx, key)) return ctx.answer(*e);
+      (gateway.submits().*submit)(ctx.caller, ctx.request.body, key,
+                                  [ex = std::move(ctx.exchange), respond](auto r) mutable {
+                                    ex.send(r ? respond(*r) : http::error_response(r.error()));
+                                  });
+    };
+  };
+  router.add("/mail/send", false, true)
+      .on(Method::kPost, submit_route(&service::SubmitService::submit, accepted_response));
+  router.add("/mail/batch", false, true)
+      .on(Method::kPost, submit_route(&service::SubmitService::submit_batch, batch_response));
 
   router.add("/mail/status/", true, true).on(Method::kGet, [&gateway](Context& ctx) {
     WaitParams w;
