@@ -31,10 +31,16 @@ void Gateway::start() {
   recover_interrupted_attempts(*store_, *journal_, retry_options(config_), clock_);
   metrics_.start(clock_.now_ms());
   // Counting reads every row (seconds with a million queued jobs): delivery need not wait.
-  counting_ = std::thread([this] {
+  std::function<store::Counts()> count;
+  try {
+    count = store_->counts_as_of_now();  // pinned now, before any submit: the base is exact
+  } catch (const store::StoreError& e) {
+    spdlog::warn("cannot count the stored jobs; the queue figures start from zero: {}", e.what());
+  }
+  counting_ = std::thread([this, count = std::move(count)] {
     store::Counts counts;
     try {
-      counts = store_->counts();
+      if (count) counts = count();
     } catch (const store::StoreError& e) {
       spdlog::warn("cannot count the stored jobs; the queue figures start from zero: {}", e.what());
     }

@@ -503,26 +503,35 @@ class SqliteStore final : public Store {
     return std::nullopt;
   }
 
-  Counts counts() override {
-    // A scan of every row: on its own connection (WAL readers do not block each other), so
-    // the reads the dispatcher and status lookups need meanwhile do not wait for it.
-    Db db(path_, false);
-    Stmt counts(db, "SELECT started, outcome, count(*) FROM jobs GROUP BY started, outcome");
-    Counts c;
-    while (counts.step()) {
-      bool started = counts.i64(0) != 0;
-      auto outcome = static_cast<Outcome>(counts.i64(1));
-      auto n = counts.i64(2);
-      if (outcome == Outcome::kDelivered)
-        c.completed += n;
-      else if (outcome == Outcome::kFailed)
-        c.failed += n;
-      else if (started)
-        c.deferred += n;
-      else
-        c.queued += n;
-    }
-    return c;
+  Counts counts() override { return counts_as_of_now()(); }
+
+  std::function<Counts()> counts_as_of_now() override {
+    // A scan of every row, on its own connection (WAL readers do not block each other, so the
+    // dispatcher's and status reads go on meanwhile), in a read transaction begun here: its
+    // snapshot is the database as it is now.
+    auto db = std::make_shared<Db>(path_, false);
+    db->exec("BEGIN");
+    db->query_int("SELECT count(*) FROM (SELECT 1 FROM jobs LIMIT 1)");  // the first read pins the snapshot
+    return [db] {
+      Stmt counts(*db, "SELECT started, outcome, count(*) FROM jobs GROUP BY started, outcome");
+      Counts c;
+      while (counts.step()) {
+        bool started = counts.i64(0) != 0;
+        auto outcome = static_cast<Outcome>(counts.i64(1));
+        auto n = counts.i64(2);
+        if (outcome == Outcome::kDelivered)
+          c.completed += n;
+        else if (outcome == Outcome::kFailed)
+          c.failed += n;
+        else if (started)
+          c.deferred += n;
+        else
+          c.queued += n;
+      }
+      counts.reset();
+      db->exec("COMMIT");
+      return c;
+    };
   }
 
   std::optional<std::int64_t> oldest_queued_submitted() override {

@@ -463,3 +463,19 @@ TEST(SqliteStore, ABatchIsFoundWholeByItsIdempotencyKey) {
   EXPECT_EQ(hit->refs, (std::vector<std::string>{jobs[1].ref, jobs[2].ref, jobs[3].ref}));
   EXPECT_FALSE(s->find_idempotency("ignored"));
 }
+
+// The start-up count runs beside delivery, so it must count the store as it was when asked:
+// jobs submitted while it runs are counted by the metrics' own deltas, not twice.
+TEST(SqliteStore, CountsAsOfNowIgnoreLaterJobs) {
+  test_support::TempDir dir;
+  auto s = open_sqlite({dir.file("db"), false});
+  auto a = test_support::make_job();
+  job::Job* pa = &a;
+  s->insert({&pa, 1});
+  auto count = s->counts_as_of_now();
+  auto b = test_support::make_job();
+  job::Job* pb = &b;
+  s->insert({&pb, 1});
+  EXPECT_EQ(count().queued, 1);
+  EXPECT_EQ(s->counts().queued, 2);
+}

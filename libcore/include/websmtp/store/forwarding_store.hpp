@@ -30,6 +30,7 @@ class ForwardingStore : public Store {
   }
   std::optional<std::int64_t> next_due_after(std::int64_t now_ms) override { return inner_->next_due_after(now_ms); }
   Counts counts() override { return inner_->counts(); }
+  std::function<Counts()> counts_as_of_now() override { return inner_->counts_as_of_now(); }
   std::optional<std::int64_t> oldest_queued_submitted() override { return inner_->oldest_queued_submitted(); }
   std::optional<IdempotencyHit> find_idempotency(std::string_view key) override {
     return inner_->find_idempotency(key);

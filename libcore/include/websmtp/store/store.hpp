@@ -26,6 +26,7 @@
 // commit for SQLite's single writer, and a reset of stale claims at every start; the submit
 // path and the delivery drain would pay for a contention that cannot happen.
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <span>
@@ -130,6 +131,12 @@ class Store {
   // The earliest retry time after `now_ms`, if any job waits for one.
   virtual std::optional<std::int64_t> next_due_after(std::int64_t now_ms) = 0;
   virtual Counts counts() = 0;
+  // The counts as they are now, counted later: the store's state is pinned before this
+  // returns (jobs submitted or finished afterwards are not in them), the slow part runs when
+  // the returned function is called, on any thread, once. The default counts at once.
+  virtual std::function<Counts()> counts_as_of_now() {
+    return [c = counts()] { return c; };
+  }
   // Submit time of the oldest never-attempted job.
   virtual std::optional<std::int64_t> oldest_queued_submitted() = 0;
   virtual std::optional<IdempotencyHit> find_idempotency(std::string_view key) = 0;
