@@ -84,6 +84,30 @@ class HttpFramingTest(IntegrationTestCase):
         # The daemon still serves.
         self.assertEqual(self.daemon.request("GET", "/status").status, 200)
 
+    def test_a_short_body_is_validated_not_garbled(self):
+        # Bodies of 15 bytes or less are held inside the string object: they must reach
+        # validation intact (the error names the real fault, not "invalid JSON").
+        for body, code, field in ((b'{"from":1}', "invalid_type", "from"), (b"{}", "missing_field", "from")):
+            raw = exchange(self.daemon.port, b"POST /mail/send HTTP/1.1\r\nConnection: close\r\nContent-Length: %d"
+                           b"\r\n\r\n%s" % (len(body), body))
+            self.assertTrue(raw.startswith(b"HTTP/1.1 400 "), raw[:200])
+            doc = json.loads(raw.split(b"\r\n\r\n", 1)[1])
+            self.assertEqual((doc["code"], doc.get("field")), (code, field), doc)
+
+    def test_a_request_behind_a_long_poll_in_the_same_write_is_not_held_back(self):
+        ref = self.daemon.submit(mail(to=["x@example.net"]))
+        self.daemon.wait_completed(ref)
+        # A job that never completes: a long-poll on it would wait out its 30 s.
+        other = self.start_daemon(DELIVERY="relay", SMTP_SERVER="127.0.0.1", SMTP_PORT="9", SMTP_TLS="none",
+                                  SMTP_CONNECT_TIMEOUT="1s", RETRY_MIN="1h", RETRY_MAX="1h")
+        pending = other.submit(mail())
+        other.wait_status(pending, lambda d: d["status"] == "processing")
+        started = time.monotonic()
+        raw = exchange(other.port, b"GET /mail/status/%s?wait=30 HTTP/1.1\r\n\r\n"
+                       b"GET /status HTTP/1.1\r\nConnection: close\r\n\r\n" % pending.encode(), timeout=40)
+        self.assertEqual(re.findall(rb"HTTP/1\.1 (\d{3}) ", raw), [b"200", b"200"], raw[-300:])
+        self.assertLess(time.monotonic() - started, 20, "the second request waited for the long-poll's timeout")
+
     def test_many_pipelined_submits_are_answered_in_order(self):
         body = json.dumps(mail()).encode()
         one = b"POST /mail/send HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)

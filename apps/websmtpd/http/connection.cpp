@@ -5,6 +5,7 @@
 #include <sys/socket.h>
 
 #include <cerrno>
+#include <optional>
 
 #include <spdlog/spdlog.h>
 
@@ -12,6 +13,8 @@ namespace websmtp::daemon::http {
 
 namespace {
 std::atomic<std::int64_t> g_answers_in_flight{0};
+constexpr std::int64_t kCloseLingerMs = 5000;
+constexpr std::int64_t kMaxQueuedBytes = 16 * 1024 * 1024;  // answers waiting for a client that does not read
 
 std::int64_t steady_ms() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now().time_since_epoch())
@@ -84,7 +87,13 @@ Connection::Connection(int fd, std::weak_ptr<Pistache::Tcp::Peer> peer, const Co
 
 void Connection::check_timeouts(std::int64_t now_ms) {
   std::lock_guard lock(mu_);
-  if (closed_ || discard_) return;
+  if (closed_) return;
+  if (discard_) {
+    // Answered with "close" (or refused) and half-closed: a client that never closes its side
+    // does not keep the descriptor.
+    if (discard_since_ms_ && now_ms - discard_since_ms_ > kCloseLingerMs) ::shutdown(fd_, SHUT_RDWR);
+    return;
+  }
   Error why;
   if (head_done_ms_ && body_wanted_ >= 0 && now_ms - head_done_ms_ > limits_.body_timeout_ms) {
     why = Error{ErrorKind::kTimeout, "body_timeout", "the request body did not arrive in time (HTTP_BODY_TIMEOUT)"};
@@ -98,12 +107,13 @@ void Connection::check_timeouts(std::int64_t now_ms) {
   } else {
     return;
   }
-  if (busy_) return;  // an answer is owed first; the next check will see it
+  if (busy_ || queued_) return;  // an answer is owed or still queued first; the next check will see it
   discard_ = true;
+  discard_since_ms_ = now_ms;
   in_.clear();
   std::string bytes = render(error_response(why), false, false);
   (void)::send(fd_, bytes.data(), bytes.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
-  ::shutdown(fd_, SHUT_RDWR);
+  ::shutdown(fd_, SHUT_WR);  // the reaper ends it after the linger if the client does not
 }
 
 void Connection::on_input(const char* data, std::size_t len) {
@@ -118,6 +128,16 @@ void Connection::on_input(const char* data, std::size_t len) {
       return;
     }
     if (in_.empty() && body_wanted_ < 0 && !request_started_ms_) request_started_ms_ = steady_ms();
+    // Requests piling up behind an answer still owed (a client that pipelines and does not
+    // read): past one request's worth of bytes, the connection is cut.
+    if (in_.size() + len > limits_.max_head_bytes + static_cast<std::size_t>(limits_.max_body_bytes) + 65536 ||
+        queued_bytes_ > kMaxQueuedBytes) {
+      discard_ = true;
+      discard_since_ms_ = steady_ms();
+      in_.clear();
+      ::shutdown(fd_, SHUT_RDWR);
+      return;
+    }
     in_.append(data, len);
     if (busy_) {
       hurry = std::move(hurry_);  // a long-poll owes the answer: it answers now and goes on
@@ -143,41 +163,59 @@ void Connection::close() {
 }
 
 void Connection::set_hurry(std::function<void()> hurry) {
-  std::lock_guard lock(mu_);
-  if (!closed_) hurry_ = std::move(hurry);
+  {
+    std::lock_guard lock(mu_);
+    if (closed_) return;
+    // A request already waits behind this long-poll (it came in the same read): answer now.
+    if (in_.empty()) {
+      hurry_ = std::move(hurry);
+      return;
+    }
+  }
+  hurry();
 }
 
 void Connection::write(std::string bytes, bool close_after) {
-  std::lock_guard lock(mu_);
-  hurry_ = nullptr;
-  if (closed_) return;
-  if (close_after) discard_ = true;
-  if (!queued_) {
-    ssize_t n = ::send(fd_, bytes.data(), bytes.size(), MSG_DONTWAIT | MSG_NOSIGNAL);
-    if (n == static_cast<ssize_t>(bytes.size())) {
-      if (close_after) ::shutdown(fd_, SHUT_WR);
-      return;
+  std::optional<Pistache::Async::Promise<ssize_t>> promise;
+  std::int64_t queued = 0;
+  {
+    std::lock_guard lock(mu_);
+    hurry_ = nullptr;
+    if (closed_) return;
+    if (close_after) {
+      discard_ = true;
+      discard_since_ms_ = steady_ms();
     }
-    if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK) return;  // the peer is gone; the reactor will see it
-    bytes.erase(0, n < 0 ? 0 : static_cast<std::size_t>(n));
-    queued_ = true;
+    if (!queued_) {
+      ssize_t n = ::send(fd_, bytes.data(), bytes.size(), MSG_DONTWAIT | MSG_NOSIGNAL);
+      if (n == static_cast<ssize_t>(bytes.size())) {
+        if (close_after) ::shutdown(fd_, SHUT_WR);
+        return;
+      }
+      if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK) return;  // the peer is gone; the reactor will see it
+      bytes.erase(0, n < 0 ? 0 : static_cast<std::size_t>(n));
+      queued_ = true;
+    }
+    // The socket is full (a client that does not read): Pistache's queue waits for room.
+    auto peer = peer_.lock();
+    if (!peer) return;
+    std::size_t size = bytes.size();
+    queued = static_cast<std::int64_t>(size);
+    queued_bytes_ += queued;
+    promise.emplace(peer->send(Pistache::RawBuffer(std::move(bytes), size)));
   }
-  // The socket is full (a client that does not read): Pistache's queue waits for room.
-  auto peer = peer_.lock();
-  if (!peer) return;
-  std::size_t size = bytes.size();
-  auto promise = peer->send(Pistache::RawBuffer(std::move(bytes), size));
-  if (close_after) {
-    std::weak_ptr<Connection> self = weak_from_this();
-    promise.then(
-        [self](ssize_t) {
-          if (auto c = self.lock()) {
-            std::lock_guard l(c->mu_);
-            if (!c->closed_) ::shutdown(c->fd_, SHUT_WR);
-          }
-        },
-        Pistache::Async::IgnoreException);
-  }
+  // Attached without mu_: Pistache runs the callback under the promise's own lock, at once
+  // if the write is already done.
+  std::weak_ptr<Connection> self = weak_from_this();
+  promise->then(
+      [self, close_after, queued](ssize_t) {
+        if (auto c = self.lock()) {
+          std::lock_guard l(c->mu_);
+          c->queued_bytes_ -= queued;
+          if (close_after && !c->closed_) ::shutdown(c->fd_, SHUT_WR);
+        }
+      },
+      Pistache::Async::IgnoreException);
 }
 
 Connection::Frame Connection::next_request_locked(Request& out, Response& refused) {
@@ -273,18 +311,23 @@ void Connection::pump() {
       }
     }
     if (f == Frame::kRefused) {
-      // The connection's last answer: then it is half-closed and further input dropped.
-      std::string bytes = render(refused, false, false);
+      // The connection's last answer (after any still queued): then it is half-closed and
+      // further input dropped.
+      write(render(refused, false, false), true);
       std::lock_guard lock(mu_);
       busy_ = false;
-      if (closed_) return;
-      (void)::send(fd_, bytes.data(), bytes.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
-      ::shutdown(fd_, SHUT_WR);
       return;
     }
     bool head = req.method == Method::kHead;
     auto state = std::make_shared<Exchange::State>(self, head, req.keep_alive);
-    (*handler_)(std::move(req), Exchange(state));
+    try {
+      (*handler_)(std::move(req), Exchange(state));
+    } catch (const std::exception& e) {
+      // Never e.what() to the client: it may name internals. The dropped Exchange answers 500.
+      spdlog::error("unhandled error while handling a request: {}", e.what());
+    } catch (...) {
+      spdlog::error("unhandled error while handling a request");
+    }
     // Answered inside the handler: go on with the next request. Otherwise whoever answers
     // later continues the loop.
     if (state->phase.exchange(2) != 1) return;

@@ -94,6 +94,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
   std::int64_t request_started_ms_ = 0;  // first byte of the request being received (0: none)
   std::int64_t head_done_ms_ = 0;        // its head was complete (0: not yet)
   std::int64_t idle_since_ms_ = 0;       // nothing received or owed since
+  std::int64_t discard_since_ms_ = 0;    // when the connection was answered for the last time
+  std::int64_t queued_bytes_ = 0;        // handed to Pistache's write queue and not written yet
 };
 
 // One request's answer, given exactly once (a second send is ignored; an Exchange dropped

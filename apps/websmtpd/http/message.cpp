@@ -78,6 +78,33 @@ std::string_view to_string(Method m) {
   return "?";
 }
 
+Request& Request::operator=(Request&& o) noexcept {
+  if (this == &o) return *this;
+  const char* old_raw = o.raw.data();
+  const char* old_body = o.body_buf.data();
+  auto rebase = [](std::string_view v, const char* from, const std::string& to) {
+    if (v.data() == nullptr) return std::string_view();
+    return std::string_view(to.data() + (v.data() - from), v.size());
+  };
+  raw = std::move(o.raw);
+  body_buf = std::move(o.body_buf);
+  method = o.method;
+  minor_version = o.minor_version;
+  keep_alive = o.keep_alive;
+  target = rebase(o.target, old_raw, raw);
+  path = rebase(o.path, old_raw, raw);
+  query = rebase(o.query, old_raw, raw);
+  body = rebase(o.body, old_body, body_buf);
+  headers = std::move(o.headers);
+  for (auto& [n, v] : headers) {
+    n = rebase(n, old_raw, raw);
+    v = rebase(v, old_raw, raw);
+  }
+  o.target = o.path = o.query = o.body = {};
+  o.headers.clear();
+  return *this;
+}
+
 std::optional<std::string_view> Request::header(std::string_view name) const {
   for (const auto& [n, v] : headers)
     if (iequals(n, name)) return v;

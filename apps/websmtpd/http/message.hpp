@@ -29,6 +29,14 @@ struct Request {
   std::string raw;       // the head; the views above point into it
   std::string body_buf;  // the body; `body` views it
 
+  Request() = default;
+  // Moving a short string moves its bytes (small-string optimisation): the views are rebased
+  // onto the new buffers. Copies are not needed and not allowed.
+  Request(Request&& other) noexcept { *this = std::move(other); }
+  Request& operator=(Request&& other) noexcept;
+  Request(const Request&) = delete;
+  Request& operator=(const Request&) = delete;
+
   // The first header of that name (case-insensitive).
   std::optional<std::string_view> header(std::string_view name) const;
   // How many headers of that name were sent.

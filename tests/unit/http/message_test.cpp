@@ -105,3 +105,22 @@ TEST(HttpStatus, EveryErrorKindHasOneStatus) {
   EXPECT_NE(r.headers.find("Retry-After: 5"), std::string::npos);
   EXPECT_EQ(r.body, R"({"code":"store_unavailable","error":"retry"})");
 }
+
+// Short strings live inside the object (small-string optimisation): moving a request moves
+// their bytes, and its views must follow them (a 2-byte body once reached handlers as "\0}").
+TEST(HttpHead, MovedRequestsKeepTheirViews) {
+  Request req;
+  Head h;
+  ASSERT_EQ(parse("GET /a?b=c HTTP/1.1\r\nX: y", req, h), HeadError::kNone);
+  req.body_buf = "{}";
+  req.body = req.body_buf;
+  Request moved(std::move(req));
+  Request again;
+  again = std::move(moved);
+  EXPECT_EQ(again.body, "{}");
+  EXPECT_EQ(again.body.data(), again.body_buf.data());
+  EXPECT_EQ(again.path, "/a");
+  EXPECT_EQ(again.query_param("b"), "c");
+  EXPECT_EQ(again.header("x"), "y");
+  EXPECT_EQ(again.path.data(), again.raw.data() + 4);
+}
