@@ -35,14 +35,14 @@ struct Exchange::State {
   bool head = false;
   bool keep_alive = true;
   std::string extra_headers;
-  std::atomic<int> phase{0};  // 0: handler running, 1: answered, 2: handler returned unanswered
-  bool answered = false;
+  std::atomic<int> phase{0};          // 0: handler running, 1: answered, 2: handler returned unanswered
+  std::atomic<bool> answered{false};  // Exchange is copyable (std::function needs it): once only
 
   State(std::shared_ptr<Connection> c, bool h, bool k) : conn(std::move(c)), head(h), keep_alive(k) {
     g_answers_in_flight.fetch_add(1, std::memory_order_relaxed);
   }
   ~State() {
-    if (!answered) {
+    if (!answered.exchange(true)) {
       spdlog::error("a request was left unanswered; answering 500");
       if (answer(refusal(ErrorKind::kInternal, "internal_error", "internal error"))) conn->pump();
     }
@@ -50,7 +50,6 @@ struct Exchange::State {
   }
   // Writes the answer; returns true when the request loop must be continued by this thread.
   bool answer(Response r) {
-    answered = true;
     if (!extra_headers.empty()) r.headers.insert(0, extra_headers);
     conn->write(render(r, head, keep_alive), !keep_alive);
     return phase.exchange(1) == 2;
@@ -61,15 +60,11 @@ bool Exchange::head_request() const { return s_->head; }
 Connection& Exchange::connection() const { return *s_->conn; }
 
 void Exchange::add_header(std::string_view name, std::string_view value) {
-  auto& h = s_->extra_headers;
-  h.append(name);
-  h.append(": ");
-  h.append(value);
-  h.append("\r\n");
+  append_header(s_->extra_headers, name, value);
 }
 
 void Exchange::send(Response response) {
-  if (!s_ || s_->answered) return;
+  if (!s_ || s_->answered.exchange(true)) return;
   auto state = std::move(s_);
   if (state->answer(std::move(response))) state->conn->pump();
 }

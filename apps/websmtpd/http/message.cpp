@@ -257,12 +257,14 @@ std::string_view reason_phrase(int status) {
   }
 }
 
-void Response::add_header(std::string_view name, std::string_view value) {
+void append_header(std::string& headers, std::string_view name, std::string_view value) {
   headers.append(name);
   headers.append(": ");
   headers.append(value);
   headers.append("\r\n");
 }
+
+void Response::add_header(std::string_view name, std::string_view value) { append_header(headers, name, value); }
 
 std::string render(const Response& r, bool head_request, bool keep_alive) {
   char digits[24];

@@ -75,6 +75,9 @@ struct Response {
   void add_header(std::string_view name, std::string_view value);
 };
 
+// Appends "Name: value\r\n".
+void append_header(std::string& headers, std::string_view name, std::string_view value);
+
 // The bytes on the wire. A HEAD answer carries the GET answer's Content-Length, no body.
 std::string render(const Response& r, bool head_request, bool keep_alive);
 

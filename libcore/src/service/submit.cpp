@@ -74,17 +74,21 @@ void SubmitService::submit(const Caller& caller, std::string_view body, std::str
   auto req = job::parse_request(body, job::Limits{options_.max_recipients});
   if (!req) return done(tl::unexpected(std::move(req.error())));
   std::int64_t now_ms = clock_.now_ms();
-  job::Job j = make_job(std::move(*req), now_ms);
 
+  // A replay is answered before anything is rendered.
+  std::string key, hash;
   if (!idempotency_key.empty()) {
-    auto key = IdempotencyKeys::scoped(caller, idempotency_key);
-    if (!key) return done(tl::unexpected(std::move(key.error())));
-    j.request_hash = hex64(fnv1a64(body));
-    auto replay = idempotency_.reserve(*key, j.request_hash, j.submitted);
+    auto scoped = IdempotencyKeys::scoped(caller, idempotency_key);
+    if (!scoped) return done(tl::unexpected(std::move(scoped.error())));
+    hash = hex64(fnv1a64(body));
+    auto replay = idempotency_.reserve(*scoped, hash, now_ms / 1000);
     if (!replay) return done(tl::unexpected(std::move(replay.error())));
     if (!replay->empty()) return done(Accepted{std::move(replay->front()), true});
-    j.idempotency_key = std::move(*key);
+    key = std::move(*scoped);
   }
+  job::Job j = make_job(std::move(*req), now_ms);
+  j.idempotency_key = std::move(key);
+  j.request_hash = std::move(hash);
 
   batcher_.insert(std::move(j), [this, done = std::move(done)](job::Job&& stored, bool ok, const std::string&) {
     if (!stored.idempotency_key.empty()) idempotency_.release(stored.idempotency_key);
