@@ -53,7 +53,7 @@ int run(const config::Config& config) {
 
   std::atomic<bool> draining{false};
   auto public_router = std::make_shared<http::Router>();
-  build_public_api(*public_router, gateway, PublicApiOptions{config.cors_origins}, draining);
+  build_public_api(*public_router, gateway, draining);
   auto admin_router = std::make_shared<http::Router>();
   build_admin_api(*admin_router, gateway);
 

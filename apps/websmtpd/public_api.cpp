@@ -4,6 +4,8 @@
 #include <memory>
 
 #include "http/error_status.hpp"
+#include "websmtp/common/text.hpp"
+#include "websmtp/job/validation.hpp"
 
 namespace websmtp::daemon {
 
@@ -19,15 +21,56 @@ constexpr std::string_view kExposeHeaders =
     "Location, Retry-After, RateLimit-Limit, RateLimit-Remaining, RateLimit-Reset";
 
 Error cors_denied() {
-  return Error{ErrorKind::kForbidden, "cors_origin_denied", "this origin is not in CORS_ORIGINS", "Origin"};
+  return Error{ErrorKind::kForbidden, "cors_origin_denied",
+               "this origin is not in CORS_ORIGINS nor an origin of a live publishable key", "Origin"};
+}
+
+// Every value of a header that may be repeated (X-Forwarded-For), joined as one list.
+std::optional<std::string> joined_header(const http::Request& r, std::string_view name) {
+  std::optional<std::string> out;
+  for (const auto& [n, v] : r.headers) {
+    if (!iequals(n, name)) continue;
+    if (out)
+      *out += ", ";
+    else
+      out.emplace();
+    *out += v;
+  }
+  return out;
+}
+
+bool is_submit_route(const http::Route& r) { return r.path == "/mail/send" || r.path == "/mail/batch"; }
+// Liveness and readiness stay open to probes and load balancers (api.md: GET /status).
+bool is_open_route(const http::Route& r) { return r.path == "/status" || r.path == "/healthz" || r.path == "/readyz"; }
+
+void add_rate_headers(http::Exchange& ex, const auth::Decision& d) {
+  if (!d.limit) return;
+  ex.add_header("RateLimit-Limit", std::to_string(d.limit));
+  ex.add_header("RateLimit-Remaining", std::to_string(d.remaining));
+  ex.add_header("RateLimit-Reset", std::to_string(d.reset_s));
+}
+
+// The client's address (TRUSTED_PROXIES) and RATE_LIMIT_IP, before anything else is done.
+http::PreHandler client_limit(service::Access& access) {
+  return [&access](Context& ctx) {
+    auto xff = joined_header(ctx.request, "X-Forwarded-For");
+    ctx.caller.address = access.client_address(ctx.caller.address, xff ? std::optional<std::string_view>(*xff)
+                                                                         : std::nullopt);
+    if (!access.address_limited()) return true;
+    auth::Decision d;
+    if (auto e = access.limit_address(ctx.caller.address, d)) {
+      ctx.answer(*e);
+      return false;
+    }
+    return true;
+  };
 }
 
 // CORS (api.md): an allowed Origin gets its answer marked for the browser, a preflight is
 // answered here; a disallowed one gets no Access-Control-* header, and is refused on the
-// mail routes and for preflights.
-http::PreHandler cors(std::vector<std::string> origins) {
-  bool any = std::find(origins.begin(), origins.end(), "*") != origins.end();
-  return [origins = std::move(origins), any](Context& ctx) {
+// mail routes and for preflights. Allowed: CORS_ORIGINS and the origins of live publishable keys.
+http::PreHandler cors(service::Access& access) {
+  return [&access](Context& ctx) {
     auto origin = ctx.request.header("Origin");
     bool preflight = ctx.request.method == Method::kOptions && ctx.route->browser;
     if (!origin) {
@@ -35,8 +78,7 @@ http::PreHandler cors(std::vector<std::string> origins) {
       ctx.answer(Error{ErrorKind::kInvalid, "missing_origin", "a preflight request needs an Origin header", "Origin"});
       return false;
     }
-    bool allowed = any || std::find(origins.begin(), origins.end(), *origin) != origins.end();
-    if (!allowed) {
+    if (!access.origin_allowed(*origin)) {
       // Liveness stays readable (without CORS headers); mail routes and preflights refuse.
       if (!preflight && ctx.route->path.rfind("/mail/", 0) != 0) return true;
       ctx.answer(cors_denied());
@@ -59,6 +101,35 @@ http::PreHandler cors(std::vector<std::string> origins) {
   };
 }
 
+// AUTH_MODE: the caller's key or token, on every public route but liveness. A status request
+// may instead carry the job's status token (?token=), which opens that one status.
+http::PreHandler authenticate(service::Access& access) {
+  return [&access](Context& ctx) {
+    if (!access.required() || is_open_route(*ctx.route)) return true;
+    if (ctx.request.header_count("Authorization") > 1) {
+      ctx.answer(Error{ErrorKind::kUnauthorized, "unauthorized", "one Authorization header, not several", ""});
+      return false;
+    }
+    auto authorization = ctx.request.header("Authorization");
+    if (ctx.route->has_param && ctx.route->path == "/mail/status/") {
+      if (auto token = ctx.request.query_param("token")) ctx.caller.status_token = std::move(*token);
+      if (!authorization && !ctx.caller.status_token.empty()) {
+        ctx.caller.private_statuses = true;
+        return true;
+      }
+    }
+    service::Access::Credentials c{authorization, ctx.request.header("Origin"), is_submit_route(*ctx.route)};
+    if (auto e = access.authenticate(c, ctx.caller)) {
+      ctx.answer(*e);
+      return false;
+    }
+    // Submits report their quota after charging it; other routes report it as it stands.
+    if (ctx.caller.principal && !is_submit_route(*ctx.route))
+      add_rate_headers(ctx.exchange, auth::peek(*ctx.caller.principal, access.clock().now_ms()));
+    return true;
+  };
+}
+
 // The Idempotency-Key header: absent, or exactly one non-empty value.
 std::optional<Error> idempotency_key(const Context& ctx, std::string_view& key) {
   std::size_t n = ctx.request.header_count("Idempotency-Key");
@@ -77,14 +148,18 @@ Error shutting_down() {
   return Error{ErrorKind::kUnavailable, "shutting_down", "the server is shutting down; retry shortly", ""};
 }
 
-// {"ref":"..."}: a ref is a UUID, nothing to escape.
+// {"ref":"..."}: a ref is a UUID and a status token base64url, nothing to escape.
 Response accepted_response(const service::Accepted& a) {
   Response r;
   r.status = a.replayed ? 200 : 202;
   r.add_header("Location", "/mail/status/" + a.ref);
-  r.body.reserve(48);
+  r.body.reserve(48 + a.status_token.size() + 18);
   r.body = "{\"ref\":\"";
   r.body += a.ref;
+  if (!a.status_token.empty()) {
+    r.body += "\",\"status_token\":\"";
+    r.body += a.status_token;
+  }
   r.body += "\"}";
   return r;
 }
@@ -100,7 +175,18 @@ Response batch_response(const service::BatchAccepted& a) {
     r.body += a.refs[i];
     r.body += '"';
   }
-  r.body += "]}";
+  r.body += ']';
+  if (!a.status_tokens.empty()) {
+    r.body += ",\"status_tokens\":[";
+    for (std::size_t i = 0; i < a.status_tokens.size(); ++i) {
+      if (i) r.body += ',';
+      r.body += '"';
+      r.body += a.status_tokens[i];
+      r.body += '"';
+    }
+    r.body += ']';
+  }
+  r.body += '}';
   return r;
 }
 
@@ -125,9 +211,11 @@ std::optional<Error> wait_params(const Context& ctx, WaitParams& out) {
 
 }  // namespace
 
-void build_public_api(http::Router& router, service::Gateway& gateway, const PublicApiOptions& options,
-                      const std::atomic<bool>& draining) {
-  router.use(cors(options.cors_origins));
+void build_public_api(http::Router& router, service::Gateway& gateway, const std::atomic<bool>& draining) {
+  service::Access& access = gateway.access();
+  router.use(client_limit(access));
+  router.use(cors(access));
+  router.use(authenticate(access));
 
   // Both submit routes: refused while draining, one Idempotency-Key at most, answered on the
   // group commit's thread once the jobs are durable.
@@ -136,8 +224,11 @@ void build_public_api(http::Router& router, service::Gateway& gateway, const Pub
       if (draining) return ctx.answer(shutting_down());
       std::string_view key;
       if (auto e = idempotency_key(ctx, key)) return ctx.answer(*e);
+      std::shared_ptr<const auth::Principal> principal = ctx.caller.principal;
       (gateway.submits().*submit)(ctx.caller, ctx.request.body, key,
-                                  [ex = std::move(ctx.exchange), respond](auto r) mutable {
+                                  [ex = std::move(ctx.exchange), respond, principal, &gateway](auto r) mutable {
+                                    if (principal)
+                                      add_rate_headers(ex, auth::peek(*principal, gateway.access().clock().now_ms()));
                                     ex.send(r ? respond(*r) : http::error_response(r.error()));
                                   });
     };
@@ -184,6 +275,39 @@ void build_public_api(http::Router& router, service::Gateway& gateway, const Pub
 void build_admin_api(http::Router& router, service::Gateway& gateway) {
   router.add("/admin/queue").on(Method::kGet, [&gateway](Context& ctx) {
     ctx.answer_json(200, gateway.queue_stats().dump());
+  });
+
+  // API keys: the full key appears once, in the answer that creates it.
+  auth::KeyRegistry& keys = gateway.access().keys();
+  router.add("/admin/keys")
+      .on(Method::kPost,
+          [&keys](Context& ctx) {
+            auto body = job::parse_json_object(ctx.request.body);
+            if (!body) return ctx.answer(body.error());
+            auto created = keys.create(*body);
+            if (!created) return ctx.answer(created.error());
+            nlohmann::json j = auth::key_json(*created->key);
+            j["key"] = created->secret;
+            Response r;
+            r.status = 201;
+            r.add_header("Location", "/admin/keys/" + created->key->id);
+            r.add_header("Cache-Control", "no-store");
+            r.body = j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+            ctx.answer(std::move(r));
+          })
+      .on(Method::kGet, [&keys](Context& ctx) {
+        nlohmann::json list = nlohmann::json::array();
+        for (const auto& k : keys.list()) list.push_back(auth::key_json(*k));
+        ctx.answer_json(200, nlohmann::json{{"keys", std::move(list)}}.dump(-1, ' ', false,
+                                                                              nlohmann::json::error_handler_t::replace));
+      });
+  router.add("/admin/keys/", true).on(Method::kDelete, [&keys](Context& ctx) {
+    auto r = keys.revoke(ctx.param);
+    if (!r) return ctx.answer(r.error());
+    Response resp;
+    resp.status = 204;
+    resp.content_type = {};
+    ctx.answer(std::move(resp));
   });
 }
 

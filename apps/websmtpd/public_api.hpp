@@ -1,6 +1,6 @@
 #pragma once
 // The public API's routes (api.md): submit, batch, status with long-poll, liveness, and the
-// pre-handlers they pass through (CORS).
+// pre-handlers they pass through (client address and its limit, CORS, authentication).
 #include <atomic>
 #include <string>
 #include <vector>
@@ -10,15 +10,10 @@
 
 namespace websmtp::daemon {
 
-struct PublicApiOptions {
-  std::vector<std::string> cors_origins;
-};
-
 // Builds the public router. `draining` turns submits and /readyz into 503.
-void build_public_api(http::Router& router, service::Gateway& gateway, const PublicApiOptions& options,
-                      const std::atomic<bool>& draining);
+void build_public_api(http::Router& router, service::Gateway& gateway, const std::atomic<bool>& draining);
 
-// The admin API (127.0.0.1 only).
+// The admin API (127.0.0.1 only): queue figures, API keys.
 void build_admin_api(http::Router& router, service::Gateway& gateway);
 
 }  // namespace websmtp::daemon

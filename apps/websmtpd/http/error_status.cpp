@@ -2,6 +2,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
+
 namespace websmtp::daemon::http {
 
 int http_status(ErrorKind kind) {
@@ -46,7 +48,10 @@ Response error_response(const Error& e) {
   nlohmann::json j = {{"error", e.message}, {"code", e.code}};
   if (!e.field.empty()) j["field"] = e.field;
   r.body = j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
-  if (e.kind == ErrorKind::kUnavailable) r.add_header("Retry-After", "5");
+  if (e.kind == ErrorKind::kUnavailable)
+    r.add_header("Retry-After", std::to_string(e.retry_after_s > 0 ? e.retry_after_s : 5));
+  if (e.kind == ErrorKind::kRateLimited) r.add_header("Retry-After", std::to_string(std::max<std::int64_t>(1, e.retry_after_s)));
+  if (e.kind == ErrorKind::kUnauthorized) r.add_header("WWW-Authenticate", "Bearer");  // RFC 6750 3
   return r;
 }
 

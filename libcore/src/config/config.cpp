@@ -4,6 +4,8 @@
 #include <charconv>
 #include <sstream>
 
+#include "websmtp/auth/client_address.hpp"
+#include "websmtp/auth/rate_limit.hpp"
 #include "websmtp/common/units.hpp"
 
 namespace websmtp::config {
@@ -57,6 +59,15 @@ const std::vector<KeyInfo>& keys() {
       {"MAX_BODY_BYTES", size(d.max_body_bytes), "largest accepted request body (413 above)"},
       {"MAX_RECIPIENTS", num(d.max_recipients), "most recipients (to+cc+bcc) per job (422 above)"},
       {"CORS_ORIGINS", "", "comma list of origins allowed to call the public API from a browser; * for any"},
+      {"AUTH_MODE", "none", "none, keys (API keys), jwt (OAuth2 bearer tokens) or keys,jwt"},
+      {"RATE_LIMIT_IP", "", "requests per client address, e.g. 120/m or 10/s; empty: no limit"},
+      {"TRUSTED_PROXIES", "", "comma list of proxy addresses/CIDRs whose X-Forwarded-For is believed"},
+      {"JWT_HS256_SECRET", "", "shared secret for HS256 tokens (at least 32 bytes)"},
+      {"JWT_PUBLIC_KEY_FILE", "", "PEM public key for RS256 or ES256 tokens"},
+      {"JWT_JWKS_FILE", "", "JWKS document with the token issuer's public keys (picked by kid)"},
+      {"JWT_ISSUER", "", "when set, a token's iss must be this"},
+      {"JWT_AUDIENCE", "", "when set, a token's aud must hold this"},
+      {"JWT_RATE_PER_MINUTE", num(d.jwt_rate_per_minute), "jobs per minute per token subject (0: no limit)"},
       {"MESSAGE_ID_DOMAIN", "", "domain of generated Message-IDs; empty: the sender's domain"},
       {"RETRY_MIN", dur(d.retry_min_s), "first retry delay after a temporary failure"},
       {"RETRY_MAX", dur(d.retry_max_s), "largest retry delay"},
@@ -221,6 +232,28 @@ Config load(const std::function<std::optional<std::string>(const std::string&)>&
         throw ConfigError("CORS_ORIGINS", "'" + item + "' is not an origin like https://app.example.com or *");
       c.cors_origins.push_back(item);
     }
+  }
+  std::string auth = r.choice("AUTH_MODE", "none", {"none", "keys", "jwt", "keys,jwt", "jwt,keys"});
+  c.auth_keys = auth.find("keys") != std::string::npos;
+  c.auth_jwt = auth.find("jwt") != std::string::npos;
+  c.rate_limit_ip = r.get("RATE_LIMIT_IP").value_or("");
+  if (auto q = auth::parse_quota(c.rate_limit_ip, "RATE_LIMIT_IP"); !q)
+    throw ConfigError("RATE_LIMIT_IP", q.error().message);
+  c.trusted_proxies = r.get("TRUSTED_PROXIES").value_or("");
+  if (auto t = auth::TrustedProxies::parse(c.trusted_proxies); !t)
+    throw ConfigError("TRUSTED_PROXIES", t.error().message);
+  c.jwt_hs256_secret = r.raw("JWT_HS256_SECRET").value_or("");
+  c.jwt_public_key_file = r.get("JWT_PUBLIC_KEY_FILE").value_or("");
+  c.jwt_jwks_file = r.get("JWT_JWKS_FILE").value_or("");
+  c.jwt_issuer = r.get("JWT_ISSUER").value_or("");
+  c.jwt_audience = r.get("JWT_AUDIENCE").value_or("");
+  c.jwt_rate_per_minute = r.integer("JWT_RATE_PER_MINUTE", c.jwt_rate_per_minute, 0, 1'000'000'000);
+  if (c.auth_jwt) {
+    int sources = !c.jwt_hs256_secret.empty() + !c.jwt_public_key_file.empty() + !c.jwt_jwks_file.empty();
+    if (sources != 1)
+      throw ConfigError("AUTH_MODE", "jwt needs exactly one of JWT_HS256_SECRET, JWT_PUBLIC_KEY_FILE, JWT_JWKS_FILE");
+    if (!c.jwt_hs256_secret.empty() && c.jwt_hs256_secret.size() < 32)
+      throw ConfigError("JWT_HS256_SECRET", "must be at least 32 bytes (256 bits) long");
   }
   c.message_id_domain = r.get("MESSAGE_ID_DOMAIN").value_or("");
   c.retry_min_s = r.duration("RETRY_MIN", c.retry_min_s, 1);

@@ -60,9 +60,11 @@ void Gateway::start() {
       [this](store::JobUpdate& u) { return dispatcher_->requeue(u); });
   dispatcher_ = std::make_unique<queue::Dispatcher>(*store_, clock_, queue::Dispatcher::Options{});
   dispatcher_->start();
-  submit_ =
-      std::make_unique<SubmitService>(SubmitService::Options{config_.max_recipients, config_.message_id_domain, 100},
-                                      *store_, *batcher_, *dispatcher_, metrics_, clock_);
+  access_ = std::make_unique<Access>(config_, *store_, clock_);
+  status_.set_status_tokens(access_->status_tokens());
+  submit_ = std::make_unique<SubmitService>(
+      SubmitService::Options{config_.max_recipients, config_.message_id_domain, 100, access_->status_tokens()}, *store_,
+      *batcher_, *dispatcher_, metrics_, clock_);
   workers_ = std::make_unique<DeliveryWorkers>(
       DeliveryWorkers::Options{config_.threads, config_.worker_nice, retry_options(config_)}, transports_, *dispatcher_,
       *batcher_, *journal_, metrics_, clock_);

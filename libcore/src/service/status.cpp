@@ -22,7 +22,7 @@ std::int64_t StatusService::cache_expiry(std::int64_t completed_s) const {
   return completed_s ? (completed_s + status_ttl_s_) * 1000 : kNever;
 }
 
-Result<job::Job> StatusService::lookup(const Caller&, std::string_view ref_view) {
+Result<job::Job> StatusService::lookup(const Caller& caller, std::string_view ref_view) {
   if (!is_uuid(ref_view))
     return fail(ErrorKind::kInvalid, "invalid_ref", "a job ref is a UUID like f683a80c-ba2d-4285-8e1d-4aeaeb37a729",
                 "ref");
@@ -40,7 +40,13 @@ Result<job::Job> StatusService::lookup(const Caller&, std::string_view ref_view)
     }
     if (j && !expired(*j)) cache_.put(*j, cache_expiry(j->completed), generation);
   }
-  if (!j || expired(*j))
+  // Someone else's job answers exactly like one that never existed: a ref reveals nothing.
+  auto visible = [&](const job::Job& job) {
+    if (!caller.private_statuses) return true;
+    if (!caller.id.empty() && job.submitted_by == caller.id) return true;
+    return !caller.status_token.empty() && tokens_ && tokens_->valid(ref, caller.status_token);
+  };
+  if (!j || expired(*j) || !visible(*j))
     return fail(ErrorKind::kNotFound, "unknown_ref", "no job with this ref (never issued, or its status expired)",
                 "ref");
   return std::move(*j);

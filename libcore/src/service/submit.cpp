@@ -62,6 +62,22 @@ job::Job SubmitService::make_job(job::MailRequest&& req, std::int64_t now_ms) co
   return j;
 }
 
+std::optional<Error> SubmitService::admit(const Caller& caller, std::span<const job::Job> jobs, std::int64_t now_ms,
+                                          bool batch) const {
+  if (!caller.principal) return std::nullopt;
+  const auth::Principal& p = *caller.principal;
+  if (p.key)
+    for (std::size_t i = 0; i < jobs.size(); ++i)
+      if (auto e = auth::check_message_size(p.key->policy, jobs[i].message.size()))
+        return batch ? in_batch(std::move(*e), i) : std::move(*e);
+  auth::Decision d;
+  return auth::charge(p, static_cast<std::int64_t>(jobs.size()), now_ms, d);
+}
+
+std::string SubmitService::token_for(const Caller& caller, const std::string& ref) const {
+  return caller.private_statuses && options_.status_tokens ? options_.status_tokens->token(ref) : std::string();
+}
+
 void SubmitService::accepted(job::Job&& stored) {
   spdlog::debug("job {} accepted: {} recipient(s), {} bytes", stored.ref, stored.recipients.size(),
                 stored.message.size());
@@ -73,6 +89,8 @@ void SubmitService::submit(const Caller& caller, std::string_view body, std::str
   if (stopping_) return done(shutting_down());
   auto req = job::parse_request(body, job::Limits{options_.max_recipients});
   if (!req) return done(tl::unexpected(std::move(req.error())));
+  if (caller.principal && caller.principal->key)
+    if (auto e = auth::check_policy(caller.principal->key->policy, *req)) return done(tl::unexpected(std::move(*e)));
   std::int64_t now_ms = clock_.now_ms();
 
   // A replay is answered before anything is rendered.
@@ -83,20 +101,30 @@ void SubmitService::submit(const Caller& caller, std::string_view body, std::str
     hash = hex64(fnv1a64(body));
     auto replay = idempotency_.reserve(*scoped, hash, now_ms / 1000);
     if (!replay) return done(tl::unexpected(std::move(replay.error())));
-    if (!replay->empty()) return done(Accepted{std::move(replay->front()), true});
+    if (!replay->empty()) {
+      std::string token = token_for(caller, replay->front());
+      return done(Accepted{std::move(replay->front()), true, std::move(token)});
+    }
     key = std::move(*scoped);
   }
   job::Job j = make_job(std::move(*req), now_ms);
+  if (auto e = admit(caller, std::span<const job::Job>(&j, 1), now_ms, false)) {
+    if (!key.empty()) idempotency_.release(key);
+    return done(tl::unexpected(std::move(*e)));
+  }
   j.idempotency_key = std::move(key);
   j.request_hash = std::move(hash);
+  j.submitted_by = caller.id;
+  bool tokens = caller.private_statuses;
 
-  batcher_.insert(std::move(j), [this, done = std::move(done)](job::Job&& stored, bool ok, const std::string&) {
+  batcher_.insert(std::move(j), [this, tokens, done = std::move(done)](job::Job&& stored, bool ok, const std::string&) {
     if (!stored.idempotency_key.empty()) idempotency_.release(stored.idempotency_key);
     if (!ok) return done(not_stored());
     metrics_.submitted(1);
-    std::string ref = stored.ref;
+    Accepted a{stored.ref, false, {}};
+    if (tokens && options_.status_tokens) a.status_token = options_.status_tokens->token(a.ref);
     accepted(std::move(stored));
-    done(Accepted{std::move(ref), false});
+    done(std::move(a));
   });
 }
 
@@ -126,7 +154,11 @@ void SubmitService::submit_batch(const Caller& caller, std::string_view body, st
   for (std::size_t i = 0; i < list->size(); ++i) {
     auto req = job::parse_job((*list)[i], job::Limits{options_.max_recipients});
     if (!req) return done(tl::unexpected(in_batch(std::move(req.error()), i)));
+    if (caller.principal && caller.principal->key)
+      if (auto e = auth::check_policy(caller.principal->key->policy, *req))
+        return done(tl::unexpected(in_batch(std::move(*e), i)));
     jobs.push_back(make_job(std::move(*req), now_ms));
+    jobs.back().submitted_by = caller.id;
   }
 
   // The key covers the whole batch: the first job holds it, with a fingerprint that cannot
@@ -139,13 +171,23 @@ void SubmitService::submit_batch(const Caller& caller, std::string_view body, st
     std::string hash = hex64(fnv1a64(body) ^ 0x6261746368ULL);  // "batch"
     auto replay = idempotency_.reserve(key, hash, now_ms / 1000);
     if (!replay) return done(tl::unexpected(std::move(replay.error())));
-    if (!replay->empty()) return done(BatchAccepted{std::move(*replay), true});
+    if (!replay->empty()) {
+      BatchAccepted out{std::move(*replay), true, {}};
+      if (caller.private_statuses)
+        for (const auto& r : out.refs) out.status_tokens.push_back(token_for(caller, r));
+      return done(std::move(out));
+    }
     jobs.front().idempotency_key = key;
     jobs.front().request_hash = std::move(hash);
   }
+  if (auto e = admit(caller, jobs, now_ms, true)) {
+    if (!key.empty()) idempotency_.release(key);
+    return done(tl::unexpected(std::move(*e)));
+  }
+  bool tokens = caller.private_statuses;
 
-  batcher_.insert_many(std::move(jobs), [this, key, done = std::move(done)](std::vector<job::Job>&& stored, bool ok,
-                                                                            const std::string&) {
+  batcher_.insert_many(std::move(jobs), [this, key, tokens, done = std::move(done)](std::vector<job::Job>&& stored,
+                                                                                    bool ok, const std::string&) {
     if (!key.empty()) idempotency_.release(key);
     if (!ok) return done(not_stored());
     metrics_.submitted(static_cast<std::int64_t>(stored.size()));
@@ -153,6 +195,7 @@ void SubmitService::submit_batch(const Caller& caller, std::string_view body, st
     out.refs.reserve(stored.size());
     for (auto& j : stored) {
       out.refs.push_back(j.ref);
+      if (tokens && options_.status_tokens) out.status_tokens.push_back(options_.status_tokens->token(j.ref));
       accepted(std::move(j));
     }
     done(std::move(out));

@@ -201,7 +201,23 @@ struct Migration {
   int version;
   const char* sql;
 };
-constexpr Migration kMigrations[] = {{1, kSchemaV1}, {2, kSchemaV2}};
+// Version 3: who submitted each job (status privacy), and API keys (hashes only).
+constexpr const char* kSchemaV3 = R"sql(
+ALTER TABLE jobs ADD COLUMN submitted_by TEXT;
+CREATE TABLE api_keys(
+  id TEXT PRIMARY KEY,
+  name TEXT NOT NULL,
+  type TEXT NOT NULL,
+  prefix TEXT NOT NULL,
+  hash TEXT NOT NULL UNIQUE,
+  policy TEXT NOT NULL,
+  created INTEGER NOT NULL,
+  last_used INTEGER NOT NULL DEFAULT 0,
+  revoked INTEGER NOT NULL DEFAULT 0
+);
+)sql";
+
+constexpr Migration kMigrations[] = {{1, kSchemaV1}, {2, kSchemaV2}, {3, kSchemaV3}};
 constexpr int kSchemaVersion = kMigrations[std::size(kMigrations) - 1].version;
 
 // Brings the database to kSchemaVersion in one transaction (a failed migration changes
@@ -288,8 +304,8 @@ class SqliteStore final : public Store {
         reader_(o.path, o.synchronous_full),
         init_(writer_, o.path),
         insert_(writer_,
-                "INSERT INTO jobs(ref, submitted, next_at, sender, message, recipients, idem_key, request_hash, batch) "
-                "VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"),
+                "INSERT INTO jobs(ref, submitted, next_at, sender, message, recipients, idem_key, request_hash, batch, "
+                "submitted_by) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"),
         update_(writer_,
                 "UPDATE jobs SET recipients=?2, started=?3, completed=?4, next_at=?5, outcome=?6, "
                 "message=CASE WHEN ?6 <> 0 THEN NULL ELSE message END WHERE seq=?1"),
@@ -302,15 +318,18 @@ class SqliteStore final : public Store {
         purge_slice_(writer_,
                      "SELECT seq, outcome FROM jobs WHERE outcome <> 0 AND completed < ?1 ORDER BY completed LIMIT ?2"),
         purge_(writer_, "DELETE FROM jobs WHERE seq = ?1"),
-        find_(reader_, "SELECT seq, ref, submitted, completed, started, sender, recipients FROM jobs WHERE ref=?1"),
-        find_seq_(reader_, "SELECT seq, ref, submitted, completed, started, sender, recipients FROM jobs WHERE seq=?1"),
+        find_(reader_,
+              "SELECT seq, ref, submitted, completed, started, sender, recipients, submitted_by FROM jobs WHERE ref=?1"),
+        find_seq_(reader_,
+                  "SELECT seq, ref, submitted, completed, started, sender, recipients, submitted_by FROM jobs "
+                  "WHERE seq=?1"),
         due_(reader_,
              "SELECT seq FROM jobs WHERE next_at IS NOT NULL AND next_at <= ?1 ORDER BY next_at, seq LIMIT ?2"),
         // Stepped only as far as needed: claimed rows are skipped on the way.
         due_all_(reader_, "SELECT seq FROM jobs WHERE next_at IS NOT NULL AND next_at <= ?1 ORDER BY next_at, seq"),
         load_(reader_,
-              "SELECT seq, ref, submitted, completed, started, sender, recipients, message, idem_key FROM jobs "
-              "WHERE seq=?1 AND outcome = 0 AND next_at <= ?2"),
+              "SELECT seq, ref, submitted, completed, started, sender, recipients, submitted_by, message, idem_key "
+              "FROM jobs WHERE seq=?1 AND outcome = 0 AND next_at <= ?2"),
         next_due_(reader_, "SELECT min(next_at) FROM jobs WHERE next_at IS NOT NULL AND next_at > ?1"),
         // Never-started jobs are due since their submit time, so they lead the jobs_due index.
         oldest_(reader_,
@@ -592,6 +611,10 @@ class SqliteStore final : public Store {
       insert_.bind_null(9);
     else
       insert_.bind(9, first_seq);
+    if (j.submitted_by.empty())
+      insert_.bind_null(10);
+    else
+      insert_.bind(10, j.submitted_by);
     insert_.step();
     j.seq = sqlite3_last_insert_rowid(writer_.get());
   }
@@ -610,6 +633,66 @@ class SqliteStore final : public Store {
     }
   }
 
+  // ---- API keys: a connection of their own (rare writes; SQLite's busy timeout orders them
+  // with the group commit's).
+ public:
+  void insert_key(const ApiKeyRecord& k) override {
+    std::lock_guard lock(keys_mu_);
+    Stmt st(keys_db(), "INSERT INTO api_keys(id, name, type, prefix, hash, policy, created) VALUES(?1,?2,?3,?4,?5,?6,?7)");
+    st.bind(1, k.id).bind(2, k.name).bind(3, k.type).bind(4, k.prefix).bind(5, k.hash).bind(6, k.policy_json);
+    st.bind(7, k.created).run();
+  }
+  bool revoke_key(std::string_view id, std::int64_t now_s) override {
+    std::lock_guard lock(keys_mu_);
+    Stmt st(keys_db(), "UPDATE api_keys SET revoked=?2 WHERE id=?1 AND revoked=0");
+    st.bind(1, id).bind(2, std::max<std::int64_t>(now_s, 1)).run();
+    return sqlite3_changes(keys_db().get()) > 0;
+  }
+  void note_keys_used(std::span<const std::pair<std::string, std::int64_t>> used) override {
+    if (used.empty()) return;
+    std::lock_guard lock(keys_mu_);
+    Db& db = keys_db();
+    db.exec("BEGIN IMMEDIATE");
+    try {
+      Stmt st(db, "UPDATE api_keys SET last_used=max(last_used, ?2) WHERE id=?1");
+      for (const auto& [id, t] : used) {
+        st.bind(1, id).bind(2, t);
+        st.run();
+      }
+      db.exec("COMMIT");
+    } catch (...) {
+      if (!sqlite3_get_autocommit(db.get())) db.exec("ROLLBACK");
+      throw;
+    }
+  }
+  std::vector<ApiKeyRecord> list_keys() override {
+    std::lock_guard lock(keys_mu_);
+    Stmt st(keys_db(),
+            "SELECT id, name, type, prefix, hash, policy, created, last_used, revoked FROM api_keys ORDER BY created, id");
+    std::vector<ApiKeyRecord> out;
+    ResetGuard g{st};
+    while (st.step()) {
+      ApiKeyRecord k;
+      k.id = st.text(0);
+      k.name = st.text(1);
+      k.type = st.text(2);
+      k.prefix = st.text(3);
+      k.hash = st.text(4);
+      k.policy_json = st.text(5);
+      k.created = st.i64(6);
+      k.last_used = st.i64(7);
+      k.revoked = st.i64(8);
+      out.push_back(std::move(k));
+    }
+    return out;
+  }
+
+ private:
+  Db& keys_db() {
+    if (!keys_db_) keys_db_ = std::make_unique<Db>(path_, false);
+    return *keys_db_;
+  }
+
   static job::Job row_to_job(const Stmt& s, bool with_message) {
     job::Job j;
     j.seq = s.i64(0);
@@ -619,9 +702,10 @@ class SqliteStore final : public Store {
     j.started = s.i64(4) != 0;
     j.sender = s.text(5);
     j.recipients = job::recipients_from_store(s.text(6));
+    j.submitted_by = s.text(7);
     if (with_message) {
-      j.message = s.text(7);
-      j.idempotency_key = s.text(8);
+      j.message = s.text(8);
+      j.idempotency_key = s.text(9);
     }
     return j;
   }
@@ -667,6 +751,8 @@ class SqliteStore final : public Store {
   Stmt insert_, update_, release_idem_, begin_, commit_, rollback_, purge_slice_, purge_;
   Stmt find_, find_seq_, due_, due_all_, load_, next_due_, oldest_, idem_, batch_refs_;
   Db checkpointer_;
+  std::mutex keys_mu_;
+  std::unique_ptr<Db> keys_db_;  // opened on first use
   std::mutex ckpt_mu_;
   std::condition_variable ckpt_cv_;
   bool ckpt_wanted_ = false;

@@ -2,6 +2,7 @@
 // A client-facing error: what went wrong (a kind), a stable snake_case code, a human sentence
 // and the JSON path of the field at fault. libcore says what kind of failure it is; the daemon
 // alone turns a kind into an HTTP status (apps/websmtpd/http_status.cpp).
+#include <cstdint>
 #include <string>
 
 #include <tl/expected.hpp>
@@ -31,6 +32,7 @@ struct Error {
   std::string code;     // stable snake_case
   std::string message;  // a human sentence
   std::string field;    // JSON path of the offending field, when one field is at fault
+  std::int64_t retry_after_s = 0;  // kRateLimited, kUnavailable: when to come back (0: not said)
 };
 
 template <typename T>

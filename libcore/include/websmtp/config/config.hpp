@@ -43,6 +43,17 @@ struct Config {
   std::int64_t max_body_bytes = 10 * 1024 * 1024;
   int max_recipients = 1000;
   std::vector<std::string> cors_origins;
+  // Authentication (AUTH_MODE: none, keys, jwt, keys,jwt) and limits.
+  bool auth_keys = false;
+  bool auth_jwt = false;
+  std::string rate_limit_ip;    // "120/m"; empty: off
+  std::string trusted_proxies;  // CIDR list whose X-Forwarded-For is believed
+  std::string jwt_hs256_secret;
+  std::string jwt_public_key_file;
+  std::string jwt_jwks_file;
+  std::string jwt_issuer;
+  std::string jwt_audience;
+  std::int64_t jwt_rate_per_minute = 0;  // jobs per minute per token subject; 0: no limit
   std::string message_id_domain;
   std::int64_t retry_min_s = 300;
   std::int64_t retry_max_s = 4000;

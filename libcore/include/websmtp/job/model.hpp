@@ -71,6 +71,7 @@ struct Job {
   bool started = false;        // at least one delivery attempt was made
   std::string idempotency_key;
   std::string request_hash;
+  std::string submitted_by;  // the caller's identity ("key:<id>", "sub:<subject>"); empty: anonymous
 };
 
 // The seed's job status words: "not started", "processing", "completed".

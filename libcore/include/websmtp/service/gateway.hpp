@@ -15,6 +15,7 @@
 #include "websmtp/queue/dispatcher.hpp"
 #include "websmtp/queue/inflight_journal.hpp"
 #include "websmtp/service/caller.hpp"
+#include "websmtp/service/access.hpp"
 #include "websmtp/service/delivery.hpp"
 #include "websmtp/service/longpoll.hpp"
 #include "websmtp/service/metrics.hpp"
@@ -42,6 +43,7 @@ class Gateway {
   bool stop(std::chrono::milliseconds grace);
 
   SubmitService& submits() { return *submit_; }
+  Access& access() { return *access_; }
   StatusService& statuses() { return status_; }
   LongPollRegistry& longpolls() { return longpolls_; }
 
@@ -60,6 +62,7 @@ class Gateway {
   std::unique_ptr<queue::InflightJournal> journal_;
   std::unique_ptr<store::WriteBatcher> batcher_;
   std::unique_ptr<queue::Dispatcher> dispatcher_;
+  std::unique_ptr<Access> access_;
   std::unique_ptr<SubmitService> submit_;
   std::unique_ptr<DeliveryWorkers> workers_;
   std::thread counting_;  // the store's counts, for the metrics' base

@@ -5,6 +5,7 @@
 #include <string>
 #include <string_view>
 
+#include "websmtp/auth/status_token.hpp"
 #include "websmtp/common/clock.hpp"
 #include "websmtp/common/error.hpp"
 #include "websmtp/job/model.hpp"
@@ -17,9 +18,12 @@ namespace websmtp::service {
 class StatusService {
  public:
   StatusService(store::Store& store, const Clock& clock, std::int64_t status_ttl_s, std::size_t cache_size);
+  // Private statuses (authentication on): tokens that open a job's status to whoever holds one.
+  void set_status_tokens(const auth::StatusTokens* tokens) { tokens_ = tokens; }
 
   // The job (without its message): kInvalid for a malformed ref, kNotFound for one never
-  // issued or expired, kUnavailable when the store cannot be read.
+  // issued or expired (or, with private statuses, not the caller's and no valid token),
+  // kUnavailable when the store cannot be read.
   Result<job::Job> lookup(const Caller& caller, std::string_view ref);
   // The public status document as JSON text.
   Result<std::string> status(const Caller& caller, std::string_view ref);
@@ -34,6 +38,7 @@ class StatusService {
   const Clock& clock_;
   std::int64_t status_ttl_s_;
   StatusCache cache_;
+  const auth::StatusTokens* tokens_ = nullptr;
 };
 
 // The status document of `job` as JSON text (invalid UTF-8 replaced, never thrown on).

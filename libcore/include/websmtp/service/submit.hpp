@@ -4,10 +4,13 @@
 #include <atomic>
 #include <cstdint>
 #include <functional>
+#include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
 
+#include "websmtp/auth/status_token.hpp"
 #include "websmtp/common/clock.hpp"
 #include "websmtp/common/error.hpp"
 #include "websmtp/job/model.hpp"
@@ -21,11 +24,13 @@ namespace websmtp::service {
 
 struct Accepted {
   std::string ref;
-  bool replayed = false;  // an Idempotency-Key named an earlier, identical request
+  bool replayed = false;     // an Idempotency-Key named an earlier, identical request
+  std::string status_token;  // with private statuses (authentication on)
 };
 struct BatchAccepted {
   std::vector<std::string> refs;  // in the order the jobs were given
   bool replayed = false;
+  std::vector<std::string> status_tokens;  // likewise, with private statuses
 };
 using SubmitDone = std::function<void(Result<Accepted>)>;
 using BatchDone = std::function<void(Result<BatchAccepted>)>;
@@ -36,6 +41,7 @@ class SubmitService {
     int max_recipients = 1000;
     std::string message_id_domain;
     std::size_t max_batch = 100;
+    const auth::StatusTokens* status_tokens = nullptr;  // set when statuses are private
   };
   SubmitService(Options options, store::Store& store, store::WriteBatcher& batcher, queue::Dispatcher& dispatcher,
                 Metrics& metrics, const Clock& clock);
@@ -52,6 +58,10 @@ class SubmitService {
 
  private:
   job::Job make_job(job::MailRequest&& req, std::int64_t now_ms) const;
+  // The caller's policy, then its quotas (`jobs` of them), for jobs about to be stored.
+  std::optional<Error> admit(const Caller& caller, std::span<const job::Job> jobs, std::int64_t now_ms,
+                             bool batch) const;
+  std::string token_for(const Caller& caller, const std::string& ref) const;
   void accepted(job::Job&& stored);
 
   Options options_;

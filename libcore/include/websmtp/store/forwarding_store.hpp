@@ -32,6 +32,12 @@ class ForwardingStore : public Store {
   Counts counts() override { return inner_->counts(); }
   std::function<Counts()> counts_as_of_now() override { return inner_->counts_as_of_now(); }
   std::optional<std::int64_t> oldest_queued_submitted() override { return inner_->oldest_queued_submitted(); }
+  void insert_key(const ApiKeyRecord& key) override { inner_->insert_key(key); }
+  bool revoke_key(std::string_view id, std::int64_t now_s) override { return inner_->revoke_key(id, now_s); }
+  void note_keys_used(std::span<const std::pair<std::string, std::int64_t>> used) override {
+    inner_->note_keys_used(used);
+  }
+  std::vector<ApiKeyRecord> list_keys() override { return inner_->list_keys(); }
   std::optional<IdempotencyHit> find_idempotency(std::string_view key) override {
     return inner_->find_idempotency(key);
   }

@@ -96,6 +96,20 @@ struct IdempotencyHit {
   std::vector<std::string> refs;  // every job stored under the key, in order ({ref} unless a batch)
 };
 
+// An API key as stored: never the key itself, only its SHA-256 (the auth layer owns the
+// meaning of type and policy; the store keeps them as given).
+struct ApiKeyRecord {
+  std::string id;
+  std::string name;
+  std::string type;         // "secret" | "publishable"
+  std::string prefix;       // the key's first characters, to recognise it in a list
+  std::string hash;         // hex SHA-256 of the full key
+  std::string policy_json;  // the key's policy as a JSON object
+  std::int64_t created = 0;  // Unix seconds
+  std::int64_t last_used = 0;
+  std::int64_t revoked = 0;  // Unix seconds; 0 while live
+};
+
 class Store {
  public:
   virtual ~Store() = default;
@@ -140,6 +154,13 @@ class Store {
   // Submit time of the oldest never-attempted job.
   virtual std::optional<std::int64_t> oldest_queued_submitted() = 0;
   virtual std::optional<IdempotencyHit> find_idempotency(std::string_view key) = 0;
+
+  // API keys (rarely written: created, revoked, last use noted now and then).
+  virtual void insert_key(const ApiKeyRecord& key) = 0;
+  // False when there is no such live key.
+  virtual bool revoke_key(std::string_view id, std::int64_t now_s) = 0;
+  virtual void note_keys_used(std::span<const std::pair<std::string, std::int64_t>> id_and_time) = 0;
+  virtual std::vector<ApiKeyRecord> list_keys() = 0;
 };
 
 struct SqliteOptions {
