@@ -1,6 +1,7 @@
 #pragma once
 // The subcommands of websmtpctl: one options struct, one setup_x and one run_x per file
 // (send_cmd.cpp, status_cmd.cpp, queue_cmd.cpp), wired together by main.cpp.
+#include <cstdint>
 #include <functional>
 #include <optional>
 #include <string>
@@ -58,5 +59,18 @@ struct QueueOptions {
 };
 Subcommand setup_queue(CLI::App& app, const GlobalOptions& global);
 int run_queue(const QueueOptions& options);
+
+struct KeysOptions {
+  const GlobalOptions* global = nullptr;
+  std::string action;  // create | list | revoke
+  std::string name;
+  bool publishable = false;
+  std::vector<std::string> origins, senders, recipients, recipient_domains;
+  std::optional<std::int64_t> max_recipients, max_message_bytes, rate_per_minute, rate_per_day;
+  std::string id;  // revoke
+};
+// `keys create|list|revoke`: API keys through the admin API.
+std::vector<Subcommand> setup_keys(CLI::App& app, const GlobalOptions& global);
+int run_keys(const KeysOptions& options);
 
 }  // namespace websmtp::ctl

@@ -174,6 +174,10 @@ HttpResult HttpClient::post_json(const std::string& target, const std::string& j
   return request(Poco::Net::HTTPRequest::HTTP_POST, target, &json_body, extra_headers, timeout_);
 }
 
+HttpResult HttpClient::del(const std::string& target) const {
+  return request(Poco::Net::HTTPRequest::HTTP_DELETE, target, nullptr, {}, timeout_);
+}
+
 HttpResult HttpClient::request(const std::string& method, const std::string& target, const std::string* body,
                                const std::vector<std::pair<std::string, std::string>>& extra_headers,
                                std::chrono::milliseconds read_timeout) const {

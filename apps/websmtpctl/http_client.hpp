@@ -84,6 +84,7 @@ class HttpClient {
   HttpResult get(const std::string& target, std::chrono::milliseconds extra_wait = {}) const;
   HttpResult post_json(const std::string& target, const std::string& json_body,
                        const std::vector<std::pair<std::string, std::string>>& extra_headers = {}) const;
+  HttpResult del(const std::string& target) const;
 
  private:
   HttpResult request(const std::string& method, const std::string& target, const std::string* body,

@@ -25,11 +25,12 @@ int main(int argc, char** argv) {
 
   GlobalOptions global;
   setup_global_options(app, global);
-  const std::vector<Subcommand> commands = {
+  std::vector<Subcommand> commands = {
       setup_send(app, global),
       setup_status(app, global),
       setup_queue(app, global),
   };
+  for (auto& c : setup_keys(app, global)) commands.push_back(std::move(c));
 
   try {
     app.parse(argc, argv);

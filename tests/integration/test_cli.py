@@ -204,5 +204,69 @@ class CliWithoutServerTest(CliTestCase):
                 self.assertTrue(err.strip() or out.strip())
 
 
+class KeysCliTest(CliTestCase):
+    """websmtpctl keys create|list|revoke, and --api-key against AUTH_MODE=keys."""
+
+    def setUp(self):
+        super().setUp()
+        self.daemon = self.start_daemon(DELIVERY="sandbox", AUTH_MODE="keys")
+
+    def test_create_use_list_and_revoke_a_key(self):
+        rc, out, err = self.ctl("keys", "create", "--name", "billing", "--sender", "*@example.org",
+                                "--rate-per-minute", "100")
+        self.assertEqual(rc, 0, err)
+        key = out.strip()
+        self.assertTrue(key.startswith("sk_"), out)
+        self.assertIn("only time the key is shown", err)
+        # Without a key the send is refused (exit 1, the server's error); with it, accepted.
+        rc, out, err = self.ctl("send", "--from", "a@example.org", "--to", "b@example.net", "--subject", "s",
+                                "--body", "hi")
+        self.assertEqual(rc, 1)
+        self.assertIn("Authorization", err)
+        rc, out, err = self.ctl("--api-key", key, "send", "--from", "a@example.org", "--to", "b@example.net",
+                                "--subject", "s", "--body", "hi", "--json")
+        self.assertEqual(rc, 0, err)
+        doc = json.loads(out)
+        self.assertIn("status_token", doc)
+        rc, out, err = self.ctl("--api-key", key, "status", doc["ref"], "--json")
+        self.assertEqual(rc, 0, err)
+        # The list shows the prefix and policy, never the key.
+        rc, out, err = self.ctl("keys", "list")
+        self.assertEqual(rc, 0, err)
+        self.assertIn(key[:12] + "...", out)
+        self.assertNotIn(key, out)
+        self.assertIn("senders=*@example.org", out)
+        self.assertIn("live", out)
+        rc, out, err = self.ctl("keys", "list", "--json")
+        listed = json.loads(out)["keys"]
+        self.assertEqual(len(listed), 1)
+        key_id = listed[0]["id"]
+        self.assertNotEqual(listed[0]["last_used"], 0)
+        rc, out, err = self.ctl("keys", "revoke", key_id)
+        self.assertEqual((rc, out.strip()), (0, "revoked " + key_id), err)
+        rc, out, err = self.ctl("keys", "revoke", key_id)
+        self.assertEqual(rc, 1)
+        rc, out, err = self.ctl("--api-key", key, "send", "--from", "a@example.org", "--to", "b@example.net",
+                                "--subject", "s", "--body", "hi")
+        self.assertEqual(rc, 1)
+        rc, out, err = self.ctl("keys", "list")
+        self.assertIn("revoked", out)
+
+    def test_publishable_key_needs_an_origin_and_bad_options_are_usage_errors(self):
+        rc, out, err = self.ctl("keys", "create", "--name", "form", "--publishable")
+        self.assertEqual(rc, 1)
+        self.assertIn("origins", err)
+        rc, out, err = self.ctl("keys", "create", "--name", "form", "--publishable", "--origin",
+                                "https://shop.example", "--recipient", "owner@shop.example", "--json")
+        self.assertEqual(rc, 0, err)
+        doc = json.loads(out)
+        self.assertTrue(doc["key"].startswith("pk_"))
+        self.assertEqual(doc["origins"], ["https://shop.example"])
+        rc, out, err = self.ctl("keys", "create", "--name", "x", "--rate-per-day", "-3")
+        self.assertEqual(rc, 2)
+        rc, out, err = self.ctl("keys")
+        self.assertEqual(rc, 2)
+
+
 if __name__ == "__main__":
     unittest.main()
