@@ -8,7 +8,7 @@ DEPS := build-essential cmake pkg-config libpistache-dev libcli11-dev nlohmann-j
         libpoco-dev libspdlog-dev libgtest-dev libsqlite3-dev libexpected-dev \
         libgoogle-perftools-dev
 # Test peers and tools.
-TEST_DEPS := python3 python3-aiosmtpd curl postfix openssl
+TEST_DEPS := python3 python3-aiosmtpd curl postfix openssl chromium python3-websocket
 # Benchmarks: Postfix's smtp-sink/smtp-source (the postfix service is never started) and wrk.
 BENCH_DEPS := postfix wrk
 
