@@ -27,6 +27,9 @@ Gateway::~Gateway() { stop(std::chrono::milliseconds(0)); }
 
 void Gateway::start() {
   std::filesystem::create_directories(config_.data_dir);
+  // First: a key file that cannot be used stops the start before anything runs.
+  access_ = std::make_unique<Access>(config_, *store_, clock_);
+  status_.set_status_tokens(access_->status_tokens());
   journal_ = std::make_unique<queue::InflightJournal>(config_.data_dir + "/inflight.journal");
   recover_interrupted_attempts(*store_, *journal_, retry_options(config_), clock_);
   metrics_.start(clock_.now_ms());
@@ -60,8 +63,6 @@ void Gateway::start() {
       [this](store::JobUpdate& u) { return dispatcher_->requeue(u); });
   dispatcher_ = std::make_unique<queue::Dispatcher>(*store_, clock_, queue::Dispatcher::Options{});
   dispatcher_->start();
-  access_ = std::make_unique<Access>(config_, *store_, clock_);
-  status_.set_status_tokens(access_->status_tokens());
   submit_ = std::make_unique<SubmitService>(
       SubmitService::Options{config_.max_recipients, config_.message_id_domain, 100, access_->status_tokens()}, *store_,
       *batcher_, *dispatcher_, metrics_, clock_);
@@ -108,12 +109,11 @@ bool Gateway::stop(std::chrono::milliseconds grace) {
   if (stopped_) return true;
   stopped_ = true;
   if (counting_.joinable()) counting_.join();
-  if (!dispatcher_) return true;
-  submit_->stop();
+  if (submit_) submit_->stop();
   longpolls_.stop();
-  dispatcher_->stop();
-  bool clean = workers_->stop(grace);
-  batcher_->stop();
+  if (dispatcher_) dispatcher_->stop();
+  bool clean = workers_ ? workers_->stop(grace) : true;
+  if (batcher_) batcher_->stop();
   return clean;
 }
 
