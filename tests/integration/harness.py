@@ -30,6 +30,8 @@ SUPPORT = os.path.join(os.path.dirname(HERE), "support")
 if SUPPORT not in sys.path:
     sys.path.insert(0, SUPPORT)
 
+from polling import wait_until  # noqa: E402  (tests/support, on the path just above)
+
 from smtp_peer import PeerProcess  # noqa: E402,F401  (re-exported for the tests)
 
 WEBSMTPD = os.environ.get("WEBSMTPD", "")
@@ -79,17 +81,6 @@ def closed_port_socket():
     s.bind(("127.0.0.1", 0))
     return s
 
-
-def wait_until(predicate, timeout, interval=POLL_INTERVAL, what="condition"):
-    """Poll `predicate` until it returns a truthy value; bounded by `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() >= deadline:
-            raise AssertionError("timed out after %.1fs waiting for %s" % (timeout, what))
-        time.sleep(interval)
 
 
 class Response:

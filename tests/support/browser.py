@@ -22,6 +22,8 @@ import subprocess
 import tempfile
 import time
 
+from polling import wait_until
+
 try:
     import websocket  # Debian python3-websocket (websocket-client)
 except ImportError:  # reported by unavailable(); the tests that need it skip
@@ -36,6 +38,10 @@ CDP_TIMEOUT = 30.0
 POLL_INTERVAL = 0.1
 
 
+def _poll(predicate, timeout, what):
+    return wait_until(predicate, timeout, interval=POLL_INTERVAL, what=what)
+
+
 def unavailable():
     """Why the browser tests cannot run here, or None when they can."""
     if not os.access(CHROMIUM, os.X_OK):
@@ -45,15 +51,6 @@ def unavailable():
     return None
 
 
-def _poll(predicate, timeout, what, interval=POLL_INTERVAL):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() >= deadline:
-            raise AssertionError("timed out after %.1fs waiting for %s" % (timeout, what))
-        time.sleep(interval)
 
 
 def _read(path):
