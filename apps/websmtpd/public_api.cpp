@@ -164,27 +164,27 @@ Response accepted_response(const service::Accepted& a) {
   return r;
 }
 
+// ["a","b"] of strings that need no escaping (refs, status tokens).
+void append_plain_strings(std::string& out, const std::vector<std::string>& v) {
+  out += '[';
+  for (std::size_t i = 0; i < v.size(); ++i) {
+    if (i) out += ',';
+    out += '"';
+    out += v[i];
+    out += '"';
+  }
+  out += ']';
+}
+
 Response batch_response(const service::BatchAccepted& a) {
   Response r;
   r.status = a.replayed ? 200 : 202;
-  r.body.reserve(12 + a.refs.size() * 39);
-  r.body = "{\"refs\":[";
-  for (std::size_t i = 0; i < a.refs.size(); ++i) {
-    if (i) r.body += ',';
-    r.body += '"';
-    r.body += a.refs[i];
-    r.body += '"';
-  }
-  r.body += ']';
+  r.body.reserve(12 + a.refs.size() * 39 + a.status_tokens.size() * 27);
+  r.body = "{\"refs\":";
+  append_plain_strings(r.body, a.refs);
   if (!a.status_tokens.empty()) {
-    r.body += ",\"status_tokens\":[";
-    for (std::size_t i = 0; i < a.status_tokens.size(); ++i) {
-      if (i) r.body += ',';
-      r.body += '"';
-      r.body += a.status_tokens[i];
-      r.body += '"';
-    }
-    r.body += ']';
+    r.body += ",\"status_tokens\":";
+    append_plain_strings(r.body, a.status_tokens);
   }
   r.body += '}';
   return r;
