@@ -15,6 +15,7 @@
 #include <pistache/tcp.h>
 #include <pistache/transport.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <stdexcept>
@@ -172,7 +173,13 @@ Server::Server(const ServerOptions& o, RequestHandler handler) : options_(o), sh
   if (int rc = ::getaddrinfo(host.empty() ? nullptr : host.c_str(), port_text.c_str(), &hints, &found); rc != 0)
     throw std::runtime_error("cannot resolve " + o.host + ": " + ::gai_strerror(rc));
   std::string why = "no address";
-  for (addrinfo* a = found; a && listen_fd_ < 0; a = a->ai_next) {
+  // One listening socket, on the first address that binds; IPv4 first, so that "localhost"
+  // listens where http://127.0.0.1 (websmtpctl's default) connects.
+  std::vector<addrinfo*> candidates;
+  for (addrinfo* a = found; a; a = a->ai_next) candidates.push_back(a);
+  std::stable_partition(candidates.begin(), candidates.end(), [](addrinfo* a) { return a->ai_family == AF_INET; });
+  for (addrinfo* a : candidates) {
+    if (listen_fd_ >= 0) break;
     int fd = ::socket(a->ai_family, a->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, a->ai_protocol);
     if (fd < 0) {
       why = std::strerror(errno);
