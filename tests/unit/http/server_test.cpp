@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include <gtest/gtest.h>
+#include <spdlog/spdlog.h>
 
 #include <chrono>
 #include <cstdlib>
@@ -184,6 +185,12 @@ TEST(HttpServer, OutOfDescriptorsTheWaitingConnectionIsClosedAndServingGoesOn) {
   to.sin_port = htons(static_cast<uint16_t>(s.port()));
   ::inet_pton(AF_INET, "127.0.0.1", &to.sin_addr);
 
+  // UBSan's vptr check opens a pipe(2) the first time it meets a type, and fails for want of a
+  // descriptor if that happens in the window below: the logger is met here first, and the
+  // server's warning is not formatted in the window (nothing else it runs there is polymorphic).
+  spdlog::info("out-of-descriptors test: logging is off while the process has no descriptor");
+  spdlog::set_level(spdlog::level::off);
+
   // Every descriptor below a lowered limit taken: from here on accept(2) fails with EMFILE.
   rlimit saved{};
   ASSERT_EQ(::getrlimit(RLIMIT_NOFILE, &saved), 0);
@@ -202,6 +209,7 @@ TEST(HttpServer, OutOfDescriptorsTheWaitingConnectionIsClosedAndServingGoesOn) {
 
   for (int fd : fillers) ::close(fd);
   ASSERT_EQ(::setrlimit(RLIMIT_NOFILE, &saved), 0);
+  spdlog::set_level(spdlog::level::info);
   for (int fd : clients) ::close(fd);
   int fresh = connect_from("127.0.0.1", s.port());
   EXPECT_TRUE(served(fresh));
