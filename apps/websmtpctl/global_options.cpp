@@ -25,9 +25,13 @@ void setup_global_options(CLI::App& app, GlobalOptions& global) {
                       ->type_name("SECONDS")
                       ->capture_default_str();
   check_seconds(*timeout, 0.001, 3600);
-  app.add_option("--api-key", global.api_key, "Sent as 'Authorization: Bearer KEY'")
+  app.add_option("--api-key", global.api_key, "API key for the public API, sent as 'Authorization: Bearer KEY'")
       ->type_name("KEY")
       ->envname("WEBSMTP_API_KEY");
+  app.add_option("--admin-token", global.admin_token,
+                 "websmtpd's ADMIN_TOKEN, sent to the admin API as 'Authorization: Bearer TOKEN'")
+      ->type_name("TOKEN")
+      ->envname("WEBSMTP_ADMIN_TOKEN");
 }
 
 void check_seconds(CLI::Option& option, double min_s, double max_s) {
@@ -45,18 +49,41 @@ void check_seconds(CLI::Option& option, double min_s, double max_s) {
       ""));
 }
 
-std::optional<HttpClient> make_client(const GlobalOptions& global, const std::string& url_text) {
+namespace {
+
+std::optional<HttpClient> client_for(const GlobalOptions& global, const std::string& url_text, bool admin) {
   auto parsed = parse_url(url_text);
   if (const auto* failure = std::get_if<HttpFailure>(&parsed)) {
     print_error(failure->detail);
     return std::nullopt;
   }
-  if (!is_header_safe(global.api_key)) {
-    print_error("the API key contains control characters");
+  // Each API gets its own credential only: an admin token never goes to the public port
+  // (which may be a proxy or another host), an API key never to the admin port.
+  const std::string& credential = admin ? global.admin_token : global.api_key;
+  if (!is_header_safe(credential)) {
+    print_error(admin ? "the admin token contains control characters" : "the API key contains control characters");
     return std::nullopt;
   }
   const auto timeout = std::chrono::milliseconds(static_cast<std::int64_t>(std::llround(global.timeout_s * 1000)));
-  return HttpClient(std::get<Url>(std::move(parsed)), timeout, global.api_key);
+  return HttpClient(std::get<Url>(std::move(parsed)), timeout, credential);
+}
+
+}  // namespace
+
+std::optional<HttpClient> make_client(const GlobalOptions& global, const std::string& url_text) {
+  // Subcommands pass global.admin_url or global.server_url themselves; compared by identity
+  // first, so that equal URLs (an unusual set-up) still pick the API the caller meant.
+  const bool admin =
+      &url_text == &global.admin_url || (&url_text != &global.server_url && url_text == global.admin_url);
+  return client_for(global, url_text, admin);
+}
+
+std::optional<HttpClient> make_public_client(const GlobalOptions& global) {
+  return client_for(global, global.server_url, false);
+}
+
+std::optional<HttpClient> make_admin_client(const GlobalOptions& global) {
+  return client_for(global, global.admin_url, true);
 }
 
 }  // namespace websmtp::ctl

@@ -23,7 +23,8 @@ struct GlobalOptions {
   std::string admin_url = "http://127.0.0.1:8081";
   bool json = false;
   double timeout_s = 10;
-  std::string api_key;
+  std::string api_key;      // public API: "Authorization: Bearer <api_key>"
+  std::string admin_token;  // admin API: "Authorization: Bearer <admin_token>" (websmtpd's ADMIN_TOKEN)
 };
 
 void setup_global_options(CLI::App& app, GlobalOptions& global);
@@ -31,8 +32,12 @@ void setup_global_options(CLI::App& app, GlobalOptions& global);
 // Accepts a finite number of seconds in [min_s, max_s] ("nan" and "inf" are refused).
 void check_seconds(CLI::Option& option, double min_s, double max_s);
 
-// A client for `url_text` (--server or --admin) with the global timeout and API key, or
-// nullopt after printing why not; the caller then exits with kExitUsage.
+// A client for `url_text` (--server or --admin) with the global timeout and the credential of
+// that API: --admin-token for global.admin_url, --api-key otherwise. Nullopt after printing why
+// not; the caller then exits with kExitUsage.
 std::optional<HttpClient> make_client(const GlobalOptions& global, const std::string& url_text);
+// The same for the public and the admin API by name.
+std::optional<HttpClient> make_public_client(const GlobalOptions& global);
+std::optional<HttpClient> make_admin_client(const GlobalOptions& global);
 
 }  // namespace websmtp::ctl

@@ -162,8 +162,8 @@ bool is_header_safe(std::string_view value) {
   });
 }
 
-HttpClient::HttpClient(Url base, std::chrono::milliseconds timeout, std::string api_key)
-    : base_(std::move(base)), timeout_(timeout), api_key_(std::move(api_key)) {}
+HttpClient::HttpClient(Url base, std::chrono::milliseconds timeout, std::string bearer)
+    : base_(std::move(base)), timeout_(timeout), bearer_(std::move(bearer)) {}
 
 HttpResult HttpClient::get(const std::string& target, std::chrono::milliseconds extra_wait) const {
   return request(Poco::Net::HTTPRequest::HTTP_GET, target, nullptr, {}, timeout_ + extra_wait);
@@ -192,7 +192,7 @@ HttpResult HttpClient::request(const std::string& method, const std::string& tar
     Poco::Net::HTTPRequest req(method, base_.base_path + target, Poco::Net::HTTPMessage::HTTP_1_1);
     req.set("User-Agent", std::string("websmtpctl/") + kWebsmtpctlVersion);
     req.set("Accept", "application/json");
-    if (!api_key_.empty()) req.set("Authorization", "Bearer " + api_key_);
+    if (!bearer_.empty()) req.set("Authorization", "Bearer " + bearer_);
     for (const auto& [name, value] : extra_headers) req.set(name, value);
     if (body != nullptr) {
       req.setContentType("application/json; charset=utf-8");

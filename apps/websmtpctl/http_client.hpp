@@ -72,9 +72,10 @@ bool is_header_safe(std::string_view value);
 
 class HttpClient {
  public:
-  // `timeout` bounds the connection and each wait for the answer. `api_key`, when not
-  // empty, is sent as "Authorization: Bearer <key>" (callers check is_header_safe first).
-  HttpClient(Url base, std::chrono::milliseconds timeout, std::string api_key);
+  // `timeout` bounds the connection and each wait for the answer. `bearer` (an API key for
+  // the public API, the admin token for the admin API), when not empty, is sent as
+  // "Authorization: Bearer <bearer>" (callers check is_header_safe first).
+  HttpClient(Url base, std::chrono::milliseconds timeout, std::string bearer);
 
   const Url& base() const { return base_; }
   std::chrono::milliseconds timeout() const { return timeout_; }
@@ -93,7 +94,7 @@ class HttpClient {
 
   Url base_;
   std::chrono::milliseconds timeout_;
-  std::string api_key_;
+  std::string bearer_;
 };
 
 }  // namespace websmtp::ctl

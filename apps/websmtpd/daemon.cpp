@@ -8,6 +8,8 @@
 #include <fstream>
 #include <thread>
 
+#include "admin_guard.hpp"
+#include "http/descriptors.hpp"
 #include "http/server.hpp"
 #include "logging.hpp"
 #include "public_api.hpp"
@@ -45,16 +47,48 @@ int run(const config::Config& config) {
   // than the process being killed.
   ::signal(SIGXFSZ, SIG_IGN);
 
+  // Before anything holds descriptors: as many as the system grants this process.
+  http::DescriptorLimit fd_limit = http::raise_descriptor_limit();
+
   std::filesystem::create_directories(config.data_dir);
   SystemClock clock;
   store::SqliteOptions so{config.data_dir + "/websmtp.db", config.store_sync == "full"};
   service::Gateway gateway(config, store::open_sqlite(so), service::transport_factory(config), clock);
+
+  gateway.longpolls().set_max_waiters(static_cast<std::size_t>(config.max_longpolls));
+
+  // The connection caps, kept below the descriptor limit (what is open now, the store and the
+  // workers included, is counted in the reserve).
+  http::DescriptorPlan fds =
+      http::plan_descriptors(fd_limit.now, static_cast<std::size_t>(config.max_connections), http::open_descriptors(),
+                             static_cast<std::size_t>(config.threads), static_cast<std::size_t>(config.http_threads));
+  if (fds.public_connections == 0)
+    throw std::runtime_error(
+        "the descriptor limit (RLIMIT_NOFILE " + std::to_string(fd_limit.now) +
+        ") leaves no room for client connections; raise it (ulimit -n, systemd LimitNOFILE) to "
+        "at least " +
+        std::to_string(fds.reserve + fds.admin_connections +
+                       std::min<std::size_t>(http::kMinPublicConnections, config.max_connections)));
+  if (fds.lowered)
+    spdlog::warn(
+        "MAX_CONNECTIONS {} does not fit the descriptor limit {}: public connections capped at {} ({} kept "
+        "for the store, SMTP and the admin API); raise LimitNOFILE / ulimit -n",
+        config.max_connections, fd_limit.now, fds.public_connections, fds.reserve + fds.admin_connections);
+  spdlog::info("descriptor limit {}{}: up to {} public connections ({} per client), {} admin", fd_limit.now,
+               fd_limit.now != fd_limit.before ? " (raised from " + std::to_string(fd_limit.before) + ")" : "",
+               fds.public_connections,
+               config.max_connections_per_client ? std::to_string(config.max_connections_per_client) : "no cap",
+               fds.admin_connections);
+
   gateway.start();
 
   std::atomic<bool> draining{false};
   auto public_router = std::make_shared<http::Router>();
   build_public_api(*public_router, gateway, draining);
   auto admin_router = std::make_shared<http::Router>();
+  // Host and ADMIN_TOKEN are checked before anything else on the admin port, unknown paths too.
+  auto admin_port = std::make_shared<std::atomic<int>>(config.admin_port);
+  admin_router->guard(admin_guard(AdminGuardOptions{config.admin_host, config.admin_token, admin_port}));
   build_admin_api(*admin_router, gateway);
 
   http::ServerOptions po;
@@ -65,17 +99,23 @@ int run(const config::Config& config) {
   po.limits.header_timeout_ms = config.http_header_timeout_s * 1000;
   po.limits.body_timeout_ms = config.http_body_timeout_s * 1000;
   po.limits.idle_timeout_ms = config.http_idle_timeout_s * 1000;
+  po.name = "api";
+  po.max_connections = fds.public_connections;
+  po.max_connections_per_client = static_cast<std::size_t>(config.max_connections_per_client);
   http::Server api(po, routed(public_router));
   http::ServerOptions ao;
-  ao.host = "127.0.0.1";
+  ao.host = config.admin_host;
   ao.port = config.admin_port;
   ao.threads = 1;
+  ao.name = "admin";
   ao.limits = po.limits;
   ao.limits.max_body_bytes = 64 * 1024;
+  ao.max_connections = fds.admin_connections;
   http::Server admin(ao, routed(admin_router));
+  admin_port->store(admin.port());
 
-  spdlog::info("websmtpd listening on {}:{} (admin 127.0.0.1:{}), delivery={}{}, {} worker(s), store {}", config.host,
-               api.port(), admin.port(), config::to_string(config.delivery),
+  spdlog::info("websmtpd listening on {}:{} (admin {}:{}), delivery={}{}, {} worker(s), store {}", config.host,
+               api.port(), config.admin_host, admin.port(), config::to_string(config.delivery),
                config.delivery == config::Delivery::kRelay
                    ? " via " + config.smtp_server + ":" + std::to_string(config.smtp_port)
                : config.delivery == config::Delivery::kSandbox ? " into " + config.data_dir + "/sandbox"

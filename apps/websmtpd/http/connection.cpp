@@ -15,6 +15,7 @@ namespace {
 std::atomic<std::int64_t> g_answers_in_flight{0};
 constexpr std::int64_t kCloseLingerMs = 5000;
 constexpr std::int64_t kMaxQueuedBytes = 16 * 1024 * 1024;  // answers waiting for a client that does not read
+constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
 
 std::int64_t steady_ms() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now().time_since_epoch())
@@ -78,7 +79,17 @@ Connection::Connection(int fd, std::weak_ptr<Pistache::Tcp::Peer> peer, const Co
       limits_(limits),
       handler_(handler),
       client_address_(std::move(client_address)),
-      idle_since_ms_(steady_ms()) {}
+      idle_since_ms_(steady_ms()),
+      evictable_since_ms_(idle_since_ms_) {}
+
+bool Connection::evict() {
+  std::lock_guard lock(mu_);
+  if (closed_ || discard_ || busy_ || queued_ || request_started_ms_ || body_wanted_ >= 0 || !in_.empty()) return false;
+  discard_ = true;
+  evictable_since_ms_.store(0, std::memory_order_relaxed);
+  ::shutdown(fd_, SHUT_RDWR);  // the reactor sees the close and ends the connection
+  return true;
+}
 
 void Connection::check_timeouts(std::int64_t now_ms) {
   std::lock_guard lock(mu_);
@@ -95,9 +106,13 @@ void Connection::check_timeouts(std::int64_t now_ms) {
   } else if (request_started_ms_ && body_wanted_ < 0 && now_ms - request_started_ms_ > limits_.header_timeout_ms) {
     why = Error{ErrorKind::kTimeout, "header_timeout",
                 "the request headers did not arrive in time (HTTP_HEADER_TIMEOUT)"};
-  } else if (!busy_ && !request_started_ms_ && now_ms - idle_since_ms_ > limits_.idle_timeout_ms) {
-    ::shutdown(fd_, SHUT_RDWR);  // nothing to say: an idle keep-alive connection just ends
+  } else if (!busy_ && !request_started_ms_ &&
+             now_ms - idle_since_ms_ > (spoke_ ? limits_.idle_timeout_ms : limits_.header_timeout_ms)) {
+    // Nothing to say: an idle keep-alive connection just ends, and so does one that connected
+    // and never sent a byte (its first request was due within the header timeout).
+    ::shutdown(fd_, SHUT_RDWR);
     discard_ = true;
+    evictable_since_ms_.store(0, std::memory_order_relaxed);
     return;
   } else {
     return;
@@ -123,6 +138,8 @@ void Connection::on_input(const char* data, std::size_t len) {
       return;
     }
     if (in_.empty() && body_wanted_ < 0 && !request_started_ms_) request_started_ms_ = steady_ms();
+    spoke_ = true;
+    evictable_since_ms_.store(0, std::memory_order_relaxed);
     // Requests piling up behind an answer still owed (a client that pipelines and does not
     // read): past one request's worth of bytes, the connection is cut.
     if (in_.size() + len > limits_.max_head_bytes + static_cast<std::size_t>(limits_.max_body_bytes) + 65536 ||
@@ -213,7 +230,8 @@ void Connection::write(std::string bytes, bool close_after) {
       Pistache::Async::IgnoreException);
 }
 
-Connection::Frame Connection::next_request_locked(Request& out, Response& refused) {
+Connection::Frame Connection::next_request_locked(Request& out, Response& refused, bool& head_refused,
+                                                  bool& send_continue) {
   if (body_wanted_ < 0) {
     // Looking for the end of the head.
     std::size_t from = scanned_ >= 3 ? scanned_ - 3 : 0;
@@ -234,9 +252,14 @@ Connection::Frame Connection::next_request_locked(Request& out, Response& refuse
     pending_head_ = Request();
     pending_head_.raw.assign(in_, 0, end);
     Head head;
-    switch (parse_head(pending_head_, end, head)) {
+    HeadError parsed = parse_head(pending_head_, end, head);
+    head_refused = pending_head_.method == Method::kHead;
+    switch (parsed) {
       case HeadError::kNone:
         break;
+      case HeadError::kExpectation:
+        refused = expectation_failed_response();
+        return Frame::kRefused;
       case HeadError::kBadLength:
         refused = refusal(ErrorKind::kInvalid, "bad_content_length", "Content-Length must be one decimal number",
                           "Content-Length");
@@ -264,6 +287,9 @@ Connection::Frame Connection::next_request_locked(Request& out, Response& refuse
     scanned_ = 0;
     body_wanted_ = head.content_length;
     head_done_ms_ = steady_ms();
+    // The client waits for this before it sends the body (RFC 9110 10.1.1); every answer before
+    // it has been written, so it keeps its place. Not needed when the body came along anyway.
+    send_continue = head.expect_continue && static_cast<std::int64_t>(in_.size()) < body_wanted_;
   }
   if (static_cast<std::int64_t>(in_.size()) < body_wanted_) return Frame::kIncomplete;
   out = std::move(pending_head_);
@@ -288,16 +314,21 @@ void Connection::pump() {
     Request req;
     Response refused;
     Frame f;
+    bool head_refused = false;
+    bool send_continue = false;
     {
       std::lock_guard lock(mu_);
       if (closed_ || discard_) {
         busy_ = false;
         return;
       }
-      f = next_request_locked(req, refused);
-      if (f == Frame::kIncomplete) {
+      f = next_request_locked(req, refused, head_refused, send_continue);
+      if (f == Frame::kIncomplete && !send_continue) {
         busy_ = false;
-        if (!request_started_ms_) idle_since_ms_ = steady_ms();
+        if (!request_started_ms_) {
+          idle_since_ms_ = steady_ms();
+          evictable_since_ms_.store(idle_since_ms_, std::memory_order_relaxed);
+        }
         return;
       }
       if (f == Frame::kRefused) {
@@ -305,10 +336,15 @@ void Connection::pump() {
         in_.clear();
       }
     }
+    if (send_continue) {
+      // Still busy_: a body arriving meanwhile waits in the buffer for the next turn of this loop.
+      write(std::string(kContinue), false);
+      continue;
+    }
     if (f == Frame::kRefused) {
       // The connection's last answer (after any still queued): then it is half-closed and
       // further input dropped.
-      write(render(refused, false, false), true);
+      write(render(refused, head_refused, false), true);
       std::lock_guard lock(mu_);
       busy_ = false;
       return;

@@ -60,16 +60,27 @@ class Connection : public std::enable_shared_from_this<Connection> {
 
   const std::string& client_address() const { return client_address_; }
 
+  // Since when the connection has had nothing to do (no request begun, no answer owed), in
+  // steady milliseconds; 0 while it is busy. Read without the lock by the server when it is at
+  // MAX_CONNECTIONS and looks for an idle connection to make room.
+  std::int64_t idle_since_ms() const { return evictable_since_ms_.load(std::memory_order_relaxed); }
+  // Closes the connection if it is still idle (a keep-alive connection may be closed between
+  // requests, RFC 9112 9.3); returns whether it did.
+  bool evict();
+
   // Called about once a second from the server's reaper thread: a request that arrives too
   // slowly gets 408 and the connection is shut down (the reactor then sees it close); so is
-  // a connection idle for too long. Never touches one that is owed an answer.
+  // a connection idle for too long, or one that never sent a byte within the header timeout.
+  // Never touches one that is owed an answer.
   void check_timeouts(std::int64_t now_ms);
 
  private:
   friend class Exchange;
   enum class Frame { kIncomplete, kRequest, kRefused };
-  // Takes the next complete request out of the buffer (mu_ held).
-  Frame next_request_locked(Request& out, Response& refusal);
+  // Takes the next complete request out of the buffer (mu_ held). `send_continue` is set once
+  // a head with "Expect: 100-continue" is read and its body is not here yet; `head_refused`
+  // when a refused request was a HEAD (its answer then has no body).
+  Frame next_request_locked(Request& out, Response& refusal, bool& head_refused, bool& send_continue);
   // Runs requests while they are answered at once; returns when one is answered later (its
   // Exchange continues the loop) or the buffer holds no complete request.
   void pump();
@@ -89,13 +100,15 @@ class Connection : public std::enable_shared_from_this<Connection> {
   bool closed_ = false;            // the reactor is closing the descriptor
   bool discard_ = false;           // a refused or final request: drop further input
   bool queued_ = false;            // part of an answer went through Pistache's queue
+  bool spoke_ = false;             // the client has sent something since it connected
   std::int64_t discarded_ = 0;
   std::function<void()> hurry_;
-  std::int64_t request_started_ms_ = 0;  // first byte of the request being received (0: none)
-  std::int64_t head_done_ms_ = 0;        // its head was complete (0: not yet)
-  std::int64_t idle_since_ms_ = 0;       // nothing received or owed since
-  std::int64_t discard_since_ms_ = 0;    // when the connection was answered for the last time
-  std::int64_t queued_bytes_ = 0;        // handed to Pistache's write queue and not written yet
+  std::int64_t request_started_ms_ = 0;              // first byte of the request being received (0: none)
+  std::int64_t head_done_ms_ = 0;                    // its head was complete (0: not yet)
+  std::int64_t idle_since_ms_ = 0;                   // nothing received or owed since
+  std::int64_t discard_since_ms_ = 0;                // when the connection was answered for the last time
+  std::int64_t queued_bytes_ = 0;                    // handed to Pistache's write queue and not written yet
+  std::atomic<std::int64_t> evictable_since_ms_{0};  // see idle_since_ms()
 };
 
 // One request's answer, given exactly once (a second send is ignored; an Exchange dropped

@@ -55,4 +55,11 @@ Response error_response(const Error& e) {
   return r;
 }
 
+Response expectation_failed_response() {
+  Response r = error_response(Error{ErrorKind::kInvalid, "expectation_failed",
+                                    "the only expectation served is Expect: 100-continue", "Expect"});
+  r.status = 417;
+  return r;
+}
+
 }  // namespace websmtp::daemon::http

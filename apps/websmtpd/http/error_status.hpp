@@ -11,4 +11,8 @@ int http_status(ErrorKind kind);
 // {"error", "code", "field"} with the kind's status; Retry-After on 503.
 Response error_response(const Error& e);
 
+// 417 for an Expect header other than 100-continue. The one answer with no ErrorKind: it is a
+// matter of HTTP framing that libcore never sees, so it is decided here, beside the table.
+Response expectation_failed_response();
+
 }  // namespace websmtp::daemon::http

@@ -131,6 +131,7 @@ std::optional<std::string> Request::query_param(std::string_view name) const {
 }
 
 HeadError parse_head(Request& req, std::size_t head_len, Head& head) {
+  head = Head();
   std::string_view text(req.raw.data(), head_len);
   // Request line: method SP request-target SP HTTP-version.
   std::size_t eol = text.find("\r\n");
@@ -191,6 +192,18 @@ HeadError parse_head(Request& req, std::size_t head_len, Head& head) {
       head.content_length = n;
     } else if (iequals(name, "transfer-encoding")) {
       return HeadError::kLengthRequired;
+    } else if (iequals(name, "expect")) {
+      // 100-continue is the only expectation HTTP defines; anything else cannot be met.
+      std::string_view list = value;
+      while (!list.empty()) {
+        std::size_t comma = list.find(',');
+        std::string_view token = trim_ows(list.substr(0, comma));
+        if (iequals(token, "100-continue"))
+          head.expect_continue = req.minor_version == 1;
+        else if (!token.empty())
+          return HeadError::kExpectation;
+        list = comma == std::string_view::npos ? std::string_view() : list.substr(comma + 1);
+      }
     } else if (iequals(name, "connection")) {
       // A comma list; "close" wins, "keep-alive" asks for it on HTTP/1.0.
       std::string_view list = value;
@@ -206,6 +219,7 @@ HeadError parse_head(Request& req, std::size_t head_len, Head& head) {
     }
   }
   if (!seen_length) head.content_length = 0;
+  if (head.content_length == 0) head.expect_continue = false;  // nothing to wait for
   req.keep_alive = keep_alive;
   return HeadError::kNone;
 }
@@ -240,6 +254,8 @@ std::string_view reason_phrase(int status) {
       return "Content Too Large";
     case 415:
       return "Unsupported Media Type";
+    case 417:
+      return "Expectation Failed";
     case 422:
       return "Unprocessable Content";
     case 429:

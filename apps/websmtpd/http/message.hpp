@@ -48,6 +48,9 @@ struct Request {
 // What the head of a request says about framing.
 struct Head {
   std::int64_t content_length = 0;
+  // "Expect: 100-continue" on HTTP/1.1: the client waits for "100 Continue" before the body
+  // (RFC 9110 10.1.1; an HTTP/1.0 client's is ignored, as the RFC requires).
+  bool expect_continue = false;
 };
 
 enum class HeadError {
@@ -56,11 +59,13 @@ enum class HeadError {
   kBadLength,           // 400: Content-Length not one decimal number (or several that differ)
   kLengthRequired,      // 411: a Transfer-Encoding (bodies are framed by Content-Length only)
   kUnsupportedVersion,  // 505
+  kExpectation,         // 417: an Expect other than 100-continue
 };
 
 // Parses the head (request line and header fields, up to but not including the blank line)
 // into `req`, whose `raw` must already hold it at offset 0. Strict where laxness would let two
-// parsers disagree: no whitespace before a field's colon, no obs-fold, one Content-Length.
+// parsers disagree: no whitespace before a field's colon (RFC 9112 5.1), no obs-fold, one
+// Content-Length, no Transfer-Encoding.
 HeadError parse_head(Request& req, std::size_t head_len, Head& head);
 
 // The reason phrase of a status code ("Accepted").

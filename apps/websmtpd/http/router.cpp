@@ -39,9 +39,16 @@ Router& Router::use(PreHandler p) {
   return *this;
 }
 
+Router& Router::guard(PreHandler p) {
+  guards_.push_back(std::move(p));
+  return *this;
+}
+
 void Router::dispatch(Request&& request, Exchange exchange) const {
   Context ctx{std::move(request), std::move(exchange), {}, {}, nullptr};
   ctx.caller.address = ctx.exchange.connection().client_address();
+  for (const auto& g : guards_)
+    if (!g(ctx)) return;
   std::string_view path = ctx.request.path;
   for (const auto& r : routes_) {
     if (r.has_param ? path.size() > r.path.size() && path.substr(0, r.path.size()) == r.path : path == r.path) {

@@ -47,11 +47,16 @@ class Router {
  public:
   Route& add(std::string path, bool has_param = false, bool browser = false);
   Router& use(PreHandler p);
+  // A pre-handler that runs before the route is looked up, for every request (an unknown path
+  // too, with Context::route null): for checks that concern the listener, not a route (the
+  // admin API's Host and token), so that nothing is told to a caller that fails them.
+  Router& guard(PreHandler p);
   void dispatch(Request&& request, Exchange exchange) const;
 
  private:
   std::deque<Route> routes_;
   std::vector<PreHandler> pre_;
+  std::vector<PreHandler> guards_;
 };
 
 }  // namespace websmtp::daemon::http

@@ -1,5 +1,8 @@
 #include "websmtp/config/config.hpp"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+
 #include <algorithm>
 #include <charconv>
 #include <sstream>
@@ -32,7 +35,7 @@ const std::vector<KeyInfo>& keys() {
   static const std::vector<KeyInfo> k = {
       {"HOST", d.host, "address the public API listens on"},
       {"PORT", num(d.port), "public API port (0: pick a free one, see READY_FILE)"},
-      {"ADMIN_PORT", num(d.admin_port), "admin API port, always bound to 127.0.0.1 (0: pick a free one)"},
+      {"ADMIN_PORT", num(d.admin_port), "admin API port, on ADMIN_HOST (0: pick a free one)"},
       {"THREADS", num(d.threads), "delivery workers (each keeps one SMTP session open)"},
       {"HTTP_THREADS", num(d.http_threads), "HTTP reactor threads"},
       {"HTTP_HEADER_TIMEOUT", dur(d.http_header_timeout_s),
@@ -80,6 +83,18 @@ const std::vector<KeyInfo>& keys() {
       {"SMTP_DATA_TIMEOUT", dur(d.smtp_data_timeout_s), "reply to the final dot of DATA"},
       {"STATUS_CACHE_SIZE", num(d.status_cache_size), "entries in the in-memory status cache"},
       {"READY_FILE", "", "if set, a JSON file {pid, port, admin_port} written once serving"},
+      // Abuse limits and the admin API's guard (issue 7).
+      {"MAX_CONNECTIONS", num(d.max_connections),
+       "open client connections on the public port; at the cap a new one replaces the longest-idle one or is "
+       "closed at once (lowered to fit the descriptor limit)"},
+      {"MAX_CONNECTIONS_PER_CLIENT", num(d.max_connections_per_client),
+       "open public connections from one client address (IPv6: one /64); over it a new one is closed at once; "
+       "0: no cap (behind a reverse proxy every client has the proxy's address)"},
+      {"MAX_LONGPOLLS", num(d.max_longpolls),
+       "status requests waiting with ?wait= at once; over it they answer at once with the current status"},
+      {"ADMIN_HOST", d.admin_host, "address the admin API listens on; beyond loopback ADMIN_TOKEN is required"},
+      {"ADMIN_TOKEN", "",
+       "when set, every admin request needs 'Authorization: Bearer <ADMIN_TOKEN>' (16+ visible ASCII characters)"},
   };
   return k;
 }
@@ -271,7 +286,38 @@ Config load(const std::function<std::optional<std::string>(const std::string&)>&
   c.smtp_data_timeout_s = r.duration("SMTP_DATA_TIMEOUT", c.smtp_data_timeout_s, 1);
   c.status_cache_size = static_cast<int>(r.integer("STATUS_CACHE_SIZE", c.status_cache_size, 0, 10'000'000));
   c.ready_file = r.get("READY_FILE").value_or("");
+
+  // Abuse limits and the admin API's guard (issue 7).
+  c.max_connections = static_cast<int>(r.integer("MAX_CONNECTIONS", c.max_connections, 1, 10'000'000));
+  c.max_connections_per_client =
+      static_cast<int>(r.integer("MAX_CONNECTIONS_PER_CLIENT", c.max_connections_per_client, 0, 10'000'000));
+  c.max_longpolls = static_cast<int>(r.integer("MAX_LONGPOLLS", c.max_longpolls, 0, 10'000'000));
+  c.admin_host = r.get("ADMIN_HOST").value_or(c.admin_host);
+  c.admin_token = r.raw("ADMIN_TOKEN").value_or("");
+  if (!c.admin_token.empty()) {
+    // It travels as a bearer token in a header, and guards the whole queue: no blanks, no control
+    // characters, and long enough not to be guessed.
+    if (!std::all_of(c.admin_token.begin(), c.admin_token.end(), [](char ch) { return ch > 0x20 && ch < 0x7f; }))
+      throw ConfigError("ADMIN_TOKEN", "must be visible ASCII characters only (no spaces)");
+    if (c.admin_token.size() < 16) throw ConfigError("ADMIN_TOKEN", "must be at least 16 characters long");
+  }
+  if (!is_loopback_host(c.admin_host) && c.admin_token.empty())
+    throw ConfigError("ADMIN_HOST", "'" + c.admin_host +
+                                        "' is not a loopback address: set ADMIN_TOKEN so that the admin API asks "
+                                        "for it, or keep ADMIN_HOST on 127.0.0.1");
   return c;
+}
+
+bool is_loopback_host(std::string_view host) {
+  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
+  std::string h(host);
+  std::transform(h.begin(), h.end(), h.begin(), [](unsigned char ch) { return std::tolower(ch); });
+  if (h == "localhost" || h == "::1") return true;
+  in_addr v4{};
+  if (::inet_pton(AF_INET, h.c_str(), &v4) == 1) return (ntohl(v4.s_addr) >> 24) == 127;  // 127.0.0.0/8
+  in6_addr v6{};
+  if (::inet_pton(AF_INET6, h.c_str(), &v6) == 1) return IN6_IS_ADDR_LOOPBACK(&v6);
+  return false;
 }
 
 const char* to_string(Delivery d) {

@@ -10,6 +10,16 @@ LongPollRegistry::LongPollRegistry(StatusService& status) : status_(status) {}
 
 LongPollRegistry::~LongPollRegistry() { stop(); }
 
+void LongPollRegistry::set_max_waiters(std::size_t max) {
+  std::lock_guard lock(mu_);
+  max_waiters_ = max;
+}
+
+std::size_t LongPollRegistry::waiting() const {
+  std::lock_guard lock(mu_);
+  return waiting_;
+}
+
 void LongPollRegistry::start() {
   thread_ = std::thread([this] {
     name_this_thread("ws-longpoll");
@@ -36,23 +46,26 @@ std::uint64_t LongPollRegistry::watch(const Caller& caller, std::string_view ref
   }
   std::string word = job::job_status(*j);
   if (since.empty()) since = word;
-  bool stopping;
-  {
-    std::lock_guard lock(mu_);
-    stopping = stopping_;
-  }
-  if (word != since || word == "completed" || wait.count() <= 0 || stopping) {
+  std::uint64_t id = 0;
+  if (word != since || word == "completed" || wait.count() <= 0) {
     done(status_text(*j));
     return 0;
   }
-  std::uint64_t id;
   {
     std::lock_guard lock(mu_);
-    auto deadline = std::chrono::steady_clock::now() + wait;
-    id = ++next_id_;
-    waiters_[j->ref].push_back(Waiter{id, since, caller, std::move(done)});
-    deadlines_.emplace(deadline, std::make_pair(j->ref, id));
-    cv_.notify_one();
+    // Stopping, or over MAX_LONGPOLLS: answered below, now, like a zero wait.
+    if (!stopping_ && waiting_ < max_waiters_) {
+      auto deadline = std::chrono::steady_clock::now() + wait;
+      id = ++next_id_;
+      waiters_[j->ref].push_back(Waiter{id, since, caller, std::move(done)});
+      ++waiting_;
+      deadlines_.emplace(deadline, std::make_pair(j->ref, id));
+      cv_.notify_one();
+    }
+  }
+  if (id == 0) {
+    done(status_text(*j));
+    return 0;
   }
   // The status may have moved on between the read above and the registration.
   auto again = status_.lookup(caller, ref);
@@ -73,6 +86,7 @@ std::vector<LongPollRegistry::Waiter> LongPollRegistry::take_changed(const std::
     if (w->since != word) {
       out.push_back(std::move(*w));
       w = list.erase(w);
+      --waiting_;
     } else {
       ++w;
     }
@@ -90,6 +104,7 @@ std::optional<LongPollRegistry::Waiter> LongPollRegistry::take_locked(const std:
     if (w->id != id) continue;
     out = std::move(*w);
     list.erase(w);
+    --waiting_;
     break;
   }
   if (list.empty()) waiters_.erase(it);
@@ -114,6 +129,7 @@ void LongPollRegistry::release_all() {
     std::lock_guard lock(mu_);
     all.swap(waiters_);
     deadlines_.clear();
+    waiting_ = 0;
   }
   for (auto& [ref, list] : all)
     for (auto& w : list) w.done(status_.status(w.caller, ref));

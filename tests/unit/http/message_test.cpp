@@ -124,3 +124,35 @@ TEST(HttpHead, MovedRequestsKeepTheirViews) {
   EXPECT_EQ(again.header("x"), "y");
   EXPECT_EQ(again.path.data(), again.raw.data() + 4);
 }
+
+TEST(HttpHead, ExpectContinueIsNotedOnHttp11WithABody) {
+  Request req;
+  Head h;
+  ASSERT_EQ(parse("POST / HTTP/1.1\r\nExpect: 100-Continue\r\nContent-Length: 5", req, h), HeadError::kNone);
+  EXPECT_TRUE(h.expect_continue);
+  // Nothing to wait for without a body; an HTTP/1.0 client's expectation is ignored (RFC 9110 10.1.1).
+  ASSERT_EQ(parse("POST / HTTP/1.1\r\nExpect: 100-continue", req, h), HeadError::kNone);
+  EXPECT_FALSE(h.expect_continue);
+  ASSERT_EQ(parse("POST / HTTP/1.0\r\nExpect: 100-continue\r\nContent-Length: 5", req, h), HeadError::kNone);
+  EXPECT_FALSE(h.expect_continue);
+  // A head parsed into a reused Head starts afresh.
+  ASSERT_EQ(parse("POST / HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 5", req, h), HeadError::kNone);
+  ASSERT_EQ(parse("POST / HTTP/1.1\r\nContent-Length: 5", req, h), HeadError::kNone);
+  EXPECT_FALSE(h.expect_continue);
+}
+
+TEST(HttpHead, AnyOtherExpectationCannotBeMet) {
+  EXPECT_EQ(parse("POST / HTTP/1.1\r\nExpect: 200-ok\r\nContent-Length: 5"), HeadError::kExpectation);
+  EXPECT_EQ(parse("POST / HTTP/1.1\r\nExpect: 100-continue, x\r\nContent-Length: 5"), HeadError::kExpectation);
+  auto r = expectation_failed_response();
+  EXPECT_EQ(r.status, 417);
+  EXPECT_NE(render(r, false, false).find("HTTP/1.1 417 Expectation Failed\r\n"), std::string::npos);
+}
+
+TEST(HttpHead, WhitespaceAroundAFieldNameIsRefused) {
+  // RFC 9112 5.1: a server must reject whitespace between a field name and its colon (400).
+  EXPECT_EQ(parse("GET / HTTP/1.1\r\nHost : x"), HeadError::kMalformed);
+  EXPECT_EQ(parse("GET / HTTP/1.1\r\nHost\t: x"), HeadError::kMalformed);
+  EXPECT_EQ(parse("GET / HTTP/1.1\r\nExpect :100-continue\r\nContent-Length: 1"), HeadError::kMalformed);
+  EXPECT_EQ(parse("GET / HTTP/1.1\r\nHost:x"), HeadError::kNone);  // no whitespace after the colon is fine
+}

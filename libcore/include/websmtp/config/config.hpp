@@ -8,6 +8,7 @@
 #include <optional>
 #include <stdexcept>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "websmtp/smtp/tls.hpp"
@@ -65,6 +66,13 @@ struct Config {
   std::int64_t smtp_data_timeout_s = 600;
   int status_cache_size = 10000;
   std::string ready_file;  // written with the bound ports once serving (tests, supervisors)
+
+  // Abuse limits and the admin API's guard (issue 7).
+  int max_connections = 10000;           // open client connections on the public port
+  int max_connections_per_client = 256;  // from one client address (IPv6: one /64); 0: no cap
+  int max_longpolls = 1000;              // ?wait= requests waiting at once; over it they answer at once
+  std::string admin_host = "127.0.0.1";  // the admin listener's address
+  std::string admin_token;               // when set, required as "Authorization: Bearer" on the admin API
 };
 
 struct ConfigError : std::runtime_error {
@@ -90,5 +98,8 @@ Config load(const std::function<std::optional<std::string>(const std::string&)>&
             const std::map<std::string, std::string>& dotenv);
 
 const char* to_string(Delivery d);
+
+// localhost, 127.0.0.0/8 or ::1 (brackets allowed): ADMIN_HOST without ADMIN_TOKEN must be one.
+bool is_loopback_host(std::string_view host);
 
 }  // namespace websmtp::config

@@ -4,6 +4,7 @@
 // at once, from the thread that committed it; one thread answers the deadlines.
 #include <chrono>
 #include <condition_variable>
+#include <cstddef>
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -27,6 +28,12 @@ class LongPollRegistry {
   ~LongPollRegistry();
   LongPollRegistry(const LongPollRegistry&) = delete;
   LongPollRegistry& operator=(const LongPollRegistry&) = delete;
+
+  // MAX_LONGPOLLS: at most this many waiters at once; over it a request answers at once with the
+  // current status, as a zero wait would (a client that polls again is served, never refused).
+  void set_max_waiters(std::size_t max);
+  // Waiters pending now.
+  std::size_t waiting() const;
 
   void start();
   // Answers every waiter with the current status and stops the deadline thread.
@@ -59,11 +66,13 @@ class LongPollRegistry {
   void deadline_loop();
 
   StatusService& status_;
-  std::mutex mu_;
+  mutable std::mutex mu_;
   std::condition_variable cv_;
   std::unordered_map<std::string, std::vector<Waiter>> waiters_;  // by ref
   std::multimap<std::chrono::steady_clock::time_point, std::pair<std::string, std::uint64_t>> deadlines_;
   std::uint64_t next_id_ = 0;
+  std::size_t waiting_ = 0;  // waiters in waiters_
+  std::size_t max_waiters_ = SIZE_MAX;
   bool stopping_ = false;
   std::thread thread_;
 };
