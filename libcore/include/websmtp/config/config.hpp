@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "websmtp/smtp/mx_transport.hpp"
 #include "websmtp/smtp/tls.hpp"
 
 namespace websmtp::config {
@@ -65,6 +66,13 @@ struct Config {
   std::int64_t smtp_data_timeout_s = 600;
   int status_cache_size = 10000;
   std::string ready_file;  // written with the bound ports once serving (tests, supervisors)
+  // Direct delivery (DELIVERY=mx).
+  std::string dns_server;  // "ip[:port]"; empty: /etc/resolv.conf
+  smtp::MxTls mx_tls = smtp::MxTls::kOpportunistic;
+  std::string smtp_ca_file;  // extra trusted CAs (PEM), relay and MX
+  int mx_max_per_host = 4;   // sessions to one MX host at a time
+  int mx_pool_size = 32;     // idle sessions kept in all
+  std::int64_t mx_idle_timeout_s = 30;
 };
 
 struct ConfigError : std::runtime_error {
