@@ -122,6 +122,7 @@ class MxDeliveryTest(IntegrationTestCase):
         for _ in range(3):
             daemon.wait_completed(daemon.submit(mail(to=["bob@example.net"])))
         self.assertEqual(len(peer.messages()), 3)
+        daemon.stop()  # the log is complete once the daemon has exited
         log = daemon.log_text()
         self.assertEqual(log.count("over a new session"), 1, log[-3000:])
         self.assertEqual(log.count("over a kept session"), 2)
@@ -150,7 +151,7 @@ class MxTlsTest(IntegrationTestCase):
         log = os.path.join(d, "peer.log")
         proc = subprocess.Popen(["/usr/bin/python3", TLS_PEER, "--log", log, "--cert", cert, "--key", key],
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        self.addCleanup(lambda: (proc.terminate(), proc.wait(10)))
+        self.addCleanup(lambda: (proc.terminate(), proc.wait(10), proc.stdout.close(), proc.stderr.close()))
         line = proc.stdout.readline()
         self.assertTrue(line.startswith("READY "), line)
         port = int(line.split()[1])

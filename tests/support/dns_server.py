@@ -59,7 +59,8 @@ class DnsServer:
     def stop(self):
         self._stop = True
         try:
-            socket.socket(socket.AF_INET, socket.SOCK_DGRAM).sendto(b"", ("127.0.0.1", self.port))
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+                s.sendto(b"", ("127.0.0.1", self.port))  # wakes the thread up
         except OSError:
             pass
         self.thread.join(5)
