@@ -4,6 +4,7 @@
 
 #include <atomic>
 #include <set>
+#include <thread>
 
 #include "../../support/manual_clock.hpp"
 #include "websmtp/smtp/mx_transport.hpp"
@@ -235,4 +236,36 @@ TEST(SessionPool, CapsSessionsPerHostAndKeepsOnlyUsableOnes) {
   pool.release(a, std::move(s1));  // never connected: not worth keeping, and its slot is free
   EXPECT_EQ(pool.idle(), 0);
   EXPECT_NE(pool.acquire(a, std::chrono::milliseconds(0)), nullptr);
+}
+
+// Workers share the resolver and the pool: many threads at once (run under TSan).
+TEST(SessionPool, SharedByManyWorkersWithinTheBounds) {
+  SessionPool pool(SessionOptions{}, PoolLimits{2, 8, std::chrono::milliseconds(30'000)});
+  auto dns = std::make_shared<FakeDns>();
+  ManualClock clock;
+  MxResolver resolver(dns, clock);
+  std::atomic<int> most{0}, now{0}, misses{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 6; ++t)
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < 200; ++i) {
+        EXPECT_EQ(resolver.route("d" + std::to_string(i % 7) + ".example").kind, MxRoute::Kind::kHosts);
+        SessionKey key{"127.0.0." + std::to_string(2 + (t + i) % 2), 25, TlsMode::kNone};
+        auto s = pool.acquire(key, std::chrono::milliseconds(1000));
+        if (!s) {
+          ++misses;
+          continue;
+        }
+        int n = ++now;
+        int m = most.load();
+        while (n > m && !most.compare_exchange_weak(m, n)) {
+        }
+        --now;
+        pool.release(key, std::move(s));
+      }
+    });
+  for (auto& th : threads) th.join();
+  EXPECT_LE(most.load(), 4);  // two hosts, two sessions each
+  EXPECT_EQ(misses.load(), 0);
+  EXPECT_EQ(pool.in_use(), 0);
 }
