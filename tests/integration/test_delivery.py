@@ -30,6 +30,7 @@ class RelayDeliveryTest(IntegrationTestCase):
 
         ok = r["ok@example.net"]
         self.assertEqual((ok["state"], ok["attempts"], ok["smtp_code"]), ("delivered", 1, 250))
+        self.assertEqual((ok["host"], ok["tls"]), ("127.0.0.1", False))  # the relay that answered
 
         rejected = r["reject1@example.net"]
         self.assertEqual((rejected["state"], rejected["attempts"], rejected["smtp_code"]), ("failed", 1, 550))

@@ -2,6 +2,7 @@
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <charconv>
@@ -47,8 +48,8 @@ const std::vector<KeyInfo>& keys() {
       {"GIN_MODE", "", "seed alias of the log level: release = info, debug = debug"},
       {"LOG_LEVEL", d.log_level, "trace, debug, info, warn, error (wins over GIN_MODE)"},
       {"DELIVERY", "", "relay (default when SMTP_SERVER is set), mx, or sandbox (write .eml files, send nothing)"},
-      {"SMTP_SERVER", "", "relay host; empty means direct MX delivery (not available yet)"},
-      {"SMTP_PORT", num(d.smtp_port), "relay port"},
+      {"SMTP_SERVER", "", "relay host; empty means direct MX delivery"},
+      {"SMTP_PORT", num(d.smtp_port), "relay port, and the MX hosts' port in direct delivery"},
       {"SMTP_USER", "", "relay AUTH user (PLAIN preferred, LOGIN otherwise)"},
       {"SMTP_PWD", "", "relay AUTH password (never logged)"},
       {"SMTP_TLS", std::string(smtp::to_string(d.smtp_tls)),
@@ -95,6 +96,13 @@ const std::vector<KeyInfo>& keys() {
       {"ADMIN_HOST", d.admin_host, "address the admin API listens on; beyond loopback ADMIN_TOKEN is required"},
       {"ADMIN_TOKEN", "",
        "when set, every admin request needs 'Authorization: Bearer <ADMIN_TOKEN>' (16+ visible ASCII characters)"},
+      {"DNS_SERVER", "", "ip[:port] of the DNS server for MX lookups; empty: /etc/resolv.conf's"},
+      {"MX_TLS", std::string(smtp::to_string(d.mx_tls)),
+       "TLS with MX hosts: opportunistic (STARTTLS when offered, certificate not verified), require, none"},
+      {"SMTP_CA_FILE", "", "PEM file of CAs trusted in addition to the system's (relay and MX)"},
+      {"MX_MAX_PER_HOST", num(d.mx_max_per_host), "SMTP sessions to one MX host at a time"},
+      {"MX_POOL_SIZE", num(d.mx_pool_size), "idle SMTP sessions to MX hosts kept for reuse, in all"},
+      {"MX_IDLE_TIMEOUT", dur(d.mx_idle_timeout_s), "an idle session to an MX host is closed after this"},
   };
   return k;
 }
@@ -220,11 +228,6 @@ Config load(const std::function<std::optional<std::string>(const std::string&)>&
   c.delivery = delivery == "relay" ? Delivery::kRelay : delivery == "sandbox" ? Delivery::kSandbox : Delivery::kMx;
   if (c.delivery == Delivery::kRelay && c.smtp_server.empty())
     throw ConfigError("SMTP_SERVER", "DELIVERY=relay needs SMTP_SERVER (the relay host)");
-  if (c.delivery == Delivery::kMx)
-    throw ConfigError("SMTP_SERVER",
-                      "is empty, which asks for direct-to-MX delivery; that mode is not available yet. Set "
-                      "SMTP_SERVER (and SMTP_PORT) to relay through a mail server, or DELIVERY=sandbox to write "
-                      "messages to DATA_DIR/sandbox without sending them");
 
   c.data_dir = r.get("DATA_DIR").value_or(c.data_dir);
   c.store_sync = r.choice("STORE_SYNC", c.store_sync, {"normal", "full"});
@@ -305,6 +308,28 @@ Config load(const std::function<std::optional<std::string>(const std::string&)>&
     throw ConfigError("ADMIN_HOST", "'" + c.admin_host +
                                         "' is not a loopback address: set ADMIN_TOKEN so that the admin API asks "
                                         "for it, or keep ADMIN_HOST on 127.0.0.1");
+  c.dns_server = r.get("DNS_SERVER").value_or("");
+  if (!c.dns_server.empty()) {
+    std::string ip = c.dns_server;
+    bool port_ok = true;
+    if (auto colon = ip.rfind(':'); colon != std::string::npos) {
+      std::string port = ip.substr(colon + 1);
+      int p = 0;
+      auto [end, ec] = std::from_chars(port.data(), port.data() + port.size(), p);
+      port_ok = ec == std::errc() && end == port.data() + port.size() && p >= 1 && p <= 65535;
+      ip.resize(colon);
+    }
+    in_addr addr{};
+    if (!port_ok || inet_pton(AF_INET, ip.c_str(), &addr) != 1)
+      throw ConfigError("DNS_SERVER", "'" + c.dns_server + "' is not an IPv4 address with an optional :port");
+  }
+  c.mx_tls = *smtp::parse_mx_tls(r.choice("MX_TLS", smtp::to_string(c.mx_tls), {"opportunistic", "require", "none"}));
+  c.smtp_ca_file = r.get("SMTP_CA_FILE").value_or("");
+  if (!c.smtp_ca_file.empty() && ::access(c.smtp_ca_file.c_str(), R_OK) != 0)
+    throw ConfigError("SMTP_CA_FILE", "cannot read '" + c.smtp_ca_file + "'");
+  c.mx_max_per_host = static_cast<int>(r.integer("MX_MAX_PER_HOST", c.mx_max_per_host, 1, 1000));
+  c.mx_pool_size = static_cast<int>(r.integer("MX_POOL_SIZE", c.mx_pool_size, 0, 100000));
+  c.mx_idle_timeout_s = r.duration("MX_IDLE_TIMEOUT", c.mx_idle_timeout_s, 1);
   return c;
 }
 

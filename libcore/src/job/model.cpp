@@ -69,6 +69,10 @@ nlohmann::json status_json(const Job& job) {
     if (r.state == RecipientState::kDeferred) j["next_attempt"] = r.next_attempt;
     if (!r.reason.empty()) j["reason"] = r.reason;
     if (r.possible_duplicate) j["possible_duplicate"] = true;
+    if (!r.host.empty()) {
+      j["host"] = r.host;
+      j["tls"] = r.tls;
+    }
     recipients.push_back(std::move(j));
   }
   return {{"id", job.ref},
@@ -132,6 +136,11 @@ std::string recipients_to_store(const std::vector<Recipient>& rs) {
       append_json_string(out, r.reason);
     }
     if (r.possible_duplicate) append_field(out, "dup", 1);
+    if (!r.host.empty()) {
+      out += ",\"h\":";
+      append_json_string(out, r.host);
+    }
+    if (r.tls) append_field(out, "tls", 1);
     out += '}';
   }
   out += ']';
@@ -155,6 +164,8 @@ std::vector<Recipient> recipients_from_store(std::string_view text) {
     r.next_attempt = j.value("x", std::int64_t{0});
     r.reason = j.value("why", "");
     r.possible_duplicate = j.value("dup", 0) != 0;
+    r.host = j.value("h", "");
+    r.tls = j.value("tls", 0) != 0;
     out.push_back(std::move(r));
   }
   return out;

@@ -26,6 +26,13 @@ void apply_attempt(job::Recipient& r, const smtp::Reply& reply, std::int64_t sub
   r.smtp_reply = reply.text;
   r.time = now_s;
   r.next_attempt = 0;
+  r.host = reply.host;
+  r.tls = reply.tls;
+  if (reply.permanent) {
+    r.state = RecipientState::kFailed;
+    r.reason = reply.reason.empty() ? "rejected" : reply.reason;
+    return;
+  }
   if (reply.code >= 200 && reply.code < 300) {
     r.state = RecipientState::kDelivered;
     r.reason.clear();

@@ -31,6 +31,11 @@ class PocoSession final : public Poco::Net::SecureSMTPClientSession {
   using SMTPClientSession::socket;
 };
 
+std::string& extra_ca_file() {
+  static std::string path;
+  return path;
+}
+
 // One client context per verification mode, shared by every connection (an SSL_CTX is
 // made for that; building one per connection would reload the CA store each time).
 Poco::Net::Context::Ptr tls_context(bool verify) {
@@ -39,7 +44,7 @@ Poco::Net::Context::Ptr tls_context(bool verify) {
   std::call_once(once, [] {
     Poco::Net::initializeSSL();
     Poco::SharedPtr<Poco::Net::InvalidCertificateHandler> handler = new Poco::Net::RejectCertificateHandler(false);
-    Poco::Net::Context::Ptr ctx = new Poco::Net::Context(Poco::Net::Context::TLS_CLIENT_USE, "", "", "",
+    Poco::Net::Context::Ptr ctx = new Poco::Net::Context(Poco::Net::Context::TLS_CLIENT_USE, "", "", extra_ca_file(),
                                                          Poco::Net::Context::VERIFY_RELAXED, 9, true);
     Poco::Net::SSLManager::instance().initializeClient(nullptr, handler, ctx);
     verifying = ctx;
@@ -56,6 +61,8 @@ IoError io_error(const Poco::Exception& e) {
 }
 
 }  // namespace
+
+void set_extra_ca_file(std::string path) { extra_ca_file() = std::move(path); }
 
 // Non-blocking tries (with a yield between them) before a reply read blocks.
 constexpr int kReplySpins = 4;

@@ -25,7 +25,13 @@ class RelayTransport final : public Transport {
   explicit RelayTransport(const RelayOptions& o) : relay_{o.host, o.port, o.tls}, session_(session_options(o)) {}
 
   std::vector<Reply> deliver(const Envelope& env, std::string_view message) override {
-    return deliver_reusing(session_, relay_, env, message);
+    Delivered d = deliver_reusing_detailed(session_, relay_, env, message);
+    for (auto& r : d.replies) {
+      if (r.code == 0) continue;  // nobody answered
+      r.host = relay_.host;
+      r.tls = d.tls;
+    }
+    return std::move(d.replies);
   }
 
  private:

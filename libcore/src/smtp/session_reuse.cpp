@@ -2,6 +2,8 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
+
 namespace websmtp::smtp {
 
 BeforeUse before_use(SessionState s) {
@@ -22,9 +24,10 @@ bool reopen_after_failure(bool reused, int tries, std::uint64_t replies_this_try
   return reused && tries == 1 && replies_this_try == 0 && failed_in != SessionState::kDot;
 }
 
-std::vector<Reply> deliver_reusing(Session& session, const SessionKey& key, const Envelope& env,
+Delivered deliver_reusing_detailed(Session& session, const SessionKey& key, const Envelope& env,
                                    std::string_view message) {
-  std::vector<Reply> replies;
+  Delivered out;
+  std::vector<Reply>& replies = out.replies;
   for (int tries = 1;; ++tries) {
     replies.assign(env.recipients.size(), Reply{});
     const std::uint64_t replies_before = session.replies_read();
@@ -46,8 +49,17 @@ std::vector<Reply> deliver_reusing(Session& session, const SessionKey& key, cons
         reused = true;
         break;
     }
-    if (status) status = session.send(env, message, replies);
-    if (status) return replies;
+    if (status) {
+      out.tls = session.tls();  // before send: a 421 closes the session
+      status = session.send(env, message, replies);
+    }
+    if (status) {
+      // Session::send gives every recipient the refusal of MAIL FROM as its reply.
+      out.refused_at_mail = !replies.empty() && std::all_of(replies.begin(), replies.end(), [](const Reply& r) {
+        return r.code >= 400 && r.text.rfind("MAIL FROM: ", 0) == 0;
+      });
+      return out;
+    }
     const Failure& f = status.error();
     if (reopen_after_failure(reused, tries, session.replies_read() - replies_before, f.state)) {
       spdlog::debug("smtp {}:{}: idle session is gone ({}); reconnecting", key.host, key.port, f.reason);
@@ -56,8 +68,11 @@ std::vector<Reply> deliver_reusing(Session& session, const SessionKey& key, cons
     }
     spdlog::debug("smtp {}:{}: {} failed: {}", key.host, key.port, to_string(f.state), f.reason);
     apply_failure(replies, f);
+    out.failed = true;
+    out.failed_in = f.state;
+    if (f.state == SessionState::kConnect || f.state == SessionState::kGreeting) out.tls = false;
     session.quit();
-    return replies;
+    return out;
   }
 }
 

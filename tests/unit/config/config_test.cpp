@@ -61,14 +61,32 @@ TEST(Config, BadValuesNameTheirKey) {
   EXPECT_EQ(key_of({{"DELIVERY", "sandbox"}, {"RETRY_MIN", "10m"}, {"RETRY_MAX", "5m"}}), "RETRY_MAX");
 }
 
-TEST(Config, DirectMxIsRefusedWithAClearMessage) {
-  try {
-    load_with({});
-    FAIL() << "expected ConfigError";
-  } catch (const ConfigError& e) {
-    EXPECT_EQ(e.key, "SMTP_SERVER");
-    EXPECT_NE(std::string(e.what()).find("DELIVERY=sandbox"), std::string::npos);
-  }
+TEST(Config, DirectMxIsTheDefaultWithoutSmtpServer) {
+  auto c = load_with({});
+  EXPECT_EQ(c.delivery, Delivery::kMx);
+  EXPECT_EQ(c.smtp_port, 25);
+  EXPECT_EQ(c.mx_tls, websmtp::smtp::MxTls::kOpportunistic);
+  EXPECT_TRUE(c.dns_server.empty());
+  auto d = load_with({{"DNS_SERVER", "127.0.0.1:5353"}, {"MX_TLS", "require"}, {"SMTP_PORT", "2525"}});
+  EXPECT_EQ(d.dns_server, "127.0.0.1:5353");
+  EXPECT_EQ(d.mx_tls, websmtp::smtp::MxTls::kRequire);
+  EXPECT_EQ(d.smtp_port, 2525);
+}
+
+TEST(Config, BadMxKeysAreNamed) {
+  auto key_of = [](std::map<std::string, std::string> env) -> std::string {
+    try {
+      load_with(env);
+    } catch (const ConfigError& e) {
+      return e.key;
+    }
+    return "";
+  };
+  EXPECT_EQ(key_of({{"DNS_SERVER", "dns.example"}}), "DNS_SERVER");
+  EXPECT_EQ(key_of({{"DNS_SERVER", "127.0.0.1:0"}}), "DNS_SERVER");
+  EXPECT_EQ(key_of({{"MX_TLS", "maybe"}}), "MX_TLS");
+  EXPECT_EQ(key_of({{"SMTP_CA_FILE", "/nonexistent/ca.pem"}}), "SMTP_CA_FILE");
+  EXPECT_EQ(key_of({{"MX_MAX_PER_HOST", "0"}}), "MX_MAX_PER_HOST");
 }
 
 TEST(Config, DotenvParsesCommentsQuotesAndExport) {

@@ -48,3 +48,21 @@ TEST(RecipientsColumn, RoundTripsEveryField) {
   EXPECT_FALSE(back[2].possible_duplicate);
   EXPECT_EQ(recipients_to_store({}), "[]");
 }
+
+TEST(RecipientsStore, HostAndTlsSurviveTheRoundTripAndReachTheStatus) {
+  Recipient r;
+  r.address = "bob@example.net";
+  r.state = RecipientState::kDelivered;
+  r.host = "mx1.example.net";
+  r.tls = true;
+  auto back = recipients_from_store(recipients_to_store({r}));
+  ASSERT_EQ(back.size(), 1u);
+  EXPECT_EQ(back[0].host, "mx1.example.net");
+  EXPECT_TRUE(back[0].tls);
+  Job j;
+  j.recipients = {r, Recipient{}};
+  auto doc = status_json(j);
+  EXPECT_EQ(doc["recipients"][0]["host"], "mx1.example.net");
+  EXPECT_EQ(doc["recipients"][0]["tls"], true);
+  EXPECT_FALSE(doc["recipients"][1].contains("host"));  // no attempt reached a host yet
+}

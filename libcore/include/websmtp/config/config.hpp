@@ -11,6 +11,7 @@
 #include <string_view>
 #include <vector>
 
+#include "websmtp/smtp/mx_transport.hpp"
 #include "websmtp/smtp/tls.hpp"
 
 namespace websmtp::config {
@@ -73,6 +74,13 @@ struct Config {
   int max_longpolls = 1000;              // ?wait= requests waiting at once; over it they answer at once
   std::string admin_host = "127.0.0.1";  // the admin listener's address
   std::string admin_token;               // when set, required as "Authorization: Bearer" on the admin API
+  // Direct delivery (DELIVERY=mx).
+  std::string dns_server;  // "ip[:port]"; empty: /etc/resolv.conf
+  smtp::MxTls mx_tls = smtp::MxTls::kOpportunistic;
+  std::string smtp_ca_file;  // extra trusted CAs (PEM), relay and MX
+  int mx_max_per_host = 4;   // sessions to one MX host at a time
+  int mx_pool_size = 32;     // idle sessions kept in all
+  std::int64_t mx_idle_timeout_s = 30;
 };
 
 struct ConfigError : std::runtime_error {

@@ -50,6 +50,8 @@ struct Recipient {
   std::int64_t next_attempt = 0;  // Unix seconds; meaningful while deferred
   std::string reason;             // why it failed: rejected, expired, cancelled, ...
   bool possible_duplicate = false;
+  std::string host;  // the SMTP host that answered the last attempt (relay or MX); empty: none
+  bool tls = false;  // whether that attempt's session was encrypted
 };
 
 bool is_final(RecipientState s);

@@ -30,6 +30,10 @@ struct ConnectOptions {
   std::chrono::milliseconds timeout{30'000};  // TCP connect, and the handshake of implicit TLS
 };
 
+// SMTP_CA_FILE: CAs trusted, besides the system's, when a certificate is verified. Set once,
+// before the first connection.
+void set_extra_ca_file(std::string path);
+
 class Connection {
  public:
   static IoResult<std::unique_ptr<Connection>> open(const ConnectOptions& o);

@@ -14,6 +14,14 @@ struct Reply {
   // A 5xx that is no verdict on the recipient (the relay refused our AUTH: a wrong password
   // is fixed by the operator): deferred like a 4xx, as Postfix's smtp_sasl_auth_soft_bounce.
   bool soft_bounce = false;
+  // Failed for good without a peer's 5xx (direct delivery: the domain does not exist, or has a
+  // null MX); `reason` names why (no_such_domain, null_mx).
+  bool permanent = false;
+  std::string reason;
+  // The host that answered (the relay, or the MX host), empty when none did; whether the
+  // session with it was encrypted.
+  std::string host;
+  bool tls = false;
 };
 
 }  // namespace websmtp::smtp

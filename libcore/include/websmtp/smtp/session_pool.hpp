@@ -1,0 +1,54 @@
+#pragma once
+// Sessions kept across jobs and shared by the workers of direct delivery (Postfix's
+// connection cache with the queue manager's per-destination concurrency): at most
+// `max_per_host` sessions to one host at a time (in use or idle), at most `max_idle` idle
+// sessions in all, each idle for at most `idle_timeout`. A session is used by one worker at
+// a time: acquire() hands it out, release() takes it back.
+#include <chrono>
+#include <condition_variable>
+#include <map>
+#include <memory>
+#include <mutex>
+
+#include "websmtp/smtp/session.hpp"
+
+namespace websmtp::smtp {
+
+struct PoolLimits {
+  int max_per_host = 4;
+  int max_idle = 32;
+  std::chrono::milliseconds idle_timeout{30'000};
+};
+
+class SessionPool {
+ public:
+  SessionPool(SessionOptions options, PoolLimits limits);
+  ~SessionPool();  // ends the idle sessions (QUIT)
+  SessionPool(const SessionPool&) = delete;
+  SessionPool& operator=(const SessionPool&) = delete;
+
+  // A kept session for `key` when there is one, else a new one (not connected yet). Waits up
+  // to `wait` while `key.host` has max_per_host sessions; nullptr when none came free.
+  std::unique_ptr<Session> acquire(const SessionKey& key, std::chrono::milliseconds wait);
+  // Takes a session back: kept for the next job when it can still be used and the bounds
+  // allow, else ended.
+  void release(const SessionKey& key, std::unique_ptr<Session> session);
+
+  int idle() const;
+  int in_use() const;
+
+ private:
+  struct Idle {
+    std::unique_ptr<Session> session;
+    std::chrono::steady_clock::time_point since;
+  };
+  SessionOptions options_;
+  PoolLimits limits_;
+  mutable std::mutex mu_;
+  std::condition_variable freed_;
+  std::multimap<SessionKey, Idle> idle_;
+  std::map<std::string, int> per_host_;  // sessions per host (in use and idle)
+  int in_use_ = 0;
+};
+
+}  // namespace websmtp::smtp

@@ -1,0 +1,198 @@
+#include "websmtp/smtp/mx_transport.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <map>
+
+#include "websmtp/smtp/session_reuse.hpp"
+
+namespace websmtp::smtp {
+
+const char* to_string(MxTls t) {
+  switch (t) {
+    case MxTls::kOpportunistic:
+      return "opportunistic";
+    case MxTls::kRequire:
+      return "require";
+    case MxTls::kNone:
+      return "none";
+  }
+  return "?";
+}
+
+std::optional<MxTls> parse_mx_tls(std::string_view word) {
+  for (auto t : {MxTls::kOpportunistic, MxTls::kRequire, MxTls::kNone})
+    if (word == to_string(t)) return t;
+  return std::nullopt;
+}
+
+bool try_next_mx(const TryOutcome& t) {
+  if (t.refused_at_mail) return t.mail_code / 100 == 4;
+  if (!t.failed) return false;
+  switch (t.failed_in) {
+    case SessionState::kConnect:
+    case SessionState::kGreeting:
+    case SessionState::kEhlo:
+    case SessionState::kStartTls:
+    case SessionState::kMail:
+      return true;
+    default:
+      return false;  // the peer has answered for recipients (or may have the message)
+  }
+}
+
+SessionOptions mx_session_options(const MxOptions& o) {
+  SessionOptions s;
+  s.helo = o.helo;
+  s.verify_tls = false;
+  s.timeouts.connect = std::chrono::milliseconds(o.connect_timeout_ms);
+  s.timeouts.command = std::chrono::milliseconds(o.command_timeout_ms);
+  s.timeouts.data_ack = std::chrono::milliseconds(o.command_timeout_ms);
+  s.timeouts.dot = std::chrono::milliseconds(o.data_timeout_ms);
+  return s;
+}
+
+SessionKey mx_session_key(const std::string& address, const MxOptions& o) {
+  // The session connects to the address the resolver found (DNS_SERVER's answer, not the
+  // system resolver's); no certificate is verified, so no name is needed for it.
+  TlsMode mode = o.tls == MxTls::kRequire ? TlsMode::kStartTls
+                 : o.tls == MxTls::kNone  ? TlsMode::kNone
+                                          : TlsMode::kOpportunistic;
+  return SessionKey{address, o.port, mode};
+}
+
+namespace {
+
+std::string_view domain_of(std::string_view address) {
+  auto at = address.rfind('@');
+  return at == std::string_view::npos ? std::string_view{} : address.substr(at + 1);
+}
+
+class MxTransport final : public Transport {
+ public:
+  MxTransport(const MxOptions& o, std::shared_ptr<MxResolver> resolver, std::shared_ptr<SessionPool> pool)
+      : options_(o), resolver_(std::move(resolver)), pool_(std::move(pool)) {}
+
+  std::vector<Reply> deliver(const Envelope& env, std::string_view message) override {
+    std::vector<Reply> replies(env.recipients.size());
+    // Recipients grouped by domain, in the order the domains first appear.
+    std::vector<std::pair<std::string, std::vector<std::size_t>>> groups;
+    for (std::size_t i = 0; i < env.recipients.size(); ++i) {
+      std::string domain(domain_of(env.recipients[i]));
+      std::transform(domain.begin(), domain.end(), domain.begin(), [](unsigned char c) { return std::tolower(c); });
+      auto g = std::find_if(groups.begin(), groups.end(), [&](const auto& x) { return x.first == domain; });
+      if (g == groups.end()) groups.push_back({domain, {i}});
+      else g->second.push_back(i);
+    }
+    bool data_noted = false;
+    auto before_data = [&] {
+      if (!data_noted && env.before_data) env.before_data();
+      data_noted = true;
+    };
+    for (const auto& [domain, indexes] : groups) {
+      auto group = deliver_domain(env, domain, indexes, before_data, message);
+      for (std::size_t k = 0; k < indexes.size(); ++k) replies[indexes[k]] = std::move(group[k]);
+    }
+    return replies;
+  }
+
+ private:
+  std::vector<Reply> fail_all(std::size_t n, Reply r) { return std::vector<Reply>(n, r); }
+
+  std::vector<Reply> deliver_domain(const Envelope& env, const std::string& domain,
+                                    const std::vector<std::size_t>& indexes, const std::function<void()>& before_data,
+                                    std::string_view message) {
+    auto ascii = to_ascii_domain(domain);
+    if (!ascii) {
+      Reply r{0, "domain " + domain + " is not a valid (internationalised) domain name"};
+      r.permanent = true;
+      r.reason = "no_such_domain";
+      return fail_all(indexes.size(), r);
+    }
+    MxRoute route = resolver_->route(*ascii);
+    if (route.kind != MxRoute::Kind::kHosts) {
+      Reply r{0, route.detail};
+      if (route.kind == MxRoute::Kind::kNullMx) {
+        r.permanent = true;
+        r.reason = "null_mx";
+      } else if (route.kind == MxRoute::Kind::kNoDomain) {
+        r.permanent = true;
+        r.reason = "no_such_domain";
+      }
+      spdlog::debug("mx {}: {}", *ascii, route.detail);
+      return fail_all(indexes.size(), r);
+    }
+
+    // The envelope of this domain's transaction, with the domain as an A-label.
+    std::vector<std::string> rcpts;
+    for (auto i : indexes) {
+      std::string_view a = env.recipients[i];
+      rcpts.push_back(std::string(a.substr(0, a.rfind('@') + 1)) + *ascii);
+    }
+    Envelope sub{env.ref, env.sender, {}, before_data};
+    for (const auto& r : rcpts) sub.recipients.push_back(r);
+
+    std::vector<Reply> last;
+    std::string why;
+    int connections = 0;
+    int hosts = 0;
+    for (const auto& host : route.hosts) {
+      if (++hosts > options_.max_hosts || connections >= options_.max_connections) break;
+      std::string detail;
+      auto addresses = resolver_->addresses(host, &detail);
+      if (addresses.empty()) {
+        why = detail;
+        continue;
+      }
+      for (const auto& address : addresses) {
+        if (connections++ >= options_.max_connections) break;
+        SessionKey key = mx_session_key(address, options_);
+        auto session = pool_->acquire(key, std::chrono::milliseconds(options_.connect_timeout_ms));
+        if (!session) {
+          why = host + ": too many sessions to " + address + " in use";
+          continue;
+        }
+        bool kept = session->state() != SessionState::kDisconnected;
+        Delivered d = deliver_reusing_detailed(*session, key, sub, message);
+        pool_->release(key, std::move(session));
+        TryOutcome t{d.failed, d.failed_in, d.refused_at_mail, d.replies.empty() ? 0 : d.replies.front().code};
+        for (auto& r : d.replies) {
+          if (d.failed && d.failed_in == SessionState::kStartTls && options_.tls == MxTls::kRequire &&
+              r.text.find("does not offer STARTTLS") != std::string::npos)
+            r.text = "MX_TLS=require but " + host + " does not offer STARTTLS; not sending in plaintext";
+          else if (r.code == 0)
+            r.text = host + " [" + address + "]: " + r.text;
+          if (r.code != 0) {
+            r.host = host;
+            r.tls = d.tls;
+          }
+        }
+        if (!try_next_mx(t)) {
+          spdlog::debug("mx {}: {} [{}] answered over a {} session", *ascii, host, address, kept ? "kept" : "new");
+          return std::move(d.replies);
+        }
+        spdlog::debug("mx {}: {} [{}] did not take the mail ({}); trying the next", *ascii, host, address,
+                      d.replies.empty() ? "" : d.replies.front().text);
+        last = std::move(d.replies);
+        // Unreachable: this host's next address may do. Anything else was the host's own word.
+        if (!(d.failed && d.failed_in == SessionState::kConnect)) break;
+      }
+    }
+    if (!last.empty()) return last;
+    return fail_all(indexes.size(), Reply{0, why.empty() ? "no MX host of " + *ascii + " could be tried" : why});
+  }
+
+  MxOptions options_;
+  std::shared_ptr<MxResolver> resolver_;
+  std::shared_ptr<SessionPool> pool_;
+};
+
+}  // namespace
+
+std::unique_ptr<Transport> make_mx(const MxOptions& options, std::shared_ptr<MxResolver> resolver,
+                                   std::shared_ptr<SessionPool> pool) {
+  return std::make_unique<MxTransport>(options, std::move(resolver), std::move(pool));
+}
+
+}  // namespace websmtp::smtp

@@ -1,0 +1,174 @@
+"""Direct delivery (DELIVERY=mx) against a real DNS server and real SMTP peers.
+
+The DNS server is tests/support/dns_server.py (in this process, 127.0.0.1:<ephemeral>), given
+to websmtpd as DNS_SERVER; its MX records point at aiosmtpd peers on 127.0.0.2 and 127.0.0.3
+(loopback too), all on one port, which is SMTP_PORT. 127.0.0.4 has nothing listening on it:
+an MX host that is down.
+"""
+
+import os
+import subprocess
+import unittest
+
+from harness import IntegrationTestCase, PeerProcess, mail, new_test_id, test_id_of
+from dns_server import DnsServer
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+TLS_PEER = os.path.join(HERE, "..", "support", "tls_auth_peer.py")
+
+
+def by_address(doc):
+    return {r["address"]: r for r in doc["recipients"]}
+
+
+class MxDeliveryTest(IntegrationTestCase):
+
+    def start_peers(self, *hosts):
+        """aiosmtpd peers on `hosts`, all on one port (the first one's ephemeral port)."""
+        for _ in range(5):
+            peers = []
+            try:
+                for host in hosts:
+                    peers.append(PeerProcess(host=host, port=peers[0].port if peers else 0))
+            except Exception:  # the port was taken on another address: pick another
+                for p in peers:
+                    p.stop()
+                continue
+            for p in peers:
+                self.addCleanup(p.stop)
+            return peers[0].port, peers
+        raise AssertionError("no common port for the peers")
+
+    def dns(self, zone, ttl=300):
+        server = DnsServer(zone, ttl=ttl)
+        self.addCleanup(server.stop)
+        return server
+
+    def mx_daemon(self, dns, port, **env):
+        e = {"DELIVERY": "mx", "DNS_SERVER": dns.address, "SMTP_PORT": port, "MX_TLS": "none",
+             "RETRY_MIN": "60s", "RETRY_MAX": "60s"}
+        e.update(env)
+        return self.start_daemon(**e)
+
+    def first_attempt(self, daemon, ref):
+        return daemon.wait_status(ref, lambda d: all(r["attempts"] >= 1 for r in d["recipients"]),
+                                  what="a first attempt for everyone")
+
+    def test_preferred_mx_takes_all_recipients_of_a_domain_in_one_transaction(self):
+        port, (mx1, mx2) = self.start_peers("127.0.0.2", "127.0.0.3")
+        dns = self.dns({
+            "example.net": {"MX": [(20, "mx2.example.net"), (10, "mx1.example.net")]},
+            "mx1.example.net": {"A": ["127.0.0.2"]},
+            "mx2.example.net": {"A": ["127.0.0.3"]},
+        })
+        daemon = self.mx_daemon(dns, port)
+        test_id = new_test_id()
+        ref = daemon.submit(mail(to=["bob@example.net", "carol@EXAMPLE.net"], cc=["dave@example.net"],
+                                 test_id=test_id))
+        doc = daemon.wait_completed(ref)
+        for r in doc["recipients"]:
+            self.assertEqual((r["state"], r["smtp_code"], r["host"], r["tls"]),
+                             ("delivered", 250, "mx1.example.net", False), r)
+        [m] = [m for m in mx1.wait_for_messages(1) if test_id_of(m) == test_id]
+        self.assertEqual(sorted(m["rcpt_tos"]), ["bob@example.net", "carol@example.net", "dave@example.net"])
+        self.assertEqual(mx2.messages(), [])
+
+    def test_next_mx_when_the_preferred_is_down_or_defers(self):
+        port, (mx_defer, mx_ok) = self.start_peers("127.0.0.2", "127.0.0.3")
+        mx_defer.set_fault("421")
+        dns = self.dns({
+            "down.example": {"MX": [(5, "dead.down.example"), (10, "ok.down.example")]},
+            "defers.example": {"MX": [(5, "busy.defers.example"), (10, "ok.down.example")]},
+            "dead.down.example": {"A": ["127.0.0.4"]},
+            "busy.defers.example": {"A": ["127.0.0.2"]},
+            "ok.down.example": {"A": ["127.0.0.3"]},
+        })
+        daemon = self.mx_daemon(dns, port)
+        ref = daemon.submit(mail(to=["a@down.example", "b@defers.example"]))
+        doc = daemon.wait_completed(ref)
+        r = by_address(doc)
+        self.assertEqual((r["a@down.example"]["state"], r["a@down.example"]["host"]), ("delivered", "ok.down.example"))
+        self.assertEqual((r["b@defers.example"]["state"], r["b@defers.example"]["host"]),
+                         ("delivered", "ok.down.example"))
+        self.assertEqual(sorted(a for m in mx_ok.messages() for a in m["rcpt_tos"]),
+                         ["a@down.example", "b@defers.example"])
+
+    def test_implicit_mx_null_mx_nxdomain_and_servfail(self):
+        port, (peer,) = self.start_peers("127.0.0.2")
+        dns = self.dns({
+            "implicit.example": {"A": ["127.0.0.2"]},
+            "nullmx.example": {"MX": [(0, "")]},
+            "broken.example": {"SERVFAIL": True},
+        })
+        daemon = self.mx_daemon(dns, port)
+        ref = daemon.submit(mail(to=["i@implicit.example", "n@nullmx.example", "x@nowhere.example",
+                                     "s@broken.example"]))
+        doc = self.first_attempt(daemon, ref)
+        r = by_address(doc)
+        self.assertEqual((r["i@implicit.example"]["state"], r["i@implicit.example"]["host"]),
+                         ("delivered", "implicit.example"))
+        self.assertEqual((r["n@nullmx.example"]["state"], r["n@nullmx.example"]["reason"]), ("failed", "null_mx"))
+        self.assertEqual((r["x@nowhere.example"]["state"], r["x@nowhere.example"]["reason"]),
+                         ("failed", "no_such_domain"))
+        self.assertEqual(r["s@broken.example"]["state"], "deferred")
+        self.assertNotIn("reason", r["s@broken.example"])
+        self.assertEqual(sorted(doc["failed"]), ["n@nullmx.example", "x@nowhere.example"])
+        self.assertEqual([a for m in peer.messages() for a in m["rcpt_tos"]], ["i@implicit.example"])
+
+    def test_sessions_are_reused_across_jobs_and_answers_cached(self):
+        port, (peer,) = self.start_peers("127.0.0.2")
+        dns = self.dns({"example.net": {"MX": [(10, "mx.example.net")]}, "mx.example.net": {"A": ["127.0.0.2"]}})
+        daemon = self.mx_daemon(dns, port)
+        for _ in range(3):
+            daemon.wait_completed(daemon.submit(mail(to=["bob@example.net"])))
+        self.assertEqual(len(peer.messages()), 3)
+        daemon.stop()  # the log is complete once the daemon has exited
+        log = daemon.log_text()
+        self.assertEqual(log.count("over a new session"), 1, log[-3000:])
+        self.assertEqual(log.count("over a kept session"), 2)
+        self.assertEqual(dns.count("example.net", "MX"), 1, dns.queries)  # TTL 300 s: cached
+        self.assertEqual(dns.count("mx.example.net", "A"), 1, dns.queries)
+
+    def test_require_tls_defers_a_host_without_starttls(self):
+        port, (peer,) = self.start_peers("127.0.0.2")
+        dns = self.dns({"example.net": {"MX": [(10, "mx.example.net")]}, "mx.example.net": {"A": ["127.0.0.2"]}})
+        daemon = self.mx_daemon(dns, port, MX_TLS="require")
+        ref = daemon.submit(mail(to=["bob@example.net"]))
+        doc = self.first_attempt(daemon, ref)
+        rcpt = doc["recipients"][0]
+        self.assertEqual(rcpt["state"], "deferred")
+        self.assertIn("MX_TLS=require", rcpt["smtp_reply"])
+        self.assertEqual(peer.messages(), [])
+
+
+class MxTlsTest(IntegrationTestCase):
+
+    def test_opportunistic_starttls_with_a_self_signed_certificate(self):
+        d = self.make_tmp()
+        cert, key = os.path.join(d, "cert.pem"), os.path.join(d, "key.pem")
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", cert,
+                        "-days", "2", "-subj", "/CN=mx.example.net"], check=True, capture_output=True)
+        log = os.path.join(d, "peer.log")
+        proc = subprocess.Popen(["/usr/bin/python3", TLS_PEER, "--log", log, "--cert", cert, "--key", key],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        self.addCleanup(lambda: (proc.terminate(), proc.wait(10), proc.stdout.close(), proc.stderr.close()))
+        line = proc.stdout.readline()
+        self.assertTrue(line.startswith("READY "), line)
+        port = int(line.split()[1])
+        dns = DnsServer({"example.net": {"MX": [(10, "mx.example.net")]}, "mx.example.net": {"A": ["127.0.0.1"]}})
+        self.addCleanup(dns.stop)
+        daemon = self.start_daemon(DELIVERY="mx", DNS_SERVER=dns.address, SMTP_PORT=port)
+        doc = daemon.wait_completed(daemon.submit(mail(to=["bob@example.net"])))
+        rcpt = doc["recipients"][0]
+        self.assertEqual((rcpt["state"], rcpt["host"], rcpt["tls"]), ("delivered", "mx.example.net", True))
+
+    def make_tmp(self):
+        import shutil
+        import tempfile
+        d = tempfile.mkdtemp(prefix="websmtp-mx.")
+        self.addCleanup(shutil.rmtree, d, True)
+        return d
+
+
+if __name__ == "__main__":
+    unittest.main()
