@@ -2,6 +2,7 @@
 
 // OpenSSL 3 EVP directly (as auth/jwt.cpp does): a DKIM signature is one digest and one
 // EVP_DigestSign call, and key checks are a few EVP_PKEY queries.
+#include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
 #include <openssl/x509.h>
@@ -274,6 +275,28 @@ Signer::Entry load_key(const std::string& config_key, const std::string& path, s
   return Signer::Entry{lower(domain), std::move(selector), std::move(*key), path};
 }
 
+std::string sign_with(EVP_PKEY* pkey, Algorithm algorithm, std::string_view data) {
+  MdCtxPtr ctx(EVP_MD_CTX_new());
+  if (!ctx) return {};
+  std::string digest;
+  std::string_view input = data;
+  const EVP_MD* md = EVP_sha256();
+  if (algorithm == Algorithm::kEd25519Sha256) {
+    digest = sha256(data);  // RFC 8463 3: Ed25519 signs the SHA-256 hash, not the data
+    if (digest.empty()) return {};
+    input = digest;
+    md = nullptr;  // PureEdDSA takes no digest of its own
+  }
+  if (EVP_DigestSignInit(ctx.get(), nullptr, md, nullptr, pkey) != 1) return {};
+  std::size_t len = 0;
+  const auto* in = reinterpret_cast<const unsigned char*>(input.data());
+  if (EVP_DigestSign(ctx.get(), nullptr, &len, in, input.size()) != 1) return {};
+  std::string sig(len, '\0');
+  if (EVP_DigestSign(ctx.get(), reinterpret_cast<unsigned char*>(sig.data()), &len, in, input.size()) != 1) return {};
+  sig.resize(len);
+  return sig;
+}
+
 }  // namespace
 
 // ---- Canonicalization ---------------------------------------------------------------------
@@ -393,7 +416,10 @@ std::string header_hash_input(const std::vector<Field>& fields, const std::vecto
 const char* to_string(Algorithm a) { return a == Algorithm::kEd25519Sha256 ? "ed25519-sha256" : "rsa-sha256"; }
 
 Result<PrivateKey> PrivateKey::from_pem(std::string_view pem) {
-  auto refuse = [](std::string why) { return fail(ErrorKind::kInvalid, "invalid_dkim_key", std::move(why)); };
+  auto refuse = [](std::string why) {
+    ERR_clear_error();  // OpenSSL's reasons are in `why`; none may linger for the next TLS call
+    return fail(ErrorKind::kInvalid, "invalid_dkim_key", std::move(why));
+  };
   BioPtr bio(BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size())));
   // The callback refuses to prompt for a passphrase: an encrypted key fails instead of
   // blocking a daemon on its terminal.
@@ -424,24 +450,8 @@ Result<PrivateKey> PrivateKey::from_pem(std::string_view pem) {
 }
 
 std::string PrivateKey::sign(std::string_view data) const {
-  MdCtxPtr ctx(EVP_MD_CTX_new());
-  if (!ctx) return {};
-  std::string digest;
-  std::string_view input = data;
-  const EVP_MD* md = EVP_sha256();
-  if (algorithm_ == Algorithm::kEd25519Sha256) {
-    digest = sha256(data);  // RFC 8463 3: Ed25519 signs the SHA-256 hash, not the data
-    if (digest.empty()) return {};
-    input = digest;
-    md = nullptr;  // PureEdDSA takes no digest of its own
-  }
-  if (EVP_DigestSignInit(ctx.get(), nullptr, md, nullptr, pkey_.get()) != 1) return {};
-  std::size_t len = 0;
-  const auto* in = reinterpret_cast<const unsigned char*>(input.data());
-  if (EVP_DigestSign(ctx.get(), nullptr, &len, in, input.size()) != 1) return {};
-  std::string sig(len, '\0');
-  if (EVP_DigestSign(ctx.get(), reinterpret_cast<unsigned char*>(sig.data()), &len, in, input.size()) != 1) return {};
-  sig.resize(len);
+  std::string sig = sign_with(pkey_.get(), algorithm_, data);
+  if (sig.empty()) ERR_clear_error();
   return sig;
 }
 

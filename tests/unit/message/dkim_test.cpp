@@ -9,6 +9,7 @@
 #include <fstream>
 #include <map>
 #include <memory>
+#include <thread>
 
 #include "../../support/temp_dir.hpp"
 #include "websmtp/common/base64.hpp"
@@ -466,6 +467,27 @@ TEST(DkimSigner, SignsWithRsaAndEd25519WhenTheDomainHasBoth) {
   const auto second = split_message(m).fields[1];
   EXPECT_NE(second.text.find("a=ed25519-sha256"), std::string::npos);
   EXPECT_TRUE(verify(m.substr(split_message(m).fields[0].text.size()), key_from(kRfcEdKey)).signature_ok);
+}
+
+TEST(DkimSigner, SignsFromManyThreadsAtOnce) {
+  // The reactor threads share one Signer (and so one EVP_PKEY per key) without a lock.
+  Signer signer;
+  ASSERT_TRUE(signer.add({"example.org", "s1", rsa2048(), "test"}).has_value());
+  ASSERT_TRUE(signer.add({"example.org", "ed", key_from(kRfcEdKey), "ed"}).has_value());
+  const std::string original = rendered_message();
+  std::vector<std::string> results(4 * 8);
+  std::vector<std::thread> threads;
+  for (std::size_t t = 0; t < 4; ++t)
+    threads.emplace_back([&, t] {
+      for (std::size_t i = 0; i < 8; ++i) {
+        std::string m = original;
+        signer.sign(m, "a@example.org", 1700000000);
+        results[t * 8 + i] = std::move(m);
+      }
+    });
+  for (auto& t : threads) t.join();
+  for (const auto& m : results) EXPECT_EQ(m, results.front());  // both schemes are deterministic
+  EXPECT_TRUE(verify(results.front(), rsa2048()).signature_ok);
 }
 
 // ---- Loading from the configuration --------------------------------------------------------
