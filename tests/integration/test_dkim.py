@@ -10,6 +10,7 @@ import stat
 import subprocess
 import tempfile
 import shutil
+import sqlite3
 
 import dkim  # Debian's python3-dkim (dkimpy), in the Makefile's TEST_DEPS
 
@@ -254,6 +255,27 @@ class DkimTest(IntegrationTestCase):
         self.assertTrue(self.verify(first))
         rcpts = [m["rcpt_tos"] for m in messages_by_test_id(peer)[test_id]]
         self.assertEqual(rcpts, [["ok@example.net"], ["deferonce-dkim@example.net"]])
+
+    def test_the_message_is_stored_signed_at_submit(self):
+        # What the store holds for a deferred job is what every later attempt sends: it must
+        # already carry the signature, byte for byte as the first attempt sent it.
+        self.make_key("example.org", "s1")
+        peer = self.start_peer()
+        daemon = self.relay_daemon(peer, DKIM_KEYS_DIR=self.keys, RETRY_MIN="1h", RETRY_MAX="1h")
+        test_id = new_test_id()
+        ref = daemon.submit(mail(to=["ok@example.net", "defer-dkim@example.net"], test_id=test_id))
+        daemon.wait_status(ref, lambda d: all(r["attempts"] >= 1 for r in d["recipients"]),
+                           what="a first attempt for both recipients")
+        [sent] = self.received(peer, test_id)
+        db = sqlite3.connect("file:%s?mode=ro" % os.path.join(daemon.data_dir, "websmtp.db"), uri=True)
+        try:
+            [(stored,)] = db.execute("SELECT message FROM jobs WHERE ref = ?", (ref,)).fetchall()
+        finally:
+            db.close()
+        stored = stored.encode() if isinstance(stored, str) else stored
+        self.assertTrue(stored.startswith(b"DKIM-Signature: "), stored[:100])
+        self.assertEqual(stored, sent)
+        self.assertTrue(self.verify(stored))
 
     # -- start-up checks ------------------------------------------------------------------------
 
