@@ -167,10 +167,10 @@ int run_dkim_keygen(const DkimOptions& options) {
   const int bits = EVP_PKEY_get_bits(pkey.get());
 
   if (options.global->json) {
-    nlohmann::json out = {{"domain", domain},     {"selector", selector}, {"file", path},
-                          {"algorithm", ed25519 ? "ed25519-sha256" : "rsa-sha256"},
-                          {"bits", bits},         {"name", name},         {"record", record},
-                          {"strings", strings}};
+    nlohmann::json out = {{"domain", domain}, {"selector", selector},
+                          {"file", path},     {"algorithm", ed25519 ? "ed25519-sha256" : "rsa-sha256"},
+                          {"bits", bits},     {"name", name},
+                          {"record", record}, {"strings", strings}};
     std::cout << out.dump() << '\n';
     return kExitOk;
   }

@@ -266,13 +266,15 @@ Config load(const std::function<std::optional<std::string>(const std::string&)>&
   c.dkim_domain = r.get("DKIM_DOMAIN").value_or("");
   c.dkim_selector = r.get("DKIM_SELECTOR").value_or("");
   c.dkim_key_file = r.get("DKIM_KEY_FILE").value_or("");
-  // The one-key form needs all three; the key files themselves are checked when the Gateway
-  // starts (dkim::load_signer), which refuses to start on a key it cannot use.
-  if (!c.dkim_domain.empty() || !c.dkim_selector.empty() || !c.dkim_key_file.empty())
-    for (const auto& [key, value] : {std::pair<const char*, const std::string&>{"DKIM_DOMAIN", c.dkim_domain},
-                                     {"DKIM_SELECTOR", c.dkim_selector},
-                                     {"DKIM_KEY_FILE", c.dkim_key_file}})
-      if (value.empty()) throw ConfigError(key, "is empty; DKIM_DOMAIN, DKIM_SELECTOR and DKIM_KEY_FILE go together");
+  // The one-key form needs all three; the key files themselves are read when the Gateway starts
+  // (dkim::load_signer), which refuses to start on a key it cannot use.
+  if (!c.dkim_domain.empty() || !c.dkim_selector.empty() || !c.dkim_key_file.empty()) {
+    const char* missing = c.dkim_domain.empty()     ? "DKIM_DOMAIN"
+                          : c.dkim_selector.empty() ? "DKIM_SELECTOR"
+                          : c.dkim_key_file.empty() ? "DKIM_KEY_FILE"
+                                                    : nullptr;
+    if (missing) throw ConfigError(missing, "is empty; DKIM_DOMAIN, DKIM_SELECTOR and DKIM_KEY_FILE go together");
+  }
   c.retry_min_s = r.duration("RETRY_MIN", c.retry_min_s, 1);
   c.retry_max_s = r.duration("RETRY_MAX", c.retry_max_s, 1);
   if (c.retry_max_s < c.retry_min_s) throw ConfigError("RETRY_MAX", "must not be below RETRY_MIN");

@@ -255,9 +255,9 @@ bool is_dns_name(std::string_view s) {
 }
 
 void add_or_throw(Signer& signer, Signer::Entry entry, const std::string& config_key) {
-  const std::string what = fmt::format("DKIM: mail from {} is signed with {} ({} {} bits, selector {})", entry.domain,
-                                       entry.source, to_string(entry.key.algorithm()), entry.key.bits(),
-                                       entry.selector);
+  const std::string what =
+      fmt::format("DKIM: mail from {} is signed with {} ({} {} bits, selector {})", entry.domain, entry.source,
+                  to_string(entry.key.algorithm()), entry.key.bits(), entry.selector);
   auto added = signer.add(std::move(entry));
   if (!added) throw config::ConfigError(config_key, added.error().message);
   spdlog::info("{}", what);
@@ -270,8 +270,7 @@ Signer::Entry load_key(const std::string& config_key, const std::string& path, s
   if (!key) throw config::ConfigError(config_key, path + ": " + key.error().message);
   struct stat st {};
   if (::stat(path.c_str(), &st) == 0 && (st.st_mode & 077) != 0)
-    spdlog::warn("DKIM private key {} can be read by other users (mode {:o}); chmod 600 it", path,
-                 st.st_mode & 0777);
+    spdlog::warn("DKIM private key {} can be read by other users (mode {:o}); chmod 600 it", path, st.st_mode & 0777);
   return Signer::Entry{lower(domain), std::move(selector), std::move(*key), path};
 }
 
@@ -340,9 +339,8 @@ std::string relaxed_body(std::string_view body) {
 std::string body_hash(std::string_view body) {
   MdCtxPtr ctx(EVP_MD_CTX_new());
   bool ok = ctx && EVP_DigestInit_ex(ctx.get(), EVP_sha256(), nullptr) == 1;
-  canonicalize_body(body, [&](std::string_view piece) {
-    ok = ok && EVP_DigestUpdate(ctx.get(), piece.data(), piece.size()) == 1;
-  });
+  canonicalize_body(
+      body, [&](std::string_view piece) { ok = ok && EVP_DigestUpdate(ctx.get(), piece.data(), piece.size()) == 1; });
   unsigned char md[EVP_MAX_MD_SIZE];
   unsigned int len = 0;
   if (!ok || EVP_DigestFinal_ex(ctx.get(), md, &len) != 1) return {};

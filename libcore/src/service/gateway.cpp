@@ -66,8 +66,8 @@ void Gateway::start() {
   dispatcher_->start();
   submit_ = std::make_unique<SubmitService>(
       SubmitService::Options{config_.max_recipients, config_.message_id_domain, 100, access_->status_tokens(),
-                             dkim_.empty() ? nullptr : &dkim_}, *store_,
-      *batcher_, *dispatcher_, metrics_, clock_);
+                             dkim_.empty() ? nullptr : &dkim_},
+      *store_, *batcher_, *dispatcher_, metrics_, clock_);
   workers_ = std::make_unique<DeliveryWorkers>(
       DeliveryWorkers::Options{config_.threads, config_.worker_nice, retry_options(config_)}, transports_, *dispatcher_,
       *batcher_, *journal_, metrics_, clock_);

@@ -43,7 +43,8 @@ constexpr const char* kRfcRsaKey =
     "uEzxBDAr518Z8VFbR41in3W4Y3yCDgQlLlcETrS+zYcL\n"
     "-----END RSA PRIVATE KEY-----\n";
 constexpr const char* kRfcRsaPublic =
-    "MIGfMA0GCSqGSIb3DQEBAQUAA4GNADCBiQKBgQDkHlOQoBTzWRiGs5V6NpP3idY6Wk08a5qhdR6wy5bdOKb2jLQiY/J16JYi0Qvx/byYzCNb3W91y3Fu"
+    "MIGfMA0GCSqGSIb3DQEBAQUAA4GNADCBiQKBgQDkHlOQoBTzWRiGs5V6NpP3idY6Wk08a5qhdR6wy5bdOKb2jLQiY/J16JYi0Qvx/"
+    "byYzCNb3W91y3Fu"
     "tACDfzwQ/BC/e/8uBsCR+yz1Lxj+PL6lHvqMKrM3rG4hstT5QjvHO9PzoxZyVYLzBfO2EeC3Ip3G+2kryOTIKT+l/K4w3QIDAQAB";
 constexpr const char* kRfcEdKey =
     "-----BEGIN PRIVATE KEY-----\n"
@@ -81,7 +82,8 @@ constexpr const char* kRfcEdField =
     " subject : date : message-id : from : subject : date;\r\n"
     " bh=2jUSOH9NhtVGCQWNr9BrIAPreKQjO6Sn7XIkfJVOzv8=;\r\n"
     " b=";
-constexpr const char* kRfcEdB = "/gCrinpcQOoIfuHNQIbq4pgh9kyIK3AQUdt9OdqQehSwhEIug4D11BusFa3bT3FY5OsU7ZbnKELq+eXdp1Q1Dw==";
+constexpr const char* kRfcEdB =
+    "/gCrinpcQOoIfuHNQIbq4pgh9kyIK3AQUdt9OdqQehSwhEIug4D11BusFa3bT3FY5OsU7ZbnKELq+eXdp1Q1Dw==";
 
 const std::vector<std::string> kRfcNames = {"from", "to", "subject", "date", "message-id", "from", "subject", "date"};
 
@@ -92,9 +94,9 @@ PrivateKey key_from(const char* pem) {
 }
 
 std::string generated_pem(const char* type, std::size_t bits = 0) {
-  EVP_PKEY* raw = bits ? EVP_PKEY_Q_keygen(nullptr, nullptr, type, bits)
-                       : std::string_view(type) == "EC" ? EVP_PKEY_Q_keygen(nullptr, nullptr, "EC", "P-256")
-                                                        : EVP_PKEY_Q_keygen(nullptr, nullptr, type);
+  EVP_PKEY* raw = bits                             ? EVP_PKEY_Q_keygen(nullptr, nullptr, type, bits)
+                  : std::string_view(type) == "EC" ? EVP_PKEY_Q_keygen(nullptr, nullptr, "EC", "P-256")
+                                                   : EVP_PKEY_Q_keygen(nullptr, nullptr, type);
   std::unique_ptr<EVP_PKEY, decltype(&EVP_PKEY_free)> pkey(raw, EVP_PKEY_free);
   std::unique_ptr<BIO, decltype(&BIO_free)> bio(BIO_new(BIO_s_mem()), BIO_free);
   PEM_write_bio_PrivateKey(bio.get(), pkey.get(), nullptr, nullptr, 0, nullptr, nullptr);
@@ -221,12 +223,12 @@ TEST(DkimCanonicalization, RelaxedHeaderUnfoldsAndTrims) {
 
 TEST(DkimCanonicalization, RelaxedBodyEdgeCases) {
   EXPECT_EQ(relaxed_body(""), "");
-  EXPECT_EQ(relaxed_body("\r\n\r\n"), "");               // only empty lines: an empty body
-  EXPECT_EQ(relaxed_body(" \t \r\n  \r\n"), "");         // lines of WSP are empty lines
+  EXPECT_EQ(relaxed_body("\r\n\r\n"), "");        // only empty lines: an empty body
+  EXPECT_EQ(relaxed_body(" \t \r\n  \r\n"), "");  // lines of WSP are empty lines
   EXPECT_EQ(relaxed_body("no final crlf"), "no final crlf\r\n");
   EXPECT_EQ(relaxed_body("a\r\n\r\n\r\nb\r\n\r\n"), "a\r\n\r\n\r\nb\r\n");  // inner empty lines stay
-  EXPECT_EQ(relaxed_body("\tlead\r\n"), " lead\r\n");    // leading WSP becomes one space, not nothing
-  EXPECT_EQ(relaxed_body("a\nb \r\n"), "a\nb\r\n");       // a bare LF is not a line end here
+  EXPECT_EQ(relaxed_body("\tlead\r\n"), " lead\r\n");  // leading WSP becomes one space, not nothing
+  EXPECT_EQ(relaxed_body("a\nb \r\n"), "a\nb\r\n");    // a bare LF is not a line end here
   EXPECT_EQ(relaxed_body("x\r\n\r\n  y"), "x\r\n\r\n y\r\n");
 }
 
@@ -268,9 +270,9 @@ TEST(DkimHeader, SignsPresentFieldsAndOverSignsFrom) {
       "X-Test-Id: 1\r\nList-Unsubscribe: <mailto:u@b.example>\r\nContent-Type: text/plain\r\n\r\n";
   const auto names = signed_header_names(split_message(m).fields);
   const std::vector<std::string> want = {
-      "Date",    "From",         "To",          "Subject", "Message-ID", "MIME-Version", "List-Unsubscribe",
+      "Date",         "From",        "To",      "Subject", "Message-ID", "MIME-Version", "List-Unsubscribe",
       "Content-Type",  // present, in message order; then the over-signed names:
-      "From",    "Reply-To",     "Subject",     "Date",    "Message-ID", "To",           "Cc",
+      "From",         "Reply-To",    "Subject", "Date",    "Message-ID", "To",           "Cc",
       "MIME-Version", "Content-Type"};
   EXPECT_EQ(names, want);
   EXPECT_EQ(std::count(names.begin(), names.end(), "From"), 2);
@@ -381,13 +383,13 @@ TEST(DkimSign, ChangedBodyByteOrSignedHeaderFailsVerification) {
   EXPECT_FALSE(subject.signature_ok);
 
   // Over-signing: a second From (or a Reply-To where there was none... here a second one) breaks it.
-  const Verdict from = verify(replace_once(signed_message, "\r\nFrom: ", "\r\nFrom: evil@example.org\r\nFrom: "),
-                              rsa2048());
+  const Verdict from =
+      verify(replace_once(signed_message, "\r\nFrom: ", "\r\nFrom: evil@example.org\r\nFrom: "), rsa2048());
   EXPECT_FALSE(from.signature_ok);
 
   // An unsigned field may change (a relay's own headers), and folding differences do not matter.
-  const Verdict unsigned_field = verify(replace_once(signed_message, "X-Campaign: welcome", "X-Campaign: other"),
-                                        rsa2048());
+  const Verdict unsigned_field =
+      verify(replace_once(signed_message, "X-Campaign: welcome", "X-Campaign: other"), rsa2048());
   EXPECT_TRUE(unsigned_field.body_ok && unsigned_field.signature_ok);
   const Verdict refolded = verify(replace_once(signed_message, "Subject: ", "Subject:\r\n\t  "), rsa2048());
   EXPECT_TRUE(refolded.body_ok && refolded.signature_ok);
@@ -575,7 +577,9 @@ TEST(DkimConfig, OneKeyNeedsDomainSelectorAndFile) {
         {});
   };
   EXPECT_TRUE(load({}).dkim_key_file.empty());
-  const auto c = load({{"DKIM_DOMAIN", "example.org"}, {"DKIM_SELECTOR", "s1"}, {"DKIM_KEY_FILE", "/k.pem"},
+  const auto c = load({{"DKIM_DOMAIN", "example.org"},
+                       {"DKIM_SELECTOR", "s1"},
+                       {"DKIM_KEY_FILE", "/k.pem"},
                        {"DKIM_KEYS_DIR", "/keys"}});
   EXPECT_EQ(c.dkim_domain, "example.org");
   EXPECT_EQ(c.dkim_selector, "s1");

@@ -94,8 +94,8 @@ class PrivateKey {
 };
 
 struct SignOptions {
-  std::string domain;    // d=
-  std::string selector;  // s=
+  std::string domain;     // d=
+  std::string selector;   // s=
   std::int64_t time = 0;  // t= (Unix seconds)
 };
 
