@@ -73,4 +73,16 @@ struct KeysOptions {
 std::vector<Subcommand> setup_keys(CLI::App& app, const GlobalOptions& global);
 int run_keys(const KeysOptions& options);
 
+struct DkimOptions {
+  const GlobalOptions* global = nullptr;
+  std::string domain;
+  std::string selector;
+  std::string dir = ".";
+  int bits = 2048;
+  std::string algorithm = "rsa";  // rsa | ed25519
+};
+// `dkim keygen`: a private key on disk and the DNS TXT record to publish (no server involved).
+Subcommand setup_dkim(CLI::App& app, const GlobalOptions& global);
+int run_dkim_keygen(const DkimOptions& options);
+
 }  // namespace websmtp::ctl

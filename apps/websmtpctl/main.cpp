@@ -29,6 +29,7 @@ int main(int argc, char** argv) {
       setup_send(app, global),
       setup_status(app, global),
       setup_queue(app, global),
+      setup_dkim(app, global),
   };
   for (auto& c : setup_keys(app, global)) commands.push_back(std::move(c));
 

@@ -73,6 +73,12 @@ const std::vector<KeyInfo>& keys() {
       {"JWT_AUDIENCE", "", "when set, a token's aud must hold this"},
       {"JWT_RATE_PER_MINUTE", num(d.jwt_rate_per_minute), "jobs per minute per token subject (0: no limit)"},
       {"MESSAGE_ID_DOMAIN", "", "domain of generated Message-IDs; empty: the sender's domain"},
+      {"DKIM_KEYS_DIR", "",
+       "directory of DKIM private keys named <selector>._domainkey.<domain>.pem; mail whose From domain has one is "
+       "signed"},
+      {"DKIM_DOMAIN", "", "domain (d=) of the one DKIM key in DKIM_KEY_FILE"},
+      {"DKIM_SELECTOR", "", "selector (s=) of the one DKIM key in DKIM_KEY_FILE"},
+      {"DKIM_KEY_FILE", "", "PEM private key (RSA >= 1024 bits, or Ed25519) signing mail from DKIM_DOMAIN"},
       {"RETRY_MIN", dur(d.retry_min_s), "first retry delay after a temporary failure"},
       {"RETRY_MAX", dur(d.retry_max_s), "largest retry delay"},
       {"MAX_LIFETIME", dur(d.max_lifetime_s), "a recipient still failing temporarily after this fails as expired"},
@@ -274,6 +280,19 @@ Config load(const std::function<std::optional<std::string>(const std::string&)>&
       throw ConfigError("JWT_HS256_SECRET", "must be at least 32 bytes (256 bits) long");
   }
   c.message_id_domain = r.get("MESSAGE_ID_DOMAIN").value_or("");
+  c.dkim_keys_dir = r.get("DKIM_KEYS_DIR").value_or("");
+  c.dkim_domain = r.get("DKIM_DOMAIN").value_or("");
+  c.dkim_selector = r.get("DKIM_SELECTOR").value_or("");
+  c.dkim_key_file = r.get("DKIM_KEY_FILE").value_or("");
+  // The one-key form needs all three; the key files themselves are read when the Gateway starts
+  // (dkim::load_signer), which refuses to start on a key it cannot use.
+  if (!c.dkim_domain.empty() || !c.dkim_selector.empty() || !c.dkim_key_file.empty()) {
+    const char* missing = c.dkim_domain.empty()     ? "DKIM_DOMAIN"
+                          : c.dkim_selector.empty() ? "DKIM_SELECTOR"
+                          : c.dkim_key_file.empty() ? "DKIM_KEY_FILE"
+                                                    : nullptr;
+    if (missing) throw ConfigError(missing, "is empty; DKIM_DOMAIN, DKIM_SELECTOR and DKIM_KEY_FILE go together");
+  }
   c.retry_min_s = r.duration("RETRY_MIN", c.retry_min_s, 1);
   c.retry_max_s = r.duration("RETRY_MAX", c.retry_max_s, 1);
   if (c.retry_max_s < c.retry_min_s) throw ConfigError("RETRY_MAX", "must not be below RETRY_MIN");

@@ -30,6 +30,7 @@ void Gateway::start() {
   // First: a key file that cannot be used stops the start before anything runs.
   access_ = std::make_unique<Access>(config_, *store_, clock_);
   status_.set_status_tokens(access_->status_tokens());
+  dkim_ = message::dkim::load_signer(config_);  // likewise an unusable DKIM key
   journal_ = std::make_unique<queue::InflightJournal>(config_.data_dir + "/inflight.journal");
   recover_interrupted_attempts(*store_, *journal_, retry_options(config_), clock_);
   metrics_.start(clock_.now_ms());
@@ -64,8 +65,9 @@ void Gateway::start() {
   dispatcher_ = std::make_unique<queue::Dispatcher>(*store_, clock_, queue::Dispatcher::Options{});
   dispatcher_->start();
   submit_ = std::make_unique<SubmitService>(
-      SubmitService::Options{config_.max_recipients, config_.message_id_domain, 100, access_->status_tokens()}, *store_,
-      *batcher_, *dispatcher_, metrics_, clock_);
+      SubmitService::Options{config_.max_recipients, config_.message_id_domain, 100, access_->status_tokens(),
+                             dkim_.empty() ? nullptr : &dkim_},
+      *store_, *batcher_, *dispatcher_, metrics_, clock_);
   workers_ = std::make_unique<DeliveryWorkers>(
       DeliveryWorkers::Options{config_.threads, config_.worker_nice, retry_options(config_)}, transports_, *dispatcher_,
       *batcher_, *journal_, metrics_, clock_);

@@ -59,6 +59,8 @@ job::Job SubmitService::make_job(job::MailRequest&& req, std::int64_t now_ms) co
   mo.message_id_domain = options_.message_id_domain;
   mo.date_unix = j.submitted;
   j.message = message::build_message(req, mo);
+  // Signed here, once: the stored bytes are what every attempt sends, so retries carry the same signature.
+  if (options_.dkim) options_.dkim->sign(j.message, req.from.address, j.submitted);
   return j;
 }
 

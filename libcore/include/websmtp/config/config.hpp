@@ -57,6 +57,12 @@ struct Config {
   std::string jwt_audience;
   std::int64_t jwt_rate_per_minute = 0;  // jobs per minute per token subject; 0: no limit
   std::string message_id_domain;
+  // DKIM signing (message/dkim.hpp): keys named <selector>._domainkey.<domain>.pem in a directory,
+  // and/or one key given by domain, selector and file. The files are read by the Gateway at start.
+  std::string dkim_keys_dir;
+  std::string dkim_domain;
+  std::string dkim_selector;
+  std::string dkim_key_file;
   std::int64_t retry_min_s = 300;
   std::int64_t retry_max_s = 4000;
   std::int64_t max_lifetime_s = 5 * 86400;

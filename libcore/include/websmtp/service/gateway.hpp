@@ -12,6 +12,7 @@
 
 #include "websmtp/common/clock.hpp"
 #include "websmtp/config/config.hpp"
+#include "websmtp/message/dkim.hpp"
 #include "websmtp/queue/dispatcher.hpp"
 #include "websmtp/queue/inflight_journal.hpp"
 #include "websmtp/service/caller.hpp"
@@ -63,6 +64,7 @@ class Gateway {
   std::unique_ptr<store::WriteBatcher> batcher_;
   std::unique_ptr<queue::Dispatcher> dispatcher_;
   std::unique_ptr<Access> access_;
+  message::dkim::Signer dkim_;
   std::unique_ptr<SubmitService> submit_;
   std::unique_ptr<DeliveryWorkers> workers_;
   std::thread counting_;  // the store's counts, for the metrics' base

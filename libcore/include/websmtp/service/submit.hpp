@@ -14,6 +14,7 @@
 #include "websmtp/common/clock.hpp"
 #include "websmtp/common/error.hpp"
 #include "websmtp/job/model.hpp"
+#include "websmtp/message/dkim.hpp"
 #include "websmtp/queue/dispatcher.hpp"
 #include "websmtp/service/caller.hpp"
 #include "websmtp/service/idempotency.hpp"
@@ -42,6 +43,7 @@ class SubmitService {
     std::string message_id_domain;
     std::size_t max_batch = 100;
     const auth::StatusTokens* status_tokens = nullptr;  // set when statuses are private
+    const message::dkim::Signer* dkim = nullptr;        // signs each rendered message once
   };
   SubmitService(Options options, store::Store& store, store::WriteBatcher& batcher, queue::Dispatcher& dispatcher,
                 Metrics& metrics, const Clock& clock);
