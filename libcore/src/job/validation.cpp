@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 
 #include "websmtp/common/base64.hpp"
+#include "websmtp/common/text.hpp"
 #include "websmtp/message/mime.hpp"
 
 namespace websmtp::job {
@@ -66,6 +67,32 @@ bool valid_local(std::string_view l) {
   }
   if (l.front() == '.' || l.back() == '.' || l.find("..") != std::string_view::npos) return false;
   return std::all_of(l.begin(), l.end(), [](char c) { return c == '.' || is_atext(static_cast<unsigned char>(c)); });
+}
+
+// Why `id` cannot be an attachment's content_id, or empty when it can. The id becomes
+// "Content-ID: <id>" (RFC 2392: a msg-id, RFC 5322 3.6.4), so it takes msg-id characters only:
+// dot-atom text on each side of at most one '@'. "logo" (no '@') is not a strict msg-id, but
+// it is what clients and other mail APIs send and every mail client resolves "cid:logo" by it.
+std::string content_id_problem(std::string_view id) {
+  if (id.empty()) return "must not be empty";
+  if (id.size() > kMaxContentIdBytes) return "is longer than " + std::to_string(kMaxContentIdBytes) + " bytes";
+  if (id.find_first_of("<>") != std::string_view::npos)
+    return "is written without angle brackets: \"logo\" becomes Content-ID: <logo>";
+  const std::size_t at = id.find('@');
+  if (at != std::string_view::npos && id.find('@', at + 1) != std::string_view::npos)
+    return "may contain at most one '@'";
+  const std::string_view left = id.substr(0, at);
+  const std::string_view right = at == std::string_view::npos ? std::string_view() : id.substr(at + 1);
+  if (at != std::string_view::npos && (left.empty() || right.empty())) return "must have text on both sides of '@'";
+  for (std::string_view side : {left, right}) {
+    if (side.empty()) continue;
+    if (side.front() == '.' || side.back() == '.' || side.find("..") != std::string_view::npos)
+      return "must not start or end with '.' or hold \"..\" (on either side of '@')";
+  }
+  for (char c : id)
+    if (c != '.' && c != '@' && !is_atext(static_cast<unsigned char>(c)))
+      return "may only hold letters, digits, '.', '@' and !#$%&'*+-/=?^_`{|}~";
+  return {};
 }
 
 std::string_view trim(std::string_view s) {
@@ -313,6 +340,32 @@ Result<MailRequest> parse_job(const nlohmann::json& root, const Limits& limits) 
         return fail(ErrorKind::kInvalid, "invalid_attachment", field + ".content is not valid base64",
                     field + ".content");
       att.content = std::move(*decoded);
+      if (auto cid = a.find("content_id"); cid != a.end() && !cid->is_null()) {
+        const std::string cid_field = field + ".content_id";
+        if (!cid->is_string()) return wrong_type(cid_field, "a string", *cid);
+        const auto& id = cid->get_ref<const std::string&>();
+        if (has_control_breaks(id)) return injection(cid_field);
+        if (const std::string problem = content_id_problem(id); !problem.empty())
+          return fail(ErrorKind::kInvalid, "invalid_attachment", cid_field + " " + problem, cid_field);
+        // An inline part lives in multipart/related next to the html that shows it; without
+        // html nothing shows it, and turning it silently into a regular attachment would not
+        // be what the client asked for.
+        if (!req.html)
+          return fail(ErrorKind::kInvalid, "invalid_attachment",
+                      cid_field + " makes the attachment an inline part of the html (cid:" + id +
+                          "), but this job has no html; drop content_id to send it as a regular attachment",
+                      cid_field);
+        // Mail clients differ in whether they compare Content-IDs case-sensitively, so two ids
+        // that differ only in case would be ambiguous.
+        for (std::size_t k = 0; k < req.attachments.size(); ++k) {
+          if (!req.attachments[k].content_id.empty() && iequals(req.attachments[k].content_id, id))
+            return fail(ErrorKind::kInvalid, "invalid_attachment",
+                        cid_field + " \"" + id + "\" is already the content_id of attachments[" + std::to_string(k) +
+                            "]; each inline part needs its own",
+                        cid_field);
+        }
+        att.content_id = id;
+      }
       req.attachments.push_back(std::move(att));
     }
   }

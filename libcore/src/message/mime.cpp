@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <array>
 #include <cstddef>
+#include <optional>
 #include <random>
 #include <span>
 #include <string>
@@ -393,28 +394,37 @@ bool is_attr_char(unsigned char c) {
          std::string_view("!#$&+-.^_`|~").find(static_cast<char>(c)) != std::string_view::npos;
 }
 
-// `; name="value"` when the value is printable ASCII that fits a line, otherwise RFC 2231
-// `name*=UTF-8''percent-encoded`, split into numbered continuations (on character boundaries)
-// so that long names still fold under kFoldAt.
-void append_param(HeaderWriter& h, std::string_view name, std::string_view value) {
+// Printable ASCII that no decoder could mistake for an encoded-word: Python's email package and
+// others decode "=?...?=" even inside a quoted parameter value, which would change the name.
+bool is_plain_param_value(std::string_view value) {
+  for (std::size_t i = 0; i < value.size(); ++i) {
+    const auto c = static_cast<unsigned char>(value[i]);
+    if (c < 0x20 || c >= 0x7F || (c == '=' && i + 1 < value.size() && value[i + 1] == '?')) return false;
+  }
+  return true;
+}
+
+// `name="value"` (quoted, with '"' and '\' escaped) when that is plain and fits on one line.
+bool append_plain_param(HeaderWriter& h, std::string_view name, std::string_view value) {
+  if (!is_plain_param_value(value)) return false;
+  const std::size_t escapes =
+      static_cast<std::size_t>(std::count_if(value.begin(), value.end(), [](char c) { return c == '"' || c == '\\'; }));
+  if (name.size() + 3 + value.size() + escapes >= kFoldAt) return false;
+  std::string param(name);
+  param += '=';
+  append_quoted(param, value);
+  h.space_or_fold(param.size());
+  h.raw(param);
+  return true;
+}
+
+// `; name="value"` when the value is plain and fits a line, otherwise RFC 2231
+// `name*=UTF-8''percent-encoded`, split into numbered continuations `name*0*=`, `name*1*=`, ...
+// (on character boundaries) so that long names still fold under kFoldAt.
+void append_rfc2231_param(HeaderWriter& h, std::string_view name, std::string_view value) {
   if (value.empty()) return;
   h.raw(";");
-  bool printable = true;
-  std::size_t escapes = 0;
-  for (char ch : value) {
-    const auto c = static_cast<unsigned char>(ch);
-    if (c < 0x20 || c >= 0x7F) printable = false;
-    if (ch == '"' || ch == '\\') ++escapes;
-  }
-  const std::size_t quoted_size = name.size() + 3 + value.size() + escapes;
-  if (printable && quoted_size < kFoldAt) {
-    std::string param(name);
-    param += '=';
-    append_quoted(param, value);
-    h.space_or_fold(param.size());
-    h.raw(param);
-    return;
-  }
+  if (append_plain_param(h, name, value)) return;
   const std::size_t budget = kFoldAt > name.size() + 18 ? kFoldAt - name.size() - 10 : 8;
   std::vector<std::string> chunks(1, "UTF-8''");
   std::size_t i = 0;
@@ -450,25 +460,65 @@ void append_param(HeaderWriter& h, std::string_view name, std::string_view value
   }
 }
 
-void append_attachment(std::string& out, const job::Attachment& a) {
+// `; name="value"` when plain, otherwise `name="=?UTF-8?B?...?= =?UTF-8?B?...?="`: RFC 2047
+// encoded-words inside the quotes, folded between words. RFC 2047 5 does not allow encoded-words
+// in a quoted-string, but clients that predate RFC 2231 read names this way, and Thunderbird
+// writes them so for their sake; newer clients take the Content-Disposition filename first.
+// A fold inside a quoted-string is FWS, and the space it leaves between two encoded-words is
+// dropped by decoders (RFC 2047 6.2).
+void append_rfc2047_param(HeaderWriter& h, std::string_view name, std::string_view value) {
+  if (value.empty()) return;
+  h.raw(";");
+  if (append_plain_param(h, name, value)) return;
+  std::string words;
+  append_encoded_words(words, value);
+  std::string item(name);
+  item += "=\"";
+  std::size_t start = 0;
+  while (start <= words.size()) {
+    std::size_t end = words.find(' ', start);
+    if (end == std::string::npos) end = words.size();
+    item.append(words, start, end - start);
+    if (end == words.size()) item += '"';
+    h.space_or_fold(item.size());
+    h.raw(item);
+    item.clear();
+    start = end + 1;
+  }
+}
+
+void append_attachment(std::string& out, const job::Attachment& a, bool as_inline) {
   HeaderWriter h(out);
   h.start("Content-Type");
   h.raw(" ");
   h.raw(a.content_type.empty() ? std::string_view("application/octet-stream") : a.content_type);
-  append_param(h, "name", a.filename);
+  append_rfc2047_param(h, "name", a.filename);
   h.end();
   h.start("Content-Disposition");
-  h.raw(" attachment");
-  append_param(h, "filename", a.filename);
+  h.raw(as_inline ? " inline" : " attachment");
+  append_rfc2231_param(h, "filename", a.filename);
   h.end();
+  if (as_inline) {
+    // Validation keeps the id to msg-id characters within kMaxContentIdBytes: one short line.
+    out += "Content-ID: <";
+    out += a.content_id;
+    out += ">\r\n";
+  }
   out += "Content-Transfer-Encoding: base64\r\n\r\n";
   append_base64_lines(out, a.content);
   if (a.content.empty()) out += "\r\n";
 }
 
-void append_multipart_header(std::string& out, std::string_view subtype, const std::string& boundary) {
+// `type` is multipart/related's required root type (RFC 2387 3.1); empty for other subtypes.
+void append_multipart_header(std::string& out, std::string_view subtype, const std::string& boundary,
+                             std::string_view type = {}) {
   out += "Content-Type: multipart/";
   out += subtype;
+  if (!type.empty()) {
+    out += "; type=\"";
+    out += type;
+    out += '"';
+  }
   out += ";\r\n boundary=\"";  // '=' is a tspecial (RFC 2045 5.1), so the boundary is quoted
   out += boundary;
   out += "\"\r\n\r\n";
@@ -555,26 +605,36 @@ std::string random_message_id(std::string_view domain) {
 }
 
 std::string build_message(const job::MailRequest& req, const BuildOptions& opts) {
-  std::string mixed_boundary;
-  std::string alternative_boundary;
-  if (!req.attachments.empty()) mixed_boundary = new_boundary();
+  // Inline parts belong to the html; without html (validation refuses that) they are sent as
+  // regular attachments rather than dropped.
+  std::vector<const job::Attachment*> inline_parts;
+  std::vector<const job::Attachment*> regular;
+  for (const auto& a : req.attachments) {
+    (req.html && !a.content_id.empty() ? inline_parts : regular).push_back(&a);
+  }
+  const bool mixed = !regular.empty();
   const bool alternative = req.text.has_value() && req.html.has_value();
-  if (alternative) {
-    do {
-      alternative_boundary = new_boundary();
-    } while (alternative_boundary == mixed_boundary);
-  }
+  const bool related = !inline_parts.empty();
   std::vector<std::string> boundaries;
-  if (!mixed_boundary.empty()) boundaries.push_back(mixed_boundary);
-  if (alternative) boundaries.push_back(alternative_boundary);
+  auto fresh_boundary = [&boundaries] {
+    std::string b;
+    do {
+      b = new_boundary();
+    } while (std::find(boundaries.begin(), boundaries.end(), b) != boundaries.end());
+    boundaries.push_back(b);
+    return b;
+  };
+  const std::string mixed_boundary = mixed ? fresh_boundary() : std::string();
+  const std::string alternative_boundary = alternative ? fresh_boundary() : std::string();
+  const std::string related_boundary = related ? fresh_boundary() : std::string();
 
-  std::vector<TextPart> parts;
-  parts.reserve(2);
   // Neither body: an empty text/plain part keeps the message well-formed (validation rejects it anyway).
+  std::optional<TextPart> plain;
+  std::optional<TextPart> html;
   if (req.text || !req.html) {
-    parts.push_back(plan_text_part(req.text ? std::string_view(*req.text) : std::string_view(), "plain", boundaries));
+    plain = plan_text_part(req.text ? std::string_view(*req.text) : std::string_view(), "plain", boundaries);
   }
-  if (req.html) parts.push_back(plan_text_part(*req.html, "html", boundaries));
+  if (req.html) html = plan_text_part(*req.html, "html", boundaries);
 
   // One allocation for the common case: headers, parts and base64 (4/3 plus CRLF every 76).
   std::size_t estimate = 1024 + req.subject.size() * 2;
@@ -582,9 +642,10 @@ std::string build_message(const job::MailRequest& req, const BuildOptions& opts)
     for (const auto& m : *list) estimate += m.address.size() + m.display_name.size() * 2 + 8;
   }
   for (const auto& [name, value] : req.headers) estimate += name.size() + value.size() * 2 + 8;
-  for (const auto& part : parts) estimate += estimated_size(part);
+  if (plain) estimate += estimated_size(*plain);
+  if (html) estimate += estimated_size(*html);
   for (const auto& a : req.attachments) {
-    estimate += (a.content.size() + 2) / 3 * 4 * 78 / 76 + a.filename.size() * 6 + 256;
+    estimate += (a.content.size() + 2) / 3 * 4 * 78 / 76 + a.filename.size() * 12 + a.content_id.size() + 320;
   }
   std::string out;
   out.reserve(estimate);
@@ -617,24 +678,35 @@ std::string build_message(const job::MailRequest& req, const BuildOptions& opts)
     if (!is_reserved_header(name)) append_text_header(h, name, value);
   }
 
-  if (!mixed_boundary.empty()) {
+  // mixed( alternative( plain, related( html, inline... ) ), attachment... ), each level only
+  // when it has more than one part: a level with a single part would only add nesting.
+  if (mixed) {
     append_multipart_header(out, "mixed", mixed_boundary);
     append_delimiter(out, mixed_boundary);
   }
   if (alternative) {
     append_multipart_header(out, "alternative", alternative_boundary);
     append_delimiter(out, alternative_boundary);
-    append_text_part(out, parts[0], true);
+    append_text_part(out, *plain, true);
     append_delimiter(out, alternative_boundary);
-    append_text_part(out, parts[1], true);
-    append_delimiter(out, alternative_boundary, true);
-  } else {
-    append_text_part(out, parts[0], !mixed_boundary.empty());
   }
-  if (!mixed_boundary.empty()) {
-    for (const auto& a : req.attachments) {
+  if (related) {
+    append_multipart_header(out, "related", related_boundary, "text/html");
+    append_delimiter(out, related_boundary);
+    append_text_part(out, *html, true);
+    for (const auto* a : inline_parts) {
+      append_delimiter(out, related_boundary);
+      append_attachment(out, *a, true);
+    }
+    append_delimiter(out, related_boundary, true);
+  } else {
+    append_text_part(out, html ? *html : *plain, alternative || mixed);
+  }
+  if (alternative) append_delimiter(out, alternative_boundary, true);
+  if (mixed) {
+    for (const auto* a : regular) {
       append_delimiter(out, mixed_boundary);
-      append_attachment(out, a);
+      append_attachment(out, *a, false);
     }
     append_delimiter(out, mixed_boundary, true);
   }

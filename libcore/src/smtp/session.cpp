@@ -254,7 +254,13 @@ Status Session::send(const Envelope& env, std::string_view message, std::vector<
   auto accepted = [&] {
     return std::any_of(replies.begin(), replies.end(), [](const Reply& r) { return is_2xx(r.code); });
   };
-  std::string mail = "MAIL FROM:<" + std::string(env.sender) + ">";
+  auto mail_command = mail_from_command(env.sender, message, capabilities_);
+  if (!mail_command) {  // nothing was sent: the session stays ready for the next job
+    for (auto& r : replies)
+      r = Reply{554, "5.6.3 the message holds 8-bit data and the peer does not offer 8BITMIME", false};
+    return {};
+  }
+  const std::string& mail = *mail_command;
   Response mail_reply;
   std::optional<Response> data_reply;  // already read when DATA was pipelined
   state_ = SessionState::kMail;
@@ -343,6 +349,16 @@ Status Session::send(const Envelope& env, std::string_view message, std::vector<
 }
 
 #undef WEBSMTP_TRY
+
+std::optional<std::string> mail_from_command(std::string_view sender, std::string_view message,
+                                             const Capabilities& peer) {
+  std::string mail = "MAIL FROM:<" + std::string(sender) + ">";
+  const bool eight_bit =
+      std::any_of(message.begin(), message.end(), [](char c) { return static_cast<unsigned char>(c) >= 0x80; });
+  if (!eight_bit) return mail;
+  if (!peer.has("8BITMIME")) return std::nullopt;
+  return mail + " BODY=8BITMIME";
+}
 
 void append_dot_stuffed(std::string& out, std::string_view message) {
   out.reserve(out.size() + message.size() + message.size() / 64 + 8);

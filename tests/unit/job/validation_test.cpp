@@ -164,3 +164,65 @@ TEST(Validation, RefusesBadAttachments) {
       R"({"from":"a@b.cc","to":["x@y.zz"],"subject":"s","body":"b","attachments":[{"filename":"a","content_type":"text/plain\r\nX: y","content":""}]})",
       ErrorKind::kInvalid, "invalid_attachment");
 }
+
+namespace {
+// A job with html and the given attachments (a JSON array's inside).
+std::string with_attachments(const std::string& attachments, bool html = true) {
+  return std::string(R"({"from":"a@b.cc","to":["x@y.zz"],"subject":"s","body":"b",)") +
+         (html ? R"("html":"<img src=\"cid:logo\">",)" : "") + R"("attachments":[)" + attachments + "]}";
+}
+std::string inline_part(const std::string& content_id_json) {
+  return R"({"filename":"logo.png","content_type":"image/png","content":"iVBORw==","content_id":)" + content_id_json +
+         "}";
+}
+}  // namespace
+
+TEST(Validation, AcceptsContentIdsForInlineParts) {
+  auto r = parse(with_attachments(inline_part(R"("logo")") + "," + inline_part(R"("part1.abc$x@mail.example.org")") +
+                                  "," + R"({"filename":"a.pdf","content":"","content_id":null})"));
+  ASSERT_TRUE(r) << r.error().message;
+  ASSERT_EQ(r->attachments.size(), 3u);
+  EXPECT_EQ(r->attachments[0].content_id, "logo");
+  EXPECT_EQ(r->attachments[1].content_id, "part1.abc$x@mail.example.org");
+  EXPECT_EQ(r->attachments[2].content_id, "") << "null: a regular attachment";
+  EXPECT_TRUE(parse(with_attachments(inline_part('"' + std::string(kMaxContentIdBytes, 'x') + '"'))));
+}
+
+TEST(Validation, RefusesMalformedContentIdsNamingTheField) {
+  const std::string field = "attachments[1].content_id";
+  for (const char* bad :
+       {R"("")",    R"("<logo>")", R"("lo<go")", R"("logo>")",  R"("a b")",  R"("a@b@c")",     R"("@b")",
+        R"("a@")",  R"(".logo")",  R"("logo.")", R"("lo..go")", R"("a@.b")", R"("a\"b")",      R"("a,b")",
+        "\"a(b)\"", R"("a[b]")",   R"("a:b")",   R"("a;b")",    R"("a\\b")", R"("l\u00f6go")", R"("a\tb")"}) {
+    SCOPED_TRACE(bad);
+    expect_error(with_attachments(inline_part(R"("ok")") + "," + inline_part(bad)), ErrorKind::kInvalid,
+                 "invalid_attachment", field);
+  }
+  expect_error(with_attachments(inline_part(R"("ok")") + "," +
+                                inline_part('"' + std::string(kMaxContentIdBytes + 1, 'x') + '"')),
+               ErrorKind::kInvalid, "invalid_attachment", field);
+  expect_error(with_attachments(inline_part(R"("ok")") + "," + inline_part("7")), ErrorKind::kInvalid, "invalid_type",
+               field);
+  for (const char* injected : {R"("a\r\nX-Evil: 1")", R"("a\nb")", R"("a\u0000b")"}) {
+    SCOPED_TRACE(injected);
+    expect_error(with_attachments(inline_part(R"("ok")") + "," + inline_part(injected)), ErrorKind::kInvalid,
+                 "header_injection", field);
+  }
+}
+
+TEST(Validation, RefusesTheSameContentIdTwiceWhateverTheCase) {
+  expect_error(
+      with_attachments(inline_part(R"("logo")") + "," + inline_part(R"("banner")") + "," + inline_part(R"("LOGO")")),
+      ErrorKind::kInvalid, "invalid_attachment", "attachments[2].content_id");
+  auto r = parse(with_attachments(inline_part(R"("logo")")));
+  ASSERT_TRUE(r);
+}
+
+TEST(Validation, RefusesAContentIdWithoutHtml) {
+  auto r = parse(with_attachments(R"({"filename":"a.pdf","content":""},)" + inline_part(R"("logo")"), false));
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code, "invalid_attachment");
+  EXPECT_EQ(r.error().field, "attachments[1].content_id");
+  EXPECT_NE(r.error().message.find("no html"), std::string::npos) << r.error().message;
+  EXPECT_TRUE(parse(with_attachments(R"({"filename":"a.pdf","content":""})", false))) << "regular ones need no html";
+}

@@ -1,6 +1,7 @@
 #pragma once
 // The job model: what a client asked for (MailRequest, after validation) and what the
 // gateway tracks per recipient. Pure data; no I/O.
+#include <cstddef>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -21,7 +22,13 @@ struct Attachment {
   std::string filename;      // UTF-8, validated: no CR/LF/NUL, no path separators
   std::string content_type;  // e.g. "application/pdf"; validated type/subtype token
   std::string content;       // decoded bytes
+  // Empty: a regular attachment. Otherwise an inline part of the html, which refers to it as
+  // "cid:<content_id>"; validated: RFC 5322 msg-id characters without the angle brackets
+  // (atext, '.', at most one '@'), at most kMaxContentIdBytes, unique within the job
+  // (case-insensitively), and only in a job that has html.
+  std::string content_id;
 };
+inline constexpr std::size_t kMaxContentIdBytes = 128;
 
 struct MailRequest {
   Mailbox from;

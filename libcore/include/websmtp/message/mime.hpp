@@ -23,6 +23,25 @@ struct BuildOptions {
 // Bcc recipients are never written. Custom headers for which is_reserved_header() holds are
 // dropped: the caller's validation rejects them already, and a second Content-Type or a Bcc
 // header would corrupt the message or leak recipients.
+//
+// Body structure, each multipart level present only when it holds more than one part:
+//   multipart/mixed                       (when there are regular attachments)
+//     multipart/alternative               (when there are both body and html)
+//       text/plain                        (body)
+//       multipart/related; type="text/html"  (when there are inline parts)
+//         text/html                       (html)
+//         <inline part>...                (attachments with a content_id, in request order)
+//     <attachment>...                     (attachments without one, in request order)
+// An inline part has `Content-Disposition: inline` and `Content-ID: <content_id>`, which the html
+// names as "cid:content_id". Inline parts need html: validation refuses a content_id in a job
+// without html (nothing would show the part, and mail clients would list it as an unnamed
+// attachment or hide it); should one reach here anyway it is sent as a regular attachment.
+// Text parts are 7bit or quoted-printable and attachments base64, so the message is 7-bit
+// ASCII whatever the input and needs no 8BITMIME from the peer.
+// Attachment names: Content-Disposition `filename` is quoted when it is printable ASCII that
+// fits a line, else RFC 2231 (`filename*=UTF-8''...`, with `filename*0*=`, `filename*1*=`, ...
+// continuations for long names); Content-Type `name` carries the same name for clients that
+// predate RFC 2231, quoted or as RFC 2047 encoded-words inside the quotes.
 std::string build_message(const job::MailRequest& req, const BuildOptions& opts);
 
 // True for the headers a client may not set in "headers" (case-insensitive): those the gateway

@@ -7,6 +7,7 @@
 #include <compare>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -136,6 +137,15 @@ class Session {
   std::uint64_t replies_read_ = 0;
   std::string wire_;  // reused send buffer
 };
+
+// The MAIL FROM command for `message`: with " BODY=8BITMIME" (RFC 6152) when the message holds
+// a byte over 0x7F and the peer offers 8BITMIME, plain otherwise. nullopt when the message holds
+// such a byte and the peer does not offer 8BITMIME: 8-bit data must then not be sent at all
+// (RFC 6152 3 leaves converting it or returning it; a message is rendered, and signed, once, so
+// there is nothing to convert it with). build_message() writes 7-bit messages only, so this is
+// a guard for messages that come from elsewhere.
+std::optional<std::string> mail_from_command(std::string_view sender, std::string_view message,
+                                             const Capabilities& peer);
 
 // Dot-stuffs the message and appends the terminating ".\r\n" (RFC 5321 4.5.2).
 void append_dot_stuffed(std::string& out, std::string_view message);
