@@ -717,7 +717,8 @@ bool is_reserved_header(std::string_view name) {
   // Every header the gateway writes itself or that belongs to the envelope or the MIME
   // structure: one list, so validation refuses exactly what building would have to drop.
   static constexpr std::string_view kReserved[] = {
-      "from", "to", "cc", "bcc", "subject", "date", "message-id", "mime-version", "reply-to", "sender", "return-path"};
+      "from",   "to",          "cc",         "bcc",    "subject", "date", "message-id", "mime-version",
+      "reply-to", "sender", "return-path", "dkim-signature"};
   if (istarts_with(name, "content-")) return true;
   for (auto r : kReserved)
     if (iequals(r, name)) return true;
