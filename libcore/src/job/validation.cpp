@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 
 #include "websmtp/common/base64.hpp"
+#include "websmtp/job/strict_json.hpp"
 #include "websmtp/message/mime.hpp"
 
 namespace websmtp::job {
@@ -191,10 +192,10 @@ std::optional<Error> check_custom_header(std::string_view name, std::string_view
 }
 
 Result<nlohmann::json> parse_json_object(std::string_view body) {
-  // nlohmann's parser rejects invalid UTF-8, so every string taken from it is valid UTF-8.
-  json root = json::parse(body, nullptr, /*allow_exceptions=*/false);
-  if (root.is_discarded()) return fail(ErrorKind::kInvalid, "invalid_json", "the request body is not valid JSON");
-  if (!root.is_object()) return fail(ErrorKind::kInvalid, "invalid_json", "the request body must be a JSON object");
+  // nlohmann's lexer rejects invalid UTF-8, so every string taken from it is valid UTF-8.
+  auto root = parse_strict_json(body);
+  if (!root) return root;
+  if (!root->is_object()) return fail(ErrorKind::kInvalid, "invalid_json", "the request body must be a JSON object");
   return root;
 }
 
