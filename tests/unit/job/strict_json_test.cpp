@@ -1,7 +1,9 @@
 // Request-body JSON: nesting limit and duplicate keys, directly and through job validation.
 #include <gtest/gtest.h>
 
+#include <initializer_list>
 #include <string>
+#include <string_view>
 
 #include "websmtp/job/strict_json.hpp"
 #include "websmtp/job/validation.hpp"
@@ -33,6 +35,13 @@ void expect_refused(const std::string& text, const std::string& code, const std:
 
 constexpr const char* kJob = R"("from":"a@b.cc","to":["x@y.zz"],"subject":"s","body":"b")";
 
+// The pieces joined (with +=: GCC 12 warns falsely on "{" + std::string(...), PR 105329).
+std::string cat(std::initializer_list<std::string_view> parts) {
+  std::string s;
+  for (auto p : parts) s += p;
+  return s;
+}
+
 }  // namespace
 
 TEST(StrictJson, BuildsTheSameDocumentAsNlohmann) {
@@ -52,8 +61,8 @@ TEST(StrictJson, AcceptsThirtyTwoLevelsAndRefusesThirtyThree) {
   expect_refused(nested_arrays(33), "json_too_deep");
   expect_refused(nested_objects(33), "json_too_deep");
   // Mixed containers count alike; scalars are not a level.
-  EXPECT_TRUE(parse_strict_json("{\"a\":" + nested_arrays(31) + "}"));
-  expect_refused("{\"a\":" + nested_arrays(32) + "}", "json_too_deep");
+  EXPECT_TRUE(parse_strict_json(cat({"{\"a\":", nested_arrays(31), "}"})));
+  expect_refused(cat({"{\"a\":", nested_arrays(32), "}"}), "json_too_deep");
 }
 
 TEST(StrictJson, RefusesHugeNestingWithoutBuildingIt) {
@@ -90,11 +99,11 @@ TEST(StrictJson, StillRefusesWhatNlohmannRefuses) {
 }
 
 TEST(Validation, RefusesDeepJsonInARequest) {
-  auto r = parse_request("{" + std::string(kJob) + ",\"x\":" + nested_arrays(32) + "}", Limits{});
+  auto r = parse_request(cat({"{", kJob, ",\"x\":", nested_arrays(32), "}"}), Limits{});
   ASSERT_FALSE(r);
   EXPECT_EQ(r.error().code, "json_too_deep");
   // 31 levels inside the request object: 32 in all, accepted (the unknown field is ignored).
-  EXPECT_TRUE(parse_request("{" + std::string(kJob) + ",\"x\":" + nested_arrays(31) + "}", Limits{}));
+  EXPECT_TRUE(parse_request(cat({"{", kJob, ",\"x\":", nested_arrays(31), "}"}), Limits{}));
 }
 
 TEST(Validation, RefusesDuplicateKeysInARequest) {
@@ -104,28 +113,28 @@ TEST(Validation, RefusesDuplicateKeysInARequest) {
   EXPECT_EQ(r.error().code, "duplicate_key");
   EXPECT_EQ(r.error().field, "to");
 
-  r = parse_request("{" + std::string(kJob) + R"(,"headers":{"X-A":"1","X-B":"2","X-A":"3"}})", Limits{});
+  r = parse_request(cat({"{", kJob, R"(,"headers":{"X-A":"1","X-B":"2","X-A":"3"}})"}), Limits{});
   ASSERT_FALSE(r);
   EXPECT_EQ(r.error().code, "duplicate_key");
   EXPECT_EQ(r.error().field, "headers.X-A");
 
   r = parse_request(
-      "{" + std::string(kJob) +
-          R"(,"attachments":[{"filename":"a","content":""},{"filename":"b","content":"","filename":"c"}]})",
+      cat({"{", kJob,
+           R"(,"attachments":[{"filename":"a","content":""},{"filename":"b","content":"","filename":"c"}]})"}),
       Limits{});
   ASSERT_FALSE(r);
   EXPECT_EQ(r.error().field, "attachments[1].filename");
 }
 
 TEST(Validation, RefusesDuplicateKeysInABatchJob) {
-  std::string job = "{" + std::string(kJob) + "}";
+  std::string job = cat({"{", kJob, "}"});
   std::string bad = R"({"from":"a@b.cc","from":"other@b.cc","to":["x@y.zz"],"subject":"s","body":"b"})";
-  auto r = parse_json_object(R"({"jobs":[)" + job + "," + job + "," + bad + "]}");
+  auto r = parse_json_object(cat({R"({"jobs":[)", job, ",", job, ",", bad, "]}"}));
   ASSERT_FALSE(r);
   EXPECT_EQ(r.error().code, "duplicate_key");
   EXPECT_EQ(r.error().field, "jobs[2].from");
 
-  r = parse_json_object(R"({"jobs":[)" + job + R"(],"jobs":[]})");
+  r = parse_json_object(cat({R"({"jobs":[)", job, R"(],"jobs":[]})"}));
   ASSERT_FALSE(r);
   EXPECT_EQ(r.error().field, "jobs");
 }
