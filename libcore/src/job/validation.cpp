@@ -69,6 +69,14 @@ bool valid_local(std::string_view l) {
   return std::all_of(l.begin(), l.end(), [](char c) { return c == '.' || is_atext(static_cast<unsigned char>(c)); });
 }
 
+// At most `max` bytes of `s` for quoting in an error, cut before a UTF-8 character rather than
+// inside one: the answer is JSON, and a cut character would reach the client as U+FFFD.
+std::string_view quote_prefix(std::string_view s, std::size_t max) {
+  if (s.size() <= max) return s;
+  while (max > 0 && (static_cast<unsigned char>(s[max]) & 0xC0) == 0x80) --max;
+  return s.substr(0, max);
+}
+
 std::string_view trim(std::string_view s) {
   while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
   while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
@@ -171,7 +179,7 @@ Result<Mailbox> parse_mailbox(std::string_view text, const std::string& field) {
   }
   if (!is_valid_address(mb.address))
     return fail(ErrorKind::kInvalid, "invalid_address",
-                field + " is not a valid email address: '" + mb.address.substr(0, 100) + "'", field);
+                field + " is not a valid email address: '" + std::string(quote_prefix(mb.address, 100)) + "'", field);
   return mb;
 }
 
@@ -182,7 +190,7 @@ std::optional<Error> check_custom_header(std::string_view name, std::string_view
   if (name.empty() || name.size() > 76 ||
       !std::all_of(name.begin(), name.end(), [](char c) { return c > 32 && c < 127 && c != ':'; }))
     return Error{ErrorKind::kInvalid, "invalid_header",
-                 field + ": '" + std::string(name.substr(0, 80)) + "' is not a valid header name", field};
+                 field + ": '" + std::string(quote_prefix(name, 80)) + "' is not a valid header name", field};
   if (message::is_reserved_header(name))
     return Error{ErrorKind::kInvalid, "reserved_header",
                  field + ": the " + std::string(name) + " header is set by the gateway", field};
