@@ -57,8 +57,10 @@ bool valid_local(std::string_view l) {
     if (l.size() < 2 || l.back() != '"') return false;
     for (std::size_t i = 1; i + 1 < l.size(); ++i) {
       unsigned char c = static_cast<unsigned char>(l[i]);
-      if (c == '\\') {
+      if (c == '\\') {  // quoted-pairSMTP (RFC 5321 4.1.2): a backslash and printable ASCII
         if (++i + 1 >= l.size()) return false;
+        unsigned char escaped = static_cast<unsigned char>(l[i]);
+        if (escaped < 32 || escaped > 126) return false;
         continue;
       }
       if (c < 32 || c > 126 || c == '"') return false;

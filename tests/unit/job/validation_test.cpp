@@ -86,6 +86,11 @@ TEST(Validation, RefusesBadAddresses) {
   EXPECT_TRUE(is_valid_address("\"quoted local\"@example.com"));
   EXPECT_TRUE(is_valid_address("user@[192.0.2.1]"));
   EXPECT_FALSE(is_valid_address(std::string(65, 'a') + "@example.com"));
+  // A quoted pair escapes printable ASCII only (found by fuzz_address: "\<0x8F>" passed).
+  EXPECT_TRUE(is_valid_address(R"("a\"b\\c"@example.com)"));
+  EXPECT_FALSE(is_valid_address("\"a\\\x8f\"@example.com"));
+  EXPECT_FALSE(is_valid_address("\"a\\\x01\"@example.com"));
+  EXPECT_FALSE(is_valid_address("\"a\\\t\"@example.com"));
 }
 
 TEST(Validation, QuotesABadAddressWithoutCuttingACharacter) {
