@@ -37,7 +37,7 @@ FULL_JOB = {"from": "a@b.cc", "to": ["x@y.zz"], "cc": ["c@y.zz"], "bcc": ["d@y.z
 
 def job_seeds():
     s = {}
-    s["seed-request"] = j(SEED_JOB)
+    s["request"] = j(SEED_JOB)
     s["extensions"] = j(FULL_JOB)
     s["batch"] = j({"jobs": [SEED_JOB, FULL_JOB, dict(SEED_JOB, to="z@q.rs")]})
     s["batch-bad-job"] = j({"jobs": [SEED_JOB, dict(SEED_JOB, to=[5])]})

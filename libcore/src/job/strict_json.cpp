@@ -11,6 +11,13 @@ namespace {
 
 using nlohmann::json;
 
+// At most `max` bytes of a key for the error message, cut before a UTF-8 character.
+std::string_view quote_prefix(std::string_view s, std::size_t max) {
+  if (s.size() <= max) return s;
+  while (max > 0 && (static_cast<unsigned char>(s[max]) & 0xC0) == 0x80) --max;
+  return s.substr(0, max);
+}
+
 // nlohmann's own DOM builder (detail::json_sax_dom_parser) plus a depth limit and a duplicate
 // check. The object being filled is its own key set: one map lookup per key, as before.
 class StrictDomBuilder {
@@ -35,12 +42,14 @@ class StrictDomBuilder {
   bool key(json::string_t& k) {
     Level& top = stack_.back();
     auto& object = top.value->get_ref<json::object_t&>();
-    // try_emplace leaves `k` alone when the key exists, so the error can still name it.
     auto [it, inserted] = object.try_emplace(std::move(k));
     if (!inserted) {
-      std::string field = path_to(it->first);
-      error_ = Error{ErrorKind::kInvalid, "duplicate_key",
-                     field + " is given more than once; a JSON object may name each key only once", field};
+      std::string where = path_to(nullptr);
+      std::string message = where.empty() ? "the request body" : where;
+      message += " names \"";
+      message += quote_prefix(it->first, 100);
+      message += "\" twice; a JSON object may name each key only once";
+      error_ = Error{ErrorKind::kInvalid, "duplicate_key", std::move(message), path_to(&it->first)};
       return false;
     }
     top.key = &it->first;
@@ -99,8 +108,9 @@ class StrictDomBuilder {
     return true;
   }
 
-  // `jobs[2].from`: each open container's place in its parent, then the duplicate key.
-  std::string path_to(const std::string& duplicate) const {
+  // `jobs[2].from`: each open container's place in its parent, then the duplicate key (or,
+  // without one, the path of the object holding it).
+  std::string path_to(const std::string* duplicate) const {
     std::string path;
     auto append_key = [&path](const std::string& k) {
       if (!path.empty()) path += '.';
@@ -116,7 +126,7 @@ class StrictDomBuilder {
         append_key(*level.key);
       }
     }
-    append_key(duplicate);
+    if (duplicate) append_key(*duplicate);
     return path;
   }
 

@@ -77,6 +77,15 @@ TEST(StrictJson, RefusesDuplicateKeysWithTheirPath) {
   expect_refused(R"([[{"b":1,"b":2}]])", "duplicate_key", "[0][0].b");
   // Escapes are decoded before comparing: "t\u006f" is "to".
   expect_refused(R"({"to":1,"t\u006f":2})", "duplicate_key", "to");
+  // The empty key at the top has an empty path: the message still says which key.
+  auto r = parse_strict_json(R"({"":1,"":2})");
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().field, "");
+  EXPECT_EQ(r.error().message, "the request body names \"\" twice; a JSON object may name each key only once");
+  r = parse_strict_json(R"({"jobs":[{},{"a":{"from":1,"from":2}}]})");
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().field, "jobs[1].a.from");
+  EXPECT_EQ(r.error().message, "jobs[1].a names \"from\" twice; a JSON object may name each key only once");
   // The first fault found is the one reported.
   expect_refused(R"({"a":1,"a":2,)", "duplicate_key", "a");
 }
