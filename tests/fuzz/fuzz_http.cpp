@@ -136,6 +136,7 @@ void check_answers(std::string_view out, const Harness& h) {
     if (n >= 0) {
       FUZZ_CHECK(static_cast<std::size_t>(n) == next,
                  "answers out of order or repeated: got " + std::to_string(n) + ", expected " + std::to_string(next));
+      FUZZ_CHECK(next < h.head.size(), "an answer to a request never handled");
       bodyless = h.head[next];
       ++next;
     } else {
