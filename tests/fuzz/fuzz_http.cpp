@@ -107,7 +107,8 @@ void drain(int fd, std::string& out) {
 }
 
 // Reads the answers back: status line, fields, Content-Length bytes of body (none for HEAD).
-// Answers to handled requests carry X-N in order; a refusal (no X-N) is the last answer.
+// Answers to handled requests carry X-N in order; a refusal (no X-N) is the last answer;
+// "100 Continue" may come before any of them.
 void check_answers(std::string_view out, const Harness& h) {
   std::size_t pos = 0;
   std::size_t next = 0;
@@ -118,6 +119,11 @@ void check_answers(std::string_view out, const Harness& h) {
     FUZZ_CHECK(rest.substr(0, 9) == "HTTP/1.1 " && rest.size() > 12, std::string(rest.substr(0, 40)));
     auto end = rest.find("\r\n\r\n");
     FUZZ_CHECK(end != std::string_view::npos, "answer head not terminated");
+    if (rest[9] == '1') {  // an interim answer ("100 Continue"): a head alone, a final one follows
+      FUZZ_CHECK(rest.substr(9, 4) == "100 ", std::string(rest.substr(0, end)));
+      pos += end + 4;
+      continue;
+    }
     std::string_view head = rest.substr(0, end + 2);
     std::int64_t length = -1;
     std::int64_t n = -1;
@@ -140,7 +146,9 @@ void check_answers(std::string_view out, const Harness& h) {
       bodyless = h.head[next];
       ++next;
     } else {
+      // The connection's last answer; a refused HEAD request's has no body.
       refused = true;
+      bodyless = pos + end + 4 == out.size();
     }
     pos += end + 4 + (bodyless ? 0 : static_cast<std::size_t>(length));
     FUZZ_CHECK(pos <= out.size(), "answer body truncated");

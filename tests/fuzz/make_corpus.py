@@ -162,6 +162,10 @@ def http_seeds():
     s["body-timeout"] = http_input("POST / HTTP/1.1\r\nContent-Length: 10\r\n\r\nabc", config=8)
     s["idle-timeout"] = http_input(get, config=8)
     s["lf-only"] = http_input("GET / HTTP/1.1\nHost: x\n\n", config=8)
+    s["expect-continue"] = http_input("POST /a HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 3\r\n\r\nabc" + get,
+                                      cuts=[63])
+    s["expect-other"] = http_input("POST /a HTTP/1.1\r\nExpect: teapot\r\nContent-Length: 3\r\n\r\nabc")
+    s["head-refused"] = http_input("HEAD / HTTP/1.1\r\nContent-Length: x\r\n\r\n")
     s["lowercase-method"] = http_input("get / HTTP/1.1\r\n\r\nG(T / HTTP/1.1\r\n\r\n")
     return s
 
