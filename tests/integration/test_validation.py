@@ -245,8 +245,8 @@ class RejectedInputTest(SharedDaemonTestCase):
         deep_array = b"[" * 30000 + b"]" * 30000
         deep_object = b'{"a":' * 6000 + b"1" + b"}" * 6000
         self.check_rejected([
-            ("deeply nested array", deep_array, 400, "invalid_json", None),
-            ("deeply nested object", deep_object, 400, None, None),
+            ("deeply nested array", deep_array, 400, "json_too_deep", None),
+            ("deeply nested object", deep_object, 400, "json_too_deep", None),
             ("huge exponent", b'{"from": 1e999999}', 400, None, None),
         ])
         # Unknown fields are ignored (202) or refused (4xx); deep nesting in one must not crash.

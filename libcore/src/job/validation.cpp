@@ -8,6 +8,7 @@
 
 #include "websmtp/common/base64.hpp"
 #include "websmtp/common/text.hpp"
+#include "websmtp/job/strict_json.hpp"
 #include "websmtp/message/mime.hpp"
 
 namespace websmtp::job {
@@ -57,8 +58,10 @@ bool valid_local(std::string_view l) {
     if (l.size() < 2 || l.back() != '"') return false;
     for (std::size_t i = 1; i + 1 < l.size(); ++i) {
       unsigned char c = static_cast<unsigned char>(l[i]);
-      if (c == '\\') {
+      if (c == '\\') {  // quoted-pairSMTP (RFC 5321 4.1.2): a backslash and printable ASCII
         if (++i + 1 >= l.size()) return false;
+        unsigned char escaped = static_cast<unsigned char>(l[i]);
+        if (escaped < 32 || escaped > 126) return false;
         continue;
       }
       if (c < 32 || c > 126 || c == '"') return false;
@@ -93,6 +96,14 @@ std::string content_id_problem(std::string_view id) {
     if (c != '.' && c != '@' && !is_atext(static_cast<unsigned char>(c)))
       return "may only hold letters, digits, '.', '@' and !#$%&'*+-/=?^_`{|}~";
   return {};
+}
+
+// At most `max` bytes of `s` for quoting in an error, cut before a UTF-8 character rather than
+// inside one: the answer is JSON, and a cut character would reach the client as U+FFFD.
+std::string_view quote_prefix(std::string_view s, std::size_t max) {
+  if (s.size() <= max) return s;
+  while (max > 0 && (static_cast<unsigned char>(s[max]) & 0xC0) == 0x80) --max;
+  return s.substr(0, max);
 }
 
 std::string_view trim(std::string_view s) {
@@ -197,7 +208,7 @@ Result<Mailbox> parse_mailbox(std::string_view text, const std::string& field) {
   }
   if (!is_valid_address(mb.address))
     return fail(ErrorKind::kInvalid, "invalid_address",
-                field + " is not a valid email address: '" + mb.address.substr(0, 100) + "'", field);
+                field + " is not a valid email address: '" + std::string(quote_prefix(mb.address, 100)) + "'", field);
   return mb;
 }
 
@@ -208,7 +219,7 @@ std::optional<Error> check_custom_header(std::string_view name, std::string_view
   if (name.empty() || name.size() > 76 ||
       !std::all_of(name.begin(), name.end(), [](char c) { return c > 32 && c < 127 && c != ':'; }))
     return Error{ErrorKind::kInvalid, "invalid_header",
-                 field + ": '" + std::string(name.substr(0, 80)) + "' is not a valid header name", field};
+                 field + ": '" + std::string(quote_prefix(name, 80)) + "' is not a valid header name", field};
   if (message::is_reserved_header(name))
     return Error{ErrorKind::kInvalid, "reserved_header",
                  field + ": the " + std::string(name) + " header is set by the gateway", field};
@@ -218,10 +229,10 @@ std::optional<Error> check_custom_header(std::string_view name, std::string_view
 }
 
 Result<nlohmann::json> parse_json_object(std::string_view body) {
-  // nlohmann's parser rejects invalid UTF-8, so every string taken from it is valid UTF-8.
-  json root = json::parse(body, nullptr, /*allow_exceptions=*/false);
-  if (root.is_discarded()) return fail(ErrorKind::kInvalid, "invalid_json", "the request body is not valid JSON");
-  if (!root.is_object()) return fail(ErrorKind::kInvalid, "invalid_json", "the request body must be a JSON object");
+  // nlohmann's lexer rejects invalid UTF-8, so every string taken from it is valid UTF-8.
+  auto root = parse_strict_json(body);
+  if (!root) return root;
+  if (!root->is_object()) return fail(ErrorKind::kInvalid, "invalid_json", "the request body must be a JSON object");
   return root;
 }
 

@@ -4,6 +4,7 @@
 
 #include "websmtp/common/hash.hpp"
 #include "websmtp/common/uuid.hpp"
+#include "websmtp/job/envelope.hpp"
 #include "websmtp/job/validation.hpp"
 #include "websmtp/message/mime.hpp"
 
@@ -43,18 +44,7 @@ job::Job SubmitService::make_job(job::MailRequest&& req, std::int64_t now_ms) co
   j.ref = new_uuid_v7(now_ms);
   j.submitted = now_ms / 1000;
   j.sender = req.from.address;
-  j.recipients.reserve(req.to.size() + req.cc.size() + req.bcc.size());
-  auto add = [&](const std::vector<job::Mailbox>& list, job::RecipientKind kind) {
-    for (const auto& m : list) {
-      job::Recipient r;
-      r.address = m.address;
-      r.kind = kind;
-      j.recipients.push_back(std::move(r));
-    }
-  };
-  add(req.to, job::RecipientKind::kTo);
-  add(req.cc, job::RecipientKind::kCc);
-  add(req.bcc, job::RecipientKind::kBcc);
+  j.recipients = job::envelope_recipients(req);
   message::BuildOptions mo;
   mo.message_id_domain = options_.message_id_domain;
   mo.date_unix = j.submitted;

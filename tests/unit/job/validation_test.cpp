@@ -86,6 +86,27 @@ TEST(Validation, RefusesBadAddresses) {
   EXPECT_TRUE(is_valid_address("\"quoted local\"@example.com"));
   EXPECT_TRUE(is_valid_address("user@[192.0.2.1]"));
   EXPECT_FALSE(is_valid_address(std::string(65, 'a') + "@example.com"));
+  // A quoted pair escapes printable ASCII only (found by fuzz_address: "\<0x8F>" passed).
+  EXPECT_TRUE(is_valid_address(R"("a\"b\\c"@example.com)"));
+  EXPECT_FALSE(is_valid_address("\"a\\\x8f\"@example.com"));
+  EXPECT_FALSE(is_valid_address("\"a\\\x01\"@example.com"));
+  EXPECT_FALSE(is_valid_address("\"a\\\t\"@example.com"));
+}
+
+TEST(Validation, QuotesABadAddressWithoutCuttingACharacter) {
+  // 99 ASCII bytes then "ö" (2 bytes): a cut at byte 100 would split it (found by fuzz_address).
+  std::string address(99, 'a');
+  address += "\xc3\xb6@x.yz";
+  auto mb = parse_mailbox(address, "to[0]");
+  ASSERT_FALSE(mb);
+  EXPECT_NE(mb.error().message.find(std::string(99, 'a') + "'"), std::string::npos) << mb.error().message;
+  EXPECT_NO_THROW(nlohmann::json(mb.error().message).dump());  // valid UTF-8
+
+  std::string name(79, 'X');
+  name += "\xc3\xb6";
+  auto err = check_custom_header(name, "v", "headers.x");
+  ASSERT_TRUE(err);
+  EXPECT_NO_THROW(nlohmann::json(err->message).dump());
 }
 
 TEST(Validation, ParsesQuotedDisplayNames) {

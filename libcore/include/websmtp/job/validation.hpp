@@ -26,7 +26,9 @@ bool is_valid_address(std::string_view addr);
 // no CR, LF or NUL). Returns the error or nullopt.
 std::optional<Error> check_custom_header(std::string_view name, std::string_view value, const std::string& field);
 
-// The body as a JSON object (kInvalid "invalid_json" otherwise).
+// The body as a JSON object: kInvalid "invalid_json" when it is not JSON or not an object,
+// "json_too_deep" past 32 levels, "duplicate_key" (with its path) when a key repeats
+// (strict_json.hpp).
 Result<nlohmann::json> parse_json_object(std::string_view body);
 
 Result<MailRequest> parse_request(std::string_view json_body, const Limits& limits);
