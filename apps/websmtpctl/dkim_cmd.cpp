@@ -32,24 +32,6 @@ using BioPtr = std::unique_ptr<BIO, decltype(&BIO_free)>;
 // verifiers their concatenation (RFC 6376 3.6.2.2).
 constexpr std::size_t kTxtString = 255;
 
-// Letters, digits, hyphens (and underscores, seen in selectors) in dot-separated labels, the
-// same rule websmtpd applies to the file names it loads.
-bool is_dns_name(const std::string& s) {
-  if (s.empty() || s.size() > 253 || s.front() == '.' || s.back() == '.' || s.back() == '-') return false;
-  std::size_t label = 0;
-  for (std::size_t i = 0; i < s.size(); ++i) {
-    const char c = s[i];
-    if (c == '.') {
-      if (label == 0 || s[i - 1] == '-') return false;
-      label = 0;
-      continue;
-    }
-    const bool alnum = (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
-    if ((!alnum && c != '-' && c != '_') || (c == '-' && label == 0) || ++label > 63) return false;
-  }
-  return true;
-}
-
 std::string lower(std::string s) {
   for (char& c : s) c = ascii_lower(c);
   return s;

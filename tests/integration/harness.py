@@ -345,6 +345,28 @@ def mail(to=None, subject="Hello World", body="hello, how are you sir?", sender=
     return req
 
 
+def exchange(port, data, timeout=5.0, reset_ends=False):
+    """Sends raw bytes on a fresh connection to 127.0.0.1:port and returns everything the server
+    sends until it closes (or `timeout` passes). With `reset_ends`, a reset ends the reading too
+    (a server that closes with unread input resets); otherwise it is an error."""
+    ends = (socket.timeout, ConnectionResetError) if reset_ends else (socket.timeout,)
+    s = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    try:
+        s.sendall(data)
+        out = b""
+        while True:
+            try:
+                chunk = s.recv(65536)
+            except ends:
+                break
+            if not chunk:
+                break
+            out += chunk
+        return out
+    finally:
+        s.close()
+
+
 def new_test_id():
     return uuid.uuid4().hex
 

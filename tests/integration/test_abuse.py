@@ -86,22 +86,7 @@ def has_data(s):
 
 
 def exchange(port, data, timeout=10.0):
-    """Sends raw bytes, returns everything the server sends until it closes (or times out)."""
-    s = socket.create_connection(("127.0.0.1", port), timeout=timeout)
-    try:
-        s.sendall(data)
-        out = b""
-        while True:
-            try:
-                chunk = s.recv(65536)
-            except (socket.timeout, ConnectionResetError):
-                break
-            if not chunk:
-                break
-            out += chunk
-        return out
-    finally:
-        s.close()
+    return harness.exchange(port, data, timeout, reset_ends=True)
 
 
 def cpu_seconds(pid):

@@ -3,30 +3,10 @@ slow clients, and answers that stay in order."""
 
 import json
 import re
-import socket
 import time
 import unittest
 
-from harness import IntegrationTestCase, mail
-
-
-def exchange(port, data, timeout=5.0):
-    """Sends raw bytes, returns everything the server sends until it closes (or times out)."""
-    s = socket.create_connection(("127.0.0.1", port), timeout=timeout)
-    try:
-        s.sendall(data)
-        out = b""
-        while True:
-            try:
-                chunk = s.recv(65536)
-            except socket.timeout:
-                break
-            if not chunk:
-                break
-            out += chunk
-        return out
-    finally:
-        s.close()
+from harness import IntegrationTestCase, exchange, mail
 
 
 class HttpFramingTest(IntegrationTestCase):

@@ -25,26 +25,13 @@
 #include <optional>
 #include <set>
 
+#include "../common/openssl_ptr.hpp"
+
 namespace websmtp::auth {
 
 namespace {
 
-template <auto Free>
-struct Deleter {
-  template <typename T>
-  void operator()(T* p) const {
-    Free(p);
-  }
-};
-using PkeyPtr = std::unique_ptr<EVP_PKEY, Deleter<EVP_PKEY_free>>;
-using PkeyCtxPtr = std::unique_ptr<EVP_PKEY_CTX, Deleter<EVP_PKEY_CTX_free>>;
-using MdPtr = std::unique_ptr<EVP_MD, Deleter<EVP_MD_free>>;
-using MdCtxPtr = std::unique_ptr<EVP_MD_CTX, Deleter<EVP_MD_CTX_free>>;
-using BioPtr = std::unique_ptr<BIO, Deleter<BIO_free>>;
-using BnPtr = std::unique_ptr<BIGNUM, Deleter<BN_free>>;
-using ParamBldPtr = std::unique_ptr<OSSL_PARAM_BLD, Deleter<OSSL_PARAM_BLD_free>>;
-using ParamPtr = std::unique_ptr<OSSL_PARAM, Deleter<OSSL_PARAM_free>>;
-using EcdsaSigPtr = std::unique_ptr<ECDSA_SIG, Deleter<ECDSA_SIG_free>>;
+using namespace websmtp::openssl;  // the owning pointers (common/openssl_ptr.hpp)
 
 constexpr std::size_t kMinHmacSecretBytes = 32;  // RFC 7518 3.2: a key as long as the hash
 constexpr int kMinRsaBits = 2048;

@@ -16,6 +16,7 @@
 #include <filesystem>
 #include <fstream>
 
+#include "../common/openssl_ptr.hpp"
 #include "websmtp/common/base64.hpp"
 #include "websmtp/common/text.hpp"
 #include "websmtp/config/config.hpp"
@@ -24,16 +25,7 @@ namespace websmtp::message::dkim {
 
 namespace {
 
-template <auto Free>
-struct Deleter {
-  template <typename T>
-  void operator()(T* p) const {
-    Free(p);
-  }
-};
-using MdCtxPtr = std::unique_ptr<EVP_MD_CTX, Deleter<EVP_MD_CTX_free>>;
-using PkeyCtxPtr = std::unique_ptr<EVP_PKEY_CTX, Deleter<EVP_PKEY_CTX_free>>;
-using BioPtr = std::unique_ptr<BIO, Deleter<BIO_free>>;
+using namespace websmtp::openssl;  // the owning pointers (common/openssl_ptr.hpp)
 
 constexpr std::size_t kFoldAt = 78;  // RFC 5322 2.1.1, as mime.cpp folds
 constexpr std::size_t kMaxKeyFileBytes = 1 << 20;
@@ -232,26 +224,6 @@ std::string read_small_file(const std::string& config_key, const std::string& pa
   }
   if (in.bad()) throw config::ConfigError(config_key, "cannot read " + path);
   return text;
-}
-
-// RFC 6376 3.1 / RFC 5321 4.1.2: selectors and domains are dot-separated labels of letters,
-// digits and hyphens (underscores too: selectors such as "s_2024" exist in the wild).
-bool is_dns_name(std::string_view s) {
-  if (s.empty() || s.size() > 253) return false;
-  std::size_t label = 0;
-  for (std::size_t i = 0; i < s.size(); ++i) {
-    const char c = s[i];
-    if (c == '.') {
-      if (label == 0 || s[i - 1] == '-') return false;
-      label = 0;
-      continue;
-    }
-    const bool alnum = (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
-    if (!alnum && c != '-' && c != '_') return false;
-    if (c == '-' && label == 0) return false;
-    if (++label > 63) return false;
-  }
-  return label > 0 && s.back() != '-';
 }
 
 void add_or_throw(Signer& signer, Signer::Entry entry, const std::string& config_key) {

@@ -1,5 +1,6 @@
 #pragma once
-// ASCII case-insensitive comparison (header names, SMTP keywords, URL schemes). Header-only
+// ASCII text helpers: case-insensitive comparison (header names, SMTP keywords, URL schemes)
+// and DNS names. Header-only
 // so that websmtpctl, which links no part of the core, shares it too.
 #include <cstddef>
 #include <string_view>
@@ -17,6 +18,27 @@ constexpr bool iequals(std::string_view a, std::string_view b) {
 
 constexpr bool istarts_with(std::string_view s, std::string_view prefix) {
   return s.size() >= prefix.size() && iequals(s.substr(0, prefix.size()), prefix);
+}
+
+// A DNS name as DKIM selectors and domains are written (RFC 6376 3.1, RFC 5321 4.1.2):
+// dot-separated labels of 1-63 letters, digits and hyphens (no hyphen at either end of a
+// label), underscores allowed too (selectors such as "s_2024" exist); 253 bytes at most.
+constexpr bool is_dns_name(std::string_view s) {
+  if (s.empty() || s.size() > 253) return false;
+  std::size_t label = 0;
+  for (std::size_t i = 0; i < s.size(); ++i) {
+    const char c = s[i];
+    if (c == '.') {
+      if (label == 0 || s[i - 1] == '-') return false;
+      label = 0;
+      continue;
+    }
+    const bool alnum = (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
+    if (!alnum && c != '-' && c != '_') return false;
+    if (c == '-' && label == 0) return false;
+    if (++label > 63) return false;
+  }
+  return label > 0 && s.back() != '-';
 }
 
 }  // namespace websmtp
