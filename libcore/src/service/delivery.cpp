@@ -131,7 +131,7 @@ void DeliveryWorkers::attempt(job::Job& j, smtp::Transport& transport) {
   for (std::size_t k = 0; k < pending.size(); ++k) {
     auto& r = j.recipients[pending[k]];
     queue::apply_attempt(r, replies[k], j.submitted, now, seed, options_.retry);
-    metrics_.recipient_result(r.state);
+    metrics_.recipient_result(r, j.ref, j.submitted, now_ms);
     switch (r.state) {
       case job::RecipientState::kDelivered:
         spdlog::info("job {} {} delivered: {} {}", j.ref, r.address, r.smtp_code, r.smtp_reply);

@@ -93,8 +93,7 @@ void Gateway::outcome_committed(const store::JobUpdate& u) {
   });
 }
 
-nlohmann::json Gateway::queue_stats() const {
-  std::int64_t now = clock_.now_ms();
+Metrics::Figures Gateway::figures(std::int64_t now) const {
   Metrics::Figures f;
   try {
     if (auto oldest = store_->oldest_queued_submitted())
@@ -104,7 +103,17 @@ nlohmann::json Gateway::queue_stats() const {
   f.in_flight = dispatcher_ ? static_cast<std::int64_t>(dispatcher_->in_flight()) : 0;
   f.workers = config_.threads;
   f.workers_busy = workers_ ? workers_->busy() : 0;
-  return metrics_.queue_json(f, now);
+  return f;
+}
+
+nlohmann::json Gateway::queue_stats() const {
+  std::int64_t now = clock_.now_ms();
+  return metrics_.queue_json(figures(now), now);
+}
+
+std::string Gateway::metrics_text() const {
+  std::int64_t now = clock_.now_ms();
+  return metrics_.prometheus_text(figures(now), now);
 }
 
 bool Gateway::stop(std::chrono::milliseconds grace) {

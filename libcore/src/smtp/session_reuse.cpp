@@ -4,6 +4,8 @@
 
 #include <algorithm>
 
+#include "websmtp/common/metrics.hpp"
+
 namespace websmtp::smtp {
 
 BeforeUse before_use(SessionState s) {
@@ -49,6 +51,7 @@ Delivered deliver_reusing_detailed(Session& session, const SessionKey& key, cons
         reused = true;
         break;
     }
+    if (status) metrics::smtp_session_used(reused);
     if (status) {
       out.tls = session.tls();  // before send: a 421 closes the session
       status = session.send(env, message, replies);

@@ -6,6 +6,7 @@
 #include <limits>
 #include <unordered_map>
 
+#include "websmtp/common/metrics.hpp"
 #include "websmtp/common/thread.hpp"
 
 namespace websmtp::store {
@@ -201,6 +202,7 @@ bool WriteBatcher::commit_round(std::vector<PendingInsert>& inserts, std::vector
   Commit c{insert_ptrs_, batch_sizes_, updates, options_.owner, clock_.now_ms() + options_.lease_ms};
   std::string error;
   try {
+    metrics::ScopedTimer timed(metrics::process().store_commit_seconds);
     store_.commit(c);
   } catch (const std::exception& e) {
     error = e.what();

@@ -49,9 +49,13 @@ class Gateway {
   LongPollRegistry& longpolls() { return longpolls_; }
 
   nlohmann::json queue_stats() const;
+  // GET /metrics: the Prometheus text format.
+  std::string metrics_text() const;
+  Metrics& metrics() { return metrics_; }
 
  private:
   void outcome_committed(const store::JobUpdate& u);
+  Metrics::Figures figures(std::int64_t now_ms) const;
 
   config::Config config_;
   std::unique_ptr<store::Store> store_;
