@@ -12,7 +12,7 @@ import subprocess
 import tempfile
 import unittest
 
-from harness import WEBSMTPCTL, IntegrationTestCase, clean_env, closed_port_socket, require_binary
+from harness import WEBSMTPCTL, IntegrationTestCase, clean_env, closed_port_socket, mail, require_binary
 from dns_server import DnsServer
 
 CLI_TIMEOUT = 90
@@ -234,6 +234,20 @@ class DomainCheckTest(IntegrationTestCase):
         self.assertEqual(rc, 0, doc)
         self.assertGreater(dns6.count("good.example", "TXT"), 0)
         self.assertEqual(self.dns.count("good.example", "TXT"), 0)
+
+    def test_an_ipv6_dns_server_routes_mx_delivery_too(self):
+        try:
+            dns6 = DnsServer({"example.net": {"MX": [(10, "mx.example.net")]},
+                              "mx.example.net": {"A": ["127.0.0.1"]}}, host="::1")
+        except OSError as e:
+            self.skipTest("no IPv6 loopback: %s" % e)
+        self.addCleanup(dns6.stop)
+        peer = self.start_peer()
+        daemon = self.daemon_for(dns6, DELIVERY="mx", SMTP_PORT=peer.port, MX_TLS="none")
+        doc = daemon.wait_completed(daemon.submit(mail(to=["bob@example.net"])))
+        [r] = doc["recipients"]
+        self.assertEqual((r["state"], r["host"]), ("delivered", "mx.example.net"), r)
+        self.assertEqual(dns6.count("example.net", "MX"), 1)
 
     def test_without_outbound_ip_the_route_to_the_relay_decides(self):
         relay = closed_port_socket()  # never connected to: only the route is looked at

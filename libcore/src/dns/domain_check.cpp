@@ -92,6 +92,8 @@ json spf_part(smtp::DnsClient& dns, const std::string& domain, const DomainCheck
   j["lookups"] = check.dns_lookups;
   if (!check.matched.empty()) j["matched"] = check.matched;
   std::string details = check.detail;
+  if (!o.outbound_ip.empty() && check.result != SpfResult::kPass && valid)
+    details = o.outbound_ip + " is not allowed to send for " + domain + ": " + details;
   if (o.outbound_ip.empty())
     details = "the outbound address is unknown (no route; set OUTBOUND_IP): " + details;
   else if (is_private_ip(o.outbound_ip))

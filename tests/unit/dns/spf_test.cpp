@@ -185,8 +185,9 @@ TEST(Spf, TenLookupsAreAllowed) {
   FakeDns dns;
   std::string record = "v=spf1";
   for (int i = 0; i < 9; ++i) {
-    std::string name = "h" + std::to_string(i) + ".example.org";
-    dns.a(name, {"203.0.113." + std::to_string(i)});
+    std::string n = std::to_string(i);
+    std::string name = std::string("h").append(n).append(".example.org");
+    dns.a(name, {std::string("203.0.113.").append(n)});
     record += " a:" + name;
   }
   dns.a("last.example.org", {"192.0.2.1"});
@@ -272,7 +273,7 @@ TEST(Spf, UnknownModifiersAreIgnored) {
 TEST(Spf, MxWithMoreThanTenHostsIsPermError) {
   FakeDns dns;
   std::vector<smtp::MxRecord> many;
-  for (int i = 0; i < 11; ++i) many.push_back({i, "mx" + std::to_string(i) + ".example.org"});
+  for (int i = 0; i < 11; ++i) many.push_back({i, std::string("mx").append(std::to_string(i)).append(".example.org")});
   dns.mx("example.org", many);
   dns.txt("example.org", {"v=spf1 mx -all"});
   EXPECT_EQ(check(dns, "192.0.2.1").result, SpfResult::kPermError);
