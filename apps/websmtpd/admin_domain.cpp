@@ -3,6 +3,7 @@
 #include <spdlog/spdlog.h>
 
 #include <atomic>
+#include <charconv>
 #include <memory>
 #include <thread>
 
@@ -23,6 +24,22 @@ struct DomainCheckState {
   config::Config config;
   std::atomic<int> running{0};
 };
+
+// The path segment as sent: websmtpctl percent-encodes it (an IDN's UTF-8 bytes, say).
+std::string unescaped(std::string_view s) {
+  std::string out;
+  for (std::size_t i = 0; i < s.size(); ++i) {
+    unsigned byte = 0;
+    const char* hex = s.data() + i + 1;
+    if (s[i] == '%' && i + 2 < s.size() && std::from_chars(hex, hex + 2, byte, 16).ptr == hex + 2) {
+      out += static_cast<char>(byte);
+      i += 2;
+    } else {
+      out += s[i];
+    }
+  }
+  return out;
+}
 
 const char* algorithm_tag(message::dkim::Algorithm a) {
   return a == message::dkim::Algorithm::kEd25519Sha256 ? "ed25519" : "rsa";
@@ -52,12 +69,12 @@ void add_domain_check_route(http::Router& router, service::Gateway& gateway) {
     std::string_view param = ctx.param;
     if (param.size() <= kSuffix.size() || param.substr(param.size() - kSuffix.size()) != kSuffix)
       return ctx.answer(Error{ErrorKind::kNotFound, "not_found", "no such route: use /admin/domains/DOMAIN/check", ""});
-    std::string_view raw = param.substr(0, param.size() - kSuffix.size());
+    std::string raw = unescaped(param.substr(0, param.size() - kSuffix.size()));
     auto domain = smtp::to_ascii_domain(raw);
     if (domain && !domain->empty() && domain->back() == '.') domain->pop_back();
     if (!domain || !dns::is_checkable_domain(*domain))
       return ctx.answer(Error{ErrorKind::kInvalid, "invalid_domain",
-                              "'" + std::string(raw.substr(0, 256)) + "' is not a domain name like example.org",
+                              "'" + raw.substr(0, 256) + "' is not a domain name like example.org",
                               "domain"});
     if (state->running.fetch_add(1) >= kMaxConcurrentChecks) {
       state->running.fetch_sub(1);

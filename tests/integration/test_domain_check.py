@@ -213,6 +213,9 @@ class DomainCheckTest(IntegrationTestCase):
         rc, _, err = self.check(daemon, "a..b")
         self.assertEqual(rc, 1, err)
         self.assertIn("domain", err)
+        # An internationalised domain is checked as its A-label.
+        rc, out, _ = self.check(daemon, "bücher.example", "--json")
+        self.assertEqual((rc, json.loads(out)["domain"]), (1, "xn--bcher-kva.example"))
 
     def test_usage_and_unreachable_exit_codes(self):
         self.assertEqual(ctl("domain", "check")[0], 2)
