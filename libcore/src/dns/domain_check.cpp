@@ -112,7 +112,9 @@ json spf_part(smtp::DnsClient& dns, const std::string& domain, const DomainCheck
               quoted_txt(domain, "v=spf1 " + own + " -all");
   } else if (check.result == SpfResult::kPermError) {
     publish = "a record without errors, e.g. " + quoted_txt(domain, "v=spf1 " + own + " -all");
-  } else if (check.result != SpfResult::kPass && !o.outbound_ip.empty()) {
+  } else if ((check.result == SpfResult::kFail || check.result == SpfResult::kSoftFail ||
+              check.result == SpfResult::kNeutral) &&
+             !o.outbound_ip.empty()) {
     std::string rest = trim(std::string_view(records.front()).substr(6));
     publish = quoted_txt(domain, "v=spf1 " + own + (rest.empty() ? " -all" : " " + rest));
   }
