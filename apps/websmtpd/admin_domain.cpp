@@ -74,8 +74,7 @@ void add_domain_check_route(http::Router& router, service::Gateway& gateway) {
     if (domain && !domain->empty() && domain->back() == '.') domain->pop_back();
     if (!domain || !dns::is_checkable_domain(*domain))
       return ctx.answer(Error{ErrorKind::kInvalid, "invalid_domain",
-                              "'" + raw.substr(0, 256) + "' is not a domain name like example.org",
-                              "domain"});
+                              "'" + raw.substr(0, 256) + "' is not a domain name like example.org", "domain"});
     if (state->running.fetch_add(1) >= kMaxConcurrentChecks) {
       state->running.fetch_sub(1);
       Error busy{ErrorKind::kUnavailable, "busy", "other domain checks are running; retry in a few seconds", ""};
@@ -93,7 +92,8 @@ void add_domain_check_route(http::Router& router, service::Gateway& gateway) {
       http::Response r;
       try {
         outbound(state->config, options);
-        r.body = dns::check_domain(*state->dns, d, options).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+        r.body =
+            dns::check_domain(*state->dns, d, options).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
       } catch (const std::exception& e) {
         spdlog::error("domain check of {}: {}", d, e.what());
         r = http::error_response(Error{ErrorKind::kInternal, "internal", "the domain check failed", ""});

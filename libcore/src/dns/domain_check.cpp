@@ -44,9 +44,7 @@ void append_joined(std::string& out, std::string_view sep, std::string_view piec
 
 bool temporary(const DnsAnswer& a) { return a.status == DnsStatus::kTempFail || a.status == DnsStatus::kError; }
 
-std::string quoted_txt(const std::string& name, const std::string& value) {
-  return name + ". TXT \"" + value + "\"";
-}
+std::string quoted_txt(const std::string& name, const std::string& value) { return name + ". TXT \"" + value + "\""; }
 
 bool is_private_ip(const std::string& ip) {
   in_addr v4{};
@@ -187,8 +185,7 @@ json dkim_selector(smtp::DnsClient& dns, const std::string& domain, const HeldDk
   return j;
 }
 
-json dkim_part(smtp::DnsClient& dns, const std::string& domain, const DomainCheckOptions& o, bool& ok,
-               bool& signs) {
+json dkim_part(smtp::DnsClient& dns, const std::string& domain, const DomainCheckOptions& o, bool& ok, bool& signs) {
   json j;
   json selectors = json::array();
   ok = true;
@@ -229,14 +226,28 @@ json dkim_part(smtp::DnsClient& dns, const std::string& domain, const DomainChec
 // ---- DMARC --------------------------------------------------------------------------------
 
 json dmarc_part(smtp::DnsClient& dns, const std::string& domain, bool aligned_pass, bool& ok) {
-  std::string name = "_dmarc." + domain;
-  std::string suggestion = quoted_txt(name, "v=DMARC1; p=none; rua=mailto:postmaster@" + domain);
-  json j{{"name", name}};
+  const std::string own = "_dmarc." + domain;
+  std::string suggestion = quoted_txt(own, "v=DMARC1; p=none; rua=mailto:postmaster@" + domain);
   ok = false;
-  DnsAnswer a = dns.query(name, DnsType::kTxt);
+  // Without a record of its own a domain falls under its organizational domain's (RFC 7489
+  // 6.6.3). Without a public suffix list, walk up the tree as DMARCbis does, stopping above
+  // the top-level domain; a record found there applies its sp= (else p=) to the subdomain.
+  std::string name = own;
+  std::string at = domain;
+  DnsAnswer a;
   std::vector<std::string> records;
-  for (const auto& t : a.txt)
-    if (istarts_with(trim(t), "v=DMARC1")) records.push_back(t);
+  for (int step = 0; step < 8; ++step) {
+    name = "_dmarc." + at;
+    a = dns.query(name, DnsType::kTxt);
+    for (const auto& t : a.txt)
+      if (istarts_with(trim(t), "v=DMARC1")) records.push_back(t);
+    std::string parent = at.substr(at.find('.') + 1);
+    if (temporary(a) || !records.empty() || parent.find('.') == std::string::npos) break;
+    at = parent;
+  }
+  const bool inherited = !records.empty() && at != domain;
+  if (records.empty()) name = own;
+  json j{{"name", name}, {"inherited", inherited}};
   auto fail = [&](bool found, const std::string& details) {
     j["found"] = found;
     j["valid"] = false;
@@ -249,18 +260,19 @@ json dmarc_part(smtp::DnsClient& dns, const std::string& domain, bool aligned_pa
   if (temporary(a)) return fail(false, "TXT lookup of " + name + " failed: " + a.detail);
   if (records.empty())
     return fail(false, "no v=DMARC1 record at " + name +
+                           (domain.find('.') != domain.rfind('.') ? " nor its parents" : "") +
                            ": large receivers refuse or junk bulk mail from domains without DMARC");
   if (records.size() > 1)
     return fail(true, std::to_string(records.size()) + " v=DMARC1 records at " + name + "; there must be one");
   auto tags = parse_tag_list(records.front());
   if (!tags || tags->empty() || (*tags)[0].first != "v" || (*tags)[0].second != "DMARC1")
     return fail(true, "the record must be a tag=value list starting with v=DMARC1");
-  std::string policy;
+  std::string policy, subdomain_policy;
   for (const auto& [tag, value] : *tags) {
     if (tag == "p" || tag == "sp") {
       if (value != "none" && value != "quarantine" && value != "reject")
         return fail(true, tag + "=" + value + " is not none, quarantine or reject");
-      if (tag == "p") policy = value;
+      (tag == "p" ? policy : subdomain_policy) = value;
     } else if ((tag == "adkim" || tag == "aspf") && value != "r" && value != "s") {
       return fail(true, tag + "=" + value + " is not r or s");
     } else if (tag == "pct") {
@@ -270,17 +282,17 @@ json dmarc_part(smtp::DnsClient& dns, const std::string& domain, bool aligned_pa
     }
   }
   if (policy.empty()) return fail(true, "the record has no p= (none, quarantine or reject)");
+  if (inherited && !subdomain_policy.empty()) policy = subdomain_policy;
   j["found"] = true;
   j["valid"] = true;
   j["policy"] = policy;
   // websmtpd sends with the From address as MAIL FROM, so an SPF pass for the domain is aligned.
   j["result"] = aligned_pass ? "pass" : "fail";
   ok = aligned_pass || policy == "none";
-  j["details"] = aligned_pass ? "p=" + policy + "; SPF or DKIM passes aligned with " + domain
-                 : policy == "none"
-                     ? "p=none: neither SPF nor DKIM passes aligned, receivers are only asked to report"
-                     : "p=" + policy + " but neither SPF nor DKIM passes aligned: receivers will " + policy +
-                           " the mail";
+  j["details"] = aligned_pass       ? "p=" + policy + "; SPF or DKIM passes aligned with " + domain
+                 : policy == "none" ? "p=none: neither SPF nor DKIM passes aligned, receivers are only asked to report"
+                                    : "p=" + policy + " but neither SPF nor DKIM passes aligned: receivers will " +
+                                          policy + " the mail";
   j["publish"] = nullptr;
   return j;
 }

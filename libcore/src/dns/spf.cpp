@@ -186,6 +186,22 @@ bool valid_domain(std::string_view d) {
   return !std::all_of(top.begin(), top.end(), [](char c) { return c >= '0' && c <= '9'; });
 }
 
+// A name to look up after macro expansion: labels of 1 to 63 bytes, 253 in all. Macros may
+// put any visible character in a label (%{s} holds the sender's '+' and '@'); DNS allows it.
+bool is_lookup_name(std::string_view s) {
+  if (s.empty() || s.size() > 253) return false;
+  std::size_t label = 0;
+  for (char c : s) {
+    if (c == '.') {
+      if (label == 0) return false;
+      label = 0;
+    } else if (c < 0x21 || c > 0x7e || c == '\\' || ++label > 63) {
+      return false;
+    }
+  }
+  return label > 0;
+}
+
 struct Outcome {
   SpfResult result = SpfResult::kNeutral;
   std::string matched;
@@ -460,8 +476,7 @@ class Evaluator {
       }
       parts.push_back(part);
       if (reverse) std::reverse(parts.begin(), parts.end());
-      if (keep > 0 && static_cast<std::size_t>(keep) < parts.size())
-        parts.erase(parts.begin(), parts.end() - keep);
+      if (keep > 0 && static_cast<std::size_t>(keep) < parts.size()) parts.erase(parts.begin(), parts.end() - keep);
       std::string joined;
       for (std::size_t k = 0; k < parts.size(); ++k) {
         if (k) joined += '.';
@@ -487,7 +502,7 @@ class Evaluator {
     while (!out.empty() && out.back() == '.') out.pop_back();
     // Over 253 bytes: left-hand labels go until it fits (RFC 7208 4.8).
     while (out.size() > 253 && out.find('.') != std::string::npos) out.erase(0, out.find('.') + 1);
-    if (!is_dns_name(out)) return "'" + spec + "' does not give a domain name ('" + out + "')";
+    if (!is_lookup_name(out)) return "'" + spec + "' does not give a domain name ('" + out + "')";
     return std::nullopt;
   }
 

@@ -140,8 +140,7 @@ class SystemDnsClient final : public DnsClient {
   explicit SystemDnsClient(const std::string& server) {
     if (server.empty()) return;
     auto parsed = parse_dns_server(server);
-    if (!parsed)
-      throw std::invalid_argument("'" + server + "' is not an IPv4 or IPv6 address with an optional :port");
+    if (!parsed) throw std::invalid_argument("'" + server + "' is not an IPv4 or IPv6 address with an optional :port");
     family_ = parsed->family;
     if (family_ == AF_INET) {
       server4_.sin_family = AF_INET;

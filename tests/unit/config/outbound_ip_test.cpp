@@ -8,20 +8,24 @@ using namespace websmtp::config;
 namespace {
 std::string key_refused(const std::string& key, const std::string& value) {
   try {
-    load([&](const std::string& k) -> std::optional<std::string> {
-      if (k == key) return value;
-      return std::nullopt;
-    }, {});
+    load(
+        [&](const std::string& k) -> std::optional<std::string> {
+          if (k == key) return value;
+          return std::nullopt;
+        },
+        {});
   } catch (const ConfigError& e) {
     return e.key;
   }
   return "";
 }
 Config with(const std::string& key, const std::string& value) {
-  return load([&](const std::string& k) -> std::optional<std::string> {
-    if (k == key) return value;
-    return std::nullopt;
-  }, {});
+  return load(
+      [&](const std::string& k) -> std::optional<std::string> {
+        if (k == key) return value;
+        return std::nullopt;
+      },
+      {});
 }
 }  // namespace
 

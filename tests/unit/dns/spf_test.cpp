@@ -300,7 +300,9 @@ TEST(DnsServerAddress, AcceptsIpv4AndIpv6WithOrWithoutPort) {
 TEST(TxtRecords, MultipleStringsAreJoined) {
   // A response with one TXT record of two strings ("v=spf1 " and "-all").
   std::vector<unsigned char> m = {0x12, 0x34, 0x81, 0x80, 0, 1, 0, 1, 0, 0, 0, 0};
-  for (unsigned char c : std::string("\x07" "example\x03org")) m.push_back(c);
+  for (unsigned char c : std::string("\x07"
+                                     "example\x03org"))
+    m.push_back(c);
   m.insert(m.end(), {0, 0, 16, 0, 1});
   m.insert(m.end(), {0xC0, 0x0C, 0, 16, 0, 1, 0, 0, 1, 0, 0, 13});
   m.push_back(7);
@@ -418,4 +420,42 @@ TEST(DomainCheck, CheckableDomains) {
 
 TEST(DomainCheck, OutboundAddressTowardsLoopbackIsLoopback) {
   EXPECT_EQ(outbound_address("127.0.0.1", 25).value_or(""), "127.0.0.1");
+}
+
+TEST(DomainCheck, ASubdomainFallsUnderItsParentsDmarcRecord) {
+  FakeDns dns;
+  dns.txt("news.example.org", {"v=spf1 ip4:192.0.2.10 -all"});
+  dns.mx("news.example.org", {{10, "mx.example.org"}});
+  dns.txt("_dmarc.example.org", {"v=DMARC1; p=reject; sp=quarantine"});
+  auto o = options();
+  o.dkim_keys.clear();
+  auto r = check_domain(dns, "news.example.org", o);
+  EXPECT_TRUE(r["ok"].get<bool>()) << r.dump(2);
+  EXPECT_EQ(r["dmarc"]["name"], "_dmarc.example.org");
+  EXPECT_TRUE(r["dmarc"]["inherited"].get<bool>());
+  EXPECT_EQ(r["dmarc"]["policy"], "quarantine");  // sp= applies to subdomains
+  // The walk stops above the top-level domain: _dmarc.org is never asked.
+  dns.txt("_dmarc.org", {"v=DMARC1; p=none"});
+  dns.txt("_dmarc.example.org", {"unrelated"});
+  r = check_domain(dns, "news.example.org", o);
+  EXPECT_FALSE(r["dmarc"]["found"].get<bool>());
+  EXPECT_EQ(r["dmarc"]["name"], "_dmarc.news.example.org");
+}
+
+TEST(Spf, MacroLettersTransformersAndEscapes) {
+  FakeDns dns;
+  dns.txt("example.org", {"v=spf1 exists:%{l}.%{o}.%{h}.%{d2}.x.example.org -all"});
+  dns.a("postmaster.example.org.gw.example.org.example.org.x.example.org", {"127.0.0.2"});
+  EXPECT_EQ(check(dns, "192.0.2.1").result, SpfResult::kPass);
+
+  dns.txt("b.example", {"v=spf1 exists:%{L}.%{l1+}.%{s}.b.example -all"});
+  dns.a("first%2Blast.last.first+last@example.b.example", {"127.0.0.2"});
+  auto r = check_spf(dns, SpfRequest{"192.0.2.1", "b.example", "first+last@example", ""});
+  EXPECT_EQ(r.result, SpfResult::kPass) << r.detail;
+
+  dns.txt("c.example", {"v=spf1 exists:%%a%-.c.example -all"});  // "%%" is "%", "%-" is "%20"
+  dns.a("%a%20.c.example", {"127.0.0.2"});
+  EXPECT_EQ(check(dns, "192.0.2.1", "c.example").result, SpfResult::kPass);
+  dns.txt("d.example", {"v=spf1 exists:a%_b.d.example -all"});  // "%_" is a space: not in a name
+  EXPECT_EQ(check(dns, "192.0.2.1", "d.example").result, SpfResult::kPermError);
 }
