@@ -5,6 +5,7 @@
 #include <atomic>
 #include <charconv>
 #include <memory>
+#include <system_error>
 #include <thread>
 
 #include "http/error_status.hpp"
@@ -88,7 +89,8 @@ void add_domain_check_route(http::Router& router, service::Gateway& gateway) {
       for (const auto& k : *keys)
         options.dkim_keys.push_back(
             {k.selector, algorithm_tag(k.key.algorithm()), k.key.public_key_base64(), k.key.dns_record()});
-    std::thread([state, ex = std::move(ctx.exchange), d = *domain, options = std::move(options)]() mutable {
+    auto ex = std::make_shared<http::Exchange>(std::move(ctx.exchange));
+    auto check = [state, ex, d = *domain, options = std::move(options)]() mutable {
       http::Response r;
       try {
         outbound(state->config, options);
@@ -98,9 +100,16 @@ void add_domain_check_route(http::Router& router, service::Gateway& gateway) {
         spdlog::error("domain check of {}: {}", d, e.what());
         r = http::error_response(Error{ErrorKind::kInternal, "internal", "the domain check failed", ""});
       }
-      ex.send(std::move(r));
+      ex->send(std::move(r));
       state->running.fetch_sub(1);
-    }).detach();
+    };
+    try {
+      std::thread(std::move(check)).detach();
+    } catch (const std::system_error& e) {  // no thread to be had: the check is not run
+      state->running.fetch_sub(1);
+      spdlog::error("domain check of {}: {}", *domain, e.what());
+      ex->send(http::error_response(Error{ErrorKind::kUnavailable, "busy", "cannot start the check now; retry", ""}));
+    }
   });
 }
 

@@ -206,7 +206,8 @@ class DomainCheckTest(IntegrationTestCase):
 
     def test_the_admin_route_refuses_a_malformed_domain(self):
         daemon = self.daemon_for(self.dns)
-        for bad in ("not_a_domain", "localhost", "a..b", "-x.example", "x" * 300 + ".example"):
+        for bad in ("not_a_domain", "localhost", "a..b", "-x.example", "x" * 300 + ".example", "%FF%0A.example",
+                    "a%00b.example", "%"):
             r = daemon.request("GET", "/admin/domains/%s/check" % bad, admin=True)
             self.assertJsonError(r, 400, "invalid_domain", "domain")
         self.assertEqual(daemon.request("GET", "/admin/domains/good.example/other", admin=True).status, 404)
