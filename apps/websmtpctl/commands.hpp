@@ -85,4 +85,12 @@ struct DkimOptions {
 Subcommand setup_dkim(CLI::App& app, const GlobalOptions& global);
 int run_dkim_keygen(const DkimOptions& options);
 
+struct DomainOptions {
+  const GlobalOptions* global = nullptr;
+  std::string domain;
+};
+// `domain check DOMAIN`: the sending-domain check of the admin API; exit 1 when mail would fail.
+Subcommand setup_domain(CLI::App& app, const GlobalOptions& global);
+int run_domain_check(const DomainOptions& options);
+
 }  // namespace websmtp::ctl

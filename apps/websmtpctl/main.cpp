@@ -30,6 +30,7 @@ int main(int argc, char** argv) {
       setup_status(app, global),
       setup_queue(app, global),
       setup_dkim(app, global),
+      setup_domain(app, global),
   };
   for (auto& c : setup_keys(app, global)) commands.push_back(std::move(c));
 

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <memory>
 
+#include "admin_domain.hpp"
 #include "http/error_status.hpp"
 #include "metrics_api.hpp"
 #include "websmtp/common/text.hpp"
@@ -325,6 +326,7 @@ void build_admin_api(http::Router& router, service::Gateway& gateway) {
     resp.content_type = {};
     ctx.answer(std::move(resp));
   });
+  add_domain_check_route(router, gateway);  // GET /admin/domains/:domain/check
 }
 
 }  // namespace websmtp::daemon

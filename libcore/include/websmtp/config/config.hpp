@@ -81,12 +81,14 @@ struct Config {
   std::string admin_host = "127.0.0.1";  // the admin listener's address
   std::string admin_token;               // when set, required as "Authorization: Bearer" on the admin API
   // Direct delivery (DELIVERY=mx).
-  std::string dns_server;  // "ip[:port]"; empty: /etc/resolv.conf
+  std::string dns_server;  // "ip[:port]" or "[v6]:port"; empty: /etc/resolv.conf
   smtp::MxTls mx_tls = smtp::MxTls::kOpportunistic;
   std::string smtp_ca_file;  // extra trusted CAs (PEM), relay and MX
   int mx_max_per_host = 4;   // sessions to one MX host at a time
   int mx_pool_size = 32;     // idle sessions kept in all
   std::int64_t mx_idle_timeout_s = 30;
+  // Sending-domain check (issue 8).
+  std::string outbound_ip;  // the address receivers see mail come from (SPF); empty: found by route
 };
 
 struct ConfigError : std::runtime_error {

@@ -47,6 +47,8 @@ class Gateway {
   Access& access() { return *access_; }
   StatusService& statuses() { return status_; }
   LongPollRegistry& longpolls() { return longpolls_; }
+  const config::Config& config() const { return config_; }
+  const message::dkim::Signer& dkim() const { return dkim_; }  // the keys, loaded by start()
 
   nlohmann::json queue_stats() const;
   // GET /metrics: the Prometheus text format.
