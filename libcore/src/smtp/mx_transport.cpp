@@ -165,7 +165,7 @@ class MxTransport final : public Transport {
           why = host + ": too many sessions to " + address + " in use";
           continue;
         }
-        Delivered& d = *tried;
+        Tried& d = *tried;
         // The transaction's outcome is that of the recipients it held, not of those failed unsent.
         auto sent = std::find_if(d.replies.begin(), d.replies.end(), [](const Reply& r) { return !r.permanent; });
         TryOutcome t{d.failed, d.failed_in, d.refused_at_mail, sent == d.replies.end() ? 0 : sent->code};
