@@ -274,7 +274,7 @@ def main():
                 res = run_mode(mode, a, work, r)
                 res.update(run=run_id, phase="mx", time=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                            host=socket.gethostname(), cpus=os.cpu_count())
-                print("   " + json.dumps({k: res[k] for k in ("jobs_per_s", "elapsed_s", "sessions_opened",
+                print("   " + json.dumps({k: res[k] for k in ("jobs_per_s", "elapsed_s", "submit_s", "sessions_opened",
                                                                "messages_at_sinks", "cpu_s", "load_before")}),
                       file=sys.stderr)
                 results.append(res)

@@ -49,6 +49,20 @@ class MxPeers:
         e.update(env)
         return self.start_daemon(**e)
 
+    def check_preferred_mx_takes_the_domain(self, daemon, mx1, mx2):
+        """example.net has MX 10 mx1.example.net (peer mx1) and MX 20 mx2.example.net (mx2): its
+        three recipients go to mx1 in one transaction."""
+        test_id = new_test_id()
+        ref = daemon.submit(mail(to=["bob@example.net", "carol@EXAMPLE.net"], cc=["dave@example.net"],
+                                 test_id=test_id))
+        doc = daemon.wait_completed(ref)
+        for r in doc["recipients"]:
+            self.assertEqual((r["state"], r["smtp_code"], r["host"], r["tls"]),
+                             ("delivered", 250, "mx1.example.net", False), r)
+        [m] = [m for m in mx1.wait_for_messages(1) if test_id_of(m) == test_id]
+        self.assertEqual(sorted(m["rcpt_tos"]), ["bob@example.net", "carol@example.net", "dave@example.net"])
+        self.assertEqual(mx2.messages(), [])
+
     def first_attempt(self, daemon, ref):
         return daemon.wait_status(ref, lambda d: all(r["attempts"] >= 1 for r in d["recipients"]),
                                   what="a first attempt for everyone")
@@ -68,17 +82,7 @@ class MxDeliveryTest(MxPeers, IntegrationTestCase):
             "mx1.example.net": {"A": ["127.0.0.2"]},
             "mx2.example.net": {"A": ["127.0.0.3"]},
         })
-        daemon = self.mx_daemon(dns, port)
-        test_id = new_test_id()
-        ref = daemon.submit(mail(to=["bob@example.net", "carol@EXAMPLE.net"], cc=["dave@example.net"],
-                                 test_id=test_id))
-        doc = daemon.wait_completed(ref)
-        for r in doc["recipients"]:
-            self.assertEqual((r["state"], r["smtp_code"], r["host"], r["tls"]),
-                             ("delivered", 250, "mx1.example.net", False), r)
-        [m] = [m for m in mx1.wait_for_messages(1) if test_id_of(m) == test_id]
-        self.assertEqual(sorted(m["rcpt_tos"]), ["bob@example.net", "carol@example.net", "dave@example.net"])
-        self.assertEqual(mx2.messages(), [])
+        self.check_preferred_mx_takes_the_domain(self.mx_daemon(dns, port), mx1, mx2)
 
     def test_next_mx_when_the_preferred_is_down_or_defers(self):
         port, (mx_defer, mx_ok) = self.start_peers("127.0.0.2", "127.0.0.3")
@@ -190,12 +194,17 @@ class MxDeliveryTest(MxPeers, IntegrationTestCase):
         self.assertIn("SMTPUTF8", m["mail_options"])  # with BODY=8BITMIME: the From header holds UTF-8
         self.assertEqual(ascii_peer.messages(), [])
 
-    def test_opportunistic_starttls_that_fails_is_retried_in_plaintext(self):
+    def starttls_faults(self, mx_tls):
+        """refuses.example answers STARTTLS 454, breaks.example breaks the handshake; one job to
+        a@refuses.example and b@breaks.example under MX_TLS=mx_tls: (daemon, ref, refuses, breaks)."""
         port, (refuses, breaks) = self.start_peers(("127.0.0.2", {"fault": "starttls-454"}),
                                                    ("127.0.0.3", {"fault": "starttls-broken"}))
         dns = self.dns({"refuses.example": {"A": ["127.0.0.2"]}, "breaks.example": {"A": ["127.0.0.3"]}})
-        daemon = self.mx_daemon(dns, port, MX_TLS="opportunistic")
-        ref = daemon.submit(mail(to=["a@refuses.example", "b@breaks.example"]))
+        daemon = self.mx_daemon(dns, port, MX_TLS=mx_tls)
+        return daemon, daemon.submit(mail(to=["a@refuses.example", "b@breaks.example"])), refuses, breaks
+
+    def test_opportunistic_starttls_that_fails_is_retried_in_plaintext(self):
+        daemon, ref, refuses, breaks = self.starttls_faults("opportunistic")
         doc = daemon.wait_completed(ref)
         r = by_address(doc)
         for address, peer in (("a@refuses.example", refuses), ("b@breaks.example", breaks)):
@@ -206,11 +215,7 @@ class MxDeliveryTest(MxPeers, IntegrationTestCase):
         self.assertEqual(daemon.log_text().count("retrying in plaintext"), 2)
 
     def test_require_tls_never_falls_back_to_plaintext(self):
-        port, (refuses, breaks) = self.start_peers(("127.0.0.2", {"fault": "starttls-454"}),
-                                                   ("127.0.0.3", {"fault": "starttls-broken"}))
-        dns = self.dns({"refuses.example": {"A": ["127.0.0.2"]}, "breaks.example": {"A": ["127.0.0.3"]}})
-        daemon = self.mx_daemon(dns, port, MX_TLS="require")
-        ref = daemon.submit(mail(to=["a@refuses.example", "b@breaks.example"]))
+        daemon, ref, refuses, breaks = self.starttls_faults("require")
         doc = self.first_attempt(daemon, ref)
         for rcpt in doc["recipients"]:
             self.assertEqual(rcpt["state"], "deferred", rcpt)
