@@ -181,8 +181,7 @@ class MxTransport final : public Transport {
           }
         }
         if (!try_next_mx(t)) {
-          spdlog::debug("mx {}: {} [{}] answered over a {} session", *ascii, host, address,
-                        d.kept ? "kept" : "new");
+          spdlog::debug("mx {}: {} [{}] answered over a {} session", *ascii, host, address, d.kept ? "kept" : "new");
           return std::move(d.replies);
         }
         spdlog::debug("mx {}: {} [{}] did not take the mail ({}); trying the next", *ascii, host, address,

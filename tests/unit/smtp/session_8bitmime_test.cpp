@@ -244,8 +244,7 @@ TEST(MailFromCommand, Smtputf8OnlyWhenTheTransactionNeedsItAndThePeerOffersIt) {
             "MAIL FROM:<a@b.cc> SMTPUTF8");
   EXPECT_EQ(mail_from_command("a@b.cc", kUtf8Header, offering({"8BITMIME", "SMTPUTF8"}), true),
             "MAIL FROM:<a@b.cc> BODY=8BITMIME SMTPUTF8");
-  EXPECT_EQ(mail_from_command("a@b.cc", kUtf8Header, offering({"SMTPUTF8"}), true),
-            "MAIL FROM:<a@b.cc> SMTPUTF8")
+  EXPECT_EQ(mail_from_command("a@b.cc", kUtf8Header, offering({"SMTPUTF8"}), true), "MAIL FROM:<a@b.cc> SMTPUTF8")
       << "a peer that offers SMTPUTF8 takes 8-bit data (RFC 6531 3.1)";
   EXPECT_EQ(mail_from_command("a@b.cc", kSevenBit, offering({"8BITMIME", "SMTPUTF8"}), false), "MAIL FROM:<a@b.cc>");
   EXPECT_EQ(mail_from_command("a@b.cc", kSevenBit, offering({"8BITMIME"}), true), "MAIL FROM:<a@b.cc>");
@@ -290,8 +289,8 @@ TEST(SessionSmtputf8, FailsOnlyTheUtf8RecipientUnsentWhenThePeerDoesNotOfferIt) 
 }
 
 TEST(SessionSmtputf8, AUtf8SenderFailsEveryRecipientUnsentWithoutSmtputf8) {
-  const Sent s = send_through({"8BITMIME"}, kSevenBit, {"bob@example.net", "carol@example.net"},
-                              "\xC3\xA9lise@example.org");
+  const Sent s =
+      send_through({"8BITMIME"}, kSevenBit, {"bob@example.net", "carol@example.net"}, "\xC3\xA9lise@example.org");
   ASSERT_TRUE(s.status) << s.status.error().reason;
   ASSERT_EQ(s.replies.size(), 2u);
   for (const auto& r : s.replies) EXPECT_EQ(r.reason, kSmtputf8Required);

@@ -104,11 +104,12 @@ class Session {
   // key.tls asks, AUTH when a user is set. Closes whatever was open before.
   Status open(const SessionKey& key);
   // One mail transaction (MAIL, RCPTs, DATA; pipelined when offered): `replies` gets the
-  // peer's answer for each recipient. A recipient with a UTF-8 address (or every recipient,
-  // when the sender has one) is not sent to a peer that does not offer SMTPUTF8: its reply is
-  // permanent with reason kSmtputf8Required, and the others go without it (RFC 6531 3.4). Success means the peer answered in order: kReady when
+  // peer's answer for each recipient. Success means the peer answered in order: kReady when
   // the message was accepted; still in a transaction state when the peer refused part-way;
   // kDisconnected when the peer said 421 (closing). A failure is a broken connection.
+  // A recipient with a UTF-8 address (every recipient, when the sender has one) is never sent
+  // to a peer that does not offer SMTPUTF8: its reply is permanent with reason
+  // kSmtputf8Required, and the others go without it (RFC 6531 3.4).
   Status send(const Envelope& env, std::string_view message, std::vector<Reply>& replies);
   // RSET: from a refused transaction back to kReady.
   Status reset();
