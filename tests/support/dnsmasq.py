@@ -17,8 +17,11 @@ resolv.conf, so it knows only what it is given:
 - `local`: domains answered from the above only (--local=/domain/): any other name in them is
   NXDOMAIN. A name outside every `local` domain is not answered usefully (no upstream).
 
-As root it would drop to the user "dnsmasq", which need not exist: it is told to stay the user
-and group that runs the test (--user, --group). It is stopped by its PID. `queries(name, type)`
+What it needs unprivileged (tried with dnsmasq 2.90 as user nobody): a port over 1023 (port 53
+gives "failed to create listening socket: Permission denied"), nothing else; in the foreground
+it writes no PID file. As root it would drop to the user "dnsmasq" (made by the Debian package,
+absent elsewhere) and write /run/dnsmasq.pid: it is told to stay the user and group that runs
+the test (--user, --group) and to write no PID file (--pid-file=). It is stopped by its PID. `queries(name, type)`
 counts the questions it logged (--log-queries into a file of its own).
 
 What dnsmasq cannot express (a null MX, SERVFAIL, no answer at all) stays with dns_server.py.
