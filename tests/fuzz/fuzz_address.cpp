@@ -24,6 +24,15 @@ bool printable_ascii(std::string_view s, bool tab = false) {
   return true;
 }
 
+// Valid UTF-8 without control characters: what a UTF-8 local part may hold (RFC 6531 3.3).
+bool printable_utf8(std::string_view s) {
+  for (char c : s) {
+    const auto u = static_cast<unsigned char>(c);
+    if (u < 0x20 || u == 0x7F) return false;
+  }
+  return is_valid_utf8(s);
+}
+
 // Each "=?UTF-8?B?...?=" word at most 75 characters (RFC 2047 2).
 void check_encoded_words(std::string_view s) {
   for (std::size_t at = s.find("=?UTF-8?B?"); at != std::string_view::npos; at = s.find("=?UTF-8?B?", at + 1)) {
@@ -78,7 +87,10 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   const bool valid = job::is_valid_address(text);
   if (valid) {
     FUZZ_CHECK(text.size() <= 254 && text.find('@') != std::string_view::npos, std::string(text));
-    FUZZ_CHECK(printable_ascii(text), std::string(text));
+    // The domain is ASCII; the local part printable ASCII or UTF-8 (RFC 6531).
+    const std::size_t at = text.rfind('@');
+    FUZZ_CHECK(printable_ascii(text.substr(at)), std::string(text));
+    FUZZ_CHECK(printable_utf8(text.substr(0, at)), std::string(text));
   }
 
   auto mb = job::parse_mailbox(text, "to[0]");
@@ -94,16 +106,18 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   FUZZ_CHECK(mb->display_name.size() <= 256, mb->display_name);
   if (valid) FUZZ_CHECK(mb->address.size() <= text.size(), mb->address);
 
-  // Written into a header: printable ASCII, encoded words well-formed, the address as given
+  // Written into a header: printable ASCII (but for a UTF-8 local part, which goes as given: an
+  // RFC 6532 header, sent only with SMTPUTF8), encoded words well-formed, the address as given
   // and the display name recoverable from what was written.
   const std::string formatted = message::format_mailbox(*mb);
-  FUZZ_CHECK(printable_ascii(formatted, true), formatted);
+  FUZZ_CHECK(printable_ascii(formatted, true) || !printable_ascii(mb->address), formatted);
   if (mb->display_name.empty()) {
     FUZZ_CHECK(formatted == mb->address, formatted);
   } else {
     const std::string tail = " <" + mb->address + ">";
     FUZZ_CHECK(formatted.size() > tail.size() && formatted.ends_with(tail), formatted);
     const std::string_view name(formatted.data(), formatted.size() - tail.size());
+    FUZZ_CHECK(printable_ascii(name, true), formatted);
     check_encoded_words(name);
     if (is_valid_utf8(mb->display_name)) FUZZ_CHECK(read_phrase(name) == mb->display_name, formatted);
   }

@@ -52,8 +52,30 @@ bool valid_domain(std::string_view d) {
   return true;
 }
 
+// Well-formed UTF-8 (RFC 3629: no overlong forms, no surrogates, nothing past U+10FFFF).
+bool valid_utf8(std::string_view s) {
+  for (std::size_t i = 0; i < s.size();) {
+    const auto c = static_cast<unsigned char>(s[i]);
+    if (c < 0x80) {
+      ++i;
+      continue;
+    }
+    const std::size_t n = c >= 0xC2 && c <= 0xDF ? 1 : c >= 0xE0 && c <= 0xEF ? 2 : c >= 0xF0 && c <= 0xF4 ? 3 : 0;
+    if (n == 0 || s.size() - i <= n) return false;  // not a lead byte, or cut short
+    const auto c1 = static_cast<unsigned char>(s[i + 1]);
+    if ((c == 0xE0 && c1 < 0xA0) || (c == 0xED && c1 > 0x9F) || (c == 0xF0 && c1 < 0x90) || (c == 0xF4 && c1 > 0x8F))
+      return false;  // overlong, a surrogate, or past U+10FFFF
+    for (std::size_t k = 1; k <= n; ++k)
+      if ((static_cast<unsigned char>(s[i + k]) & 0xC0) != 0x80) return false;
+    i += n + 1;
+  }
+  return true;
+}
+
+// A local part may hold UTF-8 (RFC 6531 3.3: atext and qtextSMTP gain UTF8-non-ascii); such a
+// recipient then needs a peer that offers SMTPUTF8 (the SMTP session decides, per peer).
 bool valid_local(std::string_view l) {
-  if (l.empty() || l.size() > 64) return false;
+  if (l.empty() || l.size() > 64 || !valid_utf8(l)) return false;
   if (l.front() == '"') {
     if (l.size() < 2 || l.back() != '"') return false;
     for (std::size_t i = 1; i + 1 < l.size(); ++i) {
@@ -64,12 +86,15 @@ bool valid_local(std::string_view l) {
         if (escaped < 32 || escaped > 126) return false;
         continue;
       }
-      if (c < 32 || c > 126 || c == '"') return false;
+      if (c < 32 || c == 127 || c == '"') return false;  // over 127: UTF-8, checked above
     }
     return true;
   }
   if (l.front() == '.' || l.back() == '.' || l.find("..") != std::string_view::npos) return false;
-  return std::all_of(l.begin(), l.end(), [](char c) { return c == '.' || is_atext(static_cast<unsigned char>(c)); });
+  return std::all_of(l.begin(), l.end(), [](char c) {
+    const auto u = static_cast<unsigned char>(c);
+    return c == '.' || u >= 0x80 || is_atext(u);
+  });
 }
 
 // Why `id` cannot be an attachment's content_id, or empty when it can. The id becomes

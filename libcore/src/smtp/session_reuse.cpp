@@ -58,9 +58,11 @@ Delivered deliver_reusing_detailed(Session& session, const SessionKey& key, cons
     }
     if (status) {
       // Session::send gives every recipient the refusal of MAIL FROM as its reply.
-      out.refused_at_mail = !replies.empty() && std::all_of(replies.begin(), replies.end(), [](const Reply& r) {
-        return r.code >= 400 && r.text.rfind("MAIL FROM: ", 0) == 0;
-      });
+      // Recipients failed for good unsent (smtputf8_required) were not part of the transaction.
+      out.refused_at_mail = std::any_of(replies.begin(), replies.end(), [](const Reply& r) { return !r.permanent; }) &&
+                            std::all_of(replies.begin(), replies.end(), [](const Reply& r) {
+                              return r.permanent || (r.code >= 400 && r.text.rfind("MAIL FROM: ", 0) == 0);
+                            });
       return out;
     }
     const Failure& f = status.error();

@@ -93,6 +93,18 @@ TEST(Validation, RefusesBadAddresses) {
   EXPECT_FALSE(is_valid_address("\"a\\\t\"@example.com"));
 }
 
+TEST(Validation, AcceptsAUtf8LocalPartAndRefusesBrokenUtf8) {
+  // RFC 6531 3.3: UTF-8 in the local part; the SMTP session then needs a peer with SMTPUTF8.
+  EXPECT_TRUE(is_valid_address("j\xC3\xBCrgen@example.de"));
+  EXPECT_TRUE(is_valid_address("\xE7\x94\xA8\xE6\x88\xB7.\xF0\x9F\x98\x80@example.cn"));
+  EXPECT_TRUE(is_valid_address("\"gr\xC3\xBC\xC3\x9F dich\"@example.de"));
+  EXPECT_TRUE(parse_mailbox("J\xC3\xBCrgen <j\xC3\xBCrgen@example.de>", "to[0]"));
+  EXPECT_FALSE(is_valid_address("j\xC3@example.de")) << "cut short";
+  EXPECT_FALSE(is_valid_address("j\xC0\xBC@example.de")) << "overlong";
+  EXPECT_FALSE(is_valid_address("j\xED\xA0\x80@example.de")) << "a surrogate";
+  EXPECT_FALSE(is_valid_address("j\xBC@example.de")) << "a lone continuation byte";
+}
+
 TEST(Validation, QuotesABadAddressWithoutCuttingACharacter) {
   // 99 ASCII bytes then "ö" (2 bytes): a cut at byte 100 would split it (found by fuzz_address).
   std::string address(99, 'a');
