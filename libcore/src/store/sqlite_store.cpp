@@ -735,8 +735,11 @@ class SqliteStore final : public Store {
         "SELECT seq, ref, submitted, completed, started, sender, recipients, submitted_by FROM jobs WHERE seq < ?1 "
         "AND (" +
         std::string(where) + ") ORDER BY seq DESC LIMIT ?2";
-    std::lock_guard lock(read_mu_);
-    Stmt st(reader_, sql.c_str());
+    // On a connection of its own: a page that passes over many rows must not hold up the
+    // dispatcher's and the status reads (WAL readers do not block each other).
+    std::lock_guard lock(admin_mu_);
+    if (!admin_db_) admin_db_ = std::make_unique<Db>(path_, false);
+    Stmt st(*admin_db_, sql.c_str());
     st.bind(1, before_seq > 0 ? before_seq : INT64_MAX).bind(2, static_cast<std::int64_t>(limit));
     std::vector<job::Job> out;
     ResetGuard g{st};
@@ -923,6 +926,8 @@ class SqliteStore final : public Store {
   Db checkpointer_;
   std::mutex keys_mu_;
   std::unique_ptr<Db> keys_db_;  // opened on first use
+  std::mutex admin_mu_;
+  std::unique_ptr<Db> admin_db_;  // list_jobs(), opened on first use
   std::mutex ckpt_mu_;
   std::condition_variable ckpt_cv_;
   bool ckpt_wanted_ = false;
