@@ -134,6 +134,14 @@ class RetryTest(AdminTestCase):
         self.assertTrue(all(isinstance(a["time"], int) and a["smtp_reply"] for a in history))
         r = self.admin("POST", "/admin/jobs/%s/retry" % ref)
         self.assertJsonError(r, 409, "already_completed")
+        rc, out, err = self.ctl("show", ref)
+        self.assertEqual(rc, 0, err)
+        self.assertIn("attempts for deferonce-r1@example.net", out)
+        self.assertRegex(out, r"451 4\.3\.0 .*\n.*250 ")
+        rc, out, err = self.ctl("jobs", "--state", "completed")
+        self.assertEqual(rc, 0, err)
+        self.assertIn(ref, out)
+        self.assertIn("deferonce-r1@example.net (delivered)", out)
 
     def test_retry_all_makes_every_deferred_job_due(self):
         self.start()
