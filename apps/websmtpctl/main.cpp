@@ -33,6 +33,7 @@ int main(int argc, char** argv) {
       setup_domain(app, global),
   };
   for (auto& c : setup_keys(app, global)) commands.push_back(std::move(c));
+  for (auto& c : setup_admin(app, global)) commands.push_back(std::move(c));
 
   try {
     app.parse(argc, argv);

@@ -89,6 +89,15 @@ void Metrics::recipient_result(const job::Recipient& r, std::string_view ref, st
   if (outcome != 1) attempts_.observe(static_cast<double>(r.attempts));
 }
 
+void Metrics::refinished(store::Outcome was, store::Outcome now) {
+  if (was == now) return;
+  auto gauge = [this](store::Outcome o) -> std::atomic<std::int64_t>& {
+    return o == store::Outcome::kDelivered ? completed_ : o == store::Outcome::kFailed ? failed_ : deferred_;
+  };
+  gauge(was).fetch_sub(1, std::memory_order_relaxed);
+  gauge(now).fetch_add(1, std::memory_order_relaxed);
+}
+
 void Metrics::submit_refused(std::string_view code) { refused_[error_code_index(code)].inc(); }
 
 void Metrics::purged(const store::Counts& removed) {

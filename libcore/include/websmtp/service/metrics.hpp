@@ -38,6 +38,9 @@ class Metrics {
   void recipient_result(const job::Recipient& r, std::string_view ref, std::int64_t submitted_s, std::int64_t now_ms);
   // A submit request refused with this error code (accepted jobs are counted by submitted()).
   void submit_refused(std::string_view code);
+  // A job an operator had finished (cancelled) got its in-flight attempt's outcome: it moves
+  // from the outcome the edit wrote to this one.
+  void refinished(store::Outcome was, store::Outcome now);
   void purged(const store::Counts& removed);
 
   // What the queue endpoint shows; the caller adds what others own (in flight, workers busy,
