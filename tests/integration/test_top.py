@@ -53,7 +53,9 @@ class TmuxTop:
         env["LANG"] = lang
         self.env = env
         argv = [WEBSMTPCTL, "--admin", admin_url, "top", "--interval", "0.3"] + list(extra_args)
-        command = "%s; echo $? > %s; stty -a > %s" % (
+        # The wrapper catches SIGINT (a caught signal is reset to default in websmtpctl) so that
+        # Ctrl-C, which goes to the whole foreground group, ends websmtpctl only.
+        command = "trap : INT; %s; echo $? > %s; stty -a > %s" % (
             " ".join(shlex.quote(a) for a in argv), shlex.quote(self.rc_file), shlex.quote(self.stty_file))
         test.addCleanup(self.kill)
         self.tmux("new-session", "-d", "-s", "top", "-x", str(COLUMNS), "-y", str(ROWS), "sh -c " + shlex.quote(command))
@@ -183,6 +185,7 @@ class TopScreenTest(TopTestCase):
 
     def test_ascii_sparklines_when_the_locale_is_not_utf8(self):
         top = TmuxTop(self, self.admin_url, lang="C")
+        top.wait_text("delivery running")  # the first figures are the rates' baseline
         self.daemon.wait_all_completed([self.submit("bob@example.net")])
         screen, _ = self.wait_screen_matches_api(top)
         self.assertTrue(all(ord(c) < 128 for c in screen), screen)
