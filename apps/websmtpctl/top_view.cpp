@@ -208,8 +208,9 @@ std::vector<std::string> render_screen(const TopFrame& frame, std::size_t width,
   auto num = [known](std::int64_t v) { return known ? std::to_string(v) : std::string("-"); };
 
   std::string state = !known ? "unknown" : (f.paused ? "PAUSED" : "running");
-  lines.push_back("websmtpctl top  " + frame.admin_url + "  up " + (known ? format_duration(f.uptime_s) : "-") +
-                  "  delivery " + state + "  " + clock_text(frame.now_unix));
+  // Most telling first: on a narrow screen the end of the line is what gets cut.
+  lines.push_back("websmtpctl top  delivery " + state + "  up " + (known ? format_duration(f.uptime_s) : "-") + "  " +
+                  clock_text(frame.now_unix) + "  " + frame.admin_url);
   lines.push_back(frame.problem);
   lines.push_back("Queue    queued " + num(f.queued) + "   in_flight " + num(f.in_flight) + "   deferred " +
                   num(f.deferred) + "   completed " + num(f.completed) + "   failed " + num(f.failed));
@@ -236,7 +237,7 @@ std::vector<std::string> render_screen(const TopFrame& frame, std::size_t width,
   if (!frame.failures_note.empty()) {
     lines.push_back("  " + frame.failures_note);
   } else if (frame.failures.empty()) {
-    lines.emplace_back("  none");
+    lines.emplace_back(known ? "  none" : "  -");
   } else {
     lines.push_back("  " + pad_right("TIME", 10) + pad_right("REF", kRefWidth + 2) + pad_right("RECIPIENT", 32) +
                     "SMTP REPLY");
