@@ -73,6 +73,22 @@ struct KeysOptions {
 std::vector<Subcommand> setup_keys(CLI::App& app, const GlobalOptions& global);
 int run_keys(const KeysOptions& options);
 
+struct AdminOptions {
+  const GlobalOptions* global = nullptr;
+  std::string action;  // jobs | show | retry | cancel | pause | resume | suppress-list | suppress-add | suppress-remove
+  std::optional<std::string> state;  // jobs
+  std::optional<int> limit;
+  std::optional<std::string> after;
+  std::string ref;  // show, retry, cancel
+  bool body = false;  // show
+  bool all = false;   // retry
+  std::string address;  // suppress add|remove
+};
+// The admin queue-control commands (admin_cmd.cpp): jobs, show, retry, cancel, pause, resume,
+// suppress list|add|remove.
+std::vector<Subcommand> setup_admin(CLI::App& app, const GlobalOptions& global);
+int run_admin(const AdminOptions& options);
+
 struct DkimOptions {
   const GlobalOptions* global = nullptr;
   std::string domain;

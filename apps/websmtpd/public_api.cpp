@@ -272,43 +272,4 @@ void build_public_api(http::Router& router, service::Gateway& gateway, const std
   router.add("/readyz", false, true).on(Method::kGet, health("{\"status\":\"ok\"}", true));
 }
 
-void build_admin_api(http::Router& router, service::Gateway& gateway) {
-  router.add("/admin/queue").on(Method::kGet, [&gateway](Context& ctx) {
-    ctx.answer_json(200, gateway.queue_stats().dump());
-  });
-
-  // API keys: the full key appears once, in the answer that creates it.
-  auth::KeyRegistry& keys = gateway.access().keys();
-  router.add("/admin/keys")
-      .on(Method::kPost,
-          [&keys](Context& ctx) {
-            auto body = job::parse_json_object(ctx.request.body);
-            if (!body) return ctx.answer(body.error());
-            auto created = keys.create(*body);
-            if (!created) return ctx.answer(created.error());
-            nlohmann::json j = auth::key_json(*created->key);
-            j["key"] = created->secret;
-            Response r;
-            r.status = 201;
-            r.add_header("Location", "/admin/keys/" + created->key->id);
-            r.add_header("Cache-Control", "no-store");
-            r.body = j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
-            ctx.answer(std::move(r));
-          })
-      .on(Method::kGet, [&keys](Context& ctx) {
-        nlohmann::json list = nlohmann::json::array();
-        for (const auto& k : keys.list()) list.push_back(auth::key_json(*k));
-        ctx.answer_json(200, nlohmann::json{{"keys", std::move(list)}}.dump(-1, ' ', false,
-                                                                              nlohmann::json::error_handler_t::replace));
-      });
-  router.add("/admin/keys/", true).on(Method::kDelete, [&keys](Context& ctx) {
-    auto r = keys.revoke(ctx.param);
-    if (!r) return ctx.answer(r.error());
-    Response resp;
-    resp.status = 204;
-    resp.content_type = {};
-    ctx.answer(std::move(resp));
-  });
-}
-
 }  // namespace websmtp::daemon

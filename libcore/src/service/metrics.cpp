@@ -30,6 +30,15 @@ void Metrics::outcome_committed(bool first_attempt, store::Outcome outcome) {
   }
 }
 
+void Metrics::refinished(store::Outcome was, store::Outcome now) {
+  if (was == now) return;
+  auto gauge = [this](store::Outcome o) -> std::atomic<std::int64_t>& {
+    return o == store::Outcome::kDelivered ? completed_ : o == store::Outcome::kFailed ? failed_ : deferred_;
+  };
+  gauge(was).fetch_sub(1, std::memory_order_relaxed);
+  gauge(now).fetch_add(1, std::memory_order_relaxed);
+}
+
 void Metrics::recipient_result(job::RecipientState state) {
   if (state == job::RecipientState::kDelivered)
     delivered_total_.fetch_add(1, std::memory_order_relaxed);

@@ -17,11 +17,13 @@
 #include "websmtp/queue/inflight_journal.hpp"
 #include "websmtp/service/caller.hpp"
 #include "websmtp/service/access.hpp"
+#include "websmtp/service/admin.hpp"
 #include "websmtp/service/delivery.hpp"
 #include "websmtp/service/longpoll.hpp"
 #include "websmtp/service/metrics.hpp"
 #include "websmtp/service/status.hpp"
 #include "websmtp/service/submit.hpp"
+#include "websmtp/service/suppressions.hpp"
 #include "websmtp/service/transport_factory.hpp"
 #include "websmtp/store/store.hpp"
 #include "websmtp/store/write_batcher.hpp"
@@ -47,11 +49,15 @@ class Gateway {
   Access& access() { return *access_; }
   StatusService& statuses() { return status_; }
   LongPollRegistry& longpolls() { return longpolls_; }
+  AdminService& admin() { return *admin_; }
 
   nlohmann::json queue_stats() const;
 
  private:
   void outcome_committed(const store::JobUpdate& u);
+  // An operator's edit (retry, cancel) is committed; true when a worker has the job now.
+  bool edit_committed(const store::JobUpdate& u);
+  void status_changed(const store::JobUpdate& u);
 
   config::Config config_;
   std::unique_ptr<store::Store> store_;
@@ -67,6 +73,8 @@ class Gateway {
   message::dkim::Signer dkim_;
   std::unique_ptr<SubmitService> submit_;
   std::unique_ptr<DeliveryWorkers> workers_;
+  std::unique_ptr<Suppressions> suppressions_;
+  std::unique_ptr<AdminService> admin_;
   std::thread counting_;  // the store's counts, for the metrics' base
   bool stopped_ = false;
 };

@@ -26,6 +26,9 @@ class Metrics {
   // A committed attempt outcome for one job: it leaves "queued" (first attempt) or "deferred",
   // and enters "deferred", "completed" or "failed".
   void outcome_committed(bool first_attempt, store::Outcome outcome);
+  // A job an operator had finished (cancelled) got its in-flight attempt's outcome: it moves
+  // from the outcome the edit wrote to this one.
+  void refinished(store::Outcome was, store::Outcome now);
   // One recipient's result of an attempt (delivered_total / failed_total).
   void recipient_result(job::RecipientState state);
   void purged(const store::Counts& removed);
