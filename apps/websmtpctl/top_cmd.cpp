@@ -78,7 +78,7 @@ class TopSource {
  private:
   // POSTs to an admin route: "" when it answered 2xx, else why not.
   std::string post(const std::string& route, nlohmann::json* answer = nullptr) {
-    const auto result = client_.post_json(route, "{}");
+    const auto result = client_.post_json(route, "");
     if (!result) return "cannot connect to " + client_.base().text + ": " + result.error().detail;
     const auto& response = result.value();
     if (response.status < 200 || response.status > 299) return describe_refusal(response.status, response.body);
