@@ -63,6 +63,8 @@ constexpr const char* kExamples =
     "  websmtpctl status 0b0e3c8e-5d7a-4bb8-9c55-2a2d4d0b7f41 --json\n"
     "  websmtpctl queue\n"
     "  websmtpctl top\n"
+    "  websmtpctl jobs --state failed --limit 10\n"
+    "  websmtpctl pause; websmtpctl resume\n"
     "  websmtpctl keys create --name contact-form --publishable --origin https://www.example.org\n"
     "  websmtpctl dkim keygen --domain example.org --selector s2025 --dir /etc/websmtp/dkim\n"
     "  source <(websmtpctl completion bash)";
@@ -105,6 +107,16 @@ const std::vector<CommandExample>& command_examples() {
        "  websmtpctl keys create --name contact --publishable --origin https://www.example.org \\\n"
        "      --recipient owner@example.org"},
       {{"dkim", "keygen"}, "Example:\n  websmtpctl dkim keygen --domain example.org --selector s2025 --dir /etc/websmtp/dkim"},
+      {{"jobs"},
+       "Examples:\n"
+       "  websmtpctl jobs --state deferred --limit 20\n"
+       "  websmtpctl jobs --state failed --json"},
+      {{"show"}, "Example:\n  websmtpctl show REF --body"},
+      {{"retry"},
+       "Examples:\n"
+       "  websmtpctl retry REF\n"
+       "  websmtpctl retry --all"},
+      {{"suppress", "add"}, "Example:\n  websmtpctl suppress add nobody@example.net"},
       {{"completion", "bash"},
        "Examples:\n"
        "  source <(websmtpctl completion bash)\n"
