@@ -15,15 +15,9 @@
 namespace websmtp::ctl {
 namespace {
 
-// Refs are UUIDv7: jobs submitted together share the leading (time) digits, so a screen too
+// Refs are UUIDv7: jobs submitted together share the leading (time) digits, so a line too
 // narrow for the whole ref shows its random tail.
-constexpr std::size_t kFullRefWidth = 110;
 constexpr std::size_t kShortRef = 8;
-
-std::string shown_ref(const std::string& ref, std::size_t width) {
-  if (width >= kFullRefWidth || ref.size() <= kShortRef) return printable_excerpt(ref, 64);
-  return printable_excerpt(ref.substr(ref.size() - kShortRef), kShortRef);
-}
 
 std::string clock_text(std::int64_t unix_seconds) {
   const auto t = static_cast<std::time_t>(unix_seconds);
@@ -247,15 +241,17 @@ std::vector<std::string> render_screen(const TopFrame& frame, std::size_t width,
   } else if (frame.failures.empty()) {
     lines.emplace_back(known ? "  none" : "  -");
   } else {
-    const std::size_t ref_width = width >= kFullRefWidth ? 38 : kShortRef + 2;
-    lines.push_back("  " + pad_right("TIME", 10) + pad_right("REF", ref_width) + pad_right("RECIPIENT", 32) +
-                    "SMTP REPLY");
+    // Two rows each: when, who and which job; then the SMTP reply, which needs the width.
     for (const auto& row : frame.failures) {
-      if (lines.size() + 2 >= height) break;
+      if (lines.size() + 4 > height) break;  // both rows, and the status and keys lines
+      const std::string head = "  " + pad_right(clock_text(row.time), 10) + printable_excerpt(row.address, 200) + "  ref ";
+      std::string ref = printable_excerpt(row.ref, 64);
+      if (display_width(head) + ref.size() > width && ref.size() > kShortRef) {
+        ref = "..." + ref.substr(ref.size() - kShortRef);
+      }
+      lines.push_back(head + ref);
       const std::string code = row.smtp_code > 0 ? std::to_string(row.smtp_code) + " " : std::string();
-      lines.push_back("  " + pad_right(clock_text(row.time), 10) + pad_right(shown_ref(row.ref, width), ref_width) +
-                      pad_right(printable_excerpt(row.address, 200), 31) + " " + code +
-                      printable_excerpt(row.reply, 400));
+      lines.push_back(std::string(12, ' ') + code + printable_excerpt(row.reply, 400));
     }
   }
 

@@ -153,7 +153,7 @@ TEST(RenderScreen, FillsTheScreenWithKeysOnTheLastLine) {
   f.paused = true;
   frame.figures = f;
   frame.status_line = "delivery paused";
-  frame.failures.push_back({"0123456789abcdef", 0, "no@example.net", 550, "5.1.1 user\r\nunknown\x1b[2J"});
+  frame.failures.push_back({"01a21eac-badf-74e0-8343-46dcf93d9ae2", 0, "no@example.net", 550, "5.1.1 user\r\nunknown\x1b[2J"});
   const auto lines = render_screen(frame, 60, 24);
   ASSERT_EQ(lines.size(), 24u);
   EXPECT_EQ(lines[23], "p pause/resume   r retry deferred   q quit");
@@ -164,13 +164,16 @@ TEST(RenderScreen, FillsTheScreenWithKeysOnTheLastLine) {
     EXPECT_EQ(line.find('\x1b'), std::string::npos) << "a server's escape code reached the screen";
     if (line.find("no@example.net") != std::string::npos) {
       failure_shown = true;
-      EXPECT_NE(line.find(" 89abcdef "), std::string::npos) << line;  // the random tail of a UUIDv7
+      EXPECT_NE(line.find("ref ...f93d9ae2"), std::string::npos) << line;  // the random tail of a UUIDv7
     }
   }
   EXPECT_TRUE(failure_shown);
+  EXPECT_TRUE(std::any_of(lines.begin(), lines.end(), [](const std::string& line) {
+    return line.find("            550 5.1.1 user unknown?[2J") == 0;  // the reply on its own row, defused
+  }));
   const auto wide = render_screen(frame, 140, 24);
   EXPECT_TRUE(std::any_of(wide.begin(), wide.end(), [](const std::string& line) {
-    return line.find(" 0123456789abcdef ") != std::string::npos;  // wide enough for the whole ref
+    return line.find("ref 01a21eac-badf-74e0-8343-46dcf93d9ae2") != std::string::npos;  // wide enough for the whole ref
   }));
   EXPECT_NE(lines[0].find("delivery PAUSED"), std::string::npos);
   EXPECT_NE(lines[2].find("queued 2"), std::string::npos);
