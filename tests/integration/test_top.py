@@ -24,6 +24,7 @@ COLUMNS, ROWS = 120, 40
 SCREEN_TIMEOUT = 20.0
 CLI_TIMEOUT = 60
 KEYS_LINE = "p pause/resume   r retry deferred   q quit"
+ADMIN_TOKEN = "top-test-admin-token-0123456789"
 
 
 def figures_on(screen, label):
@@ -37,7 +38,7 @@ def figures_on(screen, label):
 class TmuxTop:
     """websmtpctl top in a detached tmux session with its own server (-L socket)."""
 
-    def __init__(self, test, admin_url, lang="C.UTF-8", extra_args=()):
+    def __init__(self, test, admin_url, lang="C.UTF-8", extra_args=(), global_args=()):
         self.test = test
         self.dir = tempfile.mkdtemp(prefix="websmtp-top.")
         self.socket = "websmtp-top-%d-%s" % (os.getpid(), uuid.uuid4().hex[:8])
@@ -52,7 +53,7 @@ class TmuxTop:
         env = {k: v for k, v in clean_env().items() if k not in ("LC_ALL", "LC_CTYPE", "TMUX")}
         env["LANG"] = lang
         self.env = env
-        argv = [WEBSMTPCTL, "--admin", admin_url, "top", "--interval", "0.3"] + list(extra_args)
+        argv = [WEBSMTPCTL, "--admin", admin_url] + list(global_args) + ["top", "--interval", "0.3"] + list(extra_args)
         # The wrapper catches SIGINT (a caught signal is reset to default in websmtpctl) so that
         # Ctrl-C, which goes to the whole foreground group, ends websmtpctl only.
         command = "trap : INT; %s; echo $? > %s; stty -a > %s" % (
@@ -263,6 +264,48 @@ class TopActionTest(TopTestCase):
         self.assertRegex(lines[at + 1], r"^ +550 5\.1\.1 <reject-top@example\.net>: user unknown$")
         top.keys("q")
         self.assertEqual(top.wait_exit(), 0)
+
+
+class TopTokenTest(IntegrationTestCase):
+    """An admin API that wants ADMIN_TOKEN: top sends --admin-token, and without it shows the
+    server's refusal (and that of each key's action) instead of figures."""
+
+    def setUp(self):
+        require_binary(WEBSMTPCTL, "WEBSMTPCTL")
+        if TMUX is None:
+            self.fail("tmux is not installed (Debian package tmux, in the Makefile's TEST_DEPS)")
+        self.daemon = self.start_daemon(DELIVERY="sandbox", ADMIN_TOKEN=ADMIN_TOKEN)
+        self.admin_url = "http://127.0.0.1:%d" % self.daemon.admin_port
+
+    def test_without_the_token_the_refusal_is_on_screen(self):
+        top = TmuxTop(self, self.admin_url)
+        top.wait_text("the server refused: ")
+        self.assertRegex(top.screen(), r"the server refused: .*\(unauthorized\)")
+        top.keys("p")
+        screen = top.wait_text("pause failed: ")
+        self.assertRegex(screen.splitlines()[ROWS - 2], r"pause failed: .*\(unauthorized\)")
+        top.keys("q")
+        self.assertEqual(top.wait_exit(), 0)
+
+    def test_with_the_token_the_figures_show_and_the_keys_act(self):
+        top = TmuxTop(self, self.admin_url, global_args=("--admin-token", ADMIN_TOKEN))
+        top.wait_text("delivery running")
+        top.keys("r")
+        top.wait_text("retried 0 deferred jobs")
+        self.assertNotIn("refused", top.screen())
+        top.keys("q")
+        self.assertEqual(top.wait_exit(), 0)
+
+    def test_plain_mode_reports_the_refusal_and_exits_1(self):
+        p = subprocess.run([WEBSMTPCTL, "--admin", self.admin_url, "top", "--count", "1"], capture_output=True,
+                           env=clean_env(), stdin=subprocess.DEVNULL, timeout=CLI_TIMEOUT)
+        self.assertEqual(p.returncode, 1, p.stderr)
+        self.assertRegex(p.stdout.decode(), r"^time=\d+ error=refused detail=\"the server refused: .*unauthorized.*\"\n$")
+        env = clean_env({"WEBSMTP_ADMIN_TOKEN": ADMIN_TOKEN})
+        p = subprocess.run([WEBSMTPCTL, "--admin", self.admin_url, "top", "--count", "1"], capture_output=True,
+                           env=env, stdin=subprocess.DEVNULL, timeout=CLI_TIMEOUT)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertIn(" queued=0 ", p.stdout.decode())
 
 
 class TopPlainTest(TopTestCase):
