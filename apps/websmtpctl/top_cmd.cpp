@@ -121,13 +121,7 @@ class TopSource {
   std::map<std::string, std::vector<FailureRow>> details_;
 };
 
-std::string clock_prefix() {
-  const std::time_t now = std::time(nullptr);
-  std::tm tm{};
-  char buffer[16] = "";
-  if (localtime_r(&now, &tm) != nullptr) std::strftime(buffer, sizeof buffer, "%H:%M:%S ", &tm);
-  return buffer;
-}
+std::string clock_prefix() { return format_clock(std::time(nullptr)) + " "; }
 
 RateHistory make_history(double interval_s) {
   const auto points = static_cast<std::size_t>(std::clamp(std::ceil(kHistorySeconds / interval_s), 2.0, 600.0));

@@ -19,15 +19,6 @@ namespace {
 // narrow for the whole ref shows its random tail.
 constexpr std::size_t kShortRef = 8;
 
-std::string clock_text(std::int64_t unix_seconds) {
-  const auto t = static_cast<std::time_t>(unix_seconds);
-  std::tm tm{};
-  if (localtime_r(&t, &tm) == nullptr) return std::to_string(unix_seconds);
-  std::array<char, 16> buffer{};
-  const auto n = std::strftime(buffer.data(), buffer.size(), "%H:%M:%S", &tm);
-  return std::string(buffer.data(), n);
-}
-
 std::string pad_right(std::string text, std::size_t columns) {
   const auto w = display_width(text);
   if (w < columns) text.append(columns - w, ' ');
@@ -41,22 +32,37 @@ std::string rate_row(const char* label, double rate, const std::vector<double>& 
   return head + sparkline(values, std::min<std::size_t>(spark, 120), unicode);
 }
 
+// The integers of GET /admin/queue, in api.md's order: read by parse_queue_figures, written
+// by render_line under the same names.
+constexpr std::pair<const char*, std::int64_t QueueFigures::*> kCounts[] = {
+    {"queued", &QueueFigures::queued},
+    {"in_flight", &QueueFigures::in_flight},
+    {"deferred", &QueueFigures::deferred},
+    {"completed", &QueueFigures::completed},
+    {"failed", &QueueFigures::failed},
+    {"workers", &QueueFigures::workers},
+    {"workers_busy", &QueueFigures::workers_busy},
+    {"oldest_queued_age_s", &QueueFigures::oldest_queued_age_s},
+    {"submitted_total", &QueueFigures::submitted_total},
+    {"delivered_total", &QueueFigures::delivered_total},
+    {"failed_total", &QueueFigures::failed_total},
+    {"uptime_s", &QueueFigures::uptime_s},
+};
+
 }  // namespace
+
+std::string format_clock(std::int64_t unix_seconds) {
+  const auto t = static_cast<std::time_t>(unix_seconds);
+  std::tm tm{};
+  if (localtime_r(&t, &tm) == nullptr) return std::to_string(unix_seconds);
+  std::array<char, 16> buffer{};
+  const auto n = std::strftime(buffer.data(), buffer.size(), "%H:%M:%S", &tm);
+  return std::string(buffer.data(), n);
+}
 
 QueueFigures parse_queue_figures(const nlohmann::json& q) {
   QueueFigures f;
-  f.queued = json_int(q, "queued");
-  f.in_flight = json_int(q, "in_flight");
-  f.deferred = json_int(q, "deferred");
-  f.completed = json_int(q, "completed");
-  f.failed = json_int(q, "failed");
-  f.workers = json_int(q, "workers");
-  f.workers_busy = json_int(q, "workers_busy");
-  f.oldest_queued_age_s = json_int(q, "oldest_queued_age_s");
-  f.submitted_total = json_int(q, "submitted_total");
-  f.delivered_total = json_int(q, "delivered_total");
-  f.failed_total = json_int(q, "failed_total");
-  f.uptime_s = json_int(q, "uptime_s");
+  for (const auto& [key, member] : kCounts) f.*member = json_int(q, key);
   f.paused = json_bool(q, "paused");
   return f;
 }
@@ -212,7 +218,7 @@ std::vector<std::string> render_screen(const TopFrame& frame, std::size_t width,
   std::string state = !known ? "unknown" : (f.paused ? "PAUSED" : "running");
   // Most telling first: on a narrow screen the end of the line is what gets cut.
   lines.push_back("websmtpctl top  delivery " + state + "  up " + (known ? format_duration(f.uptime_s) : "-") + "  " +
-                  clock_text(frame.now_unix) + "  " + frame.admin_url);
+                  format_clock(frame.now_unix) + "  " + frame.admin_url);
   lines.push_back(frame.problem);
   lines.push_back("Queue    queued " + num(f.queued) + "   in_flight " + num(f.in_flight) + "   deferred " +
                   num(f.deferred) + "   completed " + num(f.completed) + "   failed " + num(f.failed));
@@ -244,7 +250,7 @@ std::vector<std::string> render_screen(const TopFrame& frame, std::size_t width,
     // Two rows each: when, who and which job; then the SMTP reply, which needs the width.
     for (const auto& row : frame.failures) {
       if (lines.size() + 4 > height) break;  // both rows, and the status and keys lines
-      const std::string head = "  " + pad_right(clock_text(row.time), 10) + printable_excerpt(row.address, 200) + "  ref ";
+      const std::string head = "  " + pad_right(format_clock(row.time), 10) + printable_excerpt(row.address, 200) + "  ref ";
       std::string ref = printable_excerpt(row.ref, 64);
       if (display_width(head) + ref.size() > width && ref.size() > kShortRef) {
         ref = "..." + ref.substr(ref.size() - kShortRef);
@@ -275,21 +281,7 @@ std::string render_line(const TopFrame& frame) {
   }
   if (!frame.figures) return line + " error=no_answer";
   const auto& f = *frame.figures;
-  const std::pair<const char*, std::int64_t> counts[] = {
-      {"queued", f.queued},
-      {"in_flight", f.in_flight},
-      {"deferred", f.deferred},
-      {"completed", f.completed},
-      {"failed", f.failed},
-      {"workers", f.workers},
-      {"workers_busy", f.workers_busy},
-      {"oldest_queued_age_s", f.oldest_queued_age_s},
-      {"submitted_total", f.submitted_total},
-      {"delivered_total", f.delivered_total},
-      {"failed_total", f.failed_total},
-      {"uptime_s", f.uptime_s},
-  };
-  for (const auto& [key, value] : counts) line += std::string(" ") + key + "=" + std::to_string(value);
+  for (const auto& [key, member] : kCounts) line += std::string(" ") + key + "=" + std::to_string(f.*member);
   char rates[96];
   std::snprintf(rates, sizeof rates, " submit_rate=%.2f deliver_rate=%.2f fail_rate=%.2f", frame.rates.submit,
                 frame.rates.deliver, frame.rates.fail);

@@ -74,6 +74,8 @@ std::string sparkline(const std::vector<double>& values, std::size_t width, bool
 std::size_t display_width(std::string_view text);
 std::string fit_to_width(std::string_view text, std::size_t columns);
 
+// "14:05:09", local time.
+std::string format_clock(std::int64_t unix_seconds);
 // "45s", "12m03s", "3h07m", "2d04h".
 std::string format_duration(std::int64_t seconds);
 // "0", "3.5", "120" : one decimal below 100.

@@ -102,7 +102,27 @@ class TmuxTop:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
-class TopTestCase(IntegrationTestCase):
+def run_top_plain(admin_url, *args, env=None):
+    """websmtpctl top with stdout a pipe: (exit status, stdout, stderr)."""
+    p = subprocess.run([WEBSMTPCTL, "--admin", admin_url, "top"] + list(args), capture_output=True,
+                       env=clean_env(env), stdin=subprocess.DEVNULL, timeout=CLI_TIMEOUT)
+    return p.returncode, p.stdout.decode("utf-8"), p.stderr.decode("utf-8")
+
+
+class TopHelpers:
+    """For test cases with self.admin_url: top on screen until it shows figures, and q."""
+
+    def start_top(self, **kwargs):
+        top = TmuxTop(self, self.admin_url, **kwargs)
+        top.wait_text("delivery running")
+        return top
+
+    def quit(self, top):
+        top.keys("q")
+        self.assertEqual(top.wait_exit(), 0)
+
+
+class TopTestCase(TopHelpers, IntegrationTestCase):
 
     def setUp(self):
         require_binary(WEBSMTPCTL, "WEBSMTPCTL")
@@ -154,8 +174,7 @@ class TopScreenTest(TopTestCase):
         submit_row = next(line for line in screen.splitlines() if line.strip().startswith("submit"))
         self.assertRegex(submit_row, "[\u2582-\u2588]", screen)
 
-        top.keys("q")
-        self.assertEqual(top.wait_exit(), 0)
+        self.quit(top)
         self.assertEqual(top.pane("#{alternate_on}"), "0")
         self.assertNotIn("delivery running", top.screen())
         with open(top.stty_file) as f:
@@ -164,15 +183,13 @@ class TopScreenTest(TopTestCase):
         self.assertIn("echo", modes)
 
     def test_ctrl_c_quits_with_status_0(self):
-        top = TmuxTop(self, self.admin_url)
-        top.wait_text("delivery running")
+        top = self.start_top()
         top.keys("C-c")
         self.assertEqual(top.wait_exit(), 0)
         self.assertEqual(top.pane("#{alternate_on}"), "0")
 
     def test_resize_redraws_to_the_new_size(self):
-        top = TmuxTop(self, self.admin_url)
-        top.wait_text("delivery running")
+        top = self.start_top()
         top.tmux("resize-window", "-t", "top", "-x", "70", "-y", "18")
 
         def fits(screen):
@@ -181,8 +198,7 @@ class TopScreenTest(TopTestCase):
             return screen if rows and rows[-1].startswith("p pause/resume") and lines.index(rows[-1]) == 17 \
                 and all(len(line) <= 70 for line in lines) else None
         top.wait_screen(fits, "the keys line on row 18 of a 70x18 screen")
-        top.keys("q")
-        self.assertEqual(top.wait_exit(), 0)
+        self.quit(top)
 
     def test_ascii_sparklines_when_the_locale_is_not_utf8(self):
         top = TmuxTop(self, self.admin_url, lang="C")
@@ -192,20 +208,17 @@ class TopScreenTest(TopTestCase):
         self.assertTrue(all(ord(c) < 128 for c in screen), screen)
         submit_row = next(line for line in screen.splitlines() if line.strip().startswith("submit"))
         self.assertRegex(submit_row, r"[.\-:=+*#]", screen)
-        top.keys("q")
-        self.assertEqual(top.wait_exit(), 0)
+        self.quit(top)
 
     def test_survives_the_server_going_away_and_coming_back(self):
-        top = TmuxTop(self, self.admin_url)
-        top.wait_text("delivery running")
+        top = self.start_top()
         port, admin_port = self.daemon.port, self.daemon.admin_port
         self.daemon.stop()
         top.wait_text("cannot connect to " + self.admin_url)
         self.daemon.start(PORT=port, ADMIN_PORT=admin_port)
         top.wait_screen(lambda s: s if "delivery running" in s and "cannot connect" not in s else None,
                         "the view to recover")
-        top.keys("q")
-        self.assertEqual(top.wait_exit(), 0)
+        self.quit(top)
 
 
 class TopActionTest(TopTestCase):
@@ -213,8 +226,7 @@ class TopActionTest(TopTestCase):
     latest failures (GET /admin/jobs?state=failed, GET /admin/jobs/:ref)."""
 
     def test_p_pauses_and_resumes_delivery(self):
-        top = TmuxTop(self, self.admin_url)
-        top.wait_text("delivery running")
+        top = self.start_top()
         top.keys("p")
         wait_until(lambda: self.daemon.queue()["paused"] is True, SCREEN_TIMEOUT, what="the daemon to pause")
         screen = top.wait_text("delivery PAUSED")
@@ -231,12 +243,10 @@ class TopActionTest(TopTestCase):
         top.wait_text("delivery resumed")
         top.wait_text("delivery running")
         self.daemon.wait_completed(ref)
-        top.keys("q")
-        self.assertEqual(top.wait_exit(), 0)
+        self.quit(top)
 
     def test_r_retries_deferred_jobs(self):
-        top = TmuxTop(self, self.admin_url)
-        top.wait_text("delivery running")
+        top = self.start_top()
         ref = self.submit("deferonce-top@example.net")
         self.daemon.wait_status(ref, lambda d: d["recipients"][0]["state"] == "deferred")
         screen, api = self.wait_screen_matches_api(top)
@@ -248,12 +258,10 @@ class TopActionTest(TopTestCase):
         self.assertEqual(doc["recipients"][0]["state"], "delivered")
         screen, api = self.wait_screen_matches_api(top)
         self.assertEqual(figures_on(screen, "Queue")["deferred"], 0)
-        top.keys("q")
-        self.assertEqual(top.wait_exit(), 0)
+        self.quit(top)
 
     def test_latest_failures_show_their_smtp_reply(self):
-        top = TmuxTop(self, self.admin_url)
-        top.wait_text("delivery running")
+        top = self.start_top()
         ref = self.submit("reject-top@example.net")
         self.daemon.wait_completed(ref)
         screen = top.wait_text("reject-top@example.net")
@@ -262,11 +270,10 @@ class TopActionTest(TopTestCase):
         # The whole ref on a 120-column screen (for `websmtpctl show`), the reply on the next row.
         self.assertTrue(lines[at].endswith("ref " + ref), lines[at])
         self.assertRegex(lines[at + 1], r"^ +550 5\.1\.1 <reject-top@example\.net>: user unknown$")
-        top.keys("q")
-        self.assertEqual(top.wait_exit(), 0)
+        self.quit(top)
 
 
-class TopTokenTest(IntegrationTestCase):
+class TopTokenTest(TopHelpers, IntegrationTestCase):
     """An admin API that wants ADMIN_TOKEN: top sends --admin-token, and without it shows the
     server's refusal (and that of each key's action) instead of figures."""
 
@@ -284,44 +291,36 @@ class TopTokenTest(IntegrationTestCase):
         top.keys("p")
         screen = top.wait_text("pause failed: ")
         self.assertRegex(screen.splitlines()[ROWS - 2], r"pause failed: .*\(unauthorized\)")
-        top.keys("q")
-        self.assertEqual(top.wait_exit(), 0)
+        self.quit(top)
 
     def test_with_the_token_the_figures_show_and_the_keys_act(self):
-        top = TmuxTop(self, self.admin_url, global_args=("--admin-token", ADMIN_TOKEN))
-        top.wait_text("delivery running")
+        top = self.start_top(global_args=("--admin-token", ADMIN_TOKEN))
         top.keys("r")
         top.wait_text("retried 0 deferred jobs")
         self.assertNotIn("refused", top.screen())
-        top.keys("q")
-        self.assertEqual(top.wait_exit(), 0)
+        self.quit(top)
 
     def test_plain_mode_reports_the_refusal_and_exits_1(self):
-        p = subprocess.run([WEBSMTPCTL, "--admin", self.admin_url, "top", "--count", "1"], capture_output=True,
-                           env=clean_env(), stdin=subprocess.DEVNULL, timeout=CLI_TIMEOUT)
-        self.assertEqual(p.returncode, 1, p.stderr)
-        self.assertRegex(p.stdout.decode(), r"^time=\d+ error=refused detail=\"the server refused: .*unauthorized.*\"\n$")
-        env = clean_env({"WEBSMTP_ADMIN_TOKEN": ADMIN_TOKEN})
-        p = subprocess.run([WEBSMTPCTL, "--admin", self.admin_url, "top", "--count", "1"], capture_output=True,
-                           env=env, stdin=subprocess.DEVNULL, timeout=CLI_TIMEOUT)
-        self.assertEqual(p.returncode, 0, p.stderr)
-        self.assertIn(" queued=0 ", p.stdout.decode())
+        rc, out, err = run_top_plain(self.admin_url, "--count", "1")
+        self.assertEqual(rc, 1, err)
+        self.assertRegex(out, r"^time=\d+ error=refused detail=\"the server refused: .*unauthorized.*\"\n$")
+        rc, out, err = run_top_plain(self.admin_url, "--count", "1", env={"WEBSMTP_ADMIN_TOKEN": ADMIN_TOKEN})
+        self.assertEqual(rc, 0, err)
+        self.assertIn(" queued=0 ", out)
 
 
 class TopPlainTest(TopTestCase):
 
     def ctl(self, *args, admin_url=None):
-        argv = [WEBSMTPCTL, "--admin", admin_url or self.admin_url] + list(args)
-        p = subprocess.run(argv, capture_output=True, env=clean_env(), stdin=subprocess.DEVNULL, timeout=CLI_TIMEOUT)
-        self._logs.append(("websmtpctl %s" % " ".join(args), "rc=%d\nstdout:\n%s\nstderr:\n%s" % (
-            p.returncode, p.stdout.decode("utf-8", "replace"), p.stderr.decode("utf-8", "replace"))))
-        return p.returncode, p.stdout.decode("utf-8"), p.stderr.decode("utf-8")
+        rc, out, err = run_top_plain(admin_url or self.admin_url, *args)
+        self._logs.append(("websmtpctl top %s" % " ".join(args), "rc=%d\nstdout:\n%s\nstderr:\n%s" % (rc, out, err)))
+        return rc, out, err
 
     def test_count_prints_one_key_value_line_per_refresh(self):
         refs = [self.submit("bob%d@example.net" % i) for i in range(3)]
         self.daemon.wait_all_completed(refs)
         api = self.daemon.wait_idle()
-        rc, out, err = self.ctl("top", "--count", "3", "--interval", "0.2")
+        rc, out, err = self.ctl("--count", "3", "--interval", "0.2")
         self.assertEqual(rc, 0, err)
         lines = out.splitlines()
         self.assertEqual(len(lines), 3, out)
@@ -337,7 +336,7 @@ class TopPlainTest(TopTestCase):
 
     def test_count_against_a_closed_port_reports_and_exits_3(self):
         with closed_port_socket() as s:
-            rc, out, err = self.ctl("top", "--count", "2", "--interval", "0.1",
+            rc, out, err = self.ctl("--count", "2", "--interval", "0.1",
                                     admin_url="http://127.0.0.1:%d" % s.getsockname()[1])
         self.assertEqual(rc, 3, err)
         lines = out.splitlines()
@@ -347,6 +346,6 @@ class TopPlainTest(TopTestCase):
 
     def test_bad_options_are_usage_errors(self):
         for args in (["--interval", "0"], ["--interval", "nan"], ["--count", "-1"], ["--failures", "99"]):
-            rc, out, err = self.ctl("top", *args)
+            rc, out, err = self.ctl(*args)
             self.assertEqual(rc, 2, (args, err))
             self.assertEqual(out, "")
