@@ -47,9 +47,14 @@ class TopSource {
     }
     const auto& response = result.value();
     const auto answer = parse_json_object(response.body);
-    if (response.status < 200 || response.status > 299 || !answer) {
+    if (response.status < 200 || response.status > 299) {
       frame.problem_code = "refused";
       frame.problem = "the server refused: " + describe_refusal(response.status, response.body);
+      return kExitRefused;
+    }
+    if (!answer) {  // a proxy's page, or not websmtpd at all
+      frame.problem_code = "protocol";
+      frame.problem = "unexpected answer from " + client_.base().text + ": " + printable_excerpt(response.body, 80);
       return kExitRefused;
     }
     frame.problem_code.clear();
@@ -89,16 +94,17 @@ class TopSource {
   // The failed jobs are completed, so each one's detail is fetched once and kept while it is
   // among the latest.
   void refresh_failures(TopFrame& frame) {
-    frame.failures.clear();
     if (failure_limit_ == 0) return;
     const auto result = client_.get("/admin/jobs?state=failed&limit=" + std::to_string(failure_limit_));
-    if (!result) return;  // the queue answered a moment ago: keep the note, try again next time
+    if (!result) return;  // the queue answered a moment ago: keep what is shown, try again next time
     const auto& response = result.value();
     const auto answer = parse_json_object(response.body);
     if (response.status < 200 || response.status > 299 || !answer) {
+      frame.failures.clear();
       frame.failures_note = "not available: " + describe_refusal(response.status, response.body);
       return;
     }
+    frame.failures.clear();
     frame.failures_note.clear();
     std::map<std::string, std::vector<FailureRow>> kept;
     for (const auto& ref : job_refs(*answer)) {
