@@ -27,7 +27,13 @@ std::string Suppressions::normalize(std::string_view address) {
 bool Suppressions::is_mailbox_reject(int smtp_code, std::string_view reply) {
   if (smtp_code < 500 || smtp_code > 599) return false;
   while (!reply.empty() && reply.front() == ' ') reply.remove_prefix(1);
-  return reply.size() >= 5 && reply.substr(0, 4) == "5.1." && reply[4] >= '0' && reply[4] <= '9';
+  if (reply.substr(0, 4) != "5.1.") return false;
+  std::size_t end = 4;
+  int detail = 0;
+  while (end < reply.size() && end < 7 && reply[end] >= '0' && reply[end] <= '9') detail = detail * 10 + (reply[end++] - '0');
+  if (end == 4 || (end < reply.size() && reply[end] != ' ')) return false;
+  // X.1.7 and X.1.8 (RFC 3463) are about the sender's address, not the recipient's mailbox.
+  return detail != 7 && detail != 8;
 }
 
 bool Suppressions::contains(std::string_view address) const {

@@ -85,6 +85,10 @@ TEST(Suppressions, MatchesAddressesInLowerCaseAndRecognisesMailboxRejects) {
   EXPECT_FALSE(Suppressions::is_mailbox_reject(550, "5.7.1 relaying denied"));  // policy, not the mailbox
   EXPECT_FALSE(Suppressions::is_mailbox_reject(451, "4.1.1 try later"));
   EXPECT_FALSE(Suppressions::is_mailbox_reject(550, "user unknown"));  // no enhanced status
+  EXPECT_TRUE(Suppressions::is_mailbox_reject(550, "5.1.10 null MX"));
+  EXPECT_FALSE(Suppressions::is_mailbox_reject(553, "5.1.8 bad sender's system address"));  // the sender's
+  EXPECT_FALSE(Suppressions::is_mailbox_reject(553, "5.1.7 bad sender's mailbox syntax"));
+  EXPECT_FALSE(Suppressions::is_mailbox_reject(550, "5.1.x odd"));
   test_support::TempDir dir;
   auto store = store::open_sqlite({dir.file("db"), false});
   Suppressions s(*store);

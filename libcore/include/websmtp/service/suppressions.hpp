@@ -28,7 +28,8 @@ class Suppressions {
   explicit Suppressions(store::Store& store);
 
   static std::string normalize(std::string_view address);
-  // A 5xx whose enhanced status (RFC 3463) is 5.1.x: the mailbox itself is refused.
+  // A 5xx whose enhanced status (RFC 3463) is 5.1.x: the mailbox itself is refused (but for
+  // 5.1.7 and 5.1.8, which refuse the sender's address).
   static bool is_mailbox_reject(int smtp_code, std::string_view smtp_reply);
 
   bool contains(std::string_view address) const;
