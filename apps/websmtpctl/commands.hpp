@@ -109,4 +109,23 @@ struct DomainOptions {
 Subcommand setup_domain(CLI::App& app, const GlobalOptions& global);
 int run_domain_check(const DomainOptions& options);
 
+struct TopOptions {
+  const GlobalOptions* global = nullptr;
+  double interval_s = 1;
+  std::int64_t count = 0;  // refreshes before exiting; 0 = until 'q' or Ctrl-C
+  int failures = 5;        // latest failed jobs shown
+  bool plain = false;      // key=value lines even on a terminal
+};
+// `top`: the live queue view (top_cmd.cpp; screen in terminal.cpp, text in top_view.cpp).
+Subcommand setup_top(CLI::App& app, const GlobalOptions& global);
+int run_top(const TopOptions& options);
+
+// `completion bash`: a bash completion script generated from `app`'s commands and options.
+Subcommand setup_completion(CLI::App& app);
+// `man` (hidden): the manual page, in roff, generated from `app` and its help texts.
+Subcommand setup_man(CLI::App& app);
+// The help texts that make --help a manual: the main footer (examples, environment, exit
+// status) and examples for the subcommands that exist. Call after every setup_x.
+void add_help_texts(CLI::App& app);
+
 }  // namespace websmtp::ctl
