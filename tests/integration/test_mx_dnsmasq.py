@@ -102,8 +102,11 @@ class MxDnsmasqTest(MxPeers, IntegrationTestCase):
         self.assertEqual(msg["From"], "Anna <anna@xn--bcher-kva.example>", head)
         self.assertEqual(msg["To"], "user@xn--bcher-kva.example, Carol <carol@xn--bcher-kva.example>", head)
         self.assertEqual(msg["Reply-To"], "help@xn--bcher-kva.example", head)
-        self.assertGreaterEqual(dns.queries("xn--bcher-kva.example", "MX"), 1, dns.log_text()[-2000:])
-        self.assertEqual(dns.queries("bücher.example", "MX"), 0)
+        # A second job, the domain spelt otherwise: the resolver's cache holds it by its A-labels.
+        daemon.wait_completed(daemon.submit(mail(to=["erin@Bücher.Example"])))
+        self.assertEqual([a for m in peer.messages() for a in m["rcpt_tos"]][-1], "erin@xn--bcher-kva.example")
+        self.assertEqual(dns.queries("xn--bcher-kva.example", "MX"), 1, dns.log_text()[-2000:])
+        self.assertEqual(dns.queries("mx.xn--bcher-kva.example", "A"), 1)
 
 
 if __name__ == "__main__":
