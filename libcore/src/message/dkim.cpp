@@ -566,8 +566,8 @@ Signer load_signer(const config::Config& c) {
   if (!c.dkim_key_file.empty()) {
     // An internationalised DKIM_DOMAIN signs as its A-labels: d= is a DNS name, and the sender's
     // domain is matched in that form (the envelope and the From header carry it).
-    const std::string domain = has_non_ascii(c.dkim_domain) ? to_ascii_domain(c.dkim_domain).value_or(c.dkim_domain)
-                                                            : c.dkim_domain;
+    const std::string domain =
+        has_non_ascii(c.dkim_domain) ? to_ascii_domain(c.dkim_domain).value_or(c.dkim_domain) : c.dkim_domain;
     if (!is_dns_name(domain) || domain.find('.') == std::string::npos)
       throw config::ConfigError("DKIM_DOMAIN", "'" + c.dkim_domain + "' is not a domain name");
     if (!is_dns_name(c.dkim_selector))

@@ -198,8 +198,7 @@ bool display_name_needs_quoting(std::string_view name) {
 // allowed and shows what the client wrote.
 void append_address(std::string& out, std::string_view address) {
   const std::size_t at = address.rfind('@');
-  if (at == std::string_view::npos || !has_non_ascii(address.substr(at + 1)) ||
-      has_non_ascii(address.substr(0, at))) {
+  if (at == std::string_view::npos || !has_non_ascii(address.substr(at + 1)) || has_non_ascii(address.substr(0, at))) {
     out += address;
     return;
   }
