@@ -9,7 +9,7 @@
 
 namespace websmtp {
 
-inline constexpr std::array<std::string_view, 54> kErrorCodes = {
+inline constexpr std::array<std::string_view, 55> kErrorCodes = {
     "already_completed",
     "bad_content_length",
     "bad_host",
@@ -47,6 +47,7 @@ inline constexpr std::array<std::string_view, 54> kErrorCodes = {
     "invalid_state",
     "invalid_subject",
     "invalid_type",
+    "invalid_value",
     "invalid_wait",
     "json_too_deep",
     "length_required",
