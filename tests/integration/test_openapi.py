@@ -220,14 +220,14 @@ class OpenApiServedTest(IntegrationTestCase):
     def test_open_on_the_public_port_the_token_on_the_admin_port(self):
         """The public port serves it to anyone; the admin port, like every admin route, wants
         ADMIN_TOKEN when it is set (README; the document's security on /openapi.json)."""
-        d = self.start_daemon(DELIVERY="sandbox", AUTH_MODE="keys", ADMIN_TOKEN="t0ken")
+        d = self.start_daemon(DELIVERY="sandbox", AUTH_MODE="keys", ADMIN_TOKEN="t0ken-t0ken-t0ken-t0ken")
         self.assertJsonError(d.post_send({"from": "a@example.org", "to": ["b@example.net"], "subject": "", "body": "x"}),
                              401, "unauthorized")
         self.assertEqual(d.request("GET", "/openapi.json").status, 200)
         r = d.request("GET", "/openapi.json", admin=True)
         self.assertJsonError(r, 401, "unauthorized")
         self.assertEqual(r.header("WWW-Authenticate"), "Bearer")
-        r = d.request("GET", "/openapi.json", admin=True, headers={"Authorization": "Bearer t0ken"})
+        r = d.request("GET", "/openapi.json", admin=True, headers={"Authorization": "Bearer t0ken-t0ken-t0ken-t0ken"})
         self.assertEqual(r.status, 200)
         self.assertEqual(r.json(), load_spec())
         op = load_spec()["paths"]["/openapi.json"]["get"]
@@ -388,7 +388,7 @@ class ValidatorTest(unittest.TestCase):
 
 # -- every route's answers against the document -----------------------------------------------
 
-ADMIN_TOKEN = "admin-t0ken"
+ADMIN_TOKEN = "admin-t0ken-for-the-openapi-test"
 
 
 def ctl(*args):
@@ -459,7 +459,7 @@ class OpenApiShapesTest(IntegrationTestCase):
     def test_every_route_answers_as_documented(self):
         peer = self.start_peer()
         d = self.start_daemon(**self.relay_env(peer, RETRY_MIN="60s", RETRY_MAX="120s", MAX_RECIPIENTS=5,
-                                               MAX_BODY_BYTES=65536, ADMIN_TOKEN=ADMIN_TOKEN))
+                                               ADMIN_TOKEN=ADMIN_TOKEN))
         self.public_routes(d)
         self.admin_routes(d)
         self.domain_checks()
@@ -487,7 +487,6 @@ class OpenApiShapesTest(IntegrationTestCase):
         self.call(d, "POST", "/mail/send", 400, body=b"{nope", code="invalid_json")
         self.call(d, "POST", "/mail/send", 422, body=mail(to=["r%d@example.net" % i for i in range(6)]),
                   code="too_many_recipients")
-        self.call(d, "POST", "/mail/send", 413, body=mail(body="x" * 70000), code="body_too_large")
         batch = {"jobs": [mail(to=["bob@example.net"]), mail(to=["carol@example.net"], cc=["dan@example.net"])]}
         r = self.call(d, "POST", "/mail/batch", 202, body=batch, headers={"Idempotency-Key": "b-" + tid})
         self.assertEqual(len(r.json()["refs"]), 2)
@@ -617,7 +616,7 @@ class OpenApiShapesTest(IntegrationTestCase):
         peer = self.start_peer()
         d = self.start_daemon(**self.relay_env(peer, AUTH_MODE="keys", ADMIN_TOKEN=ADMIN_TOKEN))
         key = self.call(d, "POST", "/admin/keys", 201,
-                        body={"name": "k", "senders": ["*@example.org"], "rate_per_minute": 4}).json()["key"]
+                        body={"name": "k", "senders": ["*@example.org"], "rate_per_minute": 3}).json()["key"]
         auth = {"Authorization": "Bearer " + key}
         r = self.call(d, "POST", "/mail/send", 202, body=mail(), headers=auth)
         ref, token = r.json()["ref"], r.json()["status_token"]
