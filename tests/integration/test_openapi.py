@@ -20,8 +20,7 @@ import tempfile
 import unittest
 import urllib.parse
 
-from harness import WEBSMTPCTL, IntegrationTestCase, PeerProcess, clean_env, mail, new_test_id, require_binary, \
-    wait_until
+from harness import WEBSMTPCTL, IntegrationTestCase, clean_env, mail, new_test_id, require_binary, wait_until
 from dns_server import DnsServer
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -453,8 +452,10 @@ class OpenApiShapesTest(IntegrationTestCase):
         self.assertEqual(errors, [], what)
 
     def wait_job(self, daemon, ref, predicate, what):
-        return wait_until(lambda: (lambda c_d: c_d[1] if c_d[0] == 200 and predicate(c_d[1]) else None)(
-            daemon.status(ref)), 30, what=what)
+        def check():
+            code, doc = daemon.status(ref)
+            return doc if code == 200 and predicate(doc) else None
+        return wait_until(check, 30, what=what)
 
     def test_every_route_answers_as_documented(self):
         peer = self.start_peer()
