@@ -109,6 +109,13 @@ const std::vector<KeyInfo>& keys() {
       {"MX_MAX_PER_HOST", num(d.mx_max_per_host), "SMTP sessions to one MX host at a time"},
       {"MX_POOL_SIZE", num(d.mx_pool_size), "idle SMTP sessions to MX hosts kept for reuse, in all"},
       {"MX_IDLE_TIMEOUT", dur(d.mx_idle_timeout_s), "an idle session to an MX host is closed after this"},
+      // Webhooks (issue 9).
+      {"WEBHOOK_SECRET", "",
+       "HMAC-SHA256 key of the Websmtp-Signature header (16+ bytes); unset: jobs with a callback_url are refused"},
+      {"WEBHOOK_RETRY_MIN", dur(d.webhook_retry_min_s), "first retry delay of a webhook that failed (doubling)"},
+      {"WEBHOOK_RETRY_MAX", dur(d.webhook_retry_max_s), "largest retry delay of a webhook (retried for 24h)"},
+      {"WEBHOOK_ALLOW_PRIVATE", std::string(d.webhook_allow_private ? "true" : "false"),
+       "allow callback URLs on loopback, private, link-local and other non-public addresses"},
   };
   return k;
 }
@@ -349,6 +356,15 @@ Config load(const std::function<std::optional<std::string>(const std::string&)>&
   c.mx_max_per_host = static_cast<int>(r.integer("MX_MAX_PER_HOST", c.mx_max_per_host, 1, 1000));
   c.mx_pool_size = static_cast<int>(r.integer("MX_POOL_SIZE", c.mx_pool_size, 0, 100000));
   c.mx_idle_timeout_s = r.duration("MX_IDLE_TIMEOUT", c.mx_idle_timeout_s, 1);
+  // Webhooks (issue 9).
+  c.webhook_secret = r.raw("WEBHOOK_SECRET").value_or("");
+  if (!c.webhook_secret.empty() && c.webhook_secret.size() < 16)
+    throw ConfigError("WEBHOOK_SECRET", "must be at least 16 bytes long");
+  c.webhook_retry_min_s = r.duration("WEBHOOK_RETRY_MIN", c.webhook_retry_min_s, 1);
+  c.webhook_retry_max_s = r.duration("WEBHOOK_RETRY_MAX", c.webhook_retry_max_s, 1);
+  if (c.webhook_retry_max_s < c.webhook_retry_min_s)
+    throw ConfigError("WEBHOOK_RETRY_MAX", "must not be below WEBHOOK_RETRY_MIN");
+  c.webhook_allow_private = r.boolean("WEBHOOK_ALLOW_PRIVATE", c.webhook_allow_private);
   return c;
 }
 

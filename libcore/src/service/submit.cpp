@@ -7,6 +7,7 @@
 #include "websmtp/job/envelope.hpp"
 #include "websmtp/job/validation.hpp"
 #include "websmtp/message/mime.hpp"
+#include "websmtp/webhook/destination.hpp"
 
 namespace websmtp::service {
 
@@ -45,6 +46,7 @@ job::Job SubmitService::make_job(job::MailRequest&& req, std::int64_t now_ms) co
   j.submitted = now_ms / 1000;
   j.sender = req.from.address;
   j.recipients = job::envelope_recipients(req);
+  j.callback_url = req.callback_url.value_or("");
   message::BuildOptions mo;
   mo.message_id_domain = options_.message_id_domain;
   mo.date_unix = j.submitted;
@@ -66,6 +68,20 @@ std::optional<Error> SubmitService::admit(const Caller& caller, std::span<const 
   return auth::charge(p, static_cast<std::int64_t>(jobs.size()), now_ms, d);
 }
 
+std::optional<Error> SubmitService::check_callback(const job::MailRequest& req) const {
+  if (!req.callback_url) return std::nullopt;
+  if (!options_.webhooks_signed)
+    return Error{ErrorKind::kInvalid, "webhooks_disabled",
+                 "callback_url cannot be used: this server has no WEBHOOK_SECRET, and unsigned webhooks are not sent",
+                 "callback_url"};
+  auto url = webhook::parse_callback_url(*req.callback_url, "callback_url");
+  if (!url) return std::move(url.error());
+  if (options_.webhook_allow_private) return std::nullopt;
+  if (auto checked = webhook::checked_addresses(*url, false, "callback_url"); !checked)
+    return std::move(checked.error());
+  return std::nullopt;
+}
+
 std::string SubmitService::token_for(const Caller& caller, const std::string& ref) const {
   return caller.private_statuses && options_.status_tokens ? options_.status_tokens->token(ref) : std::string();
 }
@@ -83,6 +99,7 @@ void SubmitService::submit(const Caller& caller, std::string_view body, std::str
   if (!req) return done(tl::unexpected(std::move(req.error())));
   if (caller.principal && caller.principal->key)
     if (auto e = auth::check_policy(caller.principal->key->policy, *req)) return done(tl::unexpected(std::move(*e)));
+  if (auto e = check_callback(*req)) return done(tl::unexpected(std::move(*e)));
   std::int64_t now_ms = clock_.now_ms();
 
   // A replay is answered before anything is rendered.
@@ -149,6 +166,7 @@ void SubmitService::submit_batch(const Caller& caller, std::string_view body, st
     if (caller.principal && caller.principal->key)
       if (auto e = auth::check_policy(caller.principal->key->policy, *req))
         return done(tl::unexpected(in_batch(std::move(*e), i)));
+    if (auto e = check_callback(*req)) return done(tl::unexpected(in_batch(std::move(*e), i)));
     jobs.push_back(make_job(std::move(*req), now_ms));
     jobs.back().submitted_by = caller.id;
   }

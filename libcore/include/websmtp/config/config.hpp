@@ -87,6 +87,11 @@ struct Config {
   int mx_max_per_host = 4;   // sessions to one MX host at a time
   int mx_pool_size = 32;     // idle sessions kept in all
   std::int64_t mx_idle_timeout_s = 30;
+  // Webhooks (issue 9): job.completed events POSTed to a job's callback_url, signed.
+  std::string webhook_secret;  // empty: a job with a callback_url is refused (unsigned webhooks are not sent)
+  std::int64_t webhook_retry_min_s = 10;
+  std::int64_t webhook_retry_max_s = 3600;
+  bool webhook_allow_private = false;  // true: loopback, private, link-local... destinations too
 };
 
 struct ConfigError : std::runtime_error {

@@ -25,6 +25,7 @@
 #include "websmtp/service/transport_factory.hpp"
 #include "websmtp/store/store.hpp"
 #include "websmtp/store/write_batcher.hpp"
+#include "websmtp/webhook/sender.hpp"
 
 namespace websmtp::service {
 
@@ -67,6 +68,7 @@ class Gateway {
   message::dkim::Signer dkim_;
   std::unique_ptr<SubmitService> submit_;
   std::unique_ptr<DeliveryWorkers> workers_;
+  std::unique_ptr<webhook::Sender> webhooks_;  // with WEBHOOK_SECRET only
   std::thread counting_;  // the store's counts, for the metrics' base
   bool stopped_ = false;
 };

@@ -44,6 +44,10 @@ class SubmitService {
     std::size_t max_batch = 100;
     const auth::StatusTokens* status_tokens = nullptr;  // set when statuses are private
     const message::dkim::Signer* dkim = nullptr;        // signs each rendered message once
+    // Webhooks: a job's callback_url is refused unless WEBHOOK_SECRET is set (webhooks_signed),
+    // and where it points is checked unless WEBHOOK_ALLOW_PRIVATE.
+    bool webhooks_signed = false;
+    bool webhook_allow_private = false;
   };
   SubmitService(Options options, store::Store& store, store::WriteBatcher& batcher, queue::Dispatcher& dispatcher,
                 Metrics& metrics, const Clock& clock);
@@ -64,6 +68,8 @@ class SubmitService {
   std::optional<Error> admit(const Caller& caller, std::span<const job::Job> jobs, std::int64_t now_ms,
                              bool batch) const;
   std::string token_for(const Caller& caller, const std::string& ref) const;
+  // The callback_url's destination (resolved: this does DNS), or nullopt when it has none.
+  std::optional<Error> check_callback(const job::MailRequest& req) const;
   void accepted(job::Job&& stored);
 
   Options options_;

@@ -42,6 +42,15 @@ class ForwardingStore : public Store {
     return inner_->find_idempotency(key);
   }
 
+  std::vector<WebhookEvent> webhook_due(std::int64_t now_ms, std::size_t limit) override {
+    return inner_->webhook_due(now_ms, limit);
+  }
+  std::optional<std::int64_t> webhook_next_at() override { return inner_->webhook_next_at(); }
+  void webhook_delivered(std::string_view id) override { inner_->webhook_delivered(id); }
+  void webhook_failed(std::string_view id, int attempts, std::int64_t next_at_ms) override {
+    inner_->webhook_failed(id, attempts, next_at_ms);
+  }
+
   Store& inner() { return *inner_; }
 
  private:
