@@ -41,7 +41,7 @@ struct Call {
 
 TEST(WebhookSender, RetriesWithBackoffThenStopsOnSuccess) {
   test_support::TempDir dir;
-  testing::ManualClock clock(kT0);
+  websmtp::testing::ManualClock clock(kT0);
   auto store = store::open_sqlite({dir.file("db")});
   job::Job j = test_support::make_job();
   j.callback_url = "http://127.0.0.1:9/hook?x=1";
@@ -95,7 +95,7 @@ TEST(WebhookSender, RetriesWithBackoffThenStopsOnSuccess) {
 
 TEST(WebhookSender, DropsAnEventAfterItsRetryWindow) {
   test_support::TempDir dir;
-  testing::ManualClock clock(kT0);
+  websmtp::testing::ManualClock clock(kT0);
   auto store = store::open_sqlite({dir.file("db")});
   job::Job j = test_support::make_job();
   j.callback_url = "http://127.0.0.1:9/";
