@@ -10,8 +10,12 @@ import hashlib
 import hmac
 import http.server
 import json
+import os
 import re
-import socket
+import shutil
+import ssl
+import subprocess
+import tempfile
 import threading
 import time
 import unittest
@@ -25,7 +29,7 @@ class Receiver:
     """An HTTP receiver that records every request and answers from a script
     (one (status, headers) per request; the last one repeats)."""
 
-    def __init__(self, answers=None, port=0):
+    def __init__(self, answers=None, port=0, tls=None):
         self.requests = []
         self.answers = list(answers or [(200, {})])
         self.lock = threading.Lock()
@@ -51,11 +55,17 @@ class Receiver:
 
         self.server = http.server.ThreadingHTTPServer(("127.0.0.1", port), Handler)
         self.port = self.server.server_address[1]
+        self.scheme = "http"
+        if tls:  # (cert, key): https
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            ctx.load_cert_chain(*tls)
+            self.server.socket = ctx.wrap_socket(self.server.socket, server_side=True)
+            self.scheme = "https"
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
 
-    def url(self, path="/hook"):
-        return "http://127.0.0.1:%d%s" % (self.port, path)
+    def url(self, path="/hook", host="127.0.0.1"):
+        return "%s://%s:%d%s" % (self.scheme, host, self.port, path)
 
     def received(self):
         with self.lock:
@@ -77,9 +87,18 @@ def header(req, name):
     return None
 
 
+def self_signed_cert(test):
+    d = tempfile.mkdtemp(prefix="websmtp-cert-")
+    test.addCleanup(shutil.rmtree, d, True)
+    cert, key = os.path.join(d, "cert.pem"), os.path.join(d, "key.pem")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", cert,
+                    "-days", "1", "-subj", "/CN=localhost"], check=True, capture_output=True)
+    return cert, key
+
+
 class WebhookTestCase(IntegrationTestCase):
-    def start_receiver(self, answers=None, port=0):
-        r = Receiver(answers, port)
+    def start_receiver(self, answers=None, port=0, tls=None):
+        r = Receiver(answers, port, tls)
         self.addCleanup(r.stop)
         return r
 
@@ -175,6 +194,30 @@ class TestWebhookDelivery(WebhookTestCase):
         self.assertEqual(event["id"], event_id)
         self.assertEqual(event["data"]["id"], ref)
         self.assertSigned(req)
+
+
+    def test_https_is_verified_with_smtp_ca_file(self):
+        peer = self.start_peer()
+        cert, key = self_signed_cert(self)
+        receiver = self.start_receiver(tls=(cert, key))
+        daemon = self.hook_daemon(peer, SMTP_CA_FILE=cert)
+        ref = daemon.submit(mail(callback_url=receiver.url(host="localhost")))
+        daemon.wait_completed(ref)
+        req = receiver.wait_for(1)[0]
+        self.assertSigned(req)
+        self.assertEqual(header(req, "Host"), "localhost:%d" % receiver.port)
+        self.assertEqual(json.loads(req["body"])["data"]["id"], ref)
+
+    def test_https_with_an_untrusted_certificate_is_not_sent(self):
+        peer = self.start_peer()
+        cert, key = self_signed_cert(self)
+        receiver = self.start_receiver(tls=(cert, key))
+        daemon = self.hook_daemon(peer)  # no SMTP_CA_FILE: the self-signed certificate is not trusted
+        ref = daemon.submit(mail(callback_url=receiver.url(host="localhost")))
+        daemon.wait_completed(ref)
+        pattern = re.compile(r"webhook \S+ for job %s to \S+ failed \(attempt 2\)" % re.escape(ref))
+        wait_until(lambda: pattern.search(daemon.log_text()), 30, what="two failed webhook attempts")
+        self.assertEqual(receiver.received(), [])
 
 
 class TestWebhookSubmitChecks(WebhookTestCase):
