@@ -10,17 +10,13 @@ import hashlib
 import hmac
 import http.server
 import json
-import os
 import re
-import shutil
 import ssl
-import subprocess
-import tempfile
 import threading
 import time
 import unittest
 
-from harness import IntegrationTestCase, closed_port_socket, mail, wait_until
+from harness import IntegrationTestCase, closed_port_socket, mail, self_signed_cert, wait_until
 
 SECRET = "whsec_test_0123456789abcdef"
 
@@ -85,15 +81,6 @@ def header(req, name):
         if k.lower() == name.lower():
             return v
     return None
-
-
-def self_signed_cert(test):
-    d = tempfile.mkdtemp(prefix="websmtp-cert-")
-    test.addCleanup(shutil.rmtree, d, True)
-    cert, key = os.path.join(d, "cert.pem"), os.path.join(d, "key.pem")
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", cert,
-                    "-days", "1", "-subj", "/CN=localhost"], check=True, capture_output=True)
-    return cert, key
 
 
 class WebhookTestCase(IntegrationTestCase):

@@ -10,6 +10,8 @@
 #include <cstring>
 #include <memory>
 
+#include "websmtp/common/text.hpp"
+
 namespace websmtp::webhook {
 
 namespace {
@@ -29,22 +31,11 @@ bool is_v4_literal(const std::string& h) {
   return ::inet_pton(AF_INET, h.c_str(), &a) == 1;
 }
 
-// LDH labels separated by dots. A last label of digits only is no domain name (no top-level
-// domain is numeric): "127.1" or "2130706433" would be read as IPv4 by some resolvers.
+// A DNS name (common/text.hpp) whose last label is not all digits: no top-level domain is
+// numeric, and "127.1" or "2130706433" would be read as IPv4 by some resolvers.
 bool is_host_name(std::string_view h) {
-  if (h.empty() || h.size() > 253) return false;
-  std::size_t start = 0;
-  std::string_view last;
-  while (true) {
-    auto dot = h.find('.', start);
-    auto label = h.substr(start, dot == std::string_view::npos ? std::string_view::npos : dot - start);
-    if (label.empty() || label.size() > 63 || label.front() == '-' || label.back() == '-') return false;
-    for (char c : label)
-      if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '-')) return false;
-    last = label;
-    if (dot == std::string_view::npos) break;
-    start = dot + 1;
-  }
+  if (!is_dns_name(h)) return false;
+  std::string_view last = h.substr(h.rfind('.') + 1);
   return !std::all_of(last.begin(), last.end(), [](char c) { return std::isdigit(static_cast<unsigned char>(c)); });
 }
 
