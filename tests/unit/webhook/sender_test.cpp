@@ -37,18 +37,24 @@ struct Call {
   }
 };
 
+// A store holding one job with `callback_url`, completed: its event is in the outbox.
+std::unique_ptr<store::Store> store_with_event(const test_support::TempDir& dir, const std::string& callback_url) {
+  auto store = store::open_sqlite({dir.file("db")});
+  job::Job j = test_support::make_job();
+  j.callback_url = callback_url;
+  job::Job* p = &j;
+  store->insert(std::span<job::Job* const>(&p, 1));
+  store::JobUpdate u = test_support::delivered(j);
+  store->update(std::span<const store::JobUpdate>(&u, 1));
+  return store;
+}
+
 }  // namespace
 
 TEST(WebhookSender, RetriesWithBackoffThenStopsOnSuccess) {
   test_support::TempDir dir;
   websmtp::testing::ManualClock clock(kT0);
-  auto store = store::open_sqlite({dir.file("db")});
-  job::Job j = test_support::make_job();
-  j.callback_url = "http://127.0.0.1:9/hook?x=1";
-  job::Job* p = &j;
-  store->insert(std::span<job::Job* const>(&p, 1));
-  store::JobUpdate u = test_support::delivered(j);
-  store->update(std::span<const store::JobUpdate>(&u, 1));
+  auto store = store_with_event(dir, "http://127.0.0.1:9/hook?x=1");
 
   std::mutex mu;
   std::vector<Call> calls;
@@ -96,13 +102,7 @@ TEST(WebhookSender, RetriesWithBackoffThenStopsOnSuccess) {
 TEST(WebhookSender, DropsAnEventAfterItsRetryWindow) {
   test_support::TempDir dir;
   websmtp::testing::ManualClock clock(kT0);
-  auto store = store::open_sqlite({dir.file("db")});
-  job::Job j = test_support::make_job();
-  j.callback_url = "http://127.0.0.1:9/";
-  job::Job* p = &j;
-  store->insert(std::span<job::Job* const>(&p, 1));
-  store::JobUpdate u = test_support::delivered(j);
-  store->update(std::span<const store::JobUpdate>(&u, 1));
+  auto store = store_with_event(dir, "http://127.0.0.1:9/");
   clock.advance_ms(24 * 3600 * 1000LL);  // the receiver was down all day
   std::atomic<int> posts{0};
   webhook::Sender sender(*store, clock, {.secret = "whsec_0123456789abcdef", .allow_private = true},
