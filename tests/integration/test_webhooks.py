@@ -11,6 +11,7 @@ import hmac
 import http.server
 import json
 import re
+import socket
 import ssl
 import threading
 import time
@@ -74,6 +75,51 @@ class Receiver:
     def stop(self):
         self.server.shutdown()
         self.server.server_close()
+
+class DripReceiver:
+    """Accepts connections, reads the request, then answers a status line and one header byte
+    every 0.5 s, never ending the head: each byte is well within any read timeout."""
+
+    def __init__(self):
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(8)
+        self.port = self.sock.getsockname()[1]
+        self.connections = []
+        self.lock = threading.Lock()
+        self.stopping = threading.Event()
+        threading.Thread(target=self.accept_loop, daemon=True).start()
+
+    def accept_loop(self):
+        while not self.stopping.is_set():
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            with self.lock:
+                self.connections.append(time.monotonic())
+            threading.Thread(target=self.drip, args=(conn,), daemon=True).start()
+
+    def drip(self, conn):
+        with conn:
+            try:
+                conn.settimeout(10)
+                conn.recv(65536)
+                conn.sendall(b"HTTP/1.1 200 OK\r\nX-Slow: ")
+                for _ in range(240):  # at most 2 minutes
+                    if self.stopping.wait(0.5):
+                        return
+                    conn.sendall(b"a")
+            except OSError:
+                return  # the sender gave up on it
+
+    def count(self):
+        with self.lock:
+            return len(self.connections)
+
+    def stop(self):
+        self.stopping.set()
+        self.sock.close()
 
 
 def header(req, name):
@@ -205,6 +251,23 @@ class TestWebhookDelivery(WebhookTestCase):
         pattern = re.compile(r"webhook \S+ for job %s to \S+ failed \(attempt 2\)" % re.escape(ref))
         wait_until(lambda: pattern.search(daemon.log_text()), 30, what="two failed webhook attempts")
         self.assertEqual(receiver.received(), [])
+
+
+    def test_a_dripping_answer_is_cut_at_the_total_timeout(self):
+        peer = self.start_peer()
+        receiver = DripReceiver()
+        self.addCleanup(receiver.stop)
+        daemon = self.hook_daemon(peer)
+        ref = daemon.submit(mail(callback_url="http://127.0.0.1:%d/hook" % receiver.port))
+        daemon.wait_completed(ref)
+        # Each byte comes well within any read timeout, but the exchange as a whole is cut
+        # after 30 s and tried again (the drip itself would go on for two minutes).
+        wait_until(lambda: receiver.count() >= 2, 90, what="the POST to be abandoned and retried")
+        self.assertIn("no answer within the total timeout", daemon.log_text())
+        # Stopping while a POST hangs does not wait for it.
+        started = time.monotonic()
+        daemon.stop()
+        self.assertLess(time.monotonic() - started, 20)
 
 
 class TestWebhookSubmitChecks(WebhookTestCase):

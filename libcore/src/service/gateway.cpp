@@ -61,7 +61,8 @@ void Gateway::start() {
                               .retry_max_ms = config_.webhook_retry_max_s * 1000,
                               .allow_private = config_.webhook_allow_private,
                               .ca_file = config_.smtp_ca_file};
-    webhooks_ = std::make_unique<webhook::Sender>(*store_, clock_, wo, webhook::http_poster(wo));
+    auto http = webhook::http_poster(wo);
+    webhooks_ = std::make_unique<webhook::Sender>(*store_, clock_, wo, std::move(http.post), std::move(http.cancel));
     webhooks_->start();
   }
   store::WriteBatcher::Options bo;

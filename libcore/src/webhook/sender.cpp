@@ -8,8 +8,12 @@
 #include <Poco/Net/HTTPResponse.h>
 #include <Poco/Net/HTTPSClientSession.h>
 #include <Poco/Net/SecureStreamSocket.h>
+#include <Poco/Net/SocketAddress.h>
+#include <Poco/Net/StreamSocket.h>
 #include <Poco/Net/SSLManager.h>
 #include <spdlog/spdlog.h>
+
+#include <sys/socket.h>
 
 #include <algorithm>
 #include <chrono>
@@ -34,30 +38,92 @@ std::int64_t steady_ms() {
       .count();
 }
 
+// What the POSTs in progress share: cancel() (shutdown) ends them all at once.
+struct Inflight {
+  std::mutex mu;
+  std::condition_variable cv;
+  bool cancelled = false;
+};
+
+// Shuts a connected socket down when its deadline passes or the POSTs are cancelled, which
+// ends any read or write blocked on it (the descriptor stays open: the session closes it).
+// One short-lived thread per POST, which costs little next to the HTTP exchange it guards.
+class Watchdog {
+ public:
+  Watchdog(Inflight& inflight, int fd, std::int64_t deadline_steady_ms)
+      : inflight_(inflight), thread_([this, fd, deadline_steady_ms] {
+          std::unique_lock lock(inflight_.mu);
+          auto until = std::chrono::steady_clock::time_point(std::chrono::milliseconds(deadline_steady_ms));
+          if (!inflight_.cv.wait_until(lock, until, [&] { return done_ || inflight_.cancelled; }) ||
+              inflight_.cancelled) {
+            fired_ = true;
+            ::shutdown(fd, SHUT_RDWR);
+          }
+        }) {}
+  ~Watchdog() {
+    {
+      std::lock_guard lock(inflight_.mu);
+      done_ = true;
+    }
+    inflight_.cv.notify_all();
+    thread_.join();
+  }
+  bool fired() {
+    std::lock_guard lock(inflight_.mu);
+    return fired_;
+  }
+
+ private:
+  Inflight& inflight_;
+  bool done_ = false;   // guarded by inflight_.mu
+  bool fired_ = false;  // likewise
+  std::thread thread_;  // last: started once the rest is built
+};
+
 }  // namespace
 
-Poster http_poster(const SenderOptions& options) {
+HttpPoster http_poster(const SenderOptions& options) {
   // One verifying client context for every https POST: the system CAs plus SMTP_CA_FILE.
   Poco::Net::initializeSSL();
   Poco::Net::Context::Ptr context = new Poco::Net::Context(Poco::Net::Context::TLS_CLIENT_USE, "", "", options.ca_file,
                                                            Poco::Net::Context::VERIFY_RELAXED, 9, true);
   std::int64_t connect_ms = options.connect_timeout_ms, total_ms = options.total_timeout_ms;
-  return [context, connect_ms, total_ms](const CallbackUrl& url, const Address& address, const std::string& body,
-                                         const std::vector<std::pair<std::string, std::string>>& headers) {
+  auto inflight = std::make_shared<Inflight>();
+  HttpPoster out;
+  out.cancel = [inflight] {
+    {
+      std::lock_guard lock(inflight->mu);
+      inflight->cancelled = true;
+    }
+    inflight->cv.notify_all();
+  };
+  out.post = [context, connect_ms, total_ms, inflight](const CallbackUrl& url, const Address& address,
+                                                       const std::string& body,
+                                                       const std::vector<std::pair<std::string, std::string>>& headers) {
+    {
+      std::lock_guard lock(inflight->mu);
+      if (inflight->cancelled) return PostResult{0, "shutting down"};
+    }
     const std::int64_t deadline = steady_ms() + total_ms;
     auto left = [&] { return ms(deadline - steady_ms()); };
     try {
+      // The socket is connected here (within the connect timeout; for https that includes the
+      // handshake, verified against the URL's host and sent as SNI) to the address that passed
+      // the check, so Poco never resolves anything itself; the session then uses it as it is.
+      Poco::Net::SocketAddress to(address.ip, url.port);
       std::unique_ptr<Poco::Net::HTTPClientSession> session;
       if (url.https) {
-        // Connected to the checked address; the certificate must match the URL's host (SNI too).
         Poco::Net::SecureStreamSocket socket(context);
         socket.setPeerHostName(url.host);
         session = std::make_unique<Poco::Net::HTTPSClientSession>(socket);
+        socket.connect(to, ms(std::min(connect_ms, total_ms)));  // the session's socket: it shares the impl
       } else {
         session = std::make_unique<Poco::Net::HTTPClientSession>();
+        session->socket().connect(to, ms(std::min(connect_ms, total_ms)));
       }
-      session->setHost(address.ip);
-      session->setPort(url.port);
+      // Socket timeouts bound each read and write; the watchdog bounds the whole exchange (a
+      // receiver that drips its answer a byte at a time would otherwise hold a sender thread).
+      Watchdog watchdog(*inflight, session->socket().impl()->sockfd(), deadline);
       session->setKeepAlive(false);
       session->setTimeout(ms(std::min(connect_ms, total_ms)), left(), left());
       Poco::Net::HTTPRequest request(Poco::Net::HTTPRequest::HTTP_POST, url.target, Poco::Net::HTTPMessage::HTTP_1_1);
@@ -66,21 +132,27 @@ Poster http_poster(const SenderOptions& options) {
       std::ostream& out = session->sendRequest(request);
       out.write(body.data(), static_cast<std::streamsize>(body.size()));
       out.flush();
-      if (steady_ms() >= deadline) return PostResult{0, "timed out"};
-      session->setTimeout(ms(std::min(connect_ms, total_ms)), left(), left());
       Poco::Net::HTTPResponse response;
       session->receiveResponse(response);  // the status is all we need: the body is not read
+      if (watchdog.fired()) return PostResult{0, "no answer within the total timeout (or shutting down)"};
       return PostResult{static_cast<int>(response.getStatus()), {}};
     } catch (const Poco::Exception& e) {
+      if (steady_ms() >= deadline) return PostResult{0, "no answer within the total timeout: " + e.displayText()};
       return PostResult{0, e.displayText()};
     } catch (const std::exception& e) {
       return PostResult{0, e.what()};
     }
   };
+  return out;
 }
 
-Sender::Sender(store::Store& store, const Clock& clock, SenderOptions options, Poster poster)
-    : store_(store), clock_(clock), options_(std::move(options)), poster_(std::move(poster)) {}
+Sender::Sender(store::Store& store, const Clock& clock, SenderOptions options, Poster poster,
+               std::function<void()> cancel_posts)
+    : store_(store),
+      clock_(clock),
+      options_(std::move(options)),
+      poster_(std::move(poster)),
+      cancel_posts_(std::move(cancel_posts)) {}
 
 Sender::~Sender() { stop(); }
 
@@ -104,6 +176,8 @@ void Sender::stop() {
     stopping_ = true;
     cv_.notify_all();
   }
+  // A POST in progress ends now; its event stays in the outbox for the next start.
+  if (cancel_posts_) cancel_posts_();
   for (auto& t : threads_) t.join();
   threads_.clear();
 }
@@ -158,8 +232,13 @@ void Sender::run() {
 void Sender::attempt(const store::WebhookEvent& e) {
   PostResult r = post(e);
   std::int64_t now = clock_.now_ms();
+  bool ok = r.status >= 200 && r.status < 300;
+  {
+    std::lock_guard lock(mu_);
+    if (stopping_ && !ok) return;  // cut short by stop(): not the receiver's failure; tried again after restart
+  }
   try {
-    if (r.status >= 200 && r.status < 300) {
+    if (ok) {
       spdlog::info("webhook {} for job {} delivered to {}: HTTP {}", e.id, e.job_ref, e.url, r.status);
       store_.webhook_delivered(e.id);
       return;

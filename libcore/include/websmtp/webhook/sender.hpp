@@ -46,11 +46,18 @@ using Poster = std::function<PostResult(const CallbackUrl& url, const Address& a
 
 // Poco::Net's HTTP(S) client: connect within the connect timeout, the whole exchange within
 // the total one; https verified against the system CAs and `ca_file`; redirects not followed.
-Poster http_poster(const SenderOptions& options);
+// cancel() ends every POST in progress at once (shutdown) and fails later ones quickly.
+struct HttpPoster {
+  Poster post;
+  std::function<void()> cancel;
+};
+HttpPoster http_poster(const SenderOptions& options);
 
 class Sender {
  public:
-  Sender(store::Store& store, const Clock& clock, SenderOptions options, Poster poster);
+  // `cancel_posts`, when given, is called by stop() to end the POSTs in progress.
+  Sender(store::Store& store, const Clock& clock, SenderOptions options, Poster poster,
+         std::function<void()> cancel_posts = {});
   ~Sender();
   Sender(const Sender&) = delete;
   Sender& operator=(const Sender&) = delete;
@@ -58,7 +65,7 @@ class Sender {
   void start();
   // Events may be due: look now (cheap when none is).
   void wake();
-  // Stops the threads; a POST in progress is waited for (at most the total timeout).
+  // Stops the threads, cancelling the POSTs in progress (their events stay in the outbox).
   void stop();
 
  private:
@@ -70,6 +77,7 @@ class Sender {
   const Clock& clock_;
   SenderOptions options_;
   Poster poster_;
+  std::function<void()> cancel_posts_;
   std::mutex mu_;
   std::condition_variable cv_;
   std::uint64_t wakes_ = 0;         // counts wake()s, so that none is lost between a look and a wait
