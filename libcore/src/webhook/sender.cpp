@@ -190,18 +190,23 @@ void Sender::run() {
     std::uint64_t seen = wakes_;
     lock.unlock();
     std::optional<store::WebhookEvent> pick;
+    bool stale = false;
     std::int64_t wait_until = kNever;
     std::int64_t now = clock_.now_ms();
     try {
       auto due = store_.webhook_due(now, look);
-      std::lock_guard l(mu_);
-      for (auto& e : due)
-        if (!sending_.contains(e.id)) {
-          sending_.insert(e.id);
-          pick = std::move(e);
-          break;
-        }
-      if (!pick) {
+      {
+        std::lock_guard l(mu_);
+        // An event another thread finished meanwhile may still be in `due`: look again.
+        stale = wakes_ != seen;
+        for (auto& e : due)
+          if (!stale && !sending_.contains(e.id)) {
+            sending_.insert(e.id);
+            pick = std::move(e);
+            break;
+          }
+      }
+      if (!pick && !stale) {
         // Nothing due that is free: sleep until the earliest retry (a due event another thread
         // is sending wakes us when it is done).
         auto next = store_.webhook_next_at();
@@ -274,10 +279,12 @@ PostResult Sender::post(const store::WebhookEvent& e) {
       {"User-Agent", std::string("websmtp/") + WEBSMTP_VERSION},
       {"Websmtp-Signature", signature_header(options_.secret, clock_.now_s(), e.body)},
   };
+  // The next address only when this one did not answer, and within the total timeout.
+  const std::int64_t deadline = steady_ms() + options_.total_timeout_ms;
   PostResult r;
   for (const auto& a : *addresses) {
     r = poster_(*url, a, e.body, headers);
-    if (r.status != 0) break;  // an answer: other addresses would answer the same
+    if (r.status != 0 || steady_ms() >= deadline) break;
   }
   return r;
 }

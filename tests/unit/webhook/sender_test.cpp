@@ -4,6 +4,7 @@
 
 #include <chrono>
 #include <functional>
+#include <map>
 #include <thread>
 
 #include "../../support/manual_clock.hpp"
@@ -114,4 +115,39 @@ TEST(WebhookSender, DropsAnEventAfterItsRetryWindow) {
   ASSERT_TRUE(eventually([&] { return !store->webhook_next_at(); }));
   sender.stop();
   EXPECT_EQ(posts.load(), 1);
+}
+
+TEST(WebhookSender, SendsEachEventOnceAcrossThreads) {
+  test_support::TempDir dir;
+  websmtp::testing::ManualClock clock(kT0);
+  auto store = store::open_sqlite({dir.file("db")});
+  std::vector<job::Job> jobs(40, test_support::make_job());
+  std::vector<job::Job*> ptrs;
+  for (auto& j : jobs) {
+    j.ref = new_uuid_v7(kT0);
+    j.callback_url = "http://127.0.0.1:9/";
+    ptrs.push_back(&j);
+  }
+  store->insert(ptrs);
+  std::mutex mu;
+  std::map<std::string, int> posts;  // event body -> POSTs
+  webhook::Sender sender(*store, clock, {.secret = "whsec_0123456789abcdef", .allow_private = true, .threads = 4},
+                         [&](const auto&, const auto&, const std::string& body, const auto&) {
+                           std::lock_guard l(mu);
+                           ++posts[body];
+                           return webhook::PostResult{204, {}};
+                         });
+  sender.start();
+  std::vector<store::JobUpdate> done;
+  for (const auto& j : jobs) done.push_back(test_support::delivered(j));
+  for (std::size_t i = 0; i < done.size(); i += 10) {  // completed in four commits, each waking the sender
+    store->update(std::span<const store::JobUpdate>(done).subspan(i, 10));
+    sender.wake();
+  }
+  ASSERT_TRUE(eventually([&] {
+    std::lock_guard l(mu);
+    return posts.size() == jobs.size() && !store->webhook_next_at();
+  }));
+  sender.stop();
+  for (const auto& [body, n] : posts) EXPECT_EQ(n, 1) << body;
 }
