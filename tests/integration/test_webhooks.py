@@ -284,6 +284,10 @@ class TestWebhookSubmitChecks(WebhookTestCase):
             {"jobs": [mail(), mail(callback_url="http://192.168.1.1/")]}).encode(),
             headers={"Content-Type": "application/json"})
         self.assertJsonError(r, 400, "callback_url_not_public", "jobs[1].callback_url")
+        r = daemon.request("POST", "/mail/batch", body=json.dumps(  # a name: resolved off the HTTP threads
+            {"jobs": [mail(), mail(), mail(callback_url="http://localhost:9/")]}).encode(),
+            headers={"Content-Type": "application/json"})
+        self.assertJsonError(r, 400, "callback_url_not_public", "jobs[2].callback_url")
         self.assertEqual(daemon.queue()["queued"] + daemon.queue()["completed"], 0)
 
     def test_malformed_callback_urls_are_refused(self):

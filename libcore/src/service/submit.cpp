@@ -16,6 +16,10 @@ namespace {
 tl::unexpected<Error> shutting_down() {
   return fail(ErrorKind::kUnavailable, "shutting_down", "the server is shutting down; retry shortly");
 }
+tl::unexpected<Error> lookups_busy() {
+  return fail(ErrorKind::kUnavailable, "callback_lookups_busy",
+              "too many callback_url host names are being resolved; retry shortly", "callback_url");
+}
 tl::unexpected<Error> not_stored() {
   return fail(ErrorKind::kUnavailable, "store_unavailable",
               "the job could not be stored; nothing was queued, retry shortly");
@@ -38,7 +42,9 @@ SubmitService::SubmitService(Options options, store::Store& store, store::WriteB
       dispatcher_(dispatcher),
       metrics_(metrics),
       clock_(clock),
-      idempotency_(store) {}
+      idempotency_(store) {
+  if (options_.webhooks_signed && !options_.webhook_allow_private) lookups_ = std::make_unique<webhook::Lookups>();
+}
 
 job::Job SubmitService::make_job(job::MailRequest&& req, std::int64_t now_ms) const {
   job::Job j;
@@ -82,6 +88,14 @@ std::optional<Error> SubmitService::check_callback(const job::MailRequest& req) 
   return std::nullopt;
 }
 
+bool SubmitService::resolve_elsewhere(const job::MailRequest& req) const {
+  if (!req.callback_url || !lookups_ || webhook::Lookups::on_this_thread()) return false;
+  auto url = webhook::parse_callback_url(*req.callback_url, "callback_url");
+  return url && !webhook::classify_ip(url->host);  // an IP literal is checked at once
+}
+
+bool SubmitService::resolve_later(std::function<void()> again) { return lookups_->post(std::move(again)); }
+
 std::string SubmitService::token_for(const Caller& caller, const std::string& ref) const {
   return caller.private_statuses && options_.status_tokens ? options_.status_tokens->token(ref) : std::string();
 }
@@ -99,6 +113,13 @@ void SubmitService::submit(const Caller& caller, std::string_view body, std::str
   if (!req) return done(tl::unexpected(std::move(req.error())));
   if (caller.principal && caller.principal->key)
     if (auto e = auth::check_policy(caller.principal->key->policy, *req)) return done(tl::unexpected(std::move(*e)));
+  if (resolve_elsewhere(*req)) {
+    auto again = [this, caller, body = std::string(body), key = std::string(idempotency_key), done]() mutable {
+      submit(caller, body, key, std::move(done));
+    };
+    if (!resolve_later(std::move(again))) done(lookups_busy());
+    return;
+  }
   if (auto e = check_callback(*req)) return done(tl::unexpected(std::move(*e)));
   std::int64_t now_ms = clock_.now_ms();
 
@@ -166,6 +187,13 @@ void SubmitService::submit_batch(const Caller& caller, std::string_view body, st
     if (caller.principal && caller.principal->key)
       if (auto e = auth::check_policy(caller.principal->key->policy, *req))
         return done(tl::unexpected(in_batch(std::move(*e), i)));
+    if (resolve_elsewhere(*req)) {
+      auto again = [this, caller, body = std::string(body), key = std::string(idempotency_key), done]() mutable {
+        submit_batch(caller, body, key, std::move(done));
+      };
+      if (!resolve_later(std::move(again))) done(tl::unexpected(in_batch(lookups_busy().value(), i)));
+      return;
+    }
     if (auto e = check_callback(*req)) return done(tl::unexpected(in_batch(std::move(*e), i)));
     jobs.push_back(make_job(std::move(*req), now_ms));
     jobs.back().submitted_by = caller.id;
