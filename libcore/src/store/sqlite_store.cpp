@@ -840,12 +840,15 @@ class SqliteStore final : public Store {
   // reader's (under read_mu_).
   struct OutboxStmts {
     OutboxStmts(Db& w, Db& r)
-        : job(w, "SELECT ref, submitted, callback_url FROM jobs WHERE seq=?1 AND completed=0 AND callback_url IS NOT NULL"),
+        : job(w,
+              "SELECT ref, submitted, callback_url FROM jobs "
+              "WHERE seq=?1 AND completed=0 AND callback_url IS NOT NULL"),
           insert(w, "INSERT INTO webhook_outbox(id, job_ref, url, body, created, next_at) VALUES(?1,?2,?3,?4,?5,?6)"),
           remove(w, "DELETE FROM webhook_outbox WHERE id=?1"),
           retry(w, "UPDATE webhook_outbox SET attempts=?2, next_at=?3 WHERE id=?1"),
-          due(r, "SELECT id, job_ref, url, body, created, attempts, next_at FROM webhook_outbox WHERE next_at <= ?1 "
-                 "ORDER BY next_at LIMIT ?2"),
+          due(r,
+              "SELECT id, job_ref, url, body, created, attempts, next_at FROM webhook_outbox WHERE next_at <= ?1 "
+              "ORDER BY next_at LIMIT ?2"),
           next(r, "SELECT min(next_at) FROM webhook_outbox") {}
     Stmt job, insert, remove, retry, due, next;
   };

@@ -195,13 +195,12 @@ AddressClass classify_v4(std::uint32_t a) {
 
 AddressClass classify_v6(const std::uint8_t (&a)[16]) {
   static constexpr std::uint8_t kZero[16] = {};
-  if (std::memcmp(a, kZero, 15) == 0) return a[15] == 0 ? AddressClass::kUnspecified
-                                              : a[15] == 1 ? AddressClass::kLoopback
-                                                           : AddressClass::kReserved;
+  if (std::memcmp(a, kZero, 15) == 0)
+    return a[15] == 0 ? AddressClass::kUnspecified : a[15] == 1 ? AddressClass::kLoopback : AddressClass::kReserved;
   // Addresses that carry an IPv4 address are what that address is.
   if (in_v6(a, {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xFF, 0xFF}, 96)) return classify_v4(v4_at(a, 12));  // ::ffff:a.b.c.d
-  if (in_v6(a, {0x00, 0x64, 0xFF, 0x9B}, 96)) return classify_v4(v4_at(a, 12));  // NAT64 64:ff9b::/96
-  if (in_v6(a, {0x20, 0x02}, 16)) return classify_v4(v4_at(a, 2));                // 6to4 2002:a.b.c.d::/48
+  if (in_v6(a, {0x00, 0x64, 0xFF, 0x9B}, 96)) return classify_v4(v4_at(a, 12));                    // NAT64 64:ff9b::/96
+  if (in_v6(a, {0x20, 0x02}, 16)) return classify_v4(v4_at(a, 2));                        // 6to4 2002:a.b.c.d::/48
   if (in_v6(a, {0x00, 0x64, 0xFF, 0x9B, 0x00, 0x01}, 48)) return AddressClass::kPrivate;  // NAT64 local use
   if (in_v6(a, {0xFC}, 7)) return AddressClass::kPrivate;                                 // ULA
   if (in_v6(a, {0xFE, 0xC0}, 10)) return AddressClass::kPrivate;                          // site-local (deprecated)

@@ -7,10 +7,10 @@
 #include <Poco/Net/HTTPRequest.h>
 #include <Poco/Net/HTTPResponse.h>
 #include <Poco/Net/HTTPSClientSession.h>
+#include <Poco/Net/SSLManager.h>
 #include <Poco/Net/SecureStreamSocket.h>
 #include <Poco/Net/SocketAddress.h>
 #include <Poco/Net/StreamSocket.h>
-#include <Poco/Net/SSLManager.h>
 #include <spdlog/spdlog.h>
 
 #include <sys/socket.h>
@@ -89,17 +89,17 @@ HttpPoster http_poster(const SenderOptions& options) {
                                                            Poco::Net::Context::VERIFY_RELAXED, 9, true);
   std::int64_t connect_ms = options.connect_timeout_ms, total_ms = options.total_timeout_ms;
   auto inflight = std::make_shared<Inflight>();
-  HttpPoster out;
-  out.cancel = [inflight] {
+  HttpPoster poster;
+  poster.cancel = [inflight] {
     {
       std::lock_guard lock(inflight->mu);
       inflight->cancelled = true;
     }
     inflight->cv.notify_all();
   };
-  out.post = [context, connect_ms, total_ms, inflight](const CallbackUrl& url, const Address& address,
-                                                       const std::string& body,
-                                                       const std::vector<std::pair<std::string, std::string>>& headers) {
+  poster.post = [context, connect_ms, total_ms, inflight](
+                    const CallbackUrl& url, const Address& address, const std::string& body,
+                    const std::vector<std::pair<std::string, std::string>>& headers) {
     {
       std::lock_guard lock(inflight->mu);
       if (inflight->cancelled) return PostResult{0, "shutting down"};
@@ -143,7 +143,7 @@ HttpPoster http_poster(const SenderOptions& options) {
       return PostResult{0, e.what()};
     }
   };
-  return out;
+  return poster;
 }
 
 Sender::Sender(store::Store& store, const Clock& clock, SenderOptions options, Poster poster,
@@ -257,8 +257,8 @@ void Sender::attempt(const store::WebhookEvent& e) {
       return;
     }
     std::int64_t delay = retry_delay_ms(failures, options_.retry_min_ms, options_.retry_max_ms);
-    spdlog::info("webhook {} for job {} to {} failed (attempt {}): {}; next in {}ms", e.id, e.job_ref, e.url,
-                 failures, why, delay);
+    spdlog::info("webhook {} for job {} to {} failed (attempt {}): {}; next in {}ms", e.id, e.job_ref, e.url, failures,
+                 why, delay);
     store_.webhook_failed(e.id, failures, now + delay);
   } catch (const store::StoreError& err) {
     // The event stays as it was and is tried again (at least once: receivers dedupe on id).

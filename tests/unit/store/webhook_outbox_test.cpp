@@ -12,8 +12,8 @@
 
 using namespace websmtp;
 using namespace websmtp::store;
-using websmtp::test_support::delivered;
 using websmtp::test_support::deferral;
+using websmtp::test_support::delivered;
 using websmtp::test_support::kT0;
 using websmtp::test_support::make_job;
 

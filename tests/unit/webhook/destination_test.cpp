@@ -107,11 +107,11 @@ TEST(WebhookDestination, ParsesCallbackUrls) {
 }
 
 TEST(WebhookDestination, RefusesMalformedCallbackUrls) {
-  for (const char* bad : {"", "ftp://example.com/", "example.com/hook", "http://", "http:///x",
-                          "https://user:pw@example.com/", "https://user@example.com/", "http://example.com:0/",
-                          "http://example.com:65536/", "http://example.com:/", "http://example.com:8o/",
-                          "http://exa mple.com/", "http://[::1/", "http://[nope]/", "http://-a.com/",
-                          "http://127.1/", "http://2130706433/", "http://a..b/", "http://\xc3\xa9.fr/"}) {
+  for (const char* bad :
+       {"", "ftp://example.com/", "example.com/hook", "http://", "http:///x", "https://user:pw@example.com/",
+        "https://user@example.com/", "http://example.com:0/", "http://example.com:65536/", "http://example.com:/",
+        "http://example.com:8o/", "http://exa mple.com/", "http://[::1/", "http://[nope]/", "http://-a.com/",
+        "http://127.1/", "http://2130706433/", "http://a..b/", "http://\xc3\xa9.fr/"}) {
     SCOPED_TRACE(bad);
     auto u = parse_callback_url(bad, "jobs[2].callback_url");
     ASSERT_FALSE(u);

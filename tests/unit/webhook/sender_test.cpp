@@ -60,8 +60,8 @@ TEST(WebhookSender, RetriesWithBackoffThenStopsOnSuccess) {
   std::mutex mu;
   std::vector<Call> calls;
   std::vector<int> answers = {500, 0, 200};  // an error, a refused connection, then success
-  webhook::SenderOptions o{.secret = "whsec_0123456789abcdef", .retry_min_ms = 1000, .retry_max_ms = 4000,
-                           .allow_private = true};
+  webhook::SenderOptions o{
+      .secret = "whsec_0123456789abcdef", .retry_min_ms = 1000, .retry_max_ms = 4000, .allow_private = true};
   webhook::Sender sender(*store, clock, o,
                          [&](const webhook::CallbackUrl& url, const webhook::Address& a, const std::string& body,
                              const std::vector<std::pair<std::string, std::string>>& headers) {

@@ -116,9 +116,9 @@ struct WebhookEvent {
   std::string id;
   std::string job_ref;
   std::string url;
-  std::string body;           // the exact bytes POSTed on every attempt
-  std::int64_t created = 0;   // Unix seconds
-  int attempts = 0;           // failed attempts so far
+  std::string body;          // the exact bytes POSTed on every attempt
+  std::int64_t created = 0;  // Unix seconds
+  int attempts = 0;          // failed attempts so far
   std::int64_t next_at_ms = 0;
 };
 

@@ -80,8 +80,8 @@ class Sender {
   std::function<void()> cancel_posts_;
   std::mutex mu_;
   std::condition_variable cv_;
-  std::uint64_t wakes_ = 0;         // counts wake()s, so that none is lost between a look and a wait
-  std::set<std::string> sending_;   // event ids being POSTed now
+  std::uint64_t wakes_ = 0;        // counts wake()s, so that none is lost between a look and a wait
+  std::set<std::string> sending_;  // event ids being POSTed now
   bool stopping_ = false;
   std::vector<std::thread> threads_;
 };
