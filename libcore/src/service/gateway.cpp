@@ -56,6 +56,8 @@ void Gateway::start() {
 
   // Before the group commit, whose outcomes wake it; it sends what the outbox kept over a restart.
   if (!config_.webhook_secret.empty()) {
+    if (!store_->has_webhook_outbox())
+      throw store::StoreError("WEBHOOK_SECRET is set but this store keeps no webhook outbox: unset it");
     webhook::SenderOptions wo{.secret = config_.webhook_secret,
                               .retry_min_ms = config_.webhook_retry_min_s * 1000,
                               .retry_max_ms = config_.webhook_retry_max_s * 1000,

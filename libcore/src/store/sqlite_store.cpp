@@ -682,6 +682,7 @@ class SqliteStore final : public Store {
   }
 
  public:
+  bool has_webhook_outbox() const override { return true; }
   std::vector<WebhookEvent> webhook_due(std::int64_t now_ms, std::size_t limit) override {
     std::lock_guard lock(read_mu_);
     ResetGuard g{outbox_.due};

@@ -38,6 +38,7 @@ void exec(const std::string& path, const std::string& sql) {
 TEST(WebhookOutbox, CompletingCommitWritesOneEventWithThePublicStatus) {
   test_support::TempDir dir;
   auto s = open_sqlite({dir.file("db")});
+  EXPECT_TRUE(s->has_webhook_outbox());
   job::Job plain = make_job();
   job::Job hooked = make_job();
   hooked.callback_url = "https://hooks.example.com/in";

@@ -42,6 +42,7 @@ class ForwardingStore : public Store {
     return inner_->find_idempotency(key);
   }
 
+  bool has_webhook_outbox() const override { return inner_->has_webhook_outbox(); }
   std::vector<WebhookEvent> webhook_due(std::int64_t now_ms, std::size_t limit) override {
     return inner_->webhook_due(now_ms, limit);
   }

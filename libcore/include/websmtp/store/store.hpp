@@ -174,7 +174,10 @@ class Store {
   virtual void note_keys_used(std::span<const std::pair<std::string, std::int64_t>> id_and_time) = 0;
   virtual std::vector<ApiKeyRecord> list_keys() = 0;
 
-  // The webhook outbox. A store without one (the defaults) never writes an event.
+  // The webhook outbox. A store without one (the defaults) never writes an event, and says so
+  // here: websmtpd then refuses to start with WEBHOOK_SECRET rather than accept callbacks it
+  // would never send.
+  virtual bool has_webhook_outbox() const { return false; }
   // Up to `limit` events due at `now_ms`, earliest first.
   virtual std::vector<WebhookEvent> webhook_due(std::int64_t /*now_ms*/, std::size_t /*limit*/) { return {}; }
   // The earliest next_at_ms of any event, if there is one.
