@@ -73,6 +73,22 @@ struct KeysOptions {
 std::vector<Subcommand> setup_keys(CLI::App& app, const GlobalOptions& global);
 int run_keys(const KeysOptions& options);
 
+struct AdminOptions {
+  const GlobalOptions* global = nullptr;
+  std::string action;  // jobs | show | retry | cancel | pause | resume | suppress-list | suppress-add | suppress-remove
+  std::optional<std::string> state;  // jobs
+  std::optional<int> limit;
+  std::optional<std::string> after;
+  std::string ref;  // show, retry, cancel
+  bool body = false;  // show
+  bool all = false;   // retry
+  std::string address;  // suppress add|remove
+};
+// The admin queue-control commands (admin_cmd.cpp): jobs, show, retry, cancel, pause, resume,
+// suppress list|add|remove.
+std::vector<Subcommand> setup_admin(CLI::App& app, const GlobalOptions& global);
+int run_admin(const AdminOptions& options);
+
 struct DkimOptions {
   const GlobalOptions* global = nullptr;
   std::string domain;
@@ -84,5 +100,32 @@ struct DkimOptions {
 // `dkim keygen`: a private key on disk and the DNS TXT record to publish (no server involved).
 Subcommand setup_dkim(CLI::App& app, const GlobalOptions& global);
 int run_dkim_keygen(const DkimOptions& options);
+
+struct DomainOptions {
+  const GlobalOptions* global = nullptr;
+  std::string domain;
+};
+// `domain check DOMAIN`: the sending-domain check of the admin API; exit 1 when mail would fail.
+Subcommand setup_domain(CLI::App& app, const GlobalOptions& global);
+int run_domain_check(const DomainOptions& options);
+
+struct TopOptions {
+  const GlobalOptions* global = nullptr;
+  double interval_s = 1;
+  std::int64_t count = 0;  // refreshes before exiting; 0 = until 'q' or Ctrl-C
+  int failures = 5;        // latest failed jobs shown
+  bool plain = false;      // key=value lines even on a terminal
+};
+// `top`: the live queue view (top_cmd.cpp; screen in terminal.cpp, text in top_view.cpp).
+Subcommand setup_top(CLI::App& app, const GlobalOptions& global);
+int run_top(const TopOptions& options);
+
+// `completion bash`: a bash completion script generated from `app`'s commands and options.
+Subcommand setup_completion(CLI::App& app);
+// `man` (hidden): the manual page, in roff, generated from `app` and its help texts.
+Subcommand setup_man(CLI::App& app);
+// The help texts that make --help a manual: the main footer (examples, environment, exit
+// status) and examples for the subcommands that exist. Call after every setup_x.
+void add_help_texts(CLI::App& app);
 
 }  // namespace websmtp::ctl

@@ -178,6 +178,11 @@ HttpResult HttpClient::del(const std::string& target) const {
   return request(Poco::Net::HTTPRequest::HTTP_DELETE, target, nullptr, {}, timeout_);
 }
 
+HttpResult HttpClient::put(const std::string& target) const {
+  static const std::string kEmpty;
+  return request(Poco::Net::HTTPRequest::HTTP_PUT, target, &kEmpty, {}, timeout_);
+}
+
 HttpResult HttpClient::request(const std::string& method, const std::string& target, const std::string* body,
                                const std::vector<std::pair<std::string, std::string>>& extra_headers,
                                std::chrono::milliseconds read_timeout) const {

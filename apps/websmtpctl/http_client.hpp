@@ -86,6 +86,8 @@ class HttpClient {
   HttpResult post_json(const std::string& target, const std::string& json_body,
                        const std::vector<std::pair<std::string, std::string>>& extra_headers = {}) const;
   HttpResult del(const std::string& target) const;
+  // PUT with an empty body (admin API: PUT /admin/suppressions/ADDR).
+  HttpResult put(const std::string& target) const;
 
  private:
   HttpResult request(const std::string& method, const std::string& target, const std::string* body,

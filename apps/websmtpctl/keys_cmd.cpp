@@ -67,17 +67,7 @@ std::string format_keys(const nlohmann::json& answer) {
                       policy.empty() ? "-" : policy});
     }
   }
-  std::vector<std::size_t> width(rows[0].size(), 0);
-  for (const auto& r : rows)
-    for (std::size_t i = 0; i < r.size(); ++i) width[i] = std::max(width[i], r[i].size());
-  std::string out;
-  for (const auto& r : rows) {
-    for (std::size_t i = 0; i < r.size(); ++i) {
-      out += r[i];
-      if (i + 1 < r.size()) out += std::string(width[i] - r[i].size() + 2, ' ');
-    }
-    out += '\n';
-  }
+  std::string out = format_table(rows);
   if (rows.size() == 1) out += "(no keys)\n";
   return out;
 }

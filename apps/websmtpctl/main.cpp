@@ -30,8 +30,15 @@ int main(int argc, char** argv) {
       setup_status(app, global),
       setup_queue(app, global),
       setup_dkim(app, global),
+      setup_domain(app, global),
+      setup_top(app, global),
   };
   for (auto& c : setup_keys(app, global)) commands.push_back(std::move(c));
+  for (auto& c : setup_admin(app, global)) commands.push_back(std::move(c));
+  // These two read the whole command tree: they come after every other command.
+  commands.push_back(setup_completion(app));
+  commands.push_back(setup_man(app));
+  add_help_texts(app);
 
   try {
     app.parse(argc, argv);

@@ -258,6 +258,102 @@ std::string format_queue(const nlohmann::json& queue) {
   return out;
 }
 
+std::string format_table(const std::vector<std::vector<std::string>>& rows) {
+  std::vector<std::size_t> width;
+  for (const auto& r : rows) {
+    if (width.size() < r.size()) width.resize(r.size(), 0);
+    for (std::size_t i = 0; i < r.size(); ++i) width[i] = std::max(width[i], r[i].size());
+  }
+  std::string out;
+  for (const auto& r : rows) {
+    for (std::size_t i = 0; i < r.size(); ++i) {
+      out += r[i];
+      if (i + 1 < r.size()) out += std::string(width[i] - r[i].size() + 2, ' ');
+    }
+    out += '\n';
+  }
+  return out;
+}
+
+std::string format_jobs(const nlohmann::json& answer) {
+  std::vector<std::vector<std::string>> rows = {{"REF", "STATUS", "SUBMITTED", "FROM", "RECIPIENTS", "NEXT ATTEMPT"}};
+  const auto jobs = answer.find("jobs");
+  if (jobs != answer.end() && jobs->is_array()) {
+    for (const auto& j : *jobs) {
+      if (!j.is_object()) continue;
+      std::string recipients;
+      std::int64_t n = 0;
+      const auto rs = j.find("recipients");
+      if (rs != j.end() && rs->is_array()) {
+        for (const auto& r : *rs) {
+          if (++n > 2) continue;
+          if (!recipients.empty()) recipients += ", ";
+          recipients += printable_excerpt(json_string(r, "address"), 60) + " (" + json_string(r, "state") + ")";
+        }
+        if (n > 2) recipients += " +" + std::to_string(n - 2);
+      }
+      std::string status = json_string(j, "status");
+      if (json_bool(j, "in_flight")) status += " (in flight)";
+      std::int64_t next = json_int(j, "next_attempt");
+      rows.push_back({printable_excerpt(json_string(j, "ref"), kExcerptBytes), status,
+                      format_local_time(json_int(j, "time_submitted")), printable_excerpt(json_string(j, "from"), 60),
+                      recipients.empty() ? "-" : recipients, next ? format_local_time(next) : "-"});
+    }
+  }
+  std::string out = format_table(rows);
+  if (rows.size() == 1) out += "(no jobs)\n";
+  const std::string next = json_string(answer, "next");
+  if (!next.empty()) out += "more: --after " + printable_excerpt(next, kExcerptBytes) + "\n";
+  return out;
+}
+
+std::string format_job(const nlohmann::json& job) {
+  std::string out = format_status(job, json_string(job, "id"));
+  out += "  from " + printable_excerpt(json_string(job, "from"), kExcerptBytes);
+  const std::string by = json_string(job, "submitted_by");
+  if (!by.empty()) out += ", submitted by " + printable_excerpt(by, kExcerptBytes);
+  out += ", submitted " + format_local_time(json_int(job, "time_submitted"));
+  if (json_bool(job, "in_flight")) out += ", in flight now";
+  out += '\n';
+  const auto recipients = job.find("recipients");
+  if (recipients != job.end() && recipients->is_array()) {
+    for (const auto& r : *recipients) {
+      const auto history = r.find("history");
+      if (history == r.end() || !history->is_array() || history->empty()) continue;
+      out += "  attempts for " + printable_excerpt(json_string(r, "address"), kExcerptBytes) + ":\n";
+      for (const auto& a : *history) {
+        std::string host = json_string(a, "host");
+        out += "    " + format_local_time(json_int(a, "time")) + "  " + std::to_string(json_int(a, "smtp_code")) + " " +
+               printable_excerpt(json_string(a, "smtp_reply"), kExcerptBytes) +
+               (host.empty() ? std::string() : "  (" + printable_excerpt(host, 100) + ")") + '\n';
+      }
+    }
+  }
+  const auto message = job.find("message");
+  if (message != job.end()) {
+    out += message->is_string() ? "\n" + message->get<std::string>() : "  (message no longer stored: the job is finished)\n";
+    if (!out.empty() && out.back() != '\n') out += '\n';
+  }
+  return out;
+}
+
+std::string format_suppressions(const nlohmann::json& answer) {
+  std::vector<std::vector<std::string>> rows = {{"ADDRESS", "REASON", "CREATED", "SMTP REPLY"}};
+  const auto list = answer.find("suppressions");
+  if (list != answer.end() && list->is_array()) {
+    for (const auto& s : *list) {
+      std::int64_t code = json_int(s, "smtp_code");
+      std::string reply = printable_excerpt(json_string(s, "smtp_reply"), kExcerptBytes);
+      rows.push_back({printable_excerpt(json_string(s, "address"), kExcerptBytes), json_string(s, "reason"),
+                      format_local_time(json_int(s, "created")),
+                      code ? std::to_string(code) + " " + reply : "-"});
+    }
+  }
+  std::string out = format_table(rows);
+  if (rows.size() == 1) out += "(no suppressed addresses)\n";
+  return out;
+}
+
 bool stdin_is_terminal() { return ::isatty(STDIN_FILENO) == 1; }
 bool stderr_is_terminal() { return ::isatty(STDERR_FILENO) == 1; }
 

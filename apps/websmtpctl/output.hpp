@@ -7,6 +7,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include <nlohmann/json_fwd.hpp>
 
@@ -49,6 +50,16 @@ std::string format_status(const nlohmann::json& status, const std::string& ref);
 
 // Aligned "key  value" lines for GET /admin/queue, in api.md's order, unknown keys last.
 std::string format_queue(const nlohmann::json& queue);
+
+// Rows of cells as left-aligned columns two spaces apart.
+std::string format_table(const std::vector<std::vector<std::string>>& rows);
+
+// GET /admin/jobs as a table (newest first) and the cursor of the next page, if any.
+std::string format_jobs(const nlohmann::json& answer);
+// GET /admin/jobs/REF: the status, then the envelope and each recipient's attempts.
+std::string format_job(const nlohmann::json& job);
+// GET /admin/suppressions as a table.
+std::string format_suppressions(const nlohmann::json& answer);
 
 bool stdin_is_terminal();
 bool stderr_is_terminal();

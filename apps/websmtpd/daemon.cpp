@@ -9,6 +9,7 @@
 #include <thread>
 
 #include "admin_guard.hpp"
+#include "metrics_api.hpp"
 #include "http/descriptors.hpp"
 #include "http/server.hpp"
 #include "logging.hpp"
@@ -90,6 +91,8 @@ int run(const config::Config& config) {
   auto admin_port = std::make_shared<std::atomic<int>>(config.admin_port);
   admin_router->guard(admin_guard(AdminGuardOptions{config.admin_host, config.admin_token, admin_port}));
   build_admin_api(*admin_router, gateway);
+  log_routes("public", *public_router);
+  log_routes("admin", *admin_router);
 
   http::ServerOptions po;
   po.host = config.host;

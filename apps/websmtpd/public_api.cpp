@@ -4,6 +4,7 @@
 #include <memory>
 
 #include "http/error_status.hpp"
+#include "metrics_api.hpp"
 #include "websmtp/common/text.hpp"
 #include "websmtp/job/validation.hpp"
 
@@ -41,7 +42,16 @@ std::optional<std::string> joined_header(const http::Request& r, std::string_vie
 
 bool is_submit_route(const http::Route& r) { return r.path == "/mail/send" || r.path == "/mail/batch"; }
 // Liveness and readiness stay open to probes and load balancers (api.md: GET /status).
-bool is_open_route(const http::Route& r) { return r.path == "/status" || r.path == "/healthz" || r.path == "/readyz"; }
+// So does the API's description.
+bool is_open_route(const http::Route& r) {
+  return r.path == "/status" || r.path == "/healthz" || r.path == "/readyz" || r.path == "/openapi.json";
+}
+
+// Answers an error; a refused submit is also counted by its code (websmtp_submits_total).
+void refuse(Context& ctx, const Error& e, service::Metrics& metrics) {
+  if (ctx.route && is_submit_route(*ctx.route) && ctx.request.method == Method::kPost) metrics.submit_refused(e.code);
+  ctx.answer(e);
+}
 
 void add_rate_headers(http::Exchange& ex, const auth::Decision& d) {
   if (!d.limit) return;
@@ -51,15 +61,15 @@ void add_rate_headers(http::Exchange& ex, const auth::Decision& d) {
 }
 
 // The client's address (TRUSTED_PROXIES) and RATE_LIMIT_IP, before anything else is done.
-http::PreHandler client_limit(service::Access& access) {
-  return [&access](Context& ctx) {
+http::PreHandler client_limit(service::Access& access, service::Metrics& metrics) {
+  return [&access, &metrics](Context& ctx) {
     auto xff = joined_header(ctx.request, "X-Forwarded-For");
     ctx.caller.address = access.client_address(ctx.caller.address, xff ? std::optional<std::string_view>(*xff)
                                                                          : std::nullopt);
     if (!access.address_limited()) return true;
     auth::Decision d;
     if (auto e = access.limit_address(ctx.caller.address, d)) {
-      ctx.answer(*e);
+      refuse(ctx, *e, metrics);
       return false;
     }
     return true;
@@ -69,19 +79,20 @@ http::PreHandler client_limit(service::Access& access) {
 // CORS (api.md): an allowed Origin gets its answer marked for the browser, a preflight is
 // answered here; a disallowed one gets no Access-Control-* header, and is refused on the
 // mail routes and for preflights. Allowed: CORS_ORIGINS and the origins of live publishable keys.
-http::PreHandler cors(service::Access& access) {
-  return [&access](Context& ctx) {
+http::PreHandler cors(service::Access& access, service::Metrics& metrics) {
+  return [&access, &metrics](Context& ctx) {
     auto origin = ctx.request.header("Origin");
     bool preflight = ctx.request.method == Method::kOptions && ctx.route->browser;
     if (!origin) {
       if (!preflight) return true;
-      ctx.answer(Error{ErrorKind::kInvalid, "missing_origin", "a preflight request needs an Origin header", "Origin"});
+      refuse(ctx, Error{ErrorKind::kInvalid, "missing_origin", "a preflight request needs an Origin header", "Origin"},
+             metrics);
       return false;
     }
     if (!access.origin_allowed(*origin)) {
       // Liveness stays readable (without CORS headers); mail routes and preflights refuse.
       if (!preflight && ctx.route->path.rfind("/mail/", 0) != 0) return true;
-      ctx.answer(cors_denied());
+      refuse(ctx, cors_denied(), metrics);
       return false;
     }
     ctx.exchange.add_header("Access-Control-Allow-Origin", *origin);
@@ -103,11 +114,11 @@ http::PreHandler cors(service::Access& access) {
 
 // AUTH_MODE: the caller's key or token, on every public route but liveness. A status request
 // may instead carry the job's status token (?token=), which opens that one status.
-http::PreHandler authenticate(service::Access& access) {
-  return [&access](Context& ctx) {
+http::PreHandler authenticate(service::Access& access, service::Metrics& metrics) {
+  return [&access, &metrics](Context& ctx) {
     if (!access.required() || is_open_route(*ctx.route)) return true;
     if (ctx.request.header_count("Authorization") > 1) {
-      ctx.answer(Error{ErrorKind::kUnauthorized, "unauthorized", "one Authorization header, not several", ""});
+      refuse(ctx, Error{ErrorKind::kUnauthorized, "unauthorized", "one Authorization header, not several", ""}, metrics);
       return false;
     }
     auto authorization = ctx.request.header("Authorization");
@@ -120,7 +131,7 @@ http::PreHandler authenticate(service::Access& access) {
     }
     service::Access::Credentials c{authorization, ctx.request.header("Origin"), is_submit_route(*ctx.route)};
     if (auto e = access.authenticate(c, ctx.caller)) {
-      ctx.answer(*e);
+      refuse(ctx, *e, metrics);
       return false;
     }
     // Submits report their quota after charging it; other routes report it as it stands.
@@ -213,22 +224,24 @@ std::optional<Error> wait_params(const Context& ctx, WaitParams& out) {
 
 void build_public_api(http::Router& router, service::Gateway& gateway, const std::atomic<bool>& draining) {
   service::Access& access = gateway.access();
-  router.use(client_limit(access));
-  router.use(cors(access));
-  router.use(authenticate(access));
+  service::Metrics& metrics = gateway.metrics();
+  router.use(client_limit(access, metrics));
+  router.use(cors(access, metrics));
+  router.use(authenticate(access, metrics));
 
   // Both submit routes: refused while draining, one Idempotency-Key at most, answered on the
   // group commit's thread once the jobs are durable.
   auto submit_route = [&gateway, &draining](auto submit, auto respond) {
     return [&gateway, &draining, submit, respond](Context& ctx) {
-      if (draining) return ctx.answer(shutting_down());
+      if (draining) return refuse(ctx, shutting_down(), gateway.metrics());
       std::string_view key;
-      if (auto e = idempotency_key(ctx, key)) return ctx.answer(*e);
+      if (auto e = idempotency_key(ctx, key)) return refuse(ctx, *e, gateway.metrics());
       std::shared_ptr<const auth::Principal> principal = ctx.caller.principal;
       (gateway.submits().*submit)(ctx.caller, ctx.request.body, key,
                                   [ex = std::move(ctx.exchange), respond, principal, &gateway](auto r) mutable {
                                     if (principal)
                                       add_rate_headers(ex, auth::peek(*principal, gateway.access().clock().now_ms()));
+                                    if (!r) gateway.metrics().submit_refused(r.error().code);
                                     ex.send(r ? respond(*r) : http::error_response(r.error()));
                                   });
     };
@@ -270,45 +283,7 @@ void build_public_api(http::Router& router, service::Gateway& gateway, const std
   router.add("/status", false, true).on(Method::kGet, health("\"ok\"", false));
   router.add("/healthz", false, true).on(Method::kGet, health("{\"status\":\"ok\"}", false));
   router.add("/readyz", false, true).on(Method::kGet, health("{\"status\":\"ok\"}", true));
-}
-
-void build_admin_api(http::Router& router, service::Gateway& gateway) {
-  router.add("/admin/queue").on(Method::kGet, [&gateway](Context& ctx) {
-    ctx.answer_json(200, gateway.queue_stats().dump());
-  });
-
-  // API keys: the full key appears once, in the answer that creates it.
-  auth::KeyRegistry& keys = gateway.access().keys();
-  router.add("/admin/keys")
-      .on(Method::kPost,
-          [&keys](Context& ctx) {
-            auto body = job::parse_json_object(ctx.request.body);
-            if (!body) return ctx.answer(body.error());
-            auto created = keys.create(*body);
-            if (!created) return ctx.answer(created.error());
-            nlohmann::json j = auth::key_json(*created->key);
-            j["key"] = created->secret;
-            Response r;
-            r.status = 201;
-            r.add_header("Location", "/admin/keys/" + created->key->id);
-            r.add_header("Cache-Control", "no-store");
-            r.body = j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
-            ctx.answer(std::move(r));
-          })
-      .on(Method::kGet, [&keys](Context& ctx) {
-        nlohmann::json list = nlohmann::json::array();
-        for (const auto& k : keys.list()) list.push_back(auth::key_json(*k));
-        ctx.answer_json(200, nlohmann::json{{"keys", std::move(list)}}.dump(-1, ' ', false,
-                                                                              nlohmann::json::error_handler_t::replace));
-      });
-  router.add("/admin/keys/", true).on(Method::kDelete, [&keys](Context& ctx) {
-    auto r = keys.revoke(ctx.param);
-    if (!r) return ctx.answer(r.error());
-    Response resp;
-    resp.status = 204;
-    resp.content_type = {};
-    ctx.answer(std::move(resp));
-  });
+  add_openapi_route(router);
 }
 
 }  // namespace websmtp::daemon

@@ -13,7 +13,8 @@ namespace websmtp::daemon {
 // Builds the public router. `draining` turns submits and /readyz into 503.
 void build_public_api(http::Router& router, service::Gateway& gateway, const std::atomic<bool>& draining);
 
-// The admin API (127.0.0.1 only): queue figures, API keys.
+// The admin API (admin_api.cpp; loopback by default): queue figures and control, jobs,
+// suppressions, API keys.
 void build_admin_api(http::Router& router, service::Gateway& gateway);
 
 }  // namespace websmtp::daemon

@@ -21,15 +21,19 @@ def by_address(doc):
     return {r["address"]: r for r in doc["recipients"]}
 
 
-class MxDeliveryTest(IntegrationTestCase):
+class MxPeers:
+    """Peers on several loopback addresses sharing one port, and a websmtpd that sends to them
+    (a mixin for IntegrationTestCase; test_mx_dnsmasq.py uses it too)."""
 
     def start_peers(self, *hosts):
-        """aiosmtpd peers on `hosts`, all on one port (the first one's ephemeral port)."""
+        """aiosmtpd peers on `hosts`, all on one port (the first one's ephemeral port). A host may
+        be given as (host, {PeerProcess options}), e.g. ("127.0.0.3", {"smtputf8": False})."""
+        specs = [h if isinstance(h, tuple) else (h, {}) for h in hosts]
         for _ in range(5):
             peers = []
             try:
-                for host in hosts:
-                    peers.append(PeerProcess(host=host, port=peers[0].port if peers else 0))
+                for host, options in specs:
+                    peers.append(PeerProcess(host=host, port=peers[0].port if peers else 0, **options))
             except Exception:  # the port was taken on another address: pick another
                 for p in peers:
                     p.stop()
@@ -39,29 +43,15 @@ class MxDeliveryTest(IntegrationTestCase):
             return peers[0].port, peers
         raise AssertionError("no common port for the peers")
 
-    def dns(self, zone, ttl=300):
-        server = DnsServer(zone, ttl=ttl)
-        self.addCleanup(server.stop)
-        return server
-
     def mx_daemon(self, dns, port, **env):
         e = {"DELIVERY": "mx", "DNS_SERVER": dns.address, "SMTP_PORT": port, "MX_TLS": "none",
              "RETRY_MIN": "60s", "RETRY_MAX": "60s"}
         e.update(env)
         return self.start_daemon(**e)
 
-    def first_attempt(self, daemon, ref):
-        return daemon.wait_status(ref, lambda d: all(r["attempts"] >= 1 for r in d["recipients"]),
-                                  what="a first attempt for everyone")
-
-    def test_preferred_mx_takes_all_recipients_of_a_domain_in_one_transaction(self):
-        port, (mx1, mx2) = self.start_peers("127.0.0.2", "127.0.0.3")
-        dns = self.dns({
-            "example.net": {"MX": [(20, "mx2.example.net"), (10, "mx1.example.net")]},
-            "mx1.example.net": {"A": ["127.0.0.2"]},
-            "mx2.example.net": {"A": ["127.0.0.3"]},
-        })
-        daemon = self.mx_daemon(dns, port)
+    def check_preferred_mx_takes_the_domain(self, daemon, mx1, mx2):
+        """example.net has MX 10 mx1.example.net (peer mx1) and MX 20 mx2.example.net (mx2): its
+        three recipients go to mx1 in one transaction."""
         test_id = new_test_id()
         ref = daemon.submit(mail(to=["bob@example.net", "carol@EXAMPLE.net"], cc=["dave@example.net"],
                                  test_id=test_id))
@@ -72,6 +62,27 @@ class MxDeliveryTest(IntegrationTestCase):
         [m] = [m for m in mx1.wait_for_messages(1) if test_id_of(m) == test_id]
         self.assertEqual(sorted(m["rcpt_tos"]), ["bob@example.net", "carol@example.net", "dave@example.net"])
         self.assertEqual(mx2.messages(), [])
+
+    def first_attempt(self, daemon, ref):
+        return daemon.wait_status(ref, lambda d: all(r["attempts"] >= 1 for r in d["recipients"]),
+                                  what="a first attempt for everyone")
+
+
+class MxDeliveryTest(MxPeers, IntegrationTestCase):
+
+    def dns(self, zone, ttl=300):
+        server = DnsServer(zone, ttl=ttl)
+        self.addCleanup(server.stop)
+        return server
+
+    def test_preferred_mx_takes_all_recipients_of_a_domain_in_one_transaction(self):
+        port, (mx1, mx2) = self.start_peers("127.0.0.2", "127.0.0.3")
+        dns = self.dns({
+            "example.net": {"MX": [(20, "mx2.example.net"), (10, "mx1.example.net")]},
+            "mx1.example.net": {"A": ["127.0.0.2"]},
+            "mx2.example.net": {"A": ["127.0.0.3"]},
+        })
+        self.check_preferred_mx_takes_the_domain(self.mx_daemon(dns, port), mx1, mx2)
 
     def test_next_mx_when_the_preferred_is_down_or_defers(self):
         port, (mx_defer, mx_ok) = self.start_peers("127.0.0.2", "127.0.0.3")
@@ -139,6 +150,101 @@ class MxDeliveryTest(IntegrationTestCase):
         self.assertEqual(rcpt["state"], "deferred")
         self.assertIn("MX_TLS=require", rcpt["smtp_reply"])
         self.assertEqual(peer.messages(), [])
+
+    def test_utf8_local_part_only_to_a_peer_that_offers_smtputf8(self):
+        port, (utf8_peer, ascii_peer) = self.start_peers("127.0.0.2", ("127.0.0.3", {"smtputf8": False}))
+        dns = self.dns({
+            "utf8.example": {"MX": [(10, "mx.utf8.example")]},
+            "mx.utf8.example": {"A": ["127.0.0.2"]},
+            "ascii.example": {"MX": [(10, "mx.ascii.example")]},
+            "mx.ascii.example": {"A": ["127.0.0.3"]},
+        })
+        daemon = self.mx_daemon(dns, port)
+        ref = daemon.submit(mail(to=["jürgen@utf8.example", "jürgen@ascii.example", "bob@ascii.example"]))
+        doc = daemon.wait_completed(ref)
+        r = by_address(doc)
+        self.assertEqual((r["jürgen@utf8.example"]["state"], r["jürgen@utf8.example"]["host"]),
+                         ("delivered", "mx.utf8.example"), r)
+        unsent = r["jürgen@ascii.example"]
+        self.assertEqual((unsent["state"], unsent["reason"], unsent["host"]),
+                         ("failed", "smtputf8_required", "mx.ascii.example"), unsent)
+        self.assertIn("SMTPUTF8", unsent["smtp_reply"])
+        self.assertEqual(r["bob@ascii.example"]["state"], "delivered", r)
+        self.assertEqual(doc["failed"], ["jürgen@ascii.example"])
+        [m] = utf8_peer.messages()
+        self.assertEqual(m["rcpt_tos"], ["jürgen@utf8.example"])
+        self.assertIn("SMTPUTF8", m["mail_options"])
+        [m] = ascii_peer.messages()
+        self.assertEqual(m["rcpt_tos"], ["bob@ascii.example"], "the ASCII recipient of the same job still goes")
+        self.assertNotIn("SMTPUTF8", m["mail_options"])
+        self.assertNotIn("jürgen@ascii.example", [e["address"] for e in ascii_peer.rcpt_events()])
+
+    def test_utf8_sender_fails_every_recipient_of_a_peer_without_smtputf8(self):
+        port, (utf8_peer, ascii_peer) = self.start_peers("127.0.0.2", ("127.0.0.3", {"smtputf8": False}))
+        dns = self.dns({"utf8.example": {"A": ["127.0.0.2"]}, "ascii.example": {"A": ["127.0.0.3"]}})
+        daemon = self.mx_daemon(dns, port)
+        ref = daemon.submit(mail(sender="Élise <élise@example.org>", to=["a@utf8.example", "b@ascii.example"]))
+        doc = daemon.wait_completed(ref)
+        r = by_address(doc)
+        self.assertEqual(r["a@utf8.example"]["state"], "delivered", r)
+        self.assertEqual((r["b@ascii.example"]["state"], r["b@ascii.example"]["reason"]),
+                         ("failed", "smtputf8_required"), r)
+        [m] = utf8_peer.messages()
+        self.assertEqual(m["mail_from"], "élise@example.org")
+        self.assertIn("SMTPUTF8", m["mail_options"])  # with BODY=8BITMIME: the From header holds UTF-8
+        self.assertEqual(ascii_peer.messages(), [])
+
+    def starttls_faults(self, mx_tls):
+        """refuses.example answers STARTTLS 454, breaks.example breaks the handshake; one job to
+        a@refuses.example and b@breaks.example under MX_TLS=mx_tls: (daemon, ref, refuses, breaks)."""
+        port, (refuses, breaks) = self.start_peers(("127.0.0.2", {"fault": "starttls-454"}),
+                                                   ("127.0.0.3", {"fault": "starttls-broken"}))
+        dns = self.dns({"refuses.example": {"A": ["127.0.0.2"]}, "breaks.example": {"A": ["127.0.0.3"]}})
+        daemon = self.mx_daemon(dns, port, MX_TLS=mx_tls)
+        return daemon, daemon.submit(mail(to=["a@refuses.example", "b@breaks.example"])), refuses, breaks
+
+    def test_opportunistic_starttls_that_fails_is_retried_in_plaintext(self):
+        daemon, ref, refuses, breaks = self.starttls_faults("opportunistic")
+        doc = daemon.wait_completed(ref)
+        r = by_address(doc)
+        for address, peer in (("a@refuses.example", refuses), ("b@breaks.example", breaks)):
+            self.assertEqual((r[address]["state"], r[address]["tls"]), ("delivered", False), r[address])
+            self.assertEqual([a for m in peer.messages() for a in m["rcpt_tos"]], [address])
+            self.assertEqual(len(peer.fault_events()), 1, "STARTTLS was tried once, then plaintext")
+        daemon.stop()
+        self.assertEqual(daemon.log_text().count("retrying in plaintext"), 2)
+
+    def test_require_tls_never_falls_back_to_plaintext(self):
+        daemon, ref, refuses, breaks = self.starttls_faults("require")
+        doc = self.first_attempt(daemon, ref)
+        for rcpt in doc["recipients"]:
+            self.assertEqual(rcpt["state"], "deferred", rcpt)
+        self.assertIn("454", by_address(doc)["a@refuses.example"]["smtp_reply"])
+        self.assertEqual(refuses.messages() + breaks.messages(), [])
+        self.assertEqual(len(refuses.fault_events()) + len(breaks.fault_events()), 2)
+
+
+class RelaySmtputf8Test(IntegrationTestCase):
+
+    def test_relay_sends_a_utf8_recipient_only_when_offered(self):
+        for smtputf8 in (True, False):
+            with self.subTest(smtputf8=smtputf8):
+                peer = PeerProcess(smtputf8=smtputf8)
+                self.addCleanup(peer.stop)
+                daemon = self.start_daemon(**self.relay_env(peer))
+                doc = daemon.wait_completed(daemon.submit(mail(to=["jürgen@example.de", "bob@example.net"])))
+                r = by_address(doc)
+                self.assertEqual(r["bob@example.net"]["state"], "delivered", r)
+                [m] = peer.messages()
+                if smtputf8:
+                    self.assertEqual(r["jürgen@example.de"]["state"], "delivered", r)
+                    self.assertEqual(sorted(m["rcpt_tos"]), ["bob@example.net", "jürgen@example.de"])
+                    self.assertIn("SMTPUTF8", m["mail_options"])
+                else:
+                    self.assertEqual((r["jürgen@example.de"]["state"], r["jürgen@example.de"]["reason"],
+                                      r["jürgen@example.de"]["host"]), ("failed", "smtputf8_required", "127.0.0.1"))
+                    self.assertEqual(m["rcpt_tos"], ["bob@example.net"])
+                daemon.stop()
 
 
 class MxTlsTest(IntegrationTestCase):

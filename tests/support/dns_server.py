@@ -8,18 +8,24 @@ including what dnsmasq cannot express (a null MX, SERVFAIL for one name):
         "mx1.example.net": {"A": ["127.0.0.2"]},
         "nullmx.example": {"MX": [(0, "")]},           # RFC 7505 null MX
         "broken.example": {"SERVFAIL": True},
+        "example.org": {"TXT": ["v=spf1 ip4:192.0.2.1 -all",          # one string
+                                ["v=DKIM1; k=rsa; p=MIIB...", "..."]]},  # one record, several strings
     }
+
+A TXT value given as one str longer than 255 bytes is cut into 255-byte strings, as a zone
+file would have to write it; a list gives the strings exactly.
 
 A name not in the zone is NXDOMAIN; a name without the asked type answers NOERROR with no
 records (NODATA) and an SOA. Runs in a thread of the test process, bound to 127.0.0.1 on an
-ephemeral port; `queries` lists (name, type) in arrival order. Standard library only.
+ephemeral port (or ::1 with host="::1"); `queries` lists (name, type) in arrival order.
+Standard library only.
 """
 
 import socket
 import struct
 import threading
 
-TYPES = {1: "A", 15: "MX", 28: "AAAA", 6: "SOA"}
+TYPES = {1: "A", 15: "MX", 16: "TXT", 28: "AAAA", 6: "SOA"}
 
 
 def encode_name(name):
@@ -42,16 +48,32 @@ def decode_name(msg, offset):
         offset += n
 
 
+def txt_rdata(value):
+    if isinstance(value, str):
+        raw = value.encode("utf-8")
+        strings = [raw[i:i + 255] for i in range(0, len(raw), 255)] or [b""]
+    else:
+        strings = [v.encode("utf-8") for v in value]
+    out = b""
+    for chunk in strings:
+        if len(chunk) > 255:
+            raise ValueError("a TXT string holds at most 255 bytes")
+        out += bytes([len(chunk)]) + chunk
+    return out
+
+
 class DnsServer:
-    def __init__(self, zone=None, ttl=300):
+    def __init__(self, zone=None, ttl=300, host="127.0.0.1"):
         self.zone = {k.lower(): v for k, v in (zone or {}).items()}
         self.ttl = ttl
         self.queries = []
         self.lock = threading.Lock()
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.sock.bind(("127.0.0.1", 0))
+        self.host = host
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        self.sock = socket.socket(family, socket.SOCK_DGRAM)
+        self.sock.bind((host, 0))
         self.port = self.sock.getsockname()[1]
-        self.address = "127.0.0.1:%d" % self.port
+        self.address = ("[%s]:%d" if family == socket.AF_INET6 else "%s:%d") % (host, self.port)
         self._stop = False
         self.thread = threading.Thread(target=self._serve, daemon=True)
         self.thread.start()
@@ -59,8 +81,8 @@ class DnsServer:
     def stop(self):
         self._stop = True
         try:
-            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-                s.sendto(b"", ("127.0.0.1", self.port))  # wakes the thread up
+            with socket.socket(self.sock.family, socket.SOCK_DGRAM) as s:
+                s.sendto(b"", (self.host, self.port))  # wakes the thread up
         except OSError:
             pass
         self.thread.join(5)
@@ -106,6 +128,8 @@ class DnsServer:
                     rdata = socket.inet_pton(socket.AF_INET, value)
                 elif kind == "AAAA":
                     rdata = socket.inet_pton(socket.AF_INET6, value)
+                elif kind == "TXT":
+                    rdata = txt_rdata(value)
                 else:
                     pref, exchange = value
                     rdata = struct.pack("!H", pref) + encode_name(exchange)

@@ -33,12 +33,16 @@ An accepted DATA is answered ``250 2.0.0 Ok: queued as <N>``.
 
 With ``--pipelining`` (``PeerProcess(pipelining=True)``) the EHLO reply also
 offers PIPELINING (RFC 2920); commands are answered in order either way.
+SMTPUTF8 (RFC 6531) is offered unless ``--no-smtputf8``
+(``PeerProcess(smtputf8=False)``): then a UTF-8 address in MAIL or RCPT is
+refused by aiosmtpd ("strict ASCII mode").
 
 Log file (JSON lines, append mode, flushed and fsync'd per line, written
 before the SMTP reply is sent):
 
     {"event": "rcpt", "address": ..., "code": 250|451|550}
     {"seq": N, "mail_from": ..., "rcpt_tos": [accepted only],
+     "mail_options": [MAIL FROM parameters, e.g. "SMTPUTF8"],
      "data": <message, utf-8 decoded with surrogateescape>, "time": float}
     {"event": "fault", "mode": ..., "stage": ...}   (fault modes and rules)
     {"event": "mode", "mode": ..., "count": N}       (after set_fault())
@@ -73,6 +77,10 @@ Fault modes (--fault):
                    logged as accepted (with "reply": "none") and the
                    connection is closed without a reply (the reply is lost,
                    the peer has the message)
+    starttls-454   offer STARTTLS in EHLO and answer it "454 4.7.0 TLS not
+                   available" (fault event, stage "starttls")
+    starttls-broken  offer STARTTLS, answer it "220" and then send bytes
+                   that are no TLS handshake and close: the handshake fails
 
 Runtime switch: with ``--control FILE``, SIGUSR1 makes the peer read FILE
 (one fault mode name) and use that mode for new connections and commands;
@@ -102,7 +110,8 @@ PEER_HOSTNAME = "peer.test"
 DATA_SIZE_LIMIT = 64 * 1024 * 1024
 FAULT_MODES = ("none", "hang-greeting", "hang-data", "drop-data", "garbage",
                "421", "tempfail-all", "hold-data", "ehlo-stall", "ehlo-close",
-               "trickle", "close-after-data")
+               "trickle", "close-after-data", "starttls-454", "starttls-broken")
+STARTTLS_FAULTS = ("starttls-454", "starttls-broken")
 TRICKLE_INTERVAL = 0.2
 
 GARBAGE_REPLY = (b"HTTP/1.1 400 Bad Request\r\n"
@@ -170,6 +179,7 @@ class PeerHandler:
             "seq": self.seq,
             "mail_from": envelope.mail_from,
             "rcpt_tos": list(envelope.rcpt_tos),
+            "mail_options": list(envelope.mail_options or []),
             "data": text,
             "time": time.time(),
         }
@@ -196,6 +206,8 @@ class PeerHandler:
         session.host_name = hostname  # this hook's duty in aiosmtpd 1.4
         if self.pipelining:
             responses.insert(len(responses) - 1, "250-PIPELINING")
+        if self.fault in STARTTLS_FAULTS:
+            responses.insert(len(responses) - 1, "250-STARTTLS")
         return responses
 
     async def handle_RCPT(self, server, session, envelope, address,
@@ -353,6 +365,21 @@ def _make_smtp_class():
                 await asyncio.get_running_loop().create_future()
             await super().smtp_EHLO(hostname)
 
+        @syntax('STARTTLS')
+        async def smtp_STARTTLS(self, arg):
+            fault = self.peer.fault if self.peer is not None else "none"
+            if fault not in STARTTLS_FAULTS:
+                await self.push("500 Error: command \"STARTTLS\" not recognized")
+                return
+            self.peer.log.write({"event": "fault", "mode": fault,
+                                 "stage": "starttls"})
+            if fault == "starttls-454":
+                await self.push("454 4.7.0 TLS not available")
+                return
+            await self.push("220 2.0.0 Ready to start TLS")
+            self.transport.write(b"this is no TLS handshake\r\n")
+            self.transport.close()
+
         # drop-data (the mode, or a fresh dropdata* recipient): abort the
         # connection once DATA bytes arrive.
         _drop_armed = None
@@ -381,8 +408,9 @@ def _make_smtp_class():
 
 
 class Peer:
-    def __init__(self, log, fault, pipelining=False):
+    def __init__(self, log, fault, pipelining=False, smtputf8=True):
         self.log = log
+        self.smtputf8 = smtputf8
         self.fault = fault
         self.transports = set()
         self.handler = PeerHandler(log, fault, pipelining)
@@ -407,7 +435,7 @@ class Peer:
                 return _TrickleProtocol(self)
             proto = cls(self.handler,
                         hostname=PEER_HOSTNAME,
-                        enable_SMTPUTF8=True,
+                        enable_SMTPUTF8=self.smtputf8,
                         decode_data=False,  # also advertises 8BITMIME
                         data_size_limit=DATA_SIZE_LIMIT,
                         loop=loop)
@@ -437,7 +465,7 @@ def _listening_socket(host, port):
 async def serve(args):
     loop = asyncio.get_running_loop()
     log = JsonLog(args.log)
-    peer = Peer(log, args.fault, args.pipelining)
+    peer = Peer(log, args.fault, args.pipelining, not args.no_smtputf8)
     peer.handler.releases = asyncio.Semaphore(0)
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -505,6 +533,8 @@ def parse_args(argv=None):
     parser.add_argument("--fault", default="none", choices=FAULT_MODES)
     parser.add_argument("--pipelining", action="store_true",
                         help="offer PIPELINING in the EHLO reply")
+    parser.add_argument("--no-smtputf8", action="store_true",
+                        help="do not offer SMTPUTF8 in the EHLO reply")
     parser.add_argument("--control", default=None,
                         help="file naming a fault mode, read on SIGUSR1")
     parser.add_argument("--exit-on-stdin-eof", action="store_true",
@@ -537,8 +567,10 @@ class PeerProcess:
 
     def __init__(self, log_path=None, fault=None, host="127.0.0.1", port=0,
                  startup_timeout=10.0, stop_timeout=5.0,
-                 python=DEBIAN_PYTHON, start=True, pipelining=False):
+                 python=DEBIAN_PYTHON, start=True, pipelining=False,
+                 smtputf8=True):
         self.host = host
+        self.smtputf8 = smtputf8
         self.fault = fault or "none"
         self.pipelining = pipelining
         self.startup_timeout = startup_timeout
@@ -570,7 +602,8 @@ class PeerProcess:
         cmd = [self.python, self.SCRIPT, "--log", self.log_path,
                "--host", self.host, "--port", str(self._requested_port),
                "--fault", self.fault, "--control", self.control_path,
-               "--exit-on-stdin-eof"] + (["--pipelining"] if self.pipelining else [])
+               "--exit-on-stdin-eof"] + (["--pipelining"] if self.pipelining else []) \
+            + ([] if self.smtputf8 else ["--no-smtputf8"])
         self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE,
                                      stdout=subprocess.PIPE,
                                      stderr=self._stderr, close_fds=True)

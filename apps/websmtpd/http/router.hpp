@@ -52,6 +52,8 @@ class Router {
   // admin API's Host and token), so that nothing is told to a caller that fails them.
   Router& guard(PreHandler p);
   void dispatch(Request&& request, Exchange exchange) const;
+  // The route table, in the order routes were added (listed at start, see log_routes).
+  const std::deque<Route>& routes() const { return routes_; }
 
  private:
   std::deque<Route> routes_;

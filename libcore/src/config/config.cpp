@@ -102,13 +102,17 @@ const std::vector<KeyInfo>& keys() {
       {"ADMIN_HOST", d.admin_host, "address the admin API listens on; beyond loopback ADMIN_TOKEN is required"},
       {"ADMIN_TOKEN", "",
        "when set, every admin request needs 'Authorization: Bearer <ADMIN_TOKEN>' (16+ visible ASCII characters)"},
-      {"DNS_SERVER", "", "ip[:port] of the DNS server for MX lookups; empty: /etc/resolv.conf's"},
+      {"DNS_SERVER", "", "ip[:port] ([v6]:port) of the DNS server for MX lookups; empty: /etc/resolv.conf's"},
       {"MX_TLS", std::string(smtp::to_string(d.mx_tls)),
        "TLS with MX hosts: opportunistic (STARTTLS when offered, certificate not verified), require, none"},
       {"SMTP_CA_FILE", "", "PEM file of CAs trusted in addition to the system's (relay and MX)"},
       {"MX_MAX_PER_HOST", num(d.mx_max_per_host), "SMTP sessions to one MX host at a time"},
       {"MX_POOL_SIZE", num(d.mx_pool_size), "idle SMTP sessions to MX hosts kept for reuse, in all"},
       {"MX_IDLE_TIMEOUT", dur(d.mx_idle_timeout_s), "an idle session to an MX host is closed after this"},
+      // Sending-domain check (issue 8).
+      {"OUTBOUND_IP", "",
+       "the public address mail leaves from, for SPF in `websmtpctl domain check`; empty: the local address of the "
+       "route to the relay or the Internet"},
       // Webhooks (issue 9).
       {"WEBHOOK_SECRET", "",
        "HMAC-SHA256 key of the Websmtp-Signature header (16+ bytes); unset: jobs with a callback_url are refused"},
@@ -335,20 +339,10 @@ Config load(const std::function<std::optional<std::string>(const std::string&)>&
                                         "' is not a loopback address: set ADMIN_TOKEN so that the admin API asks "
                                         "for it, or keep ADMIN_HOST on 127.0.0.1");
   c.dns_server = r.get("DNS_SERVER").value_or("");
-  if (!c.dns_server.empty()) {
-    std::string ip = c.dns_server;
-    bool port_ok = true;
-    if (auto colon = ip.rfind(':'); colon != std::string::npos) {
-      std::string port = ip.substr(colon + 1);
-      int p = 0;
-      auto [end, ec] = std::from_chars(port.data(), port.data() + port.size(), p);
-      port_ok = ec == std::errc() && end == port.data() + port.size() && p >= 1 && p <= 65535;
-      ip.resize(colon);
-    }
-    in_addr addr{};
-    if (!port_ok || inet_pton(AF_INET, ip.c_str(), &addr) != 1)
-      throw ConfigError("DNS_SERVER", "'" + c.dns_server + "' is not an IPv4 address with an optional :port");
-  }
+  if (!c.dns_server.empty() && !smtp::parse_dns_server(c.dns_server))
+    throw ConfigError("DNS_SERVER", "'" + c.dns_server +
+                                        "' is not an IPv4 or IPv6 address with an optional port (1.2.3.4:53, "
+                                        "[::1]:5353, ::1)");
   c.mx_tls = *smtp::parse_mx_tls(r.choice("MX_TLS", smtp::to_string(c.mx_tls), {"opportunistic", "require", "none"}));
   c.smtp_ca_file = r.get("SMTP_CA_FILE").value_or("");
   if (!c.smtp_ca_file.empty() && ::access(c.smtp_ca_file.c_str(), R_OK) != 0)
@@ -356,6 +350,14 @@ Config load(const std::function<std::optional<std::string>(const std::string&)>&
   c.mx_max_per_host = static_cast<int>(r.integer("MX_MAX_PER_HOST", c.mx_max_per_host, 1, 1000));
   c.mx_pool_size = static_cast<int>(r.integer("MX_POOL_SIZE", c.mx_pool_size, 0, 100000));
   c.mx_idle_timeout_s = r.duration("MX_IDLE_TIMEOUT", c.mx_idle_timeout_s, 1);
+  // Sending-domain check (issue 8).
+  c.outbound_ip = r.get("OUTBOUND_IP").value_or("");
+  if (!c.outbound_ip.empty()) {
+    in_addr v4{};
+    in6_addr v6{};
+    if (inet_pton(AF_INET, c.outbound_ip.c_str(), &v4) != 1 && inet_pton(AF_INET6, c.outbound_ip.c_str(), &v6) != 1)
+      throw ConfigError("OUTBOUND_IP", "'" + c.outbound_ip + "' is not an IPv4 or IPv6 address");
+  }
   // Webhooks (issue 9).
   c.webhook_secret = r.raw("WEBHOOK_SECRET").value_or("");
   if (!c.webhook_secret.empty() && c.webhook_secret.size() < 16)

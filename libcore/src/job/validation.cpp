@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 
 #include "websmtp/common/base64.hpp"
+#include "websmtp/common/idn.hpp"
 #include "websmtp/common/text.hpp"
 #include "websmtp/job/strict_json.hpp"
 #include "websmtp/message/mime.hpp"
@@ -53,8 +54,47 @@ bool valid_domain(std::string_view d) {
   return true;
 }
 
+// Why a domain written in U-labels (or mixing them with ASCII labels) is refused, or empty when
+// it is accepted: libidn2 must convert it (common/idn.hpp: IDNA2008, UTS #46 non-transitional;
+// what it refuses is refused), its A-label form must be a valid ASCII domain, and the address
+// with that form must fit 254 octets, since the envelope and the headers carry it (api.md:
+// internationalised domains are sent as A-labels). Empty as well for an ASCII domain.
+std::string idn_problem(std::string_view local, std::string_view domain) {
+  if (!has_non_ascii(domain)) return {};
+  if (domain.front() == '[') return "an address literal is ASCII";
+  std::string why;
+  const auto ascii = to_ascii_domain(domain, &why);
+  if (!ascii) return "the domain is not a valid internationalised domain name (IDNA2008: " + why + ")";
+  if (ascii->front() == '[' || !valid_domain(*ascii))
+    return "the domain's A-label form '" + *ascii + "' is not a valid domain name";
+  if (local.size() + 1 + ascii->size() > 254) return "with its domain in A-labels the address is over 254 octets";
+  return {};
+}
+
+// Well-formed UTF-8 (RFC 3629: no overlong forms, no surrogates, nothing past U+10FFFF).
+bool valid_utf8(std::string_view s) {
+  for (std::size_t i = 0; i < s.size();) {
+    const auto c = static_cast<unsigned char>(s[i]);
+    if (c < 0x80) {
+      ++i;
+      continue;
+    }
+    const std::size_t n = c >= 0xC2 && c <= 0xDF ? 1 : c >= 0xE0 && c <= 0xEF ? 2 : c >= 0xF0 && c <= 0xF4 ? 3 : 0;
+    if (n == 0 || s.size() - i <= n) return false;  // not a lead byte, or cut short
+    const auto c1 = static_cast<unsigned char>(s[i + 1]);
+    if ((c == 0xE0 && c1 < 0xA0) || (c == 0xED && c1 > 0x9F) || (c == 0xF0 && c1 < 0x90) || (c == 0xF4 && c1 > 0x8F))
+      return false;  // overlong, a surrogate, or past U+10FFFF
+    for (std::size_t k = 1; k <= n; ++k)
+      if ((static_cast<unsigned char>(s[i + k]) & 0xC0) != 0x80) return false;
+    i += n + 1;
+  }
+  return true;
+}
+
+// A local part may hold UTF-8 (RFC 6531 3.3: atext and qtextSMTP gain UTF8-non-ascii); such a
+// recipient then needs a peer that offers SMTPUTF8 (the SMTP session decides, per peer).
 bool valid_local(std::string_view l) {
-  if (l.empty() || l.size() > 64) return false;
+  if (l.empty() || l.size() > 64 || !valid_utf8(l)) return false;
   if (l.front() == '"') {
     if (l.size() < 2 || l.back() != '"') return false;
     for (std::size_t i = 1; i + 1 < l.size(); ++i) {
@@ -65,12 +105,15 @@ bool valid_local(std::string_view l) {
         if (escaped < 32 || escaped > 126) return false;
         continue;
       }
-      if (c < 32 || c > 126 || c == '"') return false;
+      if (c < 32 || c == 127 || c == '"') return false;  // over 127: UTF-8, checked above
     }
     return true;
   }
   if (l.front() == '.' || l.back() == '.' || l.find("..") != std::string_view::npos) return false;
-  return std::all_of(l.begin(), l.end(), [](char c) { return c == '.' || is_atext(static_cast<unsigned char>(c)); });
+  return std::all_of(l.begin(), l.end(), [](char c) {
+    const auto u = static_cast<unsigned char>(c);
+    return c == '.' || u >= 0x80 || is_atext(u);
+  });
 }
 
 // Why `id` cannot be an attachment's content_id, or empty when it can. The id becomes
@@ -177,7 +220,10 @@ bool is_valid_address(std::string_view addr) {
   if (addr.size() > 254 || addr.size() < 3) return false;
   auto at = addr.rfind('@');
   if (at == std::string_view::npos) return false;
-  return valid_local(addr.substr(0, at)) && valid_domain(addr.substr(at + 1));
+  const std::string_view local = addr.substr(0, at);
+  const std::string_view domain = addr.substr(at + 1);
+  if (!valid_local(local)) return false;
+  return has_non_ascii(domain) ? idn_problem(local, domain).empty() : valid_domain(domain);
 }
 
 Result<Mailbox> parse_mailbox(std::string_view text, const std::string& field) {
@@ -207,9 +253,13 @@ Result<Mailbox> parse_mailbox(std::string_view text, const std::string& field) {
   } else {
     mb.address = std::string(t);
   }
-  if (!is_valid_address(mb.address))
-    return fail(ErrorKind::kInvalid, "invalid_address",
-                field + " is not a valid email address: '" + std::string(quote_prefix(mb.address, 100)) + "'", field);
+  if (!is_valid_address(mb.address)) {
+    std::string message = field + " is not a valid email address: '" + std::string(quote_prefix(mb.address, 100)) + "'";
+    const std::string_view addr = mb.address;
+    if (const auto at = addr.rfind('@'); at != std::string_view::npos && valid_local(addr.substr(0, at)))
+      if (auto why = idn_problem(addr.substr(0, at), addr.substr(at + 1)); !why.empty()) message += ": " + why;
+    return fail(ErrorKind::kInvalid, "invalid_address", message, field);
+  }
   return mb;
 }
 

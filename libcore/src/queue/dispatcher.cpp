@@ -75,7 +75,7 @@ void Dispatcher::offer(job::Job&& job) {
 
 std::optional<job::Job> Dispatcher::take() {
   std::unique_lock lock(mu_);
-  work_cv_.wait(lock, [&] { return stopping_ || !ready_.empty(); });
+  work_cv_.wait(lock, [&] { return stopping_ || (!paused_ && !ready_.empty()); });
   if (stopping_) return std::nullopt;
   job::Job j = std::move(ready_.front());
   ready_.pop_front();
@@ -110,6 +110,51 @@ std::size_t Dispatcher::in_flight() const {
 std::size_t Dispatcher::ready() const {
   std::lock_guard lock(mu_);
   return ready_.size();
+}
+
+std::vector<std::int64_t> Dispatcher::in_flight_seqs() const {
+  std::lock_guard lock(mu_);
+  return {out_.begin(), out_.end()};
+}
+
+void Dispatcher::set_paused(bool paused) {
+  {
+    std::lock_guard lock(mu_);
+    paused_ = paused;
+  }
+  if (!paused) work_cv_.notify_all();
+}
+
+bool Dispatcher::paused() const {
+  std::lock_guard lock(mu_);
+  return paused_;
+}
+
+void Dispatcher::wake(std::int64_t at_ms) {
+  std::lock_guard lock(mu_);
+  if (!timer_ms_ || at_ms < *timer_ms_) timer_ms_ = at_ms;
+  refill_cv_.notify_one();
+}
+
+bool Dispatcher::finished_by_edit(std::int64_t seq) {
+  std::int64_t drop = 0;
+  {
+    std::lock_guard lock(mu_);
+    if (out_.count(seq)) return true;
+    auto it = std::find_if(ready_.begin(), ready_.end(), [&](const job::Job& j) { return j.seq == seq; });
+    if (it == ready_.end()) {
+      finished_.insert(seq);
+      return false;
+    }
+    ready_.erase(it);
+    drop = seq;
+  }
+  try {
+    store_.release(options_.owner, std::span<const std::int64_t>(&drop, 1));
+  } catch (const std::exception& e) {
+    spdlog::warn("dispatcher: cannot give back the claim on a cancelled job: {}", e.what());
+  }
+  return false;
 }
 
 void Dispatcher::run() {
@@ -208,13 +253,21 @@ void Dispatcher::refill() {
   std::vector<job::Job> jobs;
   if (want > 0) jobs = store_.claim_due(options_.owner, now, options_.lease_ms, want);
   bool exhausted = jobs.size() < want;
+  std::vector<std::int64_t> dropped;
   {
     std::lock_guard lock(mu_);
-    for (auto& j : jobs) ready_.push_back(std::move(j));
+    for (auto& j : jobs) {
+      if (finished_.count(j.seq))
+        dropped.push_back(j.seq);  // read before an edit finished it
+      else
+        ready_.push_back(std::move(j));
+    }
+    finished_.clear();
     if (!jobs.empty()) work_cv_.notify_all();
     // Every due job is in memory now, unless a submit overflowed meanwhile.
     if (exhausted && gen == overflow_gen_) backlog_ = false;
   }
+  if (!dropped.empty()) store_.release(options_.owner, dropped);
   auto next = store_.next_due_after(now);
   std::lock_guard lock(mu_);
   if (next && (!timer_ms_ || *next < *timer_ms_)) timer_ms_ = *next;

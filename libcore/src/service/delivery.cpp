@@ -5,6 +5,7 @@
 #include <algorithm>
 
 #include "websmtp/common/hash.hpp"
+#include "websmtp/common/idn.hpp"
 #include "websmtp/common/thread.hpp"
 
 namespace websmtp::service {
@@ -32,6 +33,13 @@ store::JobUpdate update_after_attempt(job::Job&& j, std::int64_t now_ms) {
   return u;
 }
 
+void fail_unattempted(job::Recipient& r, const char* reason, std::int64_t now_s) {
+  r.state = job::RecipientState::kFailed;
+  r.reason = reason;
+  r.time = now_s;
+  r.next_attempt = 0;
+}
+
 void recover_interrupted_attempts(store::Store& store, queue::InflightJournal& journal,
                                   const queue::RetryOptions& retry, const Clock& clock) {
   std::vector<store::JobUpdate> updates;
@@ -44,13 +52,16 @@ void recover_interrupted_attempts(store::Store& store, queue::InflightJournal& j
       if (!job::is_final(r.state)) attempts = std::max<std::int64_t>(attempts, r.attempts);
     if (attempts != e.attempts_before) continue;  // that attempt's outcome was committed
     smtp::Reply lost{0, "websmtpd stopped while the message was being sent; the outcome is unknown", true};
+    std::vector<store::AttemptRecord> history;
     for (auto& r : j->recipients) {
       if (job::is_final(r.state)) continue;
       queue::apply_attempt(r, lost, j->submitted, now_ms / 1000, fnv1a64(j->ref), retry);
       if (r.state == job::RecipientState::kDeferred) r.next_attempt = now_ms / 1000;  // ours, not the peer's: now
+      history.push_back({r.address, now_ms / 1000, 0, lost.text, {}});
     }
     spdlog::warn("job {}: interrupted while its message was on the wire; flagged as a possible duplicate", j->ref);
     updates.push_back(update_after_attempt(std::move(*j), now_ms));
+    updates.back().attempts = std::move(history);
   }
   if (!updates.empty()) store.update(updates);
   journal.reset();
@@ -58,14 +69,15 @@ void recover_interrupted_attempts(store::Store& store, queue::InflightJournal& j
 
 DeliveryWorkers::DeliveryWorkers(Options options, TransportFactory transports, queue::Dispatcher& dispatcher,
                                  store::WriteBatcher& batcher, queue::InflightJournal& journal, Metrics& metrics,
-                                 const Clock& clock)
+                                 const Clock& clock, Suppressions* suppressions)
     : options_(options),
       transports_(std::move(transports)),
       dispatcher_(dispatcher),
       batcher_(batcher),
       journal_(journal),
       metrics_(metrics),
-      clock_(clock) {}
+      clock_(clock),
+      suppressions_(suppressions) {}
 
 DeliveryWorkers::~DeliveryWorkers() { stop(std::chrono::milliseconds(0)); }
 
@@ -114,11 +126,23 @@ void DeliveryWorkers::run() {
 void DeliveryWorkers::attempt(job::Job& j, smtp::Transport& transport) {
   smtp::Envelope env{j.ref, j.sender, {}};
   std::vector<std::size_t> pending;
+  // RCPT TO carries an internationalised domain as its A-labels (api.md), in relay and MX mode
+  // alike; the status keeps the address as the client gave it.
+  std::vector<std::string> rcpts;
   for (std::size_t i = 0; i < j.recipients.size(); ++i) {
-    if (job::is_final(j.recipients[i].state)) continue;
+    auto& r = j.recipients[i];
+    if (job::is_final(r.state)) continue;
+    if (suppressions_ && suppressions_->contains(r.address)) {
+      std::int64_t now_ms = clock_.now_ms();
+      fail_unattempted(r, "suppressed", now_ms / 1000);
+      metrics_.recipient_result(r, j.ref, j.submitted, now_ms);
+      spdlog::warn("job {} {} failed (suppressed): not attempted", j.ref, r.address);
+      continue;
+    }
     pending.push_back(i);
-    env.recipients.push_back(j.recipients[i].address);
+    rcpts.push_back(ascii_domain_address(j.recipients[i].address));
   }
+  env.recipients.assign(rcpts.begin(), rcpts.end());
   std::int64_t attempts_before = 0;
   for (auto i : pending) attempts_before = std::max<std::int64_t>(attempts_before, j.recipients[i].attempts);
   env.before_data = [&] { journal_.begin(j.seq, attempts_before); };
@@ -128,10 +152,21 @@ void DeliveryWorkers::attempt(job::Job& j, smtp::Transport& transport) {
   std::int64_t now_ms = clock_.now_ms();
   std::int64_t now = now_ms / 1000;
   std::uint64_t seed = fnv1a64(j.ref);
+  std::vector<store::AttemptRecord> history;
+  std::vector<store::SuppressionRecord> suppress;
+  history.reserve(pending.size());
   for (std::size_t k = 0; k < pending.size(); ++k) {
     auto& r = j.recipients[pending[k]];
     queue::apply_attempt(r, replies[k], j.submitted, now, seed, options_.retry);
-    metrics_.recipient_result(r.state);
+    metrics_.recipient_result(r, j.ref, j.submitted, now_ms);
+    history.push_back({r.address, now, r.smtp_code, r.smtp_reply, r.host});
+    if (suppressions_ && r.state == job::RecipientState::kFailed &&
+        Suppressions::is_mailbox_reject(r.smtp_code, r.smtp_reply)) {
+      if (auto s = suppressions_->bounced(r.address, r.smtp_code, r.smtp_reply, now)) {
+        spdlog::info("{} suppressed: the mailbox was refused ({} {})", r.address, r.smtp_code, r.smtp_reply);
+        suppress.push_back(std::move(*s));
+      }
+    }
     switch (r.state) {
       case job::RecipientState::kDelivered:
         spdlog::info("job {} {} delivered: {} {}", j.ref, r.address, r.smtp_code, r.smtp_reply);
@@ -144,7 +179,10 @@ void DeliveryWorkers::attempt(job::Job& j, smtp::Transport& transport) {
                      r.next_attempt - now, r.smtp_code, r.smtp_reply);
     }
   }
-  batcher_.update(update_after_attempt(std::move(j), now_ms));
+  store::JobUpdate u = update_after_attempt(std::move(j), now_ms);
+  u.attempts = std::move(history);
+  u.suppress = std::move(suppress);
+  batcher_.update(std::move(u));
 }
 
 }  // namespace websmtp::service

@@ -76,6 +76,15 @@ void Gateway::start() {
       // A deferral the store could not commit (full disk) is still attempted at its retry time.
       [this](store::JobUpdate& u) { return dispatcher_->requeue(u); });
   dispatcher_ = std::make_unique<queue::Dispatcher>(*store_, clock_, queue::Dispatcher::Options{});
+  // An operator who paused delivery (during a relay outage, say) does not want a restart to
+  // resume it.
+  if (AdminService::stored_pause(*store_)) {
+    dispatcher_->set_paused(true);
+    spdlog::warn("delivery is paused (by the admin API before the last stop); POST /admin/resume starts it");
+  }
+  suppressions_ = std::make_unique<Suppressions>(*store_);
+  admin_ = std::make_unique<AdminService>(*store_, *batcher_, *dispatcher_, *suppressions_, clock_,
+                                          [this](const store::JobUpdate& u) { return edit_committed(u); });
   dispatcher_->start();
   submit_ = std::make_unique<SubmitService>(
       SubmitService::Options{config_.max_recipients, config_.message_id_domain, 100, access_->status_tokens(),
@@ -84,7 +93,7 @@ void Gateway::start() {
       *store_, *batcher_, *dispatcher_, metrics_, clock_);
   workers_ = std::make_unique<DeliveryWorkers>(
       DeliveryWorkers::Options{config_.threads, config_.worker_nice, retry_options(config_)}, transports_, *dispatcher_,
-      *batcher_, *journal_, metrics_, clock_);
+      *batcher_, *journal_, metrics_, clock_, suppressions_.get());
   workers_->start();
   longpolls_.start();
 }
@@ -92,24 +101,32 @@ void Gateway::start() {
 // Runs on the commit thread after an attempt's outcome is durable.
 void Gateway::outcome_committed(const store::JobUpdate& u) {
   journal_->end(u.seq);
-  metrics_.outcome_committed(u.first_attempt, u.outcome);
+  if (u.refinish)
+    metrics_.refinished(u.was, u.outcome);
+  else
+    metrics_.outcome_committed(u.first_attempt, u.outcome);
   status_.outcome_committed(u);
   dispatcher_->release(u.seq, u.next_at_ms);
   if (webhooks_ && u.outcome != store::Outcome::kPending) webhooks_->wake();  // its event, if any, is committed
-  // Long-polls waiting on this job: its word is now "completed" or "processing".
-  longpolls_.status_changed(u.ref, u.outcome == store::Outcome::kPending ? "processing" : "completed", [&] {
-    job::Job j;
-    j.ref = u.ref;
-    j.submitted = u.submitted;
-    j.started = true;
-    j.completed = u.completed;
-    j.recipients = u.recipients;
-    return status_text(j);
-  });
+  status_changed(u);
 }
 
-nlohmann::json Gateway::queue_stats() const {
-  std::int64_t now = clock_.now_ms();
+bool Gateway::edit_committed(const store::JobUpdate& u) {
+  metrics_.outcome_committed(u.first_attempt, u.outcome);
+  status_.outcome_committed(u);
+  status_changed(u);
+  if (u.outcome != store::Outcome::kPending) return dispatcher_->finished_by_edit(u.seq);
+  if (u.next_at_ms) dispatcher_->wake(*u.next_at_ms);
+  return false;
+}
+
+void Gateway::status_changed(const store::JobUpdate& u) {
+  // Long-polls waiting on this job: its word is now "completed" or "processing".
+  longpolls_.status_changed(u.ref, u.outcome == store::Outcome::kPending ? "processing" : "completed",
+                            [&] { return status_text(store::job_after(u)); });
+}
+
+Metrics::Figures Gateway::figures(std::int64_t now) const {
   Metrics::Figures f;
   try {
     if (auto oldest = store_->oldest_queued_submitted())
@@ -119,7 +136,18 @@ nlohmann::json Gateway::queue_stats() const {
   f.in_flight = dispatcher_ ? static_cast<std::int64_t>(dispatcher_->in_flight()) : 0;
   f.workers = config_.threads;
   f.workers_busy = workers_ ? workers_->busy() : 0;
-  return metrics_.queue_json(f, now);
+  f.paused = dispatcher_ && dispatcher_->paused();
+  return f;
+}
+
+nlohmann::json Gateway::queue_stats() const {
+  std::int64_t now = clock_.now_ms();
+  return metrics_.queue_json(figures(now), now);
+}
+
+std::string Gateway::metrics_text() const {
+  std::int64_t now = clock_.now_ms();
+  return metrics_.prometheus_text(figures(now), now);
 }
 
 bool Gateway::stop(std::chrono::milliseconds grace) {

@@ -1,6 +1,41 @@
 #include "websmtp/service/metrics.hpp"
 
+#include <algorithm>
+
+#include "websmtp/common/uuid.hpp"
+
 namespace websmtp::service {
+
+namespace {
+
+// The submit's Unix milliseconds: the first 48 bits of a UUIDv7 ref.
+std::int64_t submitted_ms(std::string_view ref, std::int64_t submitted_s) {
+  if (!is_uuid(ref) || ref[14] != '7') return submitted_s * 1000;
+  std::int64_t ms = 0;
+  for (char c : ref.substr(0, 13)) {
+    if (c == '-') continue;
+    ms = ms * 16 + (c <= '9' ? c - '0' : (c | 0x20) - 'a' + 10);
+  }
+  return ms;
+}
+
+std::size_t reply_class(int code) {
+  switch (code / 100) {
+    case 2:
+      return 0;
+    case 4:
+      return 1;
+    case 5:
+      return 2;
+    default:
+      return 3;  // no SMTP reply (connection failure, timeout), or none sought
+  }
+}
+
+constexpr std::array<std::string_view, 3> kOutcomeNames = {"delivered", "deferred", "failed"};
+constexpr std::array<std::string_view, 4> kClassNames = {"2xx", "4xx", "5xx", "none"};
+
+}  // namespace
 
 void Metrics::set_base(const store::Counts& c) {
   {
@@ -30,30 +65,64 @@ void Metrics::outcome_committed(bool first_attempt, store::Outcome outcome) {
   }
 }
 
-void Metrics::recipient_result(job::RecipientState state) {
-  if (state == job::RecipientState::kDelivered)
-    delivered_total_.fetch_add(1, std::memory_order_relaxed);
-  else if (state == job::RecipientState::kFailed)
-    failed_total_.fetch_add(1, std::memory_order_relaxed);
+void Metrics::recipient_result(const job::Recipient& r, std::string_view ref, std::int64_t submitted_s,
+                               std::int64_t now_ms) {
+  std::size_t outcome;
+  switch (r.state) {
+    case job::RecipientState::kDelivered:
+      outcome = 0;
+      delivered_total_.fetch_add(1, std::memory_order_relaxed);
+      delivery_latency_.observe(static_cast<double>(std::max<std::int64_t>(0, now_ms - submitted_ms(ref, submitted_s))) /
+                                1000.0);
+      break;
+    case job::RecipientState::kDeferred:
+      outcome = 1;
+      break;
+    case job::RecipientState::kFailed:
+      outcome = 2;
+      failed_total_.fetch_add(1, std::memory_order_relaxed);
+      break;
+    default:
+      return;
+  }
+  deliveries_[outcome][reply_class(r.smtp_code)].inc();
+  if (outcome != 1) attempts_.observe(static_cast<double>(r.attempts));
 }
+
+void Metrics::refinished(store::Outcome was, store::Outcome now) {
+  if (was == now) return;
+  auto gauge = [this](store::Outcome o) -> std::atomic<std::int64_t>& {
+    return o == store::Outcome::kDelivered ? completed_ : o == store::Outcome::kFailed ? failed_ : deferred_;
+  };
+  gauge(was).fetch_sub(1, std::memory_order_relaxed);
+  gauge(now).fetch_add(1, std::memory_order_relaxed);
+}
+
+void Metrics::submit_refused(std::string_view code) { refused_[error_code_index(code)].inc(); }
 
 void Metrics::purged(const store::Counts& removed) {
   completed_.fetch_sub(removed.completed, std::memory_order_relaxed);
   failed_.fetch_sub(removed.failed, std::memory_order_relaxed);
 }
 
-nlohmann::json Metrics::queue_json(const Figures& f, std::int64_t now_ms) const {
+Metrics::Depth Metrics::depth() const {
   store::Counts base;
   {
     std::unique_lock lock(base_mu_);
     base_cv_.wait_for(lock, std::chrono::seconds(30), [&] { return base_.has_value(); });
     if (base_) base = *base_;
   }
-  return {{"queued", base.queued + queued_.load()},
+  return {base.queued + queued_.load(), base.deferred + deferred_.load(), base.completed + completed_.load(),
+          base.failed + failed_.load()};
+}
+
+nlohmann::json Metrics::queue_json(const Figures& f, std::int64_t now_ms) const {
+  Depth d = depth();
+  return {{"queued", d.queued},
           {"in_flight", f.in_flight},
-          {"deferred", base.deferred + deferred_.load()},
-          {"completed", base.completed + completed_.load()},
-          {"failed", base.failed + failed_.load()},
+          {"deferred", d.deferred},
+          {"completed", d.completed},
+          {"failed", d.failed},
           {"workers", f.workers},
           {"workers_busy", f.workers_busy},
           {"oldest_queued_age_s", f.oldest_queued_age_s},
@@ -62,6 +131,65 @@ nlohmann::json Metrics::queue_json(const Figures& f, std::int64_t now_ms) const 
           {"failed_total", failed_total_.load()},
           {"uptime_s", (now_ms - started_ms_) / 1000},
           {"paused", f.paused}};
+}
+
+std::string Metrics::prometheus_text(const Figures& f, std::int64_t now_ms) const {
+  using metrics::escape_label_value;
+  metrics::TextWriter w;
+  w.family("websmtp_submits_total", "counter",
+           "Jobs accepted (one per job of a batch), and submit requests refused, by error code.");
+  w.sample("websmtp_submits_total", "result=\"accepted\"", static_cast<std::uint64_t>(submitted_total_.load()));
+  for (std::size_t i = 0; i < refused_.size(); ++i) {
+    std::uint64_t n = refused_[i].value();
+    if (n == 0) continue;
+    std::string_view code = i < kErrorCodes.size() ? kErrorCodes[i] : "other";
+    w.sample("websmtp_submits_total", "result=\"rejected\",code=\"" + escape_label_value(code) + "\"", n);
+  }
+
+  w.family("websmtp_deliveries_total", "counter",
+           "Recipient delivery attempts by outcome and the class of the SMTP reply that decided it "
+           "(none: no reply, e.g. a connection failure).");
+  for (std::size_t o = 0; o < kOutcomes; ++o)
+    for (std::size_t c = 0; c < kClasses; ++c)
+      w.sample("websmtp_deliveries_total",
+               "outcome=\"" + std::string(kOutcomeNames[o]) + "\",class=\"" + std::string(kClassNames[c]) + "\"",
+               deliveries_[o][c].value());
+
+  Depth d = depth();
+  w.family("websmtp_queue_jobs", "gauge", "Jobs by state, as GET /admin/queue counts them.");
+  w.sample("websmtp_queue_jobs", "state=\"queued\"", d.queued);
+  w.sample("websmtp_queue_jobs", "state=\"in_flight\"", f.in_flight);
+  w.sample("websmtp_queue_jobs", "state=\"deferred\"", d.deferred);
+  w.sample("websmtp_queue_jobs", "state=\"completed\"", d.completed);
+  w.sample("websmtp_queue_jobs", "state=\"failed\"", d.failed);
+  w.family("websmtp_queue_oldest_queued_age_seconds", "gauge", "Age of the oldest job not attempted yet.");
+  w.sample("websmtp_queue_oldest_queued_age_seconds", "", f.oldest_queued_age_s);
+  w.family("websmtp_paused", "gauge", "1 while delivery is paused.");
+  w.sample("websmtp_paused", "", static_cast<std::int64_t>(f.paused));
+  w.family("websmtp_workers", "gauge", "Delivery workers.");
+  w.sample("websmtp_workers", "", static_cast<std::int64_t>(f.workers));
+  w.family("websmtp_workers_busy", "gauge", "Delivery workers in an SMTP transaction.");
+  w.sample("websmtp_workers_busy", "", static_cast<std::int64_t>(f.workers_busy));
+
+  w.family("websmtp_delivery_latency_seconds", "histogram", "Time from the submit to a recipient's delivery.");
+  w.histogram("websmtp_delivery_latency_seconds", "", delivery_latency_);
+  w.family("websmtp_delivery_attempts", "histogram", "Attempts a recipient took to be delivered or to fail.");
+  w.histogram("websmtp_delivery_attempts", "", attempts_);
+
+  const metrics::Process& p = metrics::process();
+  w.family("websmtp_smtp_sessions_total", "counter",
+           "SMTP transactions by session: on a newly opened connection, or on one kept from an earlier job.");
+  w.sample("websmtp_smtp_sessions_total", "event=\"opened\"", p.smtp_sessions_opened.value());
+  w.sample("websmtp_smtp_sessions_total", "event=\"reused\"", p.smtp_sessions_reused.value());
+  w.family("websmtp_store_commit_duration_seconds", "histogram",
+           "Time of one group commit to the store (new jobs and attempt outcomes together).");
+  w.histogram("websmtp_store_commit_duration_seconds", "", p.store_commit_seconds);
+
+  w.family("websmtp_process_start_time_seconds", "gauge", "Start time of the daemon, Unix seconds.");
+  w.sample("websmtp_process_start_time_seconds", "", static_cast<double>(started_ms_) / 1000.0);
+  w.family("websmtp_uptime_seconds", "gauge", "Seconds since the daemon started.");
+  w.sample("websmtp_uptime_seconds", "", static_cast<double>(now_ms - started_ms_) / 1000.0);
+  return w.take();
 }
 
 }  // namespace websmtp::service

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <map>
+#include <optional>
 
 #include "websmtp/smtp/session_reuse.hpp"
 
@@ -46,6 +47,7 @@ SessionOptions mx_session_options(const MxOptions& o) {
   SessionOptions s;
   s.helo = o.helo;
   s.verify_tls = false;
+  s.starttls_refusal_fails = true;  // a refused STARTTLS is retried in plaintext on a new connection
   s.timeouts.connect = std::chrono::milliseconds(o.connect_timeout_ms);
   s.timeouts.command = std::chrono::milliseconds(o.command_timeout_ms);
   s.timeouts.data_ack = std::chrono::milliseconds(o.command_timeout_ms);
@@ -148,28 +150,38 @@ class MxTransport final : public Transport {
       for (const auto& address : addresses) {
         if (connections++ >= options_.max_connections) break;
         SessionKey key = mx_session_key(address, options_);
-        auto session = pool_->acquire(key, std::chrono::milliseconds(options_.connect_timeout_ms));
-        if (!session) {
+        auto tried = try_address(key, sub, message);
+        if (tried && tried->failed && tried->failed_in == SessionState::kStartTls &&
+            options_.tls == MxTls::kOpportunistic) {
+          // STARTTLS was offered but failed (refused, or a broken handshake): the same host in
+          // plaintext on a new connection, as Postfix does at its "may" level. Never under
+          // MX_TLS=require (mx_session_key asks for kStartTls there).
+          spdlog::info("mx {}: STARTTLS with {} [{}] failed ({}); retrying in plaintext", *ascii, host, address,
+                       tried->replies.empty() ? "" : tried->replies.front().text);
+          key.tls = TlsMode::kNone;
+          tried = try_address(key, sub, message);
+        }
+        if (!tried) {
           why = host + ": too many sessions to " + address + " in use";
           continue;
         }
-        bool kept = session->state() != SessionState::kDisconnected;
-        Delivered d = deliver_reusing_detailed(*session, key, sub, message);
-        pool_->release(key, std::move(session));
-        TryOutcome t{d.failed, d.failed_in, d.refused_at_mail, d.replies.empty() ? 0 : d.replies.front().code};
+        Tried& d = *tried;
+        // The transaction's outcome is that of the recipients it held, not of those failed unsent.
+        auto sent = std::find_if(d.replies.begin(), d.replies.end(), [](const Reply& r) { return !r.permanent; });
+        TryOutcome t{d.failed, d.failed_in, d.refused_at_mail, sent == d.replies.end() ? 0 : sent->code};
         for (auto& r : d.replies) {
           if (d.failed && d.failed_in == SessionState::kStartTls && options_.tls == MxTls::kRequire &&
               r.text.find("does not offer STARTTLS") != std::string::npos)
             r.text = "MX_TLS=require but " + host + " does not offer STARTTLS; not sending in plaintext";
-          else if (r.code == 0)
+          else if (r.code == 0 && !r.permanent)
             r.text = host + " [" + address + "]: " + r.text;
-          if (r.code != 0) {
+          if (r.code != 0 || r.permanent) {  // the host answered, or its EHLO decided (smtputf8_required)
             r.host = host;
             r.tls = d.tls;
           }
         }
         if (!try_next_mx(t)) {
-          spdlog::debug("mx {}: {} [{}] answered over a {} session", *ascii, host, address, kept ? "kept" : "new");
+          spdlog::debug("mx {}: {} [{}] answered over a {} session", *ascii, host, address, d.kept ? "kept" : "new");
           return std::move(d.replies);
         }
         spdlog::debug("mx {}: {} [{}] did not take the mail ({}); trying the next", *ascii, host, address,
@@ -181,6 +193,20 @@ class MxTransport final : public Transport {
     }
     if (!last.empty()) return last;
     return fail_all(indexes.size(), Reply{0, why.empty() ? "no MX host of " + *ascii + " could be tried" : why});
+  }
+
+  struct Tried : Delivered {
+    bool kept = false;  // over a session kept from an earlier job
+  };
+  // One delivery to one address over a pooled session; nullopt when no session came free.
+  std::optional<Tried> try_address(const SessionKey& key, const Envelope& sub, std::string_view message) {
+    auto session = pool_->acquire(key, std::chrono::milliseconds(options_.connect_timeout_ms));
+    if (!session) return std::nullopt;
+    Tried t;
+    t.kept = session->state() != SessionState::kDisconnected;
+    static_cast<Delivered&>(t) = deliver_reusing_detailed(*session, key, sub, message);
+    pool_->release(key, std::move(session));
+    return t;
   }
 
   MxOptions options_;

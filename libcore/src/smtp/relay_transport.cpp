@@ -27,7 +27,7 @@ class RelayTransport final : public Transport {
   std::vector<Reply> deliver(const Envelope& env, std::string_view message) override {
     Delivered d = deliver_reusing_detailed(session_, relay_, env, message);
     for (auto& r : d.replies) {
-      if (r.code == 0) continue;  // nobody answered
+      if (r.code == 0 && !r.permanent) continue;  // nobody answered (a permanent one was the relay's offer)
       r.host = relay_.host;
       r.tls = d.tls;
     }

@@ -5,11 +5,12 @@
 
 #include <arpa/inet.h>
 #include <arpa/nameser.h>
-#include <idn2.h>
 #include <netinet/in.h>
 #include <resolv.h>
 
 #include <algorithm>
+#include <charconv>
+#include <cstdlib>
 #include <cstring>
 #include <limits>
 #include <stdexcept>
@@ -48,6 +49,8 @@ const char* type_name(DnsType t) {
       return "MX";
     case DnsType::kAaaa:
       return "AAAA";
+    case DnsType::kTxt:
+      return "TXT";
   }
   return "?";
 }
@@ -83,6 +86,17 @@ DnsAnswer parse_dns_response(const unsigned char* msg, std::size_t len, DnsType 
       if (rdlen < 3 || dn_expand(ns_msg_base(h), ns_msg_end(h), rd + 2, name, sizeof name) < 0)
         return failed(DnsStatus::kError, "malformed MX record");
       a.mx.push_back({(rd[0] << 8) | rd[1], lower(strip_dot(name))});
+    } else if (type == DnsType::kTxt) {
+      // One or more <character-string>s (a length byte, then that many bytes), joined with
+      // nothing in between (RFC 7208 3.3, RFC 6376 3.6.2.2): long keys span several.
+      std::string text;
+      for (std::size_t i = 0; i < rdlen;) {
+        std::size_t n = rd[i];
+        if (i + 1 + n > rdlen) return failed(DnsStatus::kError, "malformed TXT record");
+        text.append(reinterpret_cast<const char*>(rd + i + 1), n);
+        i += 1 + n;
+      }
+      a.txt.push_back(std::move(text));
     } else {
       int family = type == DnsType::kA ? AF_INET : AF_INET6;
       std::size_t want = type == DnsType::kA ? 4 : 16;
@@ -93,7 +107,7 @@ DnsAnswer parse_dns_response(const unsigned char* msg, std::size_t len, DnsType 
     }
     ttl = std::min<std::uint32_t>(ttl, ns_rr_ttl(rr));
   }
-  if (a.mx.empty() && a.addresses.empty()) {
+  if (empty_answer(a)) {
     // Negative answer (NXDOMAIN or NODATA): cached for the SOA's TTL (RFC 2308 5), else not at all.
     ttl = 0;
     for (int i = 0; i < ns_msg_count(h, ns_s_ns); ++i) {
@@ -124,22 +138,18 @@ class SystemDnsClient final : public DnsClient {
  public:
   explicit SystemDnsClient(const std::string& server) {
     if (server.empty()) return;
-    std::string ip = server;
-    int port = 53;
-    if (auto colon = server.rfind(':'); colon != std::string::npos) {
-      ip = server.substr(0, colon);
-      try {
-        port = std::stoi(server.substr(colon + 1));
-      } catch (...) {
-        port = -1;
-      }
+    auto parsed = parse_dns_server(server);
+    if (!parsed) throw std::invalid_argument("'" + server + "' is not an IPv4 or IPv6 address with an optional :port");
+    family_ = parsed->family;
+    if (family_ == AF_INET) {
+      server4_.sin_family = AF_INET;
+      inet_pton(AF_INET, parsed->ip.c_str(), &server4_.sin_addr);
+      server4_.sin_port = htons(static_cast<std::uint16_t>(parsed->port));
+    } else {
+      server6_.sin6_family = AF_INET6;
+      inet_pton(AF_INET6, parsed->ip.c_str(), &server6_.sin6_addr);
+      server6_.sin6_port = htons(static_cast<std::uint16_t>(parsed->port));
     }
-    std::memset(&server_, 0, sizeof server_);
-    server_.sin_family = AF_INET;
-    if (inet_pton(AF_INET, ip.c_str(), &server_.sin_addr) != 1 || port < 1 || port > 65535)
-      throw std::invalid_argument("'" + server + "' is not an IPv4 address with an optional :port");
-    server_.sin_port = htons(static_cast<std::uint16_t>(port));
-    has_server_ = true;
   }
 
   DnsAnswer query(const std::string& name, DnsType type) override {
@@ -148,8 +158,18 @@ class SystemDnsClient final : public DnsClient {
       if (res_ninit(&tr.state) != 0) return failed(DnsStatus::kTempFail, "cannot initialise the resolver");
       tr.ready = true;
     }
-    if (has_server_) {
-      tr.state.nsaddr_list[0] = server_;
+    if (family_ == AF_INET) {
+      tr.state.nsaddr_list[0] = server4_;
+      tr.state.nscount = 1;
+    } else if (family_ == AF_INET6) {
+      // glibc keeps an IPv6 name server in _u._ext.nsaddrs[i] and marks the slot of
+      // nsaddr_list as unused (sin_family 0), as res_init does for one in resolv.conf; the
+      // storage is malloc'd because res_nclose frees it.
+      auto*& slot = tr.state._u._ext.nsaddrs[0];
+      if (!slot) slot = static_cast<sockaddr_in6*>(std::calloc(1, sizeof(sockaddr_in6)));
+      if (!slot) return failed(DnsStatus::kTempFail, "cannot initialise the resolver");
+      *slot = server6_;
+      std::memset(&tr.state.nsaddr_list[0], 0, sizeof tr.state.nsaddr_list[0]);
       tr.state.nscount = 1;
     }
     unsigned char question[NS_PACKETSZ];
@@ -167,11 +187,52 @@ class SystemDnsClient final : public DnsClient {
   }
 
  private:
-  sockaddr_in server_{};
-  bool has_server_ = false;
+  int family_ = 0;  // 0: resolv.conf's servers
+  sockaddr_in server4_{};
+  sockaddr_in6 server6_{};
 };
 
 }  // namespace
+
+std::optional<DnsServerAddress> parse_dns_server(std::string_view text) {
+  DnsServerAddress out;
+  std::string_view host = text;
+  std::string_view port;
+  if (!text.empty() && text.front() == '[') {  // [v6] or [v6]:port
+    auto close = text.find(']');
+    if (close == std::string_view::npos) return std::nullopt;
+    host = text.substr(1, close - 1);
+    std::string_view rest = text.substr(close + 1);
+    if (!rest.empty()) {
+      if (rest.front() != ':') return std::nullopt;
+      port = rest.substr(1);
+      if (port.empty()) return std::nullopt;
+    }
+  } else if (std::count(text.begin(), text.end(), ':') == 1) {  // v4:port
+    auto colon = text.find(':');
+    host = text.substr(0, colon);
+    port = text.substr(colon + 1);
+    if (port.empty()) return std::nullopt;
+  }
+  if (!port.empty()) {
+    int p = 0;
+    auto [end, ec] = std::from_chars(port.data(), port.data() + port.size(), p);
+    if (ec != std::errc() || end != port.data() + port.size() || p < 1 || p > 65535) return std::nullopt;
+    out.port = p;
+  }
+  out.ip = std::string(host);
+  in_addr v4{};
+  in6_addr v6{};
+  if (inet_pton(AF_INET, out.ip.c_str(), &v4) == 1) {
+    if (text.front() == '[') return std::nullopt;  // brackets are for IPv6
+    out.family = AF_INET;
+  } else if (inet_pton(AF_INET6, out.ip.c_str(), &v6) == 1) {
+    out.family = AF_INET6;
+  } else {
+    return std::nullopt;
+  }
+  return out;
+}
 
 std::unique_ptr<DnsClient> make_system_dns_client(const std::string& server) {
   return std::make_unique<SystemDnsClient>(server);
@@ -216,22 +277,6 @@ MxRoute route_from_mx_answer(const std::string& domain, DnsAnswer answer, std::m
   return route;
 }
 
-std::optional<std::string> to_ascii_domain(std::string_view domain) {
-  if (domain.empty()) return std::nullopt;
-  bool ascii = std::all_of(domain.begin(), domain.end(), [](unsigned char c) { return c < 0x80; });
-  if (ascii) return lower(domain);
-  char* out = nullptr;
-  std::string in(domain);
-  int rc = idn2_to_ascii_8z(in.c_str(), &out, IDN2_NONTRANSITIONAL | IDN2_NFC_INPUT);
-  if (rc != IDN2_OK || !out) {
-    idn2_free(out);
-    return std::nullopt;
-  }
-  std::string result = lower(out);
-  idn2_free(out);
-  return result;
-}
-
 MxResolver::MxResolver(std::shared_ptr<DnsClient> dns, const Clock& clock)
     : dns_(std::move(dns)), clock_(clock), rng_(std::random_device{}()) {}
 
@@ -246,7 +291,7 @@ DnsAnswer MxResolver::lookup(const std::string& name, DnsType type) {
   }
   DnsAnswer a = dns_->query(key.first, type);  // not under the lock: a slow server must not stall the others
   bool cacheable = a.status == DnsStatus::kOk || a.status == DnsStatus::kNxDomain;
-  bool negative = a.status == DnsStatus::kNxDomain || (a.mx.empty() && a.addresses.empty());
+  bool negative = a.status == DnsStatus::kNxDomain || empty_answer(a);
   std::uint32_t ttl = std::min(a.ttl, negative ? kMaxNegativeTtl : kMaxTtl);
   if (cacheable && ttl > 0) {
     std::lock_guard lock(mu_);

@@ -75,7 +75,7 @@ void apply_failure(std::vector<Reply>& replies, const Failure& f) {
   bool after_dot = f.state == SessionState::kDot;
   bool auth_refused = f.state == SessionState::kAuth && f.code >= 400;
   for (auto& r : replies) {
-    if (r.code >= 400) continue;  // the peer already answered for this recipient
+    if (r.code >= 400 || r.permanent) continue;  // answered already, or failed for good without being sent
     if (auth_refused) {
       r = Reply{f.code, f.reason.substr(0, 500), false, f.code >= 500};
       continue;
@@ -176,9 +176,9 @@ Status Session::greet(const SessionKey& key) {
     WEBSMTP_TRY(r, command("STARTTLS"));
     if (r->code == 220) {
       if (auto s = start_tls(); !s) return s;
-    } else if (key.tls == TlsMode::kStartTls) {
+    } else if (key.tls == TlsMode::kStartTls || options_.starttls_refusal_fails) {
       return refused("STARTTLS", *r);
-    }  // opportunistic: a refused STARTTLS leaves the session in plaintext
+    }  // else opportunistic: a refused STARTTLS leaves the session in plaintext
   }
   if (!options_.user.empty()) return authenticate();
   return {};
@@ -248,13 +248,38 @@ Status Session::reset() {
 }
 
 Status Session::send(const Envelope& env, std::string_view message, std::vector<Reply>& replies) {
+  if (state_ != SessionState::kReady || capabilities_.has("SMTPUTF8")) return transact(env, message, replies);
+  // The peer does not offer SMTPUTF8: a UTF-8 address must not reach it at all (RFC 6531 3.4;
+  // there is no downgrade for an address), so those recipients fail for good unsent and the
+  // rest go in a transaction of their own.
+  const bool sender_utf8 = has_utf8(env.sender);
+  std::vector<std::size_t> sendable;
+  for (std::size_t i = 0; i < env.recipients.size(); ++i)
+    if (!sender_utf8 && !has_utf8(env.recipients[i])) sendable.push_back(i);
+  if (sendable.size() == env.recipients.size()) return transact(env, message, replies);
+  Reply unsent;
+  unsent.text = std::string("5.6.7 ") + (sender_utf8 ? "the sender" : "the recipient") +
+                " has a UTF-8 address and the peer does not offer SMTPUTF8; not sent";
+  unsent.permanent = true;
+  unsent.reason = kSmtputf8Required;
+  replies.assign(env.recipients.size(), unsent);
+  if (sendable.empty()) return {};  // nothing was sent: the session stays ready
+  Envelope sub{env.ref, env.sender, {}, env.before_data};
+  for (auto i : sendable) sub.recipients.push_back(env.recipients[i]);
+  std::vector<Reply> sub_replies;
+  Status s = transact(sub, message, sub_replies);
+  for (std::size_t k = 0; k < sendable.size(); ++k) replies[sendable[k]] = std::move(sub_replies[k]);
+  return s;
+}
+
+Status Session::transact(const Envelope& env, std::string_view message, std::vector<Reply>& replies) {
   replies.assign(env.recipients.size(), Reply{});
   if (state_ != SessionState::kReady)
     return tl::unexpected(Failure{state_, 0, std::string("no transaction in state ") + to_string(state_)});
   auto accepted = [&] {
     return std::any_of(replies.begin(), replies.end(), [](const Reply& r) { return is_2xx(r.code); });
   };
-  auto mail_command = mail_from_command(env.sender, message, capabilities_);
+  auto mail_command = mail_from_command(env.sender, message, capabilities_, transaction_needs_smtputf8(env, message));
   if (!mail_command) {  // nothing was sent: the session stays ready for the next job
     for (auto& r : replies)
       r = Reply{554, "5.6.3 the message holds 8-bit data and the peer does not offer 8BITMIME", false};
@@ -351,13 +376,29 @@ Status Session::send(const Envelope& env, std::string_view message, std::vector<
 #undef WEBSMTP_TRY
 
 std::optional<std::string> mail_from_command(std::string_view sender, std::string_view message,
-                                             const Capabilities& peer) {
+                                             const Capabilities& peer, bool utf8) {
   std::string mail = "MAIL FROM:<" + std::string(sender) + ">";
-  const bool eight_bit =
-      std::any_of(message.begin(), message.end(), [](char c) { return static_cast<unsigned char>(c) >= 0x80; });
-  if (!eight_bit) return mail;
-  if (!peer.has("8BITMIME")) return std::nullopt;
-  return mail + " BODY=8BITMIME";
+  const bool smtputf8 = utf8 && peer.has("SMTPUTF8");
+  if (has_utf8(message)) {
+    if (peer.has("8BITMIME"))
+      mail += " BODY=8BITMIME";
+    else if (!smtputf8)
+      return std::nullopt;
+  }
+  if (smtputf8) mail += " SMTPUTF8";
+  return mail;
+}
+
+bool has_utf8(std::string_view text) {
+  return std::any_of(text.begin(), text.end(), [](char c) { return static_cast<unsigned char>(c) >= 0x80; });
+}
+
+bool transaction_needs_smtputf8(const Envelope& env, std::string_view message) {
+  if (has_utf8(env.sender)) return true;
+  if (std::any_of(env.recipients.begin(), env.recipients.end(), [](std::string_view r) { return has_utf8(r); }))
+    return true;
+  auto end = message.find("\r\n\r\n");
+  return has_utf8(message.substr(0, end));
 }
 
 void append_dot_stuffed(std::string& out, std::string_view message) {

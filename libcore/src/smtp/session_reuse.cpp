@@ -4,6 +4,8 @@
 
 #include <algorithm>
 
+#include "websmtp/common/metrics.hpp"
+
 namespace websmtp::smtp {
 
 BeforeUse before_use(SessionState s) {
@@ -49,15 +51,18 @@ Delivered deliver_reusing_detailed(Session& session, const SessionKey& key, cons
         reused = true;
         break;
     }
+    if (status) metrics::smtp_session_used(reused);
     if (status) {
       out.tls = session.tls();  // before send: a 421 closes the session
       status = session.send(env, message, replies);
     }
     if (status) {
       // Session::send gives every recipient the refusal of MAIL FROM as its reply.
-      out.refused_at_mail = !replies.empty() && std::all_of(replies.begin(), replies.end(), [](const Reply& r) {
-        return r.code >= 400 && r.text.rfind("MAIL FROM: ", 0) == 0;
-      });
+      // Recipients failed for good unsent (smtputf8_required) were not part of the transaction.
+      out.refused_at_mail = std::any_of(replies.begin(), replies.end(), [](const Reply& r) { return !r.permanent; }) &&
+                            std::all_of(replies.begin(), replies.end(), [](const Reply& r) {
+                              return r.permanent || (r.code >= 400 && r.text.rfind("MAIL FROM: ", 0) == 0);
+                            });
       return out;
     }
     const Failure& f = status.error();

@@ -219,10 +219,36 @@ CREATE TABLE api_keys(
 );
 )sql";
 
-// Version 4 (webhooks, a step of its own so that it can be renumbered when merged): the job's
+// Version 4: the admin API. Every SMTP attempt per recipient (history; written with the
+// attempt's outcome, deleted with the job), suppressed recipients, and gateway settings
+// (the pause, which survives a restart).
+constexpr const char* kSchemaV4 = R"sql(
+CREATE TABLE attempts(
+  seq INTEGER NOT NULL,
+  address TEXT NOT NULL,
+  time INTEGER NOT NULL,
+  smtp_code INTEGER NOT NULL,
+  smtp_reply TEXT NOT NULL,
+  host TEXT NOT NULL
+);
+CREATE INDEX attempts_seq ON attempts(seq);
+CREATE TABLE suppressions(
+  address TEXT PRIMARY KEY,
+  reason TEXT NOT NULL,
+  created INTEGER NOT NULL,
+  smtp_code INTEGER NOT NULL DEFAULT 0,
+  smtp_reply TEXT NOT NULL DEFAULT ''
+);
+CREATE TABLE settings(
+  key TEXT PRIMARY KEY,
+  value TEXT NOT NULL
+);
+)sql";
+
+// Version 5 (webhooks, a step of its own so that it can be renumbered when merged): the job's
 // callback_url, and the outbox of job.completed events. An event is written by the commit that
 // completes its job and leaves when it is delivered or given up.
-constexpr const char* kSchemaV4Webhooks = R"sql(
+constexpr const char* kSchemaV5Webhooks = R"sql(
 ALTER TABLE jobs ADD COLUMN callback_url TEXT;
 CREATE TABLE webhook_outbox(
   id TEXT PRIMARY KEY,
@@ -236,7 +262,8 @@ CREATE TABLE webhook_outbox(
 CREATE INDEX webhook_outbox_due ON webhook_outbox(next_at);
 )sql";
 
-constexpr Migration kMigrations[] = {{1, kSchemaV1}, {2, kSchemaV2}, {3, kSchemaV3}, {4, kSchemaV4Webhooks}};
+constexpr Migration kMigrations[] = {{1, kSchemaV1}, {2, kSchemaV2}, {3, kSchemaV3}, {4, kSchemaV4},
+                                     {5, kSchemaV5Webhooks}};
 constexpr int kSchemaVersion = kMigrations[std::size(kMigrations) - 1].version;
 
 // Brings the database to kSchemaVersion in one transaction (a failed migration changes
@@ -337,6 +364,16 @@ class SqliteStore final : public Store {
         purge_slice_(writer_,
                      "SELECT seq, outcome FROM jobs WHERE outcome <> 0 AND completed < ?1 ORDER BY completed LIMIT ?2"),
         purge_(writer_, "DELETE FROM jobs WHERE seq = ?1"),
+        purge_attempts_(writer_, "DELETE FROM attempts WHERE seq = ?1"),
+        insert_attempt_(writer_,
+                        "INSERT INTO attempts(seq, address, time, smtp_code, smtp_reply, host) "
+                        "VALUES(?1, ?2, ?3, ?4, ?5, ?6)"),
+        insert_suppression_(writer_,
+                            "INSERT OR IGNORE INTO suppressions(address, reason, created, smtp_code, smtp_reply) "
+                            "VALUES(?1, ?2, ?3, ?4, ?5)"),
+        edit_read_(writer_,
+                   "SELECT seq, ref, submitted, completed, started, sender, recipients, submitted_by FROM jobs "
+                   "WHERE seq=?1"),
         find_(reader_,
               "SELECT seq, ref, submitted, completed, started, sender, recipients, submitted_by FROM jobs WHERE ref=?1"),
         find_seq_(reader_,
@@ -385,6 +422,7 @@ class SqliteStore final : public Store {
     try {
       write_inserts(c);
       write_updates(c.updates);
+      write_edits(c.edits);
       // Claimed before COMMIT: the rows become visible to claim_due() already held.
       if (!c.owner.empty() && !c.inserts.empty()) {
         std::lock_guard cl(claims_mu_);
@@ -430,6 +468,8 @@ class SqliteStore final : public Store {
       for (auto seq : seqs) {
         ResetGuard g{purge_};
         purge_.bind(1, seq).step();
+        ResetGuard ga{purge_attempts_};
+        purge_attempts_.bind(1, seq).step();
       }
       commit_.run();
     } catch (...) {
@@ -643,7 +683,11 @@ class SqliteStore final : public Store {
   }
 
   void write_updates(std::span<const JobUpdate> updates) {
-    for (const auto& u : updates) {
+    for (const auto& u : updates) write_update(u);
+  }
+
+  void write_update(const JobUpdate& u) {
+    {
       if (u.outcome != Outcome::kPending) write_webhook_event(u);
       std::string recipients = job::recipients_to_store(u.recipients);
       ResetGuard g{update_};
@@ -655,6 +699,135 @@ class SqliteStore final : public Store {
       update_.bind(6, static_cast<std::int64_t>(u.outcome));
       update_.step();
     }
+    for (const auto& a : u.attempts) {
+      ResetGuard g{insert_attempt_};
+      insert_attempt_.bind(1, u.seq).bind(2, a.address).bind(3, a.time).bind(4, std::int64_t{a.smtp_code});
+      insert_attempt_.bind(5, a.smtp_reply).bind(6, a.host).step();
+    }
+    for (const auto& s : u.suppress) {
+      ResetGuard g{insert_suppression_};
+      insert_suppression_.bind(1, s.address).bind(2, s.reason).bind(3, s.created).bind(4, std::int64_t{s.smtp_code});
+      insert_suppression_.bind(5, s.smtp_reply).step();
+    }
+  }
+
+  // Read, changed and written back inside the commit's transaction: nothing else writes the
+  // row in between (this connection is the only writer).
+  void write_edits(std::span<JobEdit* const> edits) {
+    for (JobEdit* e : edits) {
+      e->found = false;
+      e->result.reset();
+      std::optional<job::Job> j;
+      {
+        ResetGuard g{edit_read_};
+        edit_read_.bind(1, e->seq);
+        if (edit_read_.step()) j = row_to_job(edit_read_, false);
+      }
+      if (!j) continue;
+      e->found = true;
+      e->result = e->apply(*j);
+      if (e->result) {
+        e->result->seq = e->seq;
+        write_update(*e->result);
+      }
+    }
+  }
+
+  // ---- Admin API reads (the reader connection).
+ public:
+  std::vector<job::Job> list_jobs(JobFilter filter, std::int64_t before_seq, std::size_t limit) override {
+    const char* where = "1";
+    switch (filter) {
+      case JobFilter::kAll:
+        break;
+      case JobFilter::kQueued:
+        where = "outcome = 0 AND started = 0";
+        break;
+      case JobFilter::kDeferred:
+        where = "outcome = 0 AND started <> 0";
+        break;
+      case JobFilter::kCompleted:
+        where = "outcome = 1";
+        break;
+      case JobFilter::kFailed:
+        where = "outcome = 2";
+        break;
+    }
+    // No index per state: the scan walks the primary key downwards from the cursor, so a page
+    // costs the rows it passes over; an index on the state would cost every submit and every
+    // outcome a write for the sake of a rare operator's read.
+    std::string sql =
+        "SELECT seq, ref, submitted, completed, started, sender, recipients, submitted_by FROM jobs WHERE seq < ?1 "
+        "AND (" +
+        std::string(where) + ") ORDER BY seq DESC LIMIT ?2";
+    // On a connection of its own: a page that passes over many rows must not hold up the
+    // dispatcher's and the status reads (WAL readers do not block each other).
+    std::lock_guard lock(admin_mu_);
+    if (!admin_db_) admin_db_ = std::make_unique<Db>(path_, false);
+    Stmt st(*admin_db_, sql.c_str());
+    st.bind(1, before_seq > 0 ? before_seq : INT64_MAX).bind(2, static_cast<std::int64_t>(limit));
+    std::vector<job::Job> out;
+    ResetGuard g{st};
+    while (st.step()) out.push_back(row_to_job(st, false));
+    return out;
+  }
+
+  std::optional<std::string> find_message(std::int64_t seq) override {
+    std::lock_guard lock(read_mu_);
+    Stmt st(reader_, "SELECT message FROM jobs WHERE seq=?1");
+    ResetGuard g{st};
+    st.bind(1, seq);
+    if (!st.step() || st.is_null(0)) return std::nullopt;
+    return st.text(0);
+  }
+
+  std::vector<AttemptRecord> attempts(std::int64_t seq) override {
+    std::lock_guard lock(read_mu_);
+    Stmt st(reader_, "SELECT address, time, smtp_code, smtp_reply, host FROM attempts WHERE seq=?1 ORDER BY rowid");
+    ResetGuard g{st};
+    st.bind(1, seq);
+    std::vector<AttemptRecord> out;
+    while (st.step())
+      out.push_back({st.text(0), st.i64(1), static_cast<int>(st.i64(2)), st.text(3), st.text(4)});
+    return out;
+  }
+
+  // ---- Suppressions and settings: rare writes, on the keys' connection.
+  std::vector<SuppressionRecord> list_suppressions() override {
+    std::lock_guard lock(keys_mu_);
+    Stmt st(keys_db(), "SELECT address, reason, created, smtp_code, smtp_reply FROM suppressions ORDER BY address");
+    ResetGuard g{st};
+    std::vector<SuppressionRecord> out;
+    while (st.step()) out.push_back({st.text(0), st.text(1), st.i64(2), static_cast<int>(st.i64(3)), st.text(4)});
+    return out;
+  }
+  bool add_suppression(const SuppressionRecord& r) override {
+    std::lock_guard lock(keys_mu_);
+    Stmt st(keys_db(),
+            "INSERT OR IGNORE INTO suppressions(address, reason, created, smtp_code, smtp_reply) "
+            "VALUES(?1, ?2, ?3, ?4, ?5)");
+    st.bind(1, r.address).bind(2, r.reason).bind(3, r.created).bind(4, std::int64_t{r.smtp_code});
+    st.bind(5, r.smtp_reply).run();
+    return sqlite3_changes(keys_db().get()) > 0;
+  }
+  bool remove_suppression(std::string_view address) override {
+    std::lock_guard lock(keys_mu_);
+    Stmt st(keys_db(), "DELETE FROM suppressions WHERE address=?1");
+    st.bind(1, address).run();
+    return sqlite3_changes(keys_db().get()) > 0;
+  }
+  std::optional<std::string> setting(std::string_view key) override {
+    std::lock_guard lock(keys_mu_);
+    Stmt st(keys_db(), "SELECT value FROM settings WHERE key=?1");
+    ResetGuard g{st};
+    st.bind(1, key);
+    if (!st.step()) return std::nullopt;
+    return st.text(0);
+  }
+  void put_setting(std::string_view key, std::string_view value) override {
+    std::lock_guard lock(keys_mu_);
+    Stmt st(keys_db(), "INSERT INTO settings(key, value) VALUES(?1, ?2) ON CONFLICT(key) DO UPDATE SET value=?2");
+    st.bind(1, key).bind(2, value).run();
   }
 
   // A job with a callback_url that this update completes gets its job.completed event, in the
@@ -827,11 +1000,14 @@ class SqliteStore final : public Store {
   std::mutex read_mu_;
   std::mutex claims_mu_;  // taken before read_mu_, never the other way round
   Claims claims_;
-  Stmt insert_, update_, release_idem_, begin_, commit_, rollback_, purge_slice_, purge_;
+  Stmt insert_, update_, release_idem_, begin_, commit_, rollback_, purge_slice_, purge_, purge_attempts_;
+  Stmt insert_attempt_, insert_suppression_, edit_read_;
   Stmt find_, find_seq_, due_, due_all_, load_, next_due_, oldest_, idem_, batch_refs_;
   Db checkpointer_;
   std::mutex keys_mu_;
   std::unique_ptr<Db> keys_db_;  // opened on first use
+  std::mutex admin_mu_;
+  std::unique_ptr<Db> admin_db_;  // list_jobs(), opened on first use
   std::mutex ckpt_mu_;
   std::condition_variable ckpt_cv_;
   bool ckpt_wanted_ = false;

@@ -6,6 +6,7 @@
 #include <limits>
 #include <unordered_map>
 
+#include "websmtp/common/metrics.hpp"
 #include "websmtp/common/thread.hpp"
 
 namespace websmtp::store {
@@ -31,9 +32,15 @@ void supersede(std::vector<JobUpdate>& kept, std::vector<JobUpdate>& incoming) {
       kept.push_back(std::move(u));
       continue;
     }
-    bool first_attempt = kept[it->second].first_attempt;
-    kept[it->second] = std::move(u);
-    kept[it->second].first_attempt = first_attempt;
+    // The older attempt's history and suppressions are not in the newer outcome: keep them.
+    JobUpdate& old = kept[it->second];
+    bool first_attempt = old.first_attempt;
+    u.attempts.insert(u.attempts.begin(), std::make_move_iterator(old.attempts.begin()),
+                      std::make_move_iterator(old.attempts.end()));
+    u.suppress.insert(u.suppress.begin(), std::make_move_iterator(old.suppress.begin()),
+                      std::make_move_iterator(old.suppress.end()));
+    old = std::move(u);
+    old.first_attempt = first_attempt;
   }
   incoming.clear();
 }
@@ -100,6 +107,18 @@ void WriteBatcher::update(JobUpdate update) {
   if (updates_.size() == 1 || updates_.size() == options_.outcome_batch || due < wake_at_) cv_.notify_one();
 }
 
+void WriteBatcher::edit(JobEdit edit, EditDone done) {
+  {
+    std::lock_guard lock(mu_);
+    if (!stopping_) {
+      edits_.emplace_back(std::move(edit), std::move(done));
+      if (edits_.size() == 1) cv_.notify_one();
+      return;
+    }
+  }
+  done(edit, false, "the server is shutting down");
+}
+
 bool WriteBatcher::failing() const {
   std::lock_guard lock(mu_);
   return failing_;
@@ -118,6 +137,7 @@ void WriteBatcher::stop() {
 void WriteBatcher::run() {
   std::vector<PendingInsert> inserts;
   std::vector<JobUpdate> updates;  // this round's outcomes, and those kept after a failed commit
+  std::vector<std::pair<JobEdit, EditDone>> edits;
   std::int64_t next_purge = clock_.now_ms();
   std::int64_t backoff_ms = 0;     // > 0 while commits fail
   std::int64_t retry_at = kNever;  // next commit attempt while they do
@@ -128,7 +148,7 @@ void WriteBatcher::run() {
     {
       std::unique_lock lock(mu_);
       for (;;) {
-        if (stopping_ || !inserts_.empty()) break;
+        if (stopping_ || !inserts_.empty() || !edits_.empty()) break;
         bool kept = !updates.empty();
         std::int64_t deadline = next_purge;
         if (!updates_.empty() && !kept) {
@@ -157,13 +177,14 @@ void WriteBatcher::run() {
         inserts_.erase(inserts_.begin(), inserts_.begin() + static_cast<std::ptrdiff_t>(n));
       }
       supersede(updates, updates_);
+      std::swap(edits, edits_);
       incoming_due_ms_ = kNever;
-      if (stopping && inserts.empty() && updates.empty() && inserts_.empty()) return;
+      if (stopping && inserts.empty() && updates.empty() && inserts_.empty() && edits.empty()) return;
     }
 
-    if (!inserts.empty() || !updates.empty()) {
+    if (!inserts.empty() || !updates.empty() || !edits.empty()) {
       std::int64_t attempted_ms = clock_.now_ms();
-      if (commit_round(inserts, updates)) {
+      if (commit_round(inserts, updates, edits)) {
         backoff_ms = 0;
         retry_at = kNever;
       } else {
@@ -186,7 +207,11 @@ void WriteBatcher::run() {
 
 // Commits one round; runs the inserts' callbacks either way and, on success, the updates'
 // (clearing them). On failure the updates are kept for the next round.
-bool WriteBatcher::commit_round(std::vector<PendingInsert>& inserts, std::vector<JobUpdate>& updates) {
+bool WriteBatcher::commit_round(std::vector<PendingInsert>& inserts, std::vector<JobUpdate>& updates,
+                                std::vector<std::pair<JobEdit, EditDone>>& edits) {
+  reapply_kept_edits(updates);
+  edit_ptrs_.clear();
+  for (auto& e : edits) edit_ptrs_.push_back(&e.first);
   insert_ptrs_.clear();
   batch_sizes_.clear();
   bool batches = std::any_of(inserts.begin(), inserts.end(), [](const PendingInsert& p) { return bool(p.batch_done); });
@@ -198,9 +223,10 @@ bool WriteBatcher::commit_round(std::vector<PendingInsert>& inserts, std::vector
     }
     if (batches) batch_sizes_.push_back(static_cast<std::uint32_t>(p.size()));
   }
-  Commit c{insert_ptrs_, batch_sizes_, updates, options_.owner, clock_.now_ms() + options_.lease_ms};
+  Commit c{insert_ptrs_, batch_sizes_, updates, edit_ptrs_, options_.owner, clock_.now_ms() + options_.lease_ms};
   std::string error;
   try {
+    metrics::ScopedTimer timed(metrics::process().store_commit_seconds);
     store_.commit(c);
   } catch (const std::exception& e) {
     error = e.what();
@@ -225,7 +251,35 @@ bool WriteBatcher::commit_round(std::vector<PendingInsert>& inserts, std::vector
     for (const auto& u : updates) on_update_(u);
     updates.clear();
   }
+  // After the outcomes' callbacks: an edit's callback sees the dispatcher as these left it.
+  for (auto& [e, done] : edits) {
+    if (done(e, ok, error) && ok && e.result) kept_edits_[e.seq] = KeptEdit{e.apply, e.result->outcome};
+  }
+  edits.clear();
   return ok;
+}
+
+// An outcome of a job an edit is kept for: the edit is applied again over it (the attempt's
+// recipients, its history and suppressions stay), and the job stays as the edit left it.
+void WriteBatcher::reapply_kept_edits(std::vector<JobUpdate>& updates) {
+  if (kept_edits_.empty()) return;
+  for (auto& u : updates) {
+    auto it = kept_edits_.find(u.seq);
+    if (it == kept_edits_.end()) continue;
+    std::optional<JobUpdate> again = it->second.apply(job_after(u));
+    if (again) {
+      again->seq = u.seq;
+      again->ref = std::move(u.ref);
+      again->submitted = u.submitted;
+      again->first_attempt = u.first_attempt;
+      again->attempts = std::move(u.attempts);
+      again->suppress = std::move(u.suppress);
+      u = std::move(*again);
+    }
+    u.refinish = true;
+    u.was = it->second.wrote;
+    kept_edits_.erase(it);
+  }
 }
 
 // After a failed commit: kept deferrals whose retry time has come are handed back, so the job

@@ -7,6 +7,7 @@
 #include <chrono>
 #include <future>
 #include <set>
+#include <thread>
 
 #include "../../support/manual_clock.hpp"
 #include "../../support/temp_dir.hpp"
@@ -234,4 +235,37 @@ TEST(Dispatcher, ADeferralThatCannotBeCommittedIsRetriedOnTime) {
   EXPECT_EQ(d.in_flight(), 0u);
   b.stop();
   d.stop();
+}
+
+TEST(Dispatcher, PausedHandsOutNothingUntilResumed) {
+  Fixture f;
+  auto d = f.dispatcher();
+  d->set_paused(true);
+  auto j = f.submitted();
+  d->offer(std::move(j));
+  auto pending = std::async(std::launch::async, [&] { return d->take(); });
+  EXPECT_EQ(pending.wait_for(200ms), std::future_status::timeout);  // bounded watch: nothing handed out
+  EXPECT_TRUE(d->paused());
+  d->set_paused(false);
+  ASSERT_EQ(pending.wait_for(10s), std::future_status::ready);
+  EXPECT_TRUE(pending.get());
+  EXPECT_EQ(d->in_flight_seqs().size(), 1u);
+}
+
+TEST(Dispatcher, AJobFinishedByAnEditLeavesTheBufferAndItsClaim) {
+  Fixture f;
+  auto d = f.dispatcher();
+  d->set_paused(true);  // it stays in the buffer
+  auto j = f.submitted();
+  auto seq = j.seq;
+  d->offer(std::move(j));
+  // In the buffer at once, or through a refill when the dispatcher has not read the store yet.
+  for (int i = 0; i < 1000 && d->ready() == 0; ++i) std::this_thread::sleep_for(10ms);
+  ASSERT_EQ(d->ready(), 1u);
+  EXPECT_FALSE(d->finished_by_edit(seq));  // not with a worker
+  EXPECT_EQ(d->ready(), 0u);
+  EXPECT_EQ(f.store->renew(store::kLocalOwner, kT0, store::kDefaultLeaseMs), 0u);
+  // One a worker has: its outcome is still to come.
+  auto [d2, taken] = f.one_job_taken();
+  EXPECT_TRUE(d2->finished_by_edit(taken.seq));
 }

@@ -1,5 +1,6 @@
-// BODY=8BITMIME (RFC 6152): the MAIL FROM parameter is chosen from the message and the peer's
-// EHLO, and a Session sends it (or nothing at all) to a real socket peer on 127.0.0.1.
+// BODY=8BITMIME (RFC 6152) and SMTPUTF8 (RFC 6531): the MAIL FROM parameters are chosen from the
+// message, the envelope and the peer's EHLO, and a Session sends them (or nothing at all) to a
+// real socket peer on 127.0.0.1.
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <poll.h>
@@ -157,7 +158,9 @@ struct Sent {
   std::string data;
 };
 
-Sent send_through(std::vector<std::string> keywords, const std::string& message) {
+Sent send_through(std::vector<std::string> keywords, const std::string& message,
+                  std::vector<std::string_view> recipients = {"bob@example.net"},
+                  std::string_view sender = "alice@example.org") {
   ScriptedPeer peer(std::move(keywords));
   SessionOptions options;
   options.timeouts = Timeouts{milliseconds(5'000), milliseconds(5'000), milliseconds(5'000), milliseconds(5'000)};
@@ -167,8 +170,8 @@ Sent send_through(std::vector<std::string> keywords, const std::string& message)
   if (out.status) {
     Envelope env;
     env.ref = "test";
-    env.sender = "alice@example.org";
-    env.recipients = {"bob@example.net"};
+    env.sender = sender;
+    env.recipients = std::move(recipients);
     out.status = session.send(env, message, out.replies);
     EXPECT_EQ(session.state(), SessionState::kReady) << "either way the session is ready for the next job";
   }
@@ -232,4 +235,74 @@ TEST(Session8BitMime, RefusesToSendEightBitToAPeerWithoutIt) {
   EXPECT_FALSE(has_command_starting(s.commands, "MAIL")) << "no transaction is even started";
   EXPECT_FALSE(has_command_starting(s.commands, "DATA"));
   EXPECT_TRUE(s.data.empty());
+}
+
+const std::string kUtf8Header = "To: j\xC3\xBCrgen@example.de\r\nSubject: x\r\n\r\nhello\r\n";
+
+TEST(MailFromCommand, Smtputf8OnlyWhenTheTransactionNeedsItAndThePeerOffersIt) {
+  EXPECT_EQ(mail_from_command("a@b.cc", kSevenBit, offering({"8BITMIME", "SMTPUTF8"}), true),
+            "MAIL FROM:<a@b.cc> SMTPUTF8");
+  EXPECT_EQ(mail_from_command("a@b.cc", kUtf8Header, offering({"8BITMIME", "SMTPUTF8"}), true),
+            "MAIL FROM:<a@b.cc> BODY=8BITMIME SMTPUTF8");
+  EXPECT_EQ(mail_from_command("a@b.cc", kUtf8Header, offering({"SMTPUTF8"}), true), "MAIL FROM:<a@b.cc> SMTPUTF8")
+      << "a peer that offers SMTPUTF8 takes 8-bit data (RFC 6531 3.1)";
+  EXPECT_EQ(mail_from_command("a@b.cc", kSevenBit, offering({"8BITMIME", "SMTPUTF8"}), false), "MAIL FROM:<a@b.cc>");
+  EXPECT_EQ(mail_from_command("a@b.cc", kSevenBit, offering({"8BITMIME"}), true), "MAIL FROM:<a@b.cc>");
+}
+
+TEST(MailFromCommand, ATransactionNeedsSmtputf8ForAUtf8AddressOrHeader) {
+  Envelope env;
+  env.sender = "alice@example.org";
+  env.recipients = {"bob@example.net"};
+  EXPECT_FALSE(transaction_needs_smtputf8(env, kEightBit)) << "8-bit body text alone is 8BITMIME's business";
+  EXPECT_TRUE(transaction_needs_smtputf8(env, kUtf8Header));
+  env.recipients.push_back("j\xC3\xBCrgen@example.de");
+  EXPECT_TRUE(transaction_needs_smtputf8(env, kSevenBit));
+  env.recipients = {"bob@example.net"};
+  env.sender = "\xC3\xA9lise@example.org";
+  EXPECT_TRUE(transaction_needs_smtputf8(env, kSevenBit));
+}
+
+TEST(SessionSmtputf8, SendsAUtf8RecipientWithSmtputf8ToAPeerThatOffersIt) {
+  const Sent s = send_through({"8BITMIME", "SMTPUTF8"}, kUtf8Header, {"j\xC3\xBCrgen@example.de", "bob@example.net"});
+  ASSERT_TRUE(s.status) << s.status.error().reason;
+  ASSERT_EQ(s.replies.size(), 2u);
+  EXPECT_EQ(s.replies[0].code, 250);
+  EXPECT_EQ(s.replies[1].code, 250);
+  EXPECT_TRUE(has_command_starting(s.commands, "MAIL FROM:<alice@example.org> BODY=8BITMIME SMTPUTF8"));
+  EXPECT_TRUE(has_command_starting(s.commands, "RCPT TO:<j\xC3\xBCrgen@example.de>"));
+  EXPECT_EQ(s.data, kUtf8Header);
+}
+
+TEST(SessionSmtputf8, FailsOnlyTheUtf8RecipientUnsentWhenThePeerDoesNotOfferIt) {
+  const Sent s = send_through({"8BITMIME"}, kUtf8Header, {"j\xC3\xBCrgen@example.de", "bob@example.net"});
+  ASSERT_TRUE(s.status) << s.status.error().reason;
+  ASSERT_EQ(s.replies.size(), 2u);
+  EXPECT_TRUE(s.replies[0].permanent);
+  EXPECT_EQ(s.replies[0].reason, kSmtputf8Required);
+  EXPECT_EQ(s.replies[0].code, 0) << "no peer's reply: it was never sent";
+  EXPECT_EQ(s.replies[1].code, 250) << "the ASCII recipient still goes";
+  EXPECT_FALSE(s.replies[1].permanent);
+  EXPECT_FALSE(has_command_starting(s.commands, "RCPT TO:<j\xC3\xBC"));
+  EXPECT_TRUE(has_command_starting(s.commands, "MAIL FROM:<alice@example.org> BODY=8BITMIME"));
+  for (const auto& c : s.commands) EXPECT_EQ(c.find("SMTPUTF8"), std::string::npos) << c;
+}
+
+TEST(SessionSmtputf8, AUtf8SenderFailsEveryRecipientUnsentWithoutSmtputf8) {
+  const Sent s =
+      send_through({"8BITMIME"}, kSevenBit, {"bob@example.net", "carol@example.net"}, "\xC3\xA9lise@example.org");
+  ASSERT_TRUE(s.status) << s.status.error().reason;
+  ASSERT_EQ(s.replies.size(), 2u);
+  for (const auto& r : s.replies) EXPECT_EQ(r.reason, kSmtputf8Required);
+  EXPECT_FALSE(has_command_starting(s.commands, "MAIL")) << "no transaction is even started";
+}
+
+TEST(SessionSmtputf8, AFailureLaterNeverOverwritesAnUnsentRecipient) {
+  std::vector<Reply> replies(2);
+  replies[0].permanent = true;
+  replies[0].reason = kSmtputf8Required;
+  apply_failure(replies, Failure{SessionState::kDot, 0, "connection reset"});
+  EXPECT_EQ(replies[0].reason, kSmtputf8Required);
+  EXPECT_TRUE(replies[0].text.empty());
+  EXPECT_EQ(replies[1].text, "connection reset");
 }

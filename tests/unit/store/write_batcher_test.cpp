@@ -234,9 +234,13 @@ TEST(WriteBatcher, ALaterOutcomeSupersedesAKeptOne) {
   auto b = f.batcher({.retry_min_ms = 100});
   auto j = f.stored_job();
   f.store.failing = true;
-  b->update(deferral(j, kT0 + 3'600'000, /*first_attempt=*/true));
+  auto first = deferral(j, kT0 + 3'600'000, /*first_attempt=*/true);
+  first.attempts = {{"r0@y.zz", 1, 451, "later", "h"}};
+  b->update(std::move(first));
   ASSERT_TRUE(f.o.wait([&] { return f.o.commit_attempts >= 1; }));
-  b->update(delivered(j, /*first_attempt=*/false));
+  auto second = delivered(j, /*first_attempt=*/false);
+  second.attempts = {{"r0@y.zz", 2, 250, "ok", "h"}};
+  b->update(std::move(second));
   f.store.failing = false;
   f.clock.advance_ms(100);
   ASSERT_TRUE(f.o.wait([&] { return !f.o.committed.empty(); }));
@@ -244,6 +248,10 @@ TEST(WriteBatcher, ALaterOutcomeSupersedesAKeptOne) {
   EXPECT_EQ(f.o.committed[0].outcome, Outcome::kDelivered);
   EXPECT_TRUE(f.o.committed[0].first_attempt);  // the store never saw the job started
   EXPECT_EQ(f.store.counts().completed, 1);
+  auto history = f.store.attempts(j.seq);  // both attempts are in the history
+  ASSERT_EQ(history.size(), 2u);
+  EXPECT_EQ(history[0].smtp_code, 451);
+  EXPECT_EQ(history[1].smtp_code, 250);
 }
 
 TEST(WriteBatcher, PurgesFinishedJobsOnItsInterval) {

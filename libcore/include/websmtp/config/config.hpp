@@ -81,12 +81,14 @@ struct Config {
   std::string admin_host = "127.0.0.1";  // the admin listener's address
   std::string admin_token;               // when set, required as "Authorization: Bearer" on the admin API
   // Direct delivery (DELIVERY=mx).
-  std::string dns_server;  // "ip[:port]"; empty: /etc/resolv.conf
+  std::string dns_server;  // "ip[:port]" or "[v6]:port"; empty: /etc/resolv.conf
   smtp::MxTls mx_tls = smtp::MxTls::kOpportunistic;
   std::string smtp_ca_file;  // extra trusted CAs (PEM), relay and MX
   int mx_max_per_host = 4;   // sessions to one MX host at a time
   int mx_pool_size = 32;     // idle sessions kept in all
   std::int64_t mx_idle_timeout_s = 30;
+  // Sending-domain check (issue 8).
+  std::string outbound_ip;  // the address receivers see mail come from (SPF); empty: found by route
   // Webhooks (issue 9): job.completed events POSTed to a job's callback_url, signed.
   std::string webhook_secret;  // empty: a job with a callback_url is refused (unsigned webhooks are not sent)
   std::int64_t webhook_retry_min_s = 10;

@@ -57,6 +57,19 @@ class Dispatcher {
 
   std::size_t in_flight() const;
   std::size_t ready() const;
+  // The jobs out with a worker right now.
+  std::vector<std::int64_t> in_flight_seqs() const;
+
+  // Operator controls (admin API).
+  // Paused: workers get no job (transactions in flight finish); submits and refills go on.
+  void set_paused(bool paused);
+  bool paused() const;
+  // Stored jobs became due at `at_ms` (a retry): the refill runs then.
+  void wake(std::int64_t at_ms);
+  // An edit finished this job in the store (a cancel). A copy waiting in the buffer, or one a
+  // refill is reading right now, is dropped and its claim given back. Returns true when a
+  // worker has the job now: its attempt's outcome is still to come.
+  bool finished_by_edit(std::int64_t seq);
 
  private:
   void run();
@@ -77,6 +90,10 @@ class Dispatcher {
   std::optional<std::int64_t> timer_ms_;  // earliest known retry time
   std::int64_t renew_at_ms_ = 0;
   bool stopping_ = false;
+  bool paused_ = false;
+  // Jobs finished by an edit while no copy was in memory: a refill under way may have claimed
+  // one from before the edit; it drops them. Cleared by each refill.
+  std::unordered_set<std::int64_t> finished_;
   std::thread thread_;
 };
 

@@ -16,6 +16,7 @@
 #include "websmtp/queue/inflight_journal.hpp"
 #include "websmtp/queue/retry_policy.hpp"
 #include "websmtp/service/metrics.hpp"
+#include "websmtp/service/suppressions.hpp"
 #include "websmtp/service/transport_factory.hpp"
 #include "websmtp/smtp/transport.hpp"
 #include "websmtp/store/store.hpp"
@@ -26,6 +27,9 @@ namespace websmtp::service {
 // The store update after an attempt: finished (with its outcome), or due again at the
 // earliest retry time among its deferred recipients. Pure.
 store::JobUpdate update_after_attempt(job::Job&& job, std::int64_t now_ms);
+
+// A recipient that fails without an attempt (suppressed, cancelled).
+void fail_unattempted(job::Recipient& r, const char* reason, std::int64_t now_s);
 
 // A previous run died while these jobs' messages were on the wire and before their outcome
 // was committed: the peer may have them. They are recorded as attempts whose reply to DATA
@@ -42,7 +46,8 @@ class DeliveryWorkers {
     queue::RetryOptions retry;
   };
   DeliveryWorkers(Options options, TransportFactory transports, queue::Dispatcher& dispatcher,
-                  store::WriteBatcher& batcher, queue::InflightJournal& journal, Metrics& metrics, const Clock& clock);
+                  store::WriteBatcher& batcher, queue::InflightJournal& journal, Metrics& metrics, const Clock& clock,
+                  Suppressions* suppressions = nullptr);
   ~DeliveryWorkers();
   DeliveryWorkers(const DeliveryWorkers&) = delete;
   DeliveryWorkers& operator=(const DeliveryWorkers&) = delete;
@@ -65,6 +70,7 @@ class DeliveryWorkers {
   queue::InflightJournal& journal_;
   Metrics& metrics_;
   const Clock& clock_;
+  Suppressions* suppressions_;  // null: none
   std::vector<std::thread> threads_;
   std::atomic<int> busy_{0};
   std::mutex busy_mu_;

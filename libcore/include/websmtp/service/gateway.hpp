@@ -17,11 +17,13 @@
 #include "websmtp/queue/inflight_journal.hpp"
 #include "websmtp/service/caller.hpp"
 #include "websmtp/service/access.hpp"
+#include "websmtp/service/admin.hpp"
 #include "websmtp/service/delivery.hpp"
 #include "websmtp/service/longpoll.hpp"
 #include "websmtp/service/metrics.hpp"
 #include "websmtp/service/status.hpp"
 #include "websmtp/service/submit.hpp"
+#include "websmtp/service/suppressions.hpp"
 #include "websmtp/service/transport_factory.hpp"
 #include "websmtp/store/store.hpp"
 #include "websmtp/store/write_batcher.hpp"
@@ -48,11 +50,21 @@ class Gateway {
   Access& access() { return *access_; }
   StatusService& statuses() { return status_; }
   LongPollRegistry& longpolls() { return longpolls_; }
+  const config::Config& config() const { return config_; }
+  const message::dkim::Signer& dkim() const { return dkim_; }  // the keys, loaded by start()
+  AdminService& admin() { return *admin_; }
 
   nlohmann::json queue_stats() const;
+  // GET /metrics: the Prometheus text format.
+  std::string metrics_text() const;
+  Metrics& metrics() { return metrics_; }
 
  private:
   void outcome_committed(const store::JobUpdate& u);
+  Metrics::Figures figures(std::int64_t now_ms) const;
+  // An operator's edit (retry, cancel) is committed; true when a worker has the job now.
+  bool edit_committed(const store::JobUpdate& u);
+  void status_changed(const store::JobUpdate& u);
 
   config::Config config_;
   std::unique_ptr<store::Store> store_;
@@ -68,6 +80,8 @@ class Gateway {
   message::dkim::Signer dkim_;
   std::unique_ptr<SubmitService> submit_;
   std::unique_ptr<DeliveryWorkers> workers_;
+  std::unique_ptr<Suppressions> suppressions_;
+  std::unique_ptr<AdminService> admin_;
   std::unique_ptr<webhook::Sender> webhooks_;  // with WEBHOOK_SECRET only
   std::thread counting_;  // the store's counts, for the metrics' base
   bool stopped_ = false;

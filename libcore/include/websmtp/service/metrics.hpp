@@ -1,14 +1,20 @@
 #pragma once
 // The gateway's figures: job gauges by state and totals since start, kept as atomics so that
-// reading them (GET /admin/queue, later /metrics) costs nothing on the hot paths.
+// reading them (GET /admin/queue, GET /metrics) costs nothing on the hot paths; and the
+// counters and histograms that only /metrics shows (relaxed atomics, fixed bucket arrays).
+#include <array>
 #include <atomic>
 #include <condition_variable>
 #include <cstdint>
 #include <mutex>
 #include <optional>
+#include <string>
+#include <string_view>
 
 #include <nlohmann/json.hpp>
 
+#include "websmtp/common/error_codes.hpp"
+#include "websmtp/common/metrics.hpp"
 #include "websmtp/job/model.hpp"
 #include "websmtp/store/store.hpp"
 
@@ -26,8 +32,15 @@ class Metrics {
   // A committed attempt outcome for one job: it leaves "queued" (first attempt) or "deferred",
   // and enters "deferred", "completed" or "failed".
   void outcome_committed(bool first_attempt, store::Outcome outcome);
-  // One recipient's result of an attempt (delivered_total / failed_total).
-  void recipient_result(job::RecipientState state);
+  // One recipient's result of an attempt: delivered_total / failed_total, the deliveries by
+  // outcome and reply class, and once final its attempts and (delivered) its latency since the
+  // submit (the ref, a UUIDv7, holds the submit's millisecond; `submitted_s` when it does not).
+  void recipient_result(const job::Recipient& r, std::string_view ref, std::int64_t submitted_s, std::int64_t now_ms);
+  // A submit request refused with this error code (accepted jobs are counted by submitted()).
+  void submit_refused(std::string_view code);
+  // A job an operator had finished (cancelled) got its in-flight attempt's outcome: it moves
+  // from the outcome the edit wrote to this one.
+  void refinished(store::Outcome was, store::Outcome now);
   void purged(const store::Counts& removed);
 
   // What the queue endpoint shows; the caller adds what others own (in flight, workers busy,
@@ -40,16 +53,31 @@ class Metrics {
     bool paused = false;
   };
   nlohmann::json queue_json(const Figures& f, std::int64_t now_ms) const;
+  // Every figure in the Prometheus text format (0.0.4), the process-wide ones included.
+  std::string prometheus_text(const Figures& f, std::int64_t now_ms) const;
 
   std::int64_t submitted_total() const { return submitted_total_.load(std::memory_order_relaxed); }
 
  private:
+  struct Depth {
+    std::int64_t queued, deferred, completed, failed;
+  };
+  Depth depth() const;  // the gauges over their base (waits briefly for it)
+
+  static constexpr std::array<double, 12> kAttemptBounds = {1, 2, 3, 4, 5, 6, 8, 10, 15, 20, 30, 50};
+  static constexpr std::size_t kOutcomes = 3;  // delivered, deferred, failed
+  static constexpr std::size_t kClasses = 4;   // 2xx, 4xx, 5xx, none
+
   std::int64_t started_ms_ = 0;
   mutable std::mutex base_mu_;
   mutable std::condition_variable base_cv_;
   std::optional<store::Counts> base_;
   std::atomic<std::int64_t> queued_{0}, deferred_{0}, completed_{0}, failed_{0};
   std::atomic<std::int64_t> submitted_total_{0}, delivered_total_{0}, failed_total_{0};
+  std::array<metrics::Counter, kErrorCodes.size() + 1> refused_;  // the last: a code not in kErrorCodes
+  std::array<std::array<metrics::Counter, kClasses>, kOutcomes> deliveries_;
+  metrics::LatencyHistogram delivery_latency_{metrics::kLatencyBounds};
+  metrics::Histogram<kAttemptBounds.size()> attempts_{kAttemptBounds};
 };
 
 }  // namespace websmtp::service

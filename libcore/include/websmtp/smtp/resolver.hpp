@@ -16,10 +16,11 @@
 #include <vector>
 
 #include "websmtp/common/clock.hpp"
+#include "websmtp/common/idn.hpp"
 
 namespace websmtp::smtp {
 
-enum class DnsType : std::uint16_t { kA = 1, kMx = 15, kAaaa = 28 };
+enum class DnsType : std::uint16_t { kA = 1, kMx = 15, kTxt = 16, kAaaa = 28 };
 
 // What a name server said about one question.
 enum class DnsStatus {
@@ -39,9 +40,13 @@ struct DnsAnswer {
   DnsStatus status = DnsStatus::kTempFail;
   std::vector<MxRecord> mx;           // MX answers
   std::vector<std::string> addresses;  // A / AAAA answers, as text
+  std::vector<std::string> txt;        // TXT answers, each record's strings joined (RFC 7208 3.3)
   std::uint32_t ttl = 0;               // the smallest TTL of the answers (negative: the SOA's)
   std::string detail;                  // for logs and the recipients' status
 };
+
+// No record of the asked type (NXDOMAIN or NODATA).
+inline bool empty_answer(const DnsAnswer& a) { return a.mx.empty() && a.addresses.empty() && a.txt.empty(); }
 
 // Parses a DNS response to a question of `type` (RFC 1035 4.1). Pure.
 DnsAnswer parse_dns_response(const unsigned char* msg, std::size_t len, DnsType type);
@@ -54,9 +59,17 @@ class DnsClient {
 };
 
 // libresolv: res_nquery's machinery (res_nmkquery + res_nsend) on a res_state per thread,
-// pointed at `server` ("ip[:port]") when it is not empty, else at /etc/resolv.conf's.
-// Throws std::invalid_argument for a server that is not an IPv4 address.
+// pointed at `server` (see parse_dns_server) when it is not empty, else at /etc/resolv.conf's.
+// Throws std::invalid_argument for a server that parse_dns_server refuses.
 std::unique_ptr<DnsClient> make_system_dns_client(const std::string& server);
+
+// DNS_SERVER: "1.2.3.4", "1.2.3.4:5353", "::1", "[::1]" or "[::1]:5353" (port 53 by default).
+struct DnsServerAddress {
+  int family = 0;  // AF_INET or AF_INET6
+  std::string ip;  // without brackets
+  int port = 53;
+};
+std::optional<DnsServerAddress> parse_dns_server(std::string_view text);
 
 // Where a domain's mail goes.
 struct MxRoute {
@@ -78,9 +91,9 @@ void order_mx(std::vector<MxRecord>& records, std::mt19937_64& rng);
 // NODATA gives kHosts with the domain itself (implicit MX; its addresses decide later).
 MxRoute route_from_mx_answer(const std::string& domain, DnsAnswer answer, std::mt19937_64& rng);
 
-// Lower case, and the A-label form of an internationalised domain (libidn2, IDNA2008
-// non-transitional); nullopt when the domain cannot be converted.
-std::optional<std::string> to_ascii_domain(std::string_view domain);
+// Lower case, and the A-label form of an internationalised domain: common/idn.hpp's, the one
+// converter (validation and the message writer use it too).
+using websmtp::to_ascii_domain;
 
 // The resolver the MX transport uses, shared by every worker: answers are cached for their
 // TTL (at most kMaxTtl; negative answers for their SOA's TTL, at most kMaxNegativeTtl),

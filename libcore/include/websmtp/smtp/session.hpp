@@ -68,6 +68,11 @@ struct SessionOptions {
   std::string user;  // AUTH when set
   std::string password;
   bool verify_tls = true;
+  // Under TlsMode::kOpportunistic, what a STARTTLS the peer refuses (4xx/5xx) does: false
+  // (the relay's way) goes on in plaintext on the same connection; true fails the open in
+  // kStartTls, as a broken handshake does, so that the caller retries the host in plaintext on
+  // a new connection (Postfix's "may" level; direct MX delivery).
+  bool starttls_refusal_fails = false;
   Timeouts timeouts;
 };
 
@@ -81,7 +86,8 @@ struct Failure {
 };
 using Status = tl::expected<void, Failure>;
 
-// What a failed step means for the recipients the peer has not answered (code below 400):
+// What a failed step means for the recipients the peer has not answered (code below 400, and
+// not already failed for good without being sent, such as smtputf8_required):
 // the failure's code when it is a 4xx, else none (code 0), with the failure's reason; once
 // the final dot is out, an accepted recipient's outcome is unknown (uncertain). A refused
 // AUTH is the relay's own answer, code and text, for every recipient, as a soft bounce.
@@ -101,6 +107,9 @@ class Session {
   // peer's answer for each recipient. Success means the peer answered in order: kReady when
   // the message was accepted; still in a transaction state when the peer refused part-way;
   // kDisconnected when the peer said 421 (closing). A failure is a broken connection.
+  // A recipient with a UTF-8 address (every recipient, when the sender has one) is never sent
+  // to a peer that does not offer SMTPUTF8: its reply is permanent with reason
+  // kSmtputf8Required, and the others go without it (RFC 6531 3.4).
   Status send(const Envelope& env, std::string_view message, std::vector<Reply>& replies);
   // RSET: from a refused transaction back to kReady.
   Status reset();
@@ -121,6 +130,7 @@ class Session {
   Status ehlo();
   Status start_tls();
   Status authenticate();
+  Status transact(const Envelope& env, std::string_view message, std::vector<Reply>& replies);
   IoResult<Response> command(std::string_view line);
   IoResult<Response> read();
   IoResult<void> write(std::string_view bytes);
@@ -144,8 +154,20 @@ class Session {
 // (RFC 6152 3 leaves converting it or returning it; a message is rendered, and signed, once, so
 // there is nothing to convert it with). build_message() writes 7-bit messages only, so this is
 // a guard for messages that come from elsewhere.
+//
+// With `utf8` (the transaction holds a UTF-8 address or header: transaction_needs_smtputf8) and a
+// peer that offers SMTPUTF8, the command also says " SMTPUTF8" (RFC 6531 3.4); such a peer takes
+// 8-bit data (RFC 6531 3.1), so it gets the message even when it does not name 8BITMIME.
 std::optional<std::string> mail_from_command(std::string_view sender, std::string_view message,
-                                             const Capabilities& peer);
+                                             const Capabilities& peer, bool utf8 = false);
+
+// The reason a recipient fails with when it needs SMTPUTF8 and the peer does not offer it.
+inline constexpr const char* kSmtputf8Required = "smtputf8_required";
+// Whether an address (or any text) holds a byte over 0x7F: a UTF-8 local part (RFC 6531).
+bool has_utf8(std::string_view text);
+// Whether a transaction needs SMTPUTF8: a UTF-8 sender or recipient, or raw UTF-8 in the header
+// section (RFC 6532), as build_message() writes for a UTF-8 address in To or Cc.
+bool transaction_needs_smtputf8(const Envelope& env, std::string_view message);
 
 // Dot-stuffs the message and appends the terminating ".\r\n" (RFC 5321 4.5.2).
 void append_dot_stuffed(std::string& out, std::string_view message);

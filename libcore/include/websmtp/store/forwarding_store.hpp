@@ -42,6 +42,16 @@ class ForwardingStore : public Store {
     return inner_->find_idempotency(key);
   }
 
+  std::vector<job::Job> list_jobs(JobFilter f, std::int64_t before_seq, std::size_t limit) override {
+    return inner_->list_jobs(f, before_seq, limit);
+  }
+  std::optional<std::string> find_message(std::int64_t seq) override { return inner_->find_message(seq); }
+  std::vector<AttemptRecord> attempts(std::int64_t seq) override { return inner_->attempts(seq); }
+  std::vector<SuppressionRecord> list_suppressions() override { return inner_->list_suppressions(); }
+  bool add_suppression(const SuppressionRecord& s) override { return inner_->add_suppression(s); }
+  bool remove_suppression(std::string_view address) override { return inner_->remove_suppression(address); }
+  std::optional<std::string> setting(std::string_view key) override { return inner_->setting(key); }
+  void put_setting(std::string_view key, std::string_view value) override { inner_->put_setting(key, value); }
   bool has_webhook_outbox() const override { return inner_->has_webhook_outbox(); }
   std::vector<WebhookEvent> webhook_due(std::int64_t now_ms, std::size_t limit) override {
     return inner_->webhook_due(now_ms, limit);

@@ -58,6 +58,26 @@ struct StoreError : std::runtime_error {
 // Job outcome classes, kept as a column so counts and purges need no JSON parsing.
 enum class Outcome : int { kPending = 0, kDelivered = 1, kFailed = 2 };
 
+// One SMTP attempt for one recipient (the admin API's history), written with the outcome of the
+// attempt, in the same transaction.
+struct AttemptRecord {
+  std::string address;  // the recipient
+  std::int64_t time = 0;  // Unix seconds
+  int smtp_code = 0;      // 0: no reply (connection failed, timed out)
+  std::string smtp_reply;
+  std::string host;  // the SMTP host that answered (relay or MX); empty: none
+};
+
+// A recipient address that is never sent to (admin API). `address` is normalised by the
+// caller (see service/suppressions.hpp).
+struct SuppressionRecord {
+  std::string address;
+  std::string reason;  // "manual" | "bounce"
+  std::int64_t created = 0;  // Unix seconds
+  int smtp_code = 0;         // bounce: the reply that added it
+  std::string smtp_reply;
+};
+
 struct JobUpdate {
   std::int64_t seq = 0;
   std::string ref;             // not written: carried for the status cache and logs
@@ -68,8 +88,45 @@ struct JobUpdate {
   std::int64_t completed = 0;              // Unix seconds; 0 while pending
   std::optional<std::int64_t> next_at_ms;  // when to try again; nullopt once final
   Outcome outcome = Outcome::kPending;
+  // The attempts this update records (history), and the addresses its permanent rejects
+  // suppress; both written in the same transaction as the outcome.
+  std::vector<AttemptRecord> attempts;
+  std::vector<SuppressionRecord> suppress;
+  // Not written: the job had already been finished by an operator's edit (a cancel) while
+  // this attempt was in flight; the update is that edit applied again over the attempt's
+  // outcome. `was` is the outcome the edit had committed.
+  bool refinish = false;
+  Outcome was = Outcome::kPending;
 };
 
+// The job as an update leaves it (without sender, message and submitter).
+inline job::Job job_after(const JobUpdate& u) {
+  job::Job j;
+  j.seq = u.seq;
+  j.ref = u.ref;
+  j.submitted = u.submitted;
+  j.started = u.started;
+  j.completed = u.completed;
+  j.recipients = u.recipients;
+  return j;
+}
+
+// An operator's change to a stored job (admin API: retry, cancel). It is applied inside the
+// group commit, after that commit's outcomes, to the job as stored then (read and written in
+// the same transaction), so it never races an attempt's outcome. `apply` gets the job without
+// its message and returns the job's new state, or nullopt to leave it unchanged. An edit
+// never takes or gives up a claim.
+struct JobEdit {
+  std::int64_t seq = 0;
+  std::function<std::optional<JobUpdate>(const job::Job&)> apply;
+  // Out (set by commit()): whether the job was found, and what was written.
+  bool found = false;
+  std::optional<JobUpdate> result;
+};
+
+// Which jobs list_jobs() returns (the admin API's states, but in_flight: only the node
+// knows what its workers hold).
+enum class JobFilter { kAll, kQueued, kDeferred, kCompleted, kFailed };
 // What one group commit writes, in one transaction.
 struct Commit {
   std::span<job::Job* const> inserts;  // their seq is assigned
@@ -78,6 +135,7 @@ struct Commit {
   // first job (the others' keys are ignored), and find_idempotency() returns all its refs.
   std::span<const std::uint32_t> batches;
   std::span<const JobUpdate> updates;  // outcomes; each releases the job's claim
+  std::span<JobEdit* const> edits;     // applied after the updates
   std::string_view owner;              // claims the inserts (empty: left unclaimed)
   std::int64_t lease_until_ms = 0;
 };
@@ -173,6 +231,27 @@ class Store {
   virtual bool revoke_key(std::string_view id, std::int64_t now_s) = 0;
   virtual void note_keys_used(std::span<const std::pair<std::string, std::int64_t>> id_and_time) = 0;
   virtual std::vector<ApiKeyRecord> list_keys() = 0;
+
+  // ---- Admin API.
+  // Jobs in `filter`, newest first (by seq, descending), with seq < before_seq (0: from the
+  // newest), at most `limit`. Keyset paging: a page never repeats or skips a job whatever is
+  // inserted or finished meanwhile. Without their message.
+  virtual std::vector<job::Job> list_jobs(JobFilter filter, std::int64_t before_seq, std::size_t limit) = 0;
+  // The stored message of a job (dropped once the job is finished: nullopt then).
+  virtual std::optional<std::string> find_message(std::int64_t seq) = 0;
+  // Every attempt recorded for the job, oldest first.
+  virtual std::vector<AttemptRecord> attempts(std::int64_t seq) = 0;
+
+  // Suppressions (rare writes, on a connection of their own like the keys').
+  virtual std::vector<SuppressionRecord> list_suppressions() = 0;
+  // True when the address was not suppressed before (an existing entry is left as it is).
+  virtual bool add_suppression(const SuppressionRecord& s) = 0;
+  // False when there was no such entry.
+  virtual bool remove_suppression(std::string_view address) = 0;
+
+  // Small durable settings of the whole gateway (e.g. "paused").
+  virtual std::optional<std::string> setting(std::string_view key) = 0;
+  virtual void put_setting(std::string_view key, std::string_view value) = 0;
 
   // The webhook outbox. A store without one (the defaults) never writes an event, and says so
   // here: websmtpd then refuses to start with WEBHOOK_SECRET rather than accept callbacks it

@@ -16,6 +16,8 @@
 #include <mutex>
 #include <string>
 #include <thread>
+#include <unordered_map>
+#include <utility>
 #include <vector>
 
 #include "websmtp/common/clock.hpp"
@@ -34,6 +36,12 @@ class WriteBatcher {
   // A kept, uncommitted outcome whose retry is due (next_at_ms <= now). Returns true when it
   // took the update (moving from it) to attempt the job again; false leaves it kept.
   using RetryDue = std::function<bool(JobUpdate& update)>;
+  // After an edit's round: ok=false when it could not be committed (nothing of it was written;
+  // edits are not retried, the operator is told). Runs on the commit thread. Returning true
+  // keeps the edit for the job's next outcome, which it is applied to again before that is
+  // written (a cancel while an attempt is in flight: the attempt's outcome must not bring the
+  // job back); that outcome is then marked `refinish`.
+  using EditDone = std::function<bool(const JobEdit& edit, bool ok, const std::string& error)>;
 
   struct Options {
     std::size_t max_batch = 1024;  // jobs per commit (an insert_many() larger than this commits alone)
@@ -62,6 +70,8 @@ class WriteBatcher {
   // Outcomes are never dropped: on a store error they are retried until they commit (or,
   // when due for a retry, handed back through RetryDue).
   void update(JobUpdate update);
+  // An operator's edit of a stored job (store.hpp), committed in the next round (no linger).
+  void edit(JobEdit edit, EditDone done);
   // Commits what is pending and stops the thread.
   void stop();
 
@@ -77,8 +87,10 @@ class WriteBatcher {
     std::size_t size() const { return batch_done ? jobs.size() : 1; }
   };
   void run();
-  bool commit_round(std::vector<PendingInsert>& inserts, std::vector<JobUpdate>& updates);
+  bool commit_round(std::vector<PendingInsert>& inserts, std::vector<JobUpdate>& updates,
+                    std::vector<std::pair<JobEdit, EditDone>>& edits);
   void hand_back_due(std::vector<JobUpdate>& updates);
+  void reapply_kept_edits(std::vector<JobUpdate>& updates);
   void purge_if_due(std::int64_t& next_purge);
 
   Store& store_;
@@ -91,6 +103,7 @@ class WriteBatcher {
   std::condition_variable cv_;
   std::vector<PendingInsert> inserts_;
   std::vector<JobUpdate> updates_;
+  std::vector<std::pair<JobEdit, EditDone>> edits_;
   std::int64_t incoming_due_ms_ = INT64_MAX;  // earliest next_at_ms in updates_
   std::int64_t first_update_ms_ = 0;          // when updates_ last became non-empty
   std::int64_t wake_at_ = INT64_MIN;          // what the commit thread sleeps until (MIN: it does not sleep)
@@ -99,6 +112,13 @@ class WriteBatcher {
   // Per-round buffers of the commit thread, kept to reuse their capacity.
   std::vector<job::Job*> insert_ptrs_;
   std::vector<std::uint32_t> batch_sizes_;
+  std::vector<JobEdit*> edit_ptrs_;
+  // Edits kept for a job's next outcome (commit thread only), with the outcome they wrote.
+  struct KeptEdit {
+    std::function<std::optional<JobUpdate>(const job::Job&)> apply;
+    Outcome wrote = Outcome::kPending;
+  };
+  std::unordered_map<std::int64_t, KeptEdit> kept_edits_;
   std::thread thread_;
 };
 
