@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 
 #include "../../support/temp_dir.hpp"
+#include "raw_sqlite.hpp"
 #include "test_jobs.hpp"
 #include "websmtp/service/status.hpp"
 #include "websmtp/store/store.hpp"
@@ -22,15 +23,6 @@ namespace {
 void insert(Store& s, job::Job& j) {
   job::Job* p = &j;
   s.insert(std::span<job::Job* const>(&p, 1));
-}
-
-void exec(const std::string& path, const std::string& sql) {
-  sqlite3* db = nullptr;
-  ASSERT_EQ(sqlite3_open(path.c_str(), &db), SQLITE_OK);
-  char* err = nullptr;
-  EXPECT_EQ(sqlite3_exec(db, sql.c_str(), nullptr, nullptr, &err), SQLITE_OK) << (err ? err : "");
-  sqlite3_free(err);
-  sqlite3_close(db);
 }
 
 }  // namespace
@@ -124,8 +116,8 @@ PRAGMA user_version=3;
 
 TEST(WebhookOutbox, MigrationStepAddsCallbackUrlAndOutbox) {
   test_support::TempDir dir;
-  exec(dir.file("db"), "PRAGMA journal_mode=WAL");
-  exec(dir.file("db"), kVersion3Ddl);
+  test_support::raw_exec(dir.file("db"), "PRAGMA journal_mode=WAL");
+  test_support::raw_exec(dir.file("db"), kVersion3Ddl);
   auto s = open_sqlite({dir.file("db")});
   ASSERT_GE(sqlite_schema_version(), 4);
   // The old job is there, without a callback; completing it writes no event.
