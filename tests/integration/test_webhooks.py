@@ -194,6 +194,22 @@ class TestWebhookDelivery(WebhookTestCase):
                    what="the delivery to be logged")
         self.assertEqual(len(receiver.received()), 3)
 
+    def test_a_cancelled_job_sends_its_event_too(self):
+        peer = self.start_peer()
+        receiver = self.start_receiver()
+        daemon = self.hook_daemon(peer, RETRY_MIN="1h", RETRY_MAX="1h")  # "defer-" recipients wait
+        ref = daemon.submit(mail(to=["ok-w@example.net", "defer-w@example.net"], callback_url=receiver.url()))
+        daemon.wait_status(ref, lambda d: d["status"] == "processing", what="%s deferred" % ref)
+        self.assertEqual(receiver.received(), [])  # not completed yet: no event
+        r = daemon.request("POST", "/admin/jobs/%s/cancel" % ref, admin=True)
+        self.assertEqual(r.status, 200, r.body)
+        req = receiver.wait_for(1)[0]
+        self.assertSigned(req)
+        data = json.loads(req["body"])["data"]
+        self.assertEqual(data["status"], "completed")
+        self.assertEqual(data["failed"], ["defer-w@example.net"])
+        self.assertEqual(data, daemon.status(ref)[1])
+
     def test_redirect_is_not_followed(self):
         peer = self.start_peer()
         elsewhere = self.start_receiver()

@@ -107,7 +107,6 @@ void Gateway::outcome_committed(const store::JobUpdate& u) {
     metrics_.outcome_committed(u.first_attempt, u.outcome);
   status_.outcome_committed(u);
   dispatcher_->release(u.seq, u.next_at_ms);
-  if (webhooks_ && u.outcome != store::Outcome::kPending) webhooks_->wake();  // its event, if any, is committed
   status_changed(u);
 }
 
@@ -121,6 +120,7 @@ bool Gateway::edit_committed(const store::JobUpdate& u) {
 }
 
 void Gateway::status_changed(const store::JobUpdate& u) {
+  if (webhooks_ && u.outcome != store::Outcome::kPending) webhooks_->wake();  // its event, if any, is committed
   // Long-polls waiting on this job: its word is now "completed" or "processing".
   longpolls_.status_changed(u.ref, u.outcome == store::Outcome::kPending ? "processing" : "completed",
                             [&] { return status_text(store::job_after(u)); });
