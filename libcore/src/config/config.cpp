@@ -113,6 +113,13 @@ const std::vector<KeyInfo>& keys() {
       {"OUTBOUND_IP", "",
        "the public address mail leaves from, for SPF in `websmtpctl domain check`; empty: the local address of the "
        "route to the relay or the Internet"},
+      // Webhooks (issue 9).
+      {"WEBHOOK_SECRET", "",
+       "HMAC-SHA256 key of the Websmtp-Signature header (16+ bytes); unset: jobs with a callback_url are refused"},
+      {"WEBHOOK_RETRY_MIN", dur(d.webhook_retry_min_s), "first retry delay of a webhook that failed (doubling)"},
+      {"WEBHOOK_RETRY_MAX", dur(d.webhook_retry_max_s), "largest retry delay of a webhook (retried for 24h)"},
+      {"WEBHOOK_ALLOW_PRIVATE", std::string(d.webhook_allow_private ? "true" : "false"),
+       "allow callback URLs on loopback, private, link-local and other non-public addresses"},
   };
   return k;
 }
@@ -351,6 +358,15 @@ Config load(const std::function<std::optional<std::string>(const std::string&)>&
     if (inet_pton(AF_INET, c.outbound_ip.c_str(), &v4) != 1 && inet_pton(AF_INET6, c.outbound_ip.c_str(), &v6) != 1)
       throw ConfigError("OUTBOUND_IP", "'" + c.outbound_ip + "' is not an IPv4 or IPv6 address");
   }
+  // Webhooks (issue 9).
+  c.webhook_secret = r.raw("WEBHOOK_SECRET").value_or("");
+  if (!c.webhook_secret.empty() && c.webhook_secret.size() < 16)
+    throw ConfigError("WEBHOOK_SECRET", "must be at least 16 bytes long");
+  c.webhook_retry_min_s = r.duration("WEBHOOK_RETRY_MIN", c.webhook_retry_min_s, 1);
+  c.webhook_retry_max_s = r.duration("WEBHOOK_RETRY_MAX", c.webhook_retry_max_s, 1);
+  if (c.webhook_retry_max_s < c.webhook_retry_min_s)
+    throw ConfigError("WEBHOOK_RETRY_MAX", "must not be below WEBHOOK_RETRY_MIN");
+  c.webhook_allow_private = r.boolean("WEBHOOK_ALLOW_PRIVATE", c.webhook_allow_private);
   return c;
 }
 

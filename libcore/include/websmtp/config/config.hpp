@@ -89,6 +89,11 @@ struct Config {
   std::int64_t mx_idle_timeout_s = 30;
   // Sending-domain check (issue 8).
   std::string outbound_ip;  // the address receivers see mail come from (SPF); empty: found by route
+  // Webhooks (issue 9): job.completed events POSTed to a job's callback_url, signed.
+  std::string webhook_secret;  // empty: a job with a callback_url is refused (unsigned webhooks are not sent)
+  std::int64_t webhook_retry_min_s = 10;
+  std::int64_t webhook_retry_max_s = 3600;
+  bool webhook_allow_private = false;  // true: loopback, private, link-local... destinations too
 };
 
 struct ConfigError : std::runtime_error {

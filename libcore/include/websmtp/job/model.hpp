@@ -41,6 +41,7 @@ struct MailRequest {
   std::optional<std::string> html;                           // the text/html part
   std::vector<std::pair<std::string, std::string>> headers;  // validated custom headers
   std::vector<Attachment> attachments;
+  std::optional<std::string> callback_url;  // webhook on completion; form checked (webhook/destination.hpp)
 };
 
 enum class RecipientKind { kTo, kCc, kBcc };
@@ -81,6 +82,7 @@ struct Job {
   std::string idempotency_key;
   std::string request_hash;
   std::string submitted_by;  // the caller's identity ("key:<id>", "sub:<subject>"); empty: anonymous
+  std::string callback_url;  // where the job.completed webhook goes; empty: none (stored at insert only)
 };
 
 // The seed's job status words: "not started", "processing", "completed".
