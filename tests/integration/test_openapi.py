@@ -22,6 +22,7 @@ import urllib.parse
 
 from harness import WEBSMTPCTL, IntegrationTestCase, clean_env, mail, new_test_id, require_binary, wait_until
 from dns_server import DnsServer
+from test_webhooks import SECRET as WEBHOOK_SECRET, Receiver
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SPEC_PATH = os.path.join(ROOT, "docs", "openapi.json")
@@ -463,6 +464,9 @@ class OpenApiShapesTest(IntegrationTestCase):
         self.admin_routes(d)
         self.domain_checks()
         self.authenticated_routes()
+        self.webhook(peer)
+        self.call(d, "POST", "/mail/send", 400, body=mail(callback_url="https://example.org/hook"),
+                  code="webhooks_disabled")
         self.wrong_methods(d)
         # Every documented success status was produced and checked.
         for path, item in self.spec["paths"].items():
@@ -613,7 +617,8 @@ class OpenApiShapesTest(IntegrationTestCase):
     def authenticated_routes(self):
         """AUTH_MODE=keys: status tokens in the submit answers, 401, 403 and 429."""
         peer = self.start_peer()
-        d = self.start_daemon(**self.relay_env(peer, AUTH_MODE="keys", ADMIN_TOKEN=ADMIN_TOKEN))
+        d = self.start_daemon(**self.relay_env(peer, AUTH_MODE="keys", ADMIN_TOKEN=ADMIN_TOKEN,
+                                               WEBHOOK_SECRET=WEBHOOK_SECRET))
         key = self.call(d, "POST", "/admin/keys", 201,
                         body={"name": "k", "senders": ["*@example.org"], "rate_per_minute": 3}).json()["key"]
         auth = {"Authorization": "Bearer " + key}
@@ -627,8 +632,31 @@ class OpenApiShapesTest(IntegrationTestCase):
         self.call(d, "POST", "/mail/send", 401, body=mail(), code="unauthorized")
         self.call(d, "POST", "/mail/send", 403, body=mail(sender="eve@example.com"), headers=auth, code="forbidden")
         self.call(d, "POST", "/mail/send", 429, body=mail(), headers=auth, code="rate_limited")
+        key = self.call(d, "POST", "/admin/keys", 201, body={"name": "k2"}).json()["key"]
+        auth = {"Authorization": "Bearer " + key}
+        self.call(d, "POST", "/mail/send", 400, body=mail(callback_url="http://127.0.0.1:9/hook"), headers=auth,
+                  code="callback_url_not_public")
+        self.call(d, "POST", "/mail/send", 400, body=mail(callback_url="ftp://example.org/hook"), headers=auth,
+                  code="invalid_callback_url")
         r = self.call(d, "GET", "/admin/jobs/{ref}", 200, {"ref": ref})
         self.assertIsInstance(r.json()["submitted_by"], str)
+
+    def webhook(self, peer):
+        """The job.completed event POSTed to a callback_url is the documented callback's body."""
+        receiver = Receiver()
+        self.addCleanup(receiver.stop)
+        d = self.start_daemon(**self.relay_env(peer, WEBHOOK_SECRET=WEBHOOK_SECRET, WEBHOOK_ALLOW_PRIVATE="true",
+                                               WEBHOOK_RETRY_MIN="1s"))
+        ref = self.call(d, "POST", "/mail/send", 202, body=mail(callback_url=receiver.url())).json()["ref"]
+        req = receiver.wait_for(1)[0]
+        callback = self.spec["paths"]["/mail/send"]["post"]["callbacks"]["jobCompleted"]
+        op = callback["{$request.body#/callback_url}"]["post"]
+        for p in op["parameters"]:
+            self.assertIn(p["name"].lower(), {k.lower() for k in req["headers"]}, p["name"])
+        event = json.loads(req["body"])
+        self.assertEqual(event["data"]["id"], ref)
+        schema = op["requestBody"]["content"]["application/json"]["schema"]
+        self.assertEqual(validate(schema, event, self.spec), [], event)
 
     def wrong_methods(self, d):
         """A documented path asked with a method it does not have: 405 method_not_allowed."""
