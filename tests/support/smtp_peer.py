@@ -81,6 +81,10 @@ Fault modes (--fault):
                    available" (fault event, stage "starttls")
     starttls-broken  offer STARTTLS, answer it "220" and then send bytes
                    that are no TLS handshake and close: the handshake fails
+    tempfail-data  answer the final "." with "451 4.3.0 try again later"
+                   (fault event, stage "data-end"; the message is not kept)
+    rcpt-limit-2   a transaction takes at most 2 recipients: a third RCPT gets
+                   "452 4.5.3 Too many recipients" (RFC 5321 4.5.3.1.10)
 
 Runtime switch: with ``--control FILE``, SIGUSR1 makes the peer read FILE
 (one fault mode name) and use that mode for new connections and commands;
@@ -110,7 +114,8 @@ PEER_HOSTNAME = "peer.test"
 DATA_SIZE_LIMIT = 64 * 1024 * 1024
 FAULT_MODES = ("none", "hang-greeting", "hang-data", "drop-data", "garbage",
                "421", "tempfail-all", "hold-data", "ehlo-stall", "ehlo-close",
-               "trickle", "close-after-data", "starttls-454", "starttls-broken")
+               "trickle", "close-after-data", "starttls-454", "starttls-broken",
+               "tempfail-data", "rcpt-limit-2")
 STARTTLS_FAULTS = ("starttls-454", "starttls-broken")
 TRICKLE_INTERVAL = 0.2
 
@@ -228,6 +233,8 @@ class PeerHandler:
                 server.transport.close()
             await asyncio.get_running_loop().create_future()
         code, reply = self.decide(address)
+        if code == 250 and self.fault == "rcpt-limit-2" and len(envelope.rcpt_tos) >= 2:
+            code, reply = 452, "452 4.5.3 Too many recipients"
         if code == 250:
             envelope.rcpt_tos.append(address)
             envelope.rcpt_options.extend(rcpt_options)
@@ -252,6 +259,10 @@ class PeerHandler:
             if server.transport is not None:
                 server.transport.close()  # FIN, no reply
             await asyncio.get_running_loop().create_future()
+        if fault == "tempfail-data":
+            self.log.write({"event": "fault", "mode": fault,
+                            "stage": "data-end"})
+            return "451 4.3.0 try again later"
         hung = self.take_first(envelope.rcpt_tos, "hangdata",
                                self.seen_hangdata)
         if hung:
