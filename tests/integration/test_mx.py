@@ -339,5 +339,27 @@ class MxSchedulingTest(MxPeers, IntegrationTestCase):
         self.assertEqual(len(good.messages()), 2)
 
 
+    def check_too_many_recipients_go_in_turns(self, daemon, peer, to):
+        """`peer` takes 2 recipients per transaction (452 past them): the job's five go in
+        three transactions in its first attempt, none deferred."""
+        ref = daemon.submit(mail(to=to))
+        doc = daemon.wait_completed(ref)
+        for r in doc["recipients"]:
+            self.assertEqual((r["state"], r["attempts"], r["smtp_code"]), ("delivered", 1, 250), r)
+        self.assertEqual([len(m["rcpt_tos"]) for m in peer.messages()], [2, 2, 1])
+        self.assertEqual(sorted(a for m in peer.messages() for a in m["rcpt_tos"]), sorted(to))
+
+    def test_452_too_many_recipients_sends_the_rest_in_the_next_transaction(self):
+        port, (peer,) = self.start_peers(("127.0.0.2", {"fault": "rcpt-limit-2"}))
+        dns = self.dns({"example.net": {"MX": [(10, "mx.example.net")]}, "mx.example.net": {"A": ["127.0.0.2"]}})
+        daemon = self.mx_daemon(dns, port)
+        self.check_too_many_recipients_go_in_turns(daemon, peer, ["u%d@example.net" % i for i in range(5)])
+
+    def test_452_too_many_recipients_through_the_relay(self):
+        peer = self.start_peer(fault="rcpt-limit-2")
+        daemon = self.start_daemon(**self.relay_env(peer, RETRY_MIN="60s", RETRY_MAX="60s"))
+        self.check_too_many_recipients_go_in_turns(daemon, peer, ["u%d@example.net" % i for i in range(5)])
+
+
 if __name__ == "__main__":
     unittest.main()
