@@ -10,7 +10,7 @@ import os
 import subprocess
 import unittest
 
-from harness import IntegrationTestCase, PeerProcess, mail, new_test_id, test_id_of
+from harness import IntegrationTestCase, PeerProcess, mail, new_test_id, test_id_of, wait_until
 from dns_server import DnsServer
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -359,6 +359,17 @@ class MxSchedulingTest(MxPeers, IntegrationTestCase):
         peer = self.start_peer(fault="rcpt-limit-2")
         daemon = self.start_daemon(**self.relay_env(peer, RETRY_MIN="60s", RETRY_MAX="60s"))
         self.check_too_many_recipients_go_in_turns(daemon, peer, ["u%d@example.net" % i for i in range(5)])
+
+
+    def test_idle_sessions_are_closed_when_their_idle_time_is_up_without_a_next_job(self):
+        port, (peer,) = self.start_peers("127.0.0.2")
+        dns = self.dns({"example.net": {"MX": [(10, "mx.example.net")]}, "mx.example.net": {"A": ["127.0.0.2"]}})
+        daemon = self.mx_daemon(dns, port, MX_IDLE_TIMEOUT="1s")
+        daemon.wait_completed(daemon.submit(mail(to=["bob@example.net"])))
+        # No job follows: only the pool's own timer can end the kept session.
+        wait_until(lambda: peer.quit_events(), timeout=10, what="QUIT of the idle session")
+        self.assertEqual(len(peer.quit_events()), 1)
+        self.assertTrue(daemon.running())
 
 
 if __name__ == "__main__":

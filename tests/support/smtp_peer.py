@@ -46,6 +46,7 @@ before the SMTP reply is sent):
      "data": <message, utf-8 decoded with surrogateescape>, "time": float}
     {"event": "fault", "mode": ..., "stage": ...}   (fault modes and rules)
     {"event": "mode", "mode": ..., "count": N}       (after set_fault())
+    {"event": "quit"}                                (the client said QUIT)
 
 A message record with "reply": "none" was taken in but never answered
 (hangdata*, close-after-data).
@@ -240,6 +241,10 @@ class PeerHandler:
             envelope.rcpt_options.extend(rcpt_options)
         self.log.write({"event": "rcpt", "address": address, "code": code})
         return reply
+
+    async def handle_QUIT(self, server, session, envelope):
+        self.log.write({"event": "quit"})
+        return "221 Bye"
 
     async def handle_DATA(self, server, session, envelope):
         fault = self.fault
@@ -781,6 +786,9 @@ class PeerProcess:
 
     def fault_events(self):
         return [r for r in self.records() if r.get("event") == "fault"]
+
+    def quit_events(self):
+        return [r for r in self.records() if r.get("event") == "quit"]
 
     def wait_for_fault_event(self, count=1, timeout=10.0, interval=0.02,
                              **match):
