@@ -167,6 +167,7 @@ void DeliveryWorkers::attempt(job::Job& j, smtp::Transport& transport) {
     auto& r = j.recipients[pending[k]];
     if (replies[k].busy) {  // no attempt: the recipient stays as it was, due again shortly
       busy = true;
+      if (r.state == job::RecipientState::kDeferred) r.next_attempt = std::max(r.next_attempt, now + 1);
       continue;
     }
     queue::apply_attempt(r, replies[k], j.submitted, now, seed, options_.retry);
@@ -195,7 +196,9 @@ void DeliveryWorkers::attempt(job::Job& j, smtp::Transport& transport) {
   if (busy) {
     // The job counts as started ("processing") even when nothing was tried: the queue
     // figures move it from queued to deferred, as for any attempt.
-    if (!u.completed) u.next_at_ms = std::min(u.next_at_ms.value_or(INT64_MAX), now_ms + kBusyRetryMs);
+    // (next_at_ms is now when no recipient is deferred: none was tried.)
+    std::int64_t soon = now_ms + kBusyRetryMs;
+    if (!u.completed) u.next_at_ms = u.next_at_ms && *u.next_at_ms > now_ms ? std::min(*u.next_at_ms, soon) : soon;
   }
   u.attempts = std::move(history);
   u.suppress = std::move(suppress);
