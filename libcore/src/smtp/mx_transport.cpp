@@ -29,9 +29,7 @@ std::optional<MxTls> parse_mx_tls(std::string_view word) {
   return std::nullopt;
 }
 
-bool retry_at_next_mx(const Reply& r) {
-  return !r.uncertain && !r.permanent && (r.code == 0 || r.code / 100 == 4);
-}
+bool retry_at_next_mx(const Reply& r) { return !r.uncertain && !r.permanent && (r.code == 0 || r.code / 100 == 4); }
 
 SessionOptions mx_session_options(const MxOptions& o) {
   SessionOptions s;
@@ -74,8 +72,10 @@ class MxTransport final : public Transport {
       std::string domain(domain_of(env.recipients[i]));
       std::transform(domain.begin(), domain.end(), domain.begin(), [](unsigned char c) { return std::tolower(c); });
       auto g = std::find_if(groups.begin(), groups.end(), [&](const auto& x) { return x.first == domain; });
-      if (g == groups.end()) groups.push_back({domain, {i}});
-      else g->second.push_back(i);
+      if (g == groups.end())
+        groups.push_back({domain, {i}});
+      else
+        g->second.push_back(i);
     }
     bool data_noted = false;
     auto before_data = [&] {

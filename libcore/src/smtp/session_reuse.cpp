@@ -99,8 +99,10 @@ Delivered deliver_reusing_detailed(Session& session, const SessionKey& key, cons
     std::vector<std::size_t> rest;
     bool taken = false;
     for (auto i : turn) {
-      if (out.replies[i].code == 452) rest.push_back(i);
-      else if (out.replies[i].code / 100 == 2) taken = true;
+      if (out.replies[i].code == 452)
+        rest.push_back(i);
+      else if (out.replies[i].code / 100 == 2)
+        taken = true;
     }
     if (rest.empty() || !taken) break;
     spdlog::debug("smtp {}:{}: {} recipient(s) over the peer's limit per transaction; sending them next", key.host,

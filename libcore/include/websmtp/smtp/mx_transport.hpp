@@ -25,8 +25,8 @@ struct MxOptions {
   std::int64_t connect_timeout_ms = 30'000;
   std::int64_t command_timeout_ms = 300'000;
   std::int64_t data_timeout_ms = 600'000;
-  int max_hosts = 10;        // MX hosts tried per domain and attempt
-  int max_connections = 5;   // connection attempts per domain and attempt (Postfix's smtp_mx_address_limit)
+  int max_hosts = 10;       // MX hosts tried per domain and attempt
+  int max_connections = 5;  // connection attempts per domain and attempt (Postfix's smtp_mx_address_limit)
 };
 
 // Whether one recipient's reply from one MX host sends it to the next host in the same attempt
