@@ -10,7 +10,7 @@ import os
 import subprocess
 import unittest
 
-from harness import IntegrationTestCase, PeerProcess, mail, new_test_id, test_id_of
+from harness import IntegrationTestCase, PeerProcess, mail, new_test_id, test_id_of, wait_until
 from dns_server import DnsServer
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -274,6 +274,102 @@ class MxTlsTest(IntegrationTestCase):
         d = tempfile.mkdtemp(prefix="websmtp-mx.")
         self.addCleanup(shutil.rmtree, d, True)
         return d
+
+
+class MxSchedulingTest(MxPeers, IntegrationTestCase):
+    """How direct delivery shares hosts, workers and sessions: a slow host, MX hosts that
+    answer 4xx, a peer that takes few recipients per transaction, idle sessions."""
+
+    dns = MxDeliveryTest.dns  # a DnsServer serving the zone, stopped at cleanup
+
+    def test_a_host_at_its_session_limit_does_not_hold_the_workers_of_other_domains(self):
+        # slow.example's MX accepts TCP and never greets (for 30 s, the command timeout): its
+        # two sessions (MX_MAX_PER_HOST) hang; its other jobs must not hold the other two
+        # workers waiting for a session while example.net's jobs wait behind them.
+        port, (ok, slow) = self.start_peers("127.0.0.2", ("127.0.0.3", {"fault": "hang-greeting"}))
+        dns = self.dns({
+            "example.net": {"MX": [(10, "mx.example.net")]}, "mx.example.net": {"A": ["127.0.0.2"]},
+            "slow.example": {"MX": [(10, "mx.slow.example")]}, "mx.slow.example": {"A": ["127.0.0.3"]},
+        })
+        daemon = self.mx_daemon(dns, port, THREADS=4, MX_MAX_PER_HOST=2, SMTP_COMMAND_TIMEOUT="30s",
+                                SMTP_CONNECT_TIMEOUT="30s")
+        slow_refs = [daemon.submit(mail(to=["s%d@slow.example" % i])) for i in range(8)]
+        slow.wait_for_fault_event(2)  # both sessions to the slow host hang now
+        fast_refs = [daemon.submit(mail(to=["f%d@example.net" % i])) for i in range(3)]
+        for ref in fast_refs:
+            doc = daemon.wait_completed(ref, timeout=15)
+            self.assertEqual([(r["state"], r["host"]) for r in doc["recipients"]],
+                             [("delivered", "mx.example.net")])
+        # Still within the slow host's timeout: no slow job has had an attempt counted, and
+        # none is anything but waiting.
+        for ref in slow_refs:
+            _, doc = daemon.status(ref)
+            self.assertIn(doc["status"], ("not started", "processing"), doc)
+            self.assertEqual([r["attempts"] for r in doc["recipients"]], [0], doc)
+        self.assertEqual(len(slow.fault_events()), 2)  # never more sessions than MX_MAX_PER_HOST
+        daemon.stop()
+        # The slow host's jobs came back about once a second each, not in a busy loop.
+        self.assertLess(daemon.log_text().count("has every session in use"), 300)
+
+    def test_4xx_to_rcpt_or_data_sends_the_recipients_to_the_next_mx(self):
+        port, (rcpt451, data451, good) = self.start_peers(("127.0.0.2", {"fault": "tempfail-all"}),
+                                                          ("127.0.0.3", {"fault": "tempfail-data"}), "127.0.0.5")
+        dns = self.dns({
+            "rcpt.example": {"MX": [(10, "a.rcpt.example"), (20, "good.example")]},
+            "data.example": {"MX": [(10, "b.data.example"), (20, "good.example")]},
+            "both.example": {"MX": [(10, "a.rcpt.example"), (20, "b.data.example")]},
+            "a.rcpt.example": {"A": ["127.0.0.2"]},
+            "b.data.example": {"A": ["127.0.0.3"]},
+            "good.example": {"A": ["127.0.0.5"]},
+        })
+        daemon = self.mx_daemon(dns, port)
+        ref = daemon.submit(mail(to=["x@rcpt.example", "y@rcpt.example", "z@data.example"]))
+        doc = daemon.wait_completed(ref)
+        for r in doc["recipients"]:
+            self.assertEqual((r["state"], r["attempts"], r["host"]), ("delivered", 1, "good.example"), r)
+        self.assertEqual(sorted(sorted(m["rcpt_tos"]) for m in good.messages()),
+                         [["x@rcpt.example", "y@rcpt.example"], ["z@data.example"]])
+        self.assertEqual([e["code"] for e in rcpt451.rcpt_events()], [451, 451])
+        self.assertEqual(len(data451.wait_for_fault_event(1, stage="data-end")), 1)
+        # Every MX answers 4xx: deferred once, with the last host's word.
+        ref = daemon.submit(mail(to=["w@both.example"]))
+        [r] = self.first_attempt(daemon, ref)["recipients"]
+        self.assertEqual((r["state"], r["attempts"], r["host"], r["smtp_code"]),
+                         ("deferred", 1, "b.data.example", 451), r)
+        self.assertEqual(len(good.messages()), 2)
+
+
+    def check_too_many_recipients_go_in_turns(self, daemon, peer, to):
+        """`peer` takes 2 recipients per transaction (452 past them): the job's five go in
+        three transactions in its first attempt, none deferred."""
+        ref = daemon.submit(mail(to=to))
+        doc = daemon.wait_completed(ref)
+        for r in doc["recipients"]:
+            self.assertEqual((r["state"], r["attempts"], r["smtp_code"]), ("delivered", 1, 250), r)
+        self.assertEqual([len(m["rcpt_tos"]) for m in peer.messages()], [2, 2, 1])
+        self.assertEqual(sorted(a for m in peer.messages() for a in m["rcpt_tos"]), sorted(to))
+
+    def test_452_too_many_recipients_sends_the_rest_in_the_next_transaction(self):
+        port, (peer,) = self.start_peers(("127.0.0.2", {"fault": "rcpt-limit-2"}))
+        dns = self.dns({"example.net": {"MX": [(10, "mx.example.net")]}, "mx.example.net": {"A": ["127.0.0.2"]}})
+        daemon = self.mx_daemon(dns, port)
+        self.check_too_many_recipients_go_in_turns(daemon, peer, ["u%d@example.net" % i for i in range(5)])
+
+    def test_452_too_many_recipients_through_the_relay(self):
+        peer = self.start_peer(fault="rcpt-limit-2")
+        daemon = self.start_daemon(**self.relay_env(peer, RETRY_MIN="60s", RETRY_MAX="60s"))
+        self.check_too_many_recipients_go_in_turns(daemon, peer, ["u%d@example.net" % i for i in range(5)])
+
+
+    def test_idle_sessions_are_closed_when_their_idle_time_is_up_without_a_next_job(self):
+        port, (peer,) = self.start_peers("127.0.0.2")
+        dns = self.dns({"example.net": {"MX": [(10, "mx.example.net")]}, "mx.example.net": {"A": ["127.0.0.2"]}})
+        daemon = self.mx_daemon(dns, port, MX_IDLE_TIMEOUT="1s")
+        daemon.wait_completed(daemon.submit(mail(to=["bob@example.net"])))
+        # No job follows: only the pool's own timer can end the kept session.
+        wait_until(lambda: peer.quit_events(), timeout=10, what="QUIT of the idle session")
+        self.assertEqual(len(peer.quit_events()), 1)
+        self.assertTrue(daemon.running())
 
 
 if __name__ == "__main__":

@@ -46,6 +46,7 @@ before the SMTP reply is sent):
      "data": <message, utf-8 decoded with surrogateescape>, "time": float}
     {"event": "fault", "mode": ..., "stage": ...}   (fault modes and rules)
     {"event": "mode", "mode": ..., "count": N}       (after set_fault())
+    {"event": "quit"}                                (the client said QUIT)
 
 A message record with "reply": "none" was taken in but never answered
 (hangdata*, close-after-data).
@@ -81,6 +82,10 @@ Fault modes (--fault):
                    available" (fault event, stage "starttls")
     starttls-broken  offer STARTTLS, answer it "220" and then send bytes
                    that are no TLS handshake and close: the handshake fails
+    tempfail-data  answer the final "." with "451 4.3.0 try again later"
+                   (fault event, stage "data-end"; the message is not kept)
+    rcpt-limit-2   a transaction takes at most 2 recipients: a third RCPT gets
+                   "452 4.5.3 Too many recipients" (RFC 5321 4.5.3.1.10)
 
 Runtime switch: with ``--control FILE``, SIGUSR1 makes the peer read FILE
 (one fault mode name) and use that mode for new connections and commands;
@@ -110,7 +115,8 @@ PEER_HOSTNAME = "peer.test"
 DATA_SIZE_LIMIT = 64 * 1024 * 1024
 FAULT_MODES = ("none", "hang-greeting", "hang-data", "drop-data", "garbage",
                "421", "tempfail-all", "hold-data", "ehlo-stall", "ehlo-close",
-               "trickle", "close-after-data", "starttls-454", "starttls-broken")
+               "trickle", "close-after-data", "starttls-454", "starttls-broken",
+               "tempfail-data", "rcpt-limit-2")
 STARTTLS_FAULTS = ("starttls-454", "starttls-broken")
 TRICKLE_INTERVAL = 0.2
 
@@ -228,11 +234,17 @@ class PeerHandler:
                 server.transport.close()
             await asyncio.get_running_loop().create_future()
         code, reply = self.decide(address)
+        if code == 250 and self.fault == "rcpt-limit-2" and len(envelope.rcpt_tos) >= 2:
+            code, reply = 452, "452 4.5.3 Too many recipients"
         if code == 250:
             envelope.rcpt_tos.append(address)
             envelope.rcpt_options.extend(rcpt_options)
         self.log.write({"event": "rcpt", "address": address, "code": code})
         return reply
+
+    async def handle_QUIT(self, server, session, envelope):
+        self.log.write({"event": "quit"})
+        return "221 Bye"
 
     async def handle_DATA(self, server, session, envelope):
         fault = self.fault
@@ -252,6 +264,10 @@ class PeerHandler:
             if server.transport is not None:
                 server.transport.close()  # FIN, no reply
             await asyncio.get_running_loop().create_future()
+        if fault == "tempfail-data":
+            self.log.write({"event": "fault", "mode": fault,
+                            "stage": "data-end"})
+            return "451 4.3.0 try again later"
         hung = self.take_first(envelope.rcpt_tos, "hangdata",
                                self.seen_hangdata)
         if hung:
@@ -770,6 +786,9 @@ class PeerProcess:
 
     def fault_events(self):
         return [r for r in self.records() if r.get("event") == "fault"]
+
+    def quit_events(self):
+        return [r for r in self.records() if r.get("event") == "quit"]
 
     def wait_for_fault_event(self, count=1, timeout=10.0, interval=0.02,
                              **match):

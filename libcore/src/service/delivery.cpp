@@ -10,6 +10,12 @@
 
 namespace websmtp::service {
 
+namespace {
+// Recipients whose MX host had every session in use (MX_MAX_PER_HOST) are tried again this
+// soon, with no attempt counted: a worker never waits for a session itself.
+constexpr std::int64_t kBusyRetryMs = 1000;
+}  // namespace
+
 store::JobUpdate update_after_attempt(job::Job&& j, std::int64_t now_ms) {
   store::JobUpdate u;
   u.seq = j.seq;
@@ -28,7 +34,8 @@ store::JobUpdate update_after_attempt(job::Job&& j, std::int64_t now_ms) {
     std::int64_t next = INT64_MAX;
     for (const auto& r : u.recipients)
       if (r.state == job::RecipientState::kDeferred) next = std::min(next, r.next_attempt);
-    u.next_at_ms = next * 1000 + now_ms % 1000;  // whole-second backoff, measured from now
+    // Whole-second backoff, measured from now; none deferred (recipients left untried): now.
+    u.next_at_ms = next == INT64_MAX ? now_ms : next * 1000 + now_ms % 1000;
   }
   return u;
 }
@@ -155,8 +162,14 @@ void DeliveryWorkers::attempt(job::Job& j, smtp::Transport& transport) {
   std::vector<store::AttemptRecord> history;
   std::vector<store::SuppressionRecord> suppress;
   history.reserve(pending.size());
+  bool busy = false;  // some recipients were not tried: their MX host had every session in use
   for (std::size_t k = 0; k < pending.size(); ++k) {
     auto& r = j.recipients[pending[k]];
+    if (replies[k].busy) {  // no attempt: the recipient stays as it was, due again shortly
+      busy = true;
+      if (r.state == job::RecipientState::kDeferred) r.next_attempt = std::max(r.next_attempt, now + 1);
+      continue;
+    }
     queue::apply_attempt(r, replies[k], j.submitted, now, seed, options_.retry);
     metrics_.recipient_result(r, j.ref, j.submitted, now_ms);
     history.push_back({r.address, now, r.smtp_code, r.smtp_reply, r.host});
@@ -180,6 +193,13 @@ void DeliveryWorkers::attempt(job::Job& j, smtp::Transport& transport) {
     }
   }
   store::JobUpdate u = update_after_attempt(std::move(j), now_ms);
+  if (busy) {
+    // The job counts as started ("processing") even when nothing was tried: the queue
+    // figures move it from queued to deferred, as for any attempt.
+    // (next_at_ms is now when no recipient is deferred: none was tried.)
+    std::int64_t soon = now_ms + kBusyRetryMs;
+    if (!u.completed) u.next_at_ms = u.next_at_ms && *u.next_at_ms > now_ms ? std::min(*u.next_at_ms, soon) : soon;
+  }
   u.attempts = std::move(history);
   u.suppress = std::move(suppress);
   batcher_.update(std::move(u));

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <map>
+#include <numeric>
 #include <optional>
 
 #include "websmtp/smtp/session_reuse.hpp"
@@ -28,20 +29,7 @@ std::optional<MxTls> parse_mx_tls(std::string_view word) {
   return std::nullopt;
 }
 
-bool try_next_mx(const TryOutcome& t) {
-  if (t.refused_at_mail) return t.mail_code / 100 == 4;
-  if (!t.failed) return false;
-  switch (t.failed_in) {
-    case SessionState::kConnect:
-    case SessionState::kGreeting:
-    case SessionState::kEhlo:
-    case SessionState::kStartTls:
-    case SessionState::kMail:
-      return true;
-    default:
-      return false;  // the peer has answered for recipients (or may have the message)
-  }
-}
+bool retry_at_next_mx(const Reply& r) { return !r.uncertain && !r.permanent && (r.code == 0 || r.code / 100 == 4); }
 
 SessionOptions mx_session_options(const MxOptions& o) {
   SessionOptions s;
@@ -84,8 +72,10 @@ class MxTransport final : public Transport {
       std::string domain(domain_of(env.recipients[i]));
       std::transform(domain.begin(), domain.end(), domain.begin(), [](unsigned char c) { return std::tolower(c); });
       auto g = std::find_if(groups.begin(), groups.end(), [&](const auto& x) { return x.first == domain; });
-      if (g == groups.end()) groups.push_back({domain, {i}});
-      else g->second.push_back(i);
+      if (g == groups.end())
+        groups.push_back({domain, {i}});
+      else
+        g->second.push_back(i);
     }
     bool data_noted = false;
     auto before_data = [&] {
@@ -132,15 +122,19 @@ class MxTransport final : public Transport {
       std::string_view a = env.recipients[i];
       rcpts.push_back(std::string(a.substr(0, a.rfind('@') + 1)) + *ascii);
     }
-    Envelope sub{env.ref, env.sender, {}, before_data};
-    for (const auto& r : rcpts) sub.recipients.push_back(r);
 
-    std::vector<Reply> last;
+    // Each recipient's reply so far. Those a host answered 4xx (or never answered) go on to the
+    // next host in this attempt; when no host is left, the last reply stands (deferred).
+    std::vector<Reply> result(indexes.size());
+    std::vector<std::size_t> remaining(indexes.size());
+    std::iota(remaining.begin(), remaining.end(), std::size_t{0});
+    bool answered = false;  // some host was tried in this attempt
+    bool give_up = false;
     std::string why;
     int connections = 0;
     int hosts = 0;
     for (const auto& host : route.hosts) {
-      if (++hosts > options_.max_hosts || connections >= options_.max_connections) break;
+      if (give_up || ++hosts > options_.max_hosts || connections >= options_.max_connections) break;
       std::string detail;
       auto addresses = resolver_->addresses(host, &detail);
       if (addresses.empty()) {
@@ -149,6 +143,8 @@ class MxTransport final : public Transport {
       }
       for (const auto& address : addresses) {
         if (connections++ >= options_.max_connections) break;
+        Envelope sub{env.ref, env.sender, {}, before_data};
+        for (auto k : remaining) sub.recipients.push_back(rcpts[k]);
         SessionKey key = mx_session_key(address, options_);
         auto tried = try_address(key, sub, message);
         if (tried && tried->failed && tried->failed_in == SessionState::kStartTls &&
@@ -162,13 +158,16 @@ class MxTransport final : public Transport {
           tried = try_address(key, sub, message);
         }
         if (!tried) {
-          why = host + ": too many sessions to " + address + " in use";
-          continue;
+          // The host has MX_MAX_PER_HOST sessions in use: a worker never waits for one (a
+          // hanging host would hold every worker). Untried, the domain's recipients are due
+          // again shortly; once a host has answered, its replies stand for this attempt.
+          spdlog::debug("mx {}: {} [{}] has every session in use", *ascii, host, address);
+          if (!answered) return busy_all(indexes.size(), host + ": every session to " + address + " is in use");
+          give_up = true;
+          break;
         }
+        answered = true;
         Tried& d = *tried;
-        // The transaction's outcome is that of the recipients it held, not of those failed unsent.
-        auto sent = std::find_if(d.replies.begin(), d.replies.end(), [](const Reply& r) { return !r.permanent; });
-        TryOutcome t{d.failed, d.failed_in, d.refused_at_mail, sent == d.replies.end() ? 0 : sent->code};
         for (auto& r : d.replies) {
           if (d.failed && d.failed_in == SessionState::kStartTls && options_.tls == MxTls::kRequire &&
               r.text.find("does not offer STARTTLS") != std::string::npos)
@@ -180,27 +179,39 @@ class MxTransport final : public Transport {
             r.tls = d.tls;
           }
         }
-        if (!try_next_mx(t)) {
-          spdlog::debug("mx {}: {} [{}] answered over a {} session", *ascii, host, address, d.kept ? "kept" : "new");
-          return std::move(d.replies);
+        std::vector<std::size_t> next;
+        for (std::size_t k = 0; k < remaining.size(); ++k) {
+          result[remaining[k]] = std::move(d.replies[k]);
+          if (retry_at_next_mx(result[remaining[k]])) next.push_back(remaining[k]);
         }
-        spdlog::debug("mx {}: {} [{}] did not take the mail ({}); trying the next", *ascii, host, address,
-                      d.replies.empty() ? "" : d.replies.front().text);
-        last = std::move(d.replies);
+        if (next.empty()) {
+          spdlog::debug("mx {}: {} [{}] answered over a {} session", *ascii, host, address, d.kept ? "kept" : "new");
+          return result;
+        }
+        spdlog::debug("mx {}: {} [{}] did not take {} recipient(s) ({}); trying the next", *ascii, host, address,
+                      next.size(), result[next.front()].text);
+        remaining = std::move(next);
         // Unreachable: this host's next address may do. Anything else was the host's own word.
         if (!(d.failed && d.failed_in == SessionState::kConnect)) break;
       }
     }
-    if (!last.empty()) return last;
+    if (answered) return result;
     return fail_all(indexes.size(), Reply{0, why.empty() ? "no MX host of " + *ascii + " could be tried" : why});
+  }
+
+  std::vector<Reply> busy_all(std::size_t n, std::string why) {
+    Reply r{0, std::move(why)};
+    r.busy = true;
+    return fail_all(n, r);
   }
 
   struct Tried : Delivered {
     bool kept = false;  // over a session kept from an earlier job
   };
-  // One delivery to one address over a pooled session; nullopt when no session came free.
+  // One delivery to one address over a pooled session; nullopt when the host has no session free
+  // (never waited for).
   std::optional<Tried> try_address(const SessionKey& key, const Envelope& sub, std::string_view message) {
-    auto session = pool_->acquire(key, std::chrono::milliseconds(options_.connect_timeout_ms));
+    auto session = pool_->acquire(key, std::chrono::milliseconds::zero());
     if (!session) return std::nullopt;
     Tried t;
     t.kept = session->state() != SessionState::kDisconnected;

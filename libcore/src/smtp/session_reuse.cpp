@@ -3,6 +3,7 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <numeric>
 
 #include "websmtp/common/metrics.hpp"
 
@@ -26,8 +27,10 @@ bool reopen_after_failure(bool reused, int tries, std::uint64_t replies_this_try
   return reused && tries == 1 && replies_this_try == 0 && failed_in != SessionState::kDot;
 }
 
-Delivered deliver_reusing_detailed(Session& session, const SessionKey& key, const Envelope& env,
-                                   std::string_view message) {
+namespace {
+
+// One transaction (with the reconnect of reopen_after_failure).
+Delivered deliver_once(Session& session, const SessionKey& key, const Envelope& env, std::string_view message) {
   Delivered out;
   std::vector<Reply>& replies = out.replies;
   for (int tries = 1;; ++tries) {
@@ -79,6 +82,40 @@ Delivered deliver_reusing_detailed(Session& session, const SessionKey& key, cons
     session.quit();
     return out;
   }
+}
+
+}  // namespace
+
+Delivered deliver_reusing_detailed(Session& session, const SessionKey& key, const Envelope& env,
+                                   std::string_view message) {
+  Delivered out = deliver_once(session, key, env, message);
+  // RFC 5321 4.5.3.1.10: a 452 to RCPT once the peer has taken some recipients means "too many
+  // recipients for one transaction": the message went to those it took; the rest go at once
+  // in the next transaction of the same session, not after a retry delay. Each turn takes at
+  // least one recipient more, so the turns end.
+  std::vector<std::size_t> turn(env.recipients.size());
+  std::iota(turn.begin(), turn.end(), std::size_t{0});
+  while (!out.failed && session.state() == SessionState::kReady) {
+    std::vector<std::size_t> rest;
+    bool taken = false;
+    for (auto i : turn) {
+      if (out.replies[i].code == 452)
+        rest.push_back(i);
+      else if (out.replies[i].code / 100 == 2)
+        taken = true;
+    }
+    if (rest.empty() || !taken) break;
+    spdlog::debug("smtp {}:{}: {} recipient(s) over the peer's limit per transaction; sending them next", key.host,
+                  key.port, rest.size());
+    Envelope sub{env.ref, env.sender, {}, {}};  // the message was on the wire already: before_data has been told
+    for (auto i : rest) sub.recipients.push_back(env.recipients[i]);
+    Delivered more = deliver_once(session, key, sub, message);
+    for (std::size_t k = 0; k < rest.size(); ++k) out.replies[rest[k]] = std::move(more.replies[k]);
+    out.failed = more.failed;
+    out.failed_in = more.failed_in;
+    turn = std::move(rest);
+  }
+  return out;
 }
 
 }  // namespace websmtp::smtp

@@ -213,16 +213,17 @@ TEST(Idn, DomainsBecomeLowerCaseALabels) {
   EXPECT_FALSE(to_ascii_domain(""));
 }
 
-TEST(MxFallback, NextHostOnlyBeforeAnyRecipientWasAnswered) {
-  EXPECT_TRUE(try_next_mx({true, SessionState::kConnect}));
-  EXPECT_TRUE(try_next_mx({true, SessionState::kGreeting}));
-  EXPECT_TRUE(try_next_mx({true, SessionState::kEhlo}));
-  EXPECT_TRUE(try_next_mx({true, SessionState::kStartTls}));
-  EXPECT_TRUE(try_next_mx({false, SessionState::kReady, true, 451}));
-  EXPECT_FALSE(try_next_mx({false, SessionState::kReady, true, 550}));
-  EXPECT_FALSE(try_next_mx({true, SessionState::kRcpt}));
-  EXPECT_FALSE(try_next_mx({true, SessionState::kDot}));
-  EXPECT_FALSE(try_next_mx({false, SessionState::kReady}));
+TEST(MxFallback, NextHostFor4xxOrNoAnswerUnlessTheMessageMayHaveArrived) {
+  EXPECT_TRUE(retry_at_next_mx(Reply{0, "connection refused"}));
+  EXPECT_TRUE(retry_at_next_mx(Reply{421, "greeting: 421 busy"}));
+  EXPECT_TRUE(retry_at_next_mx(Reply{451, "4.7.1 greylisted"}));
+  EXPECT_TRUE(retry_at_next_mx(Reply{452, "DATA: 452 later"}));
+  EXPECT_FALSE(retry_at_next_mx(Reply{250, "ok"}));
+  EXPECT_FALSE(retry_at_next_mx(Reply{550, "5.1.1 unknown"}));
+  EXPECT_FALSE(retry_at_next_mx(Reply{0, "lost reply to the dot", true}));
+  Reply unsent{0, "5.6.7 needs SMTPUTF8"};
+  unsent.permanent = true;
+  EXPECT_FALSE(retry_at_next_mx(unsent));
 }
 
 TEST(SessionPool, CapsSessionsPerHostAndKeepsOnlyUsableOnes) {

@@ -25,20 +25,15 @@ struct MxOptions {
   std::int64_t connect_timeout_ms = 30'000;
   std::int64_t command_timeout_ms = 300'000;
   std::int64_t data_timeout_ms = 600'000;
-  int max_hosts = 10;        // MX hosts tried per domain and attempt
-  int max_connections = 5;   // connection attempts per domain and attempt (Postfix's smtp_mx_address_limit)
+  int max_hosts = 10;       // MX hosts tried per domain and attempt
+  int max_connections = 5;  // connection attempts per domain and attempt (Postfix's smtp_mx_address_limit)
 };
 
-// Whether a failed or refused try at one MX host sends the domain's recipients to the next:
-// the host refused the connection, timed out, or answered 4xx (or failed) before any
-// recipient was answered: at connect, greeting, EHLO, STARTTLS or MAIL FROM. Pure.
-struct TryOutcome {
-  bool failed = false;
-  SessionState failed_in = SessionState::kReady;
-  bool refused_at_mail = false;
-  int mail_code = 0;
-};
-bool try_next_mx(const TryOutcome& t);
+// Whether one recipient's reply from one MX host sends it to the next host in the same attempt
+// (api.md: "the next MX is tried when one refuses, times out or answers 4xx"): a 4xx to MAIL,
+// RCPT, DATA or the final dot, or no answer at all, unless the message may have been taken
+// (uncertain) or the recipient failed for good unsent. Pure.
+bool retry_at_next_mx(const Reply& r);
 
 SessionOptions mx_session_options(const MxOptions& o);
 SessionKey mx_session_key(const std::string& address, const MxOptions& o);

@@ -18,6 +18,9 @@ struct Reply {
   // null MX); `reason` names why (no_such_domain, null_mx).
   bool permanent = false;
   std::string reason;
+  // Not attempted at all: every session allowed to the MX host was in use (MX_MAX_PER_HOST).
+  // The recipient is due again shortly, no attempt counted; the worker never waits for a slot.
+  bool busy = false;
   // The host that answered (the relay, or the MX host), empty when none did; whether the
   // session with it was encrypted.
   std::string host;
