@@ -28,10 +28,6 @@ namespace {
 using PkeyPtr = std::unique_ptr<EVP_PKEY, decltype(&EVP_PKEY_free)>;
 using BioPtr = std::unique_ptr<BIO, decltype(&BIO_free)>;
 
-// A TXT record holds strings of at most 255 bytes each (RFC 1035 3.3.14); resolvers give
-// verifiers their concatenation (RFC 6376 3.6.2.2).
-constexpr std::size_t kTxtString = 255;
-
 std::string lower(std::string s) {
   for (char& c : s) c = ascii_lower(c);
   return s;
@@ -57,12 +53,6 @@ std::string public_key_base64(EVP_PKEY* pkey, bool ed25519) {
   if (len <= 0) return {};
   std::string out = base64(der, static_cast<std::size_t>(len));
   OPENSSL_free(der);
-  return out;
-}
-
-std::vector<std::string> txt_strings(const std::string& record) {
-  std::vector<std::string> out;
-  for (std::size_t i = 0; i < record.size(); i += kTxtString) out.push_back(record.substr(i, kTxtString));
   return out;
 }
 
