@@ -19,6 +19,7 @@
 
 #include "commands.hpp"
 #include "output.hpp"
+#include "websmtp/common/idn.hpp"
 #include "websmtp/common/text.hpp"
 
 namespace websmtp::ctl {
@@ -107,12 +108,17 @@ Subcommand setup_dkim(CLI::App& app, const GlobalOptions& global) {
 }
 
 int run_dkim_keygen(const DkimOptions& options) {
-  const std::string domain = lower(options.domain);
-  const std::string selector = lower(options.selector);
-  if (!is_dns_name(domain) || domain.find('.') == std::string::npos) {
-    print_error("--domain '" + options.domain + "' is not a domain name");
+  // A U-label domain (bücher.example) signs as its A-labels (d=, the key file's name), as
+  // websmtpd converts it: the same libidn2 conversion (IDNA2008, UTS #46 non-transitional).
+  std::string idn_why;
+  const auto ascii = to_ascii_domain(options.domain, &idn_why);
+  const std::string domain = ascii ? *ascii : lower(options.domain);
+  if (!ascii || !is_dns_name(domain) || domain.find('.') == std::string::npos) {
+    print_error("--domain '" + options.domain + "' is not a domain name" +
+                (ascii ? std::string() : " (IDNA2008: " + idn_why + ")"));
     return kExitUsage;
   }
+  const std::string selector = lower(options.selector);
   if (!is_dns_name(selector)) {
     print_error("--selector '" + options.selector + "' is not a selector (letters, digits, '-' and '.')");
     return kExitUsage;

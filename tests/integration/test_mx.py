@@ -200,6 +200,15 @@ class MxDeliveryTest(MxPeers, IntegrationTestCase):
         [m] = utf8_peer.messages()
         self.assertIn("SMTPUTF8", m["mail_options"])
 
+    def test_smtp_server_with_delivery_mx_is_ignored_with_a_warning(self):
+        port, (peer,) = self.start_peers("127.0.0.2")
+        dns = self.dns({"example.net": {"MX": [(10, "mx.example.net")]}, "mx.example.net": {"A": ["127.0.0.2"]}})
+        daemon = self.mx_daemon(dns, port, SMTP_SERVER="127.0.0.9")
+        doc = daemon.wait_completed(daemon.submit(mail(to=["bob@example.net"])))
+        self.assertEqual((doc["recipients"][0]["state"], doc["recipients"][0]["host"]), ("delivered", "mx.example.net"))
+        daemon.stop()
+        self.assertRegex(daemon.log_text(), r"warn.*DELIVERY=mx: SMTP_SERVER=127\.0\.0\.9 is ignored")
+
     def test_utf8_sender_fails_every_recipient_of_a_peer_without_smtputf8(self):
         port, (utf8_peer, ascii_peer) = self.start_peers("127.0.0.2", ("127.0.0.3", {"smtputf8": False}))
         dns = self.dns({"utf8.example": {"A": ["127.0.0.2"]}, "ascii.example": {"A": ["127.0.0.3"]}})
