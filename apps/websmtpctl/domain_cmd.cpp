@@ -83,7 +83,7 @@ std::string format_check(const nlohmann::json& a) {
     for (const auto& s : *selectors) {
       std::string label = "DKIM " + json_string(s, "selector");
       // Only a valid published key can differ from the one held: no record is "missing".
-      const std::string result = !json_bool(s, "found")   ? "missing"
+      const std::string result = !json_bool(s, "found")    ? "missing"
                                  : !json_bool(s, "valid")  ? "invalid"
                                  : json_bool(s, "matches") ? "key matches"
                                                            : "KEY DIFFERS";

@@ -241,9 +241,10 @@ Config load(const std::function<std::optional<std::string>(const std::string&)>&
   if (c.delivery == Delivery::kRelay && c.smtp_server.empty())
     throw ConfigError("SMTP_SERVER", "DELIVERY=relay needs SMTP_SERVER (the relay host)");
   if (c.delivery == Delivery::kMx && !c.smtp_server.empty())  // not an error: a relay kept for later is no mistake
-    spdlog::warn("DELIVERY=mx: SMTP_SERVER={} is ignored, mail goes to each domain's MX hosts; unset SMTP_SERVER, "
-                 "or set DELIVERY=relay to send through it",
-                 c.smtp_server);
+    spdlog::warn(
+        "DELIVERY=mx: SMTP_SERVER={} is ignored, mail goes to each domain's MX hosts; unset SMTP_SERVER, "
+        "or set DELIVERY=relay to send through it",
+        c.smtp_server);
 
   c.data_dir = r.get("DATA_DIR").value_or(c.data_dir);
   c.store_sync = r.choice("STORE_SYNC", c.store_sync, {"normal", "full"});

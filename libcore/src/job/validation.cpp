@@ -178,14 +178,16 @@ tl::expected<std::string, std::string> canonical_content_type(std::string_view c
     skip_space();
     if (i == ct.size()) break;  // a trailing ';' says nothing
     const std::string name = lower(token());
-    if (name.empty() || i >= ct.size() || ct[i] != '=') return tl::unexpected<std::string>("has a parameter that is not attribute=value");
+    if (name.empty() || i >= ct.size() || ct[i] != '=')
+      return tl::unexpected<std::string>("has a parameter that is not attribute=value");
     ++i;
     const std::size_t value_start = i;
     if (i < ct.size() && ct[i] == '"') {
       for (++i; i < ct.size() && ct[i] != '"'; ++i) {
         if (ct[i] == '\\' && i + 1 < ct.size()) ++i;
         const auto c = static_cast<unsigned char>(ct[i]);
-        if (c < 32 || c > 126) return tl::unexpected<std::string>("has a quoted parameter value that is not printable ASCII");
+        if (c < 32 || c > 126)
+          return tl::unexpected<std::string>("has a quoted parameter value that is not printable ASCII");
       }
       if (i == ct.size()) return tl::unexpected<std::string>("has an unterminated quoted parameter value");
       ++i;
@@ -203,9 +205,9 @@ tl::expected<std::string, std::string> canonical_content_type(std::string_view c
   }
   if (iequals(type, "multipart"))
     return tl::unexpected<std::string>("cannot be multipart/*: the gateway builds the message's MIME structure itself");
-  if (iequals(out.substr(0, out.find(';')), "message/partial") ||
-      iequals(out.substr(0, out.find(';')), "message/external-body"))
-    return tl::unexpected<std::string>("cannot be " + out.substr(0, out.find(';')) + ": it is no attachment (RFC 2046 5.2)");
+  const std::string essence = out.substr(0, out.find(';'));
+  if (essence == "message/partial" || essence == "message/external-body")
+    return tl::unexpected<std::string>("cannot be " + essence + ": it is no attachment (RFC 2046 5.2)");
   return out;
 }
 

@@ -530,7 +530,8 @@ void append_attachment(std::string& out, const job::Attachment& a, bool as_inlin
   if (raw) {
     // RFC 2046 5.2.1: no base64 for message/rfc822. The CRLF after the content belongs to the
     // delimiter that follows (an attachment is always a nested part), so the content keeps its own.
-    out += has_non_ascii(a.content) ? "Content-Transfer-Encoding: 8bit\r\n\r\n" : "Content-Transfer-Encoding: 7bit\r\n\r\n";
+    out += has_non_ascii(a.content) ? "Content-Transfer-Encoding: 8bit\r\n\r\n"
+                                    : "Content-Transfer-Encoding: 7bit\r\n\r\n";
     append_normalised(out, a.content);
     out += "\r\n";
     return;

@@ -49,8 +49,7 @@ constexpr bool is_dns_name(std::string_view s) {
 inline constexpr std::size_t kTxtStringBytes = 255;
 inline std::vector<std::string> txt_strings(std::string_view record) {
   std::vector<std::string> out;
-  for (std::size_t i = 0; i < record.size(); i += kTxtStringBytes)
-    out.emplace_back(record.substr(i, kTxtStringBytes));
+  for (std::size_t i = 0; i < record.size(); i += kTxtStringBytes) out.emplace_back(record.substr(i, kTxtStringBytes));
   return out;
 }
 
