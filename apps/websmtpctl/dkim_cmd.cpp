@@ -19,6 +19,7 @@
 
 #include "commands.hpp"
 #include "output.hpp"
+#include "websmtp/common/idn.hpp"
 #include "websmtp/common/text.hpp"
 
 namespace websmtp::ctl {
@@ -27,10 +28,6 @@ namespace {
 
 using PkeyPtr = std::unique_ptr<EVP_PKEY, decltype(&EVP_PKEY_free)>;
 using BioPtr = std::unique_ptr<BIO, decltype(&BIO_free)>;
-
-// A TXT record holds strings of at most 255 bytes each (RFC 1035 3.3.14); resolvers give
-// verifiers their concatenation (RFC 6376 3.6.2.2).
-constexpr std::size_t kTxtString = 255;
 
 std::string lower(std::string s) {
   for (char& c : s) c = ascii_lower(c);
@@ -57,12 +54,6 @@ std::string public_key_base64(EVP_PKEY* pkey, bool ed25519) {
   if (len <= 0) return {};
   std::string out = base64(der, static_cast<std::size_t>(len));
   OPENSSL_free(der);
-  return out;
-}
-
-std::vector<std::string> txt_strings(const std::string& record) {
-  std::vector<std::string> out;
-  for (std::size_t i = 0; i < record.size(); i += kTxtString) out.push_back(record.substr(i, kTxtString));
   return out;
 }
 
@@ -117,12 +108,17 @@ Subcommand setup_dkim(CLI::App& app, const GlobalOptions& global) {
 }
 
 int run_dkim_keygen(const DkimOptions& options) {
-  const std::string domain = lower(options.domain);
-  const std::string selector = lower(options.selector);
-  if (!is_dns_name(domain) || domain.find('.') == std::string::npos) {
-    print_error("--domain '" + options.domain + "' is not a domain name");
+  // A U-label domain (bücher.example) signs as its A-labels (d=, the key file's name), as
+  // websmtpd converts it: the same libidn2 conversion (IDNA2008, UTS #46 non-transitional).
+  std::string idn_why;
+  const auto ascii = to_ascii_domain(options.domain, &idn_why);
+  const std::string domain = ascii ? *ascii : lower(options.domain);
+  if (!ascii || !is_dns_name(domain) || domain.find('.') == std::string::npos) {
+    print_error("--domain '" + options.domain + "' is not a domain name" +
+                (ascii ? std::string() : " (IDNA2008: " + idn_why + ")"));
     return kExitUsage;
   }
+  const std::string selector = lower(options.selector);
   if (!is_dns_name(selector)) {
     print_error("--selector '" + options.selector + "' is not a selector (letters, digits, '-' and '.')");
     return kExitUsage;

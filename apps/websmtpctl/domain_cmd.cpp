@@ -82,8 +82,12 @@ std::string format_check(const nlohmann::json& a) {
   if (selectors != dkim.end() && selectors->is_array() && !selectors->empty()) {
     for (const auto& s : *selectors) {
       std::string label = "DKIM " + json_string(s, "selector");
-      rows.push_back({label, yes_no(s, "found"), yes_no(s, "valid"),
-                      json_bool(s, "matches") ? "key matches" : "KEY DIFFERS", value_text(s)});
+      // Only a valid published key can differ from the one held: no record is "missing".
+      const std::string result = !json_bool(s, "found")    ? "missing"
+                                 : !json_bool(s, "valid")  ? "invalid"
+                                 : json_bool(s, "matches") ? "key matches"
+                                                           : "KEY DIFFERS";
+      rows.push_back({label, yes_no(s, "found"), yes_no(s, "valid"), result, value_text(s)});
       add_publish(label, s);
     }
   } else {

@@ -240,6 +240,19 @@ class DkimTest(IntegrationTestCase):
         self.assertEqual(self.signature_tags(raw)["d"], "example.net")
         self.assertTrue(self.verify(raw))
 
+    def test_the_same_key_by_dkim_key_file_and_in_dkim_keys_dir_is_loaded_once(self):
+        key = self.make_key("example.org", "s1")
+        peer = self.start_peer()
+        daemon = self.relay_daemon(peer, DKIM_KEYS_DIR=self.keys, DKIM_DOMAIN="example.org", DKIM_SELECTOR="s1",
+                                   DKIM_KEY_FILE=key["file"])
+        test_id = new_test_id()
+        daemon.submit(mail(sender="a@example.org", test_id=test_id))
+        [raw] = self.received(peer, test_id)
+        self.assertEqual(len(parse_message(raw.decode("utf-8", "surrogateescape")).get_all("DKIM-Signature")), 1)
+        self.assertTrue(self.verify(raw))
+        daemon.stop()
+        self.assertIn("loaded once", daemon.log_text())
+
     def test_a_retried_delivery_sends_the_same_signed_bytes(self):
         self.make_key("example.org", "s1")
         peer = self.start_peer()

@@ -7,6 +7,7 @@ several strings keygen prints. OUTBOUND_IP is the address SPF is evaluated for.
 """
 
 import json
+import os
 import shutil
 import subprocess
 import tempfile
@@ -166,11 +167,45 @@ class DomainCheckTest(IntegrationTestCase):
         [s1] = doc["dkim"]["selectors"]
         self.assertEqual((s1["found"], s1["valid"], s1["matches"]), (True, True, False))
         self.assertEqual(s1["value"], self.other_key["record"])
-        self.assertEqual(s1["publish"], 's1._domainkey.dkim-other.example. TXT "%s"'
-                         % self.key["dkim-other.example"]["record"])
+        # Over 255 bytes: several quoted strings, as keygen prints them.
+        self.assertEqual(s1["publish"], "s1._domainkey.dkim-other.example. TXT " +
+                         " ".join('"%s"' % piece for piece in self.key["dkim-other.example"]["strings"]))
         self.assertOnlyFlagged(doc, ["dkim"])
         _, out, _ = self.check(daemon, "dkim-other.example")
         self.assertRegex(out, r"DKIM s1\s+yes\s+yes\s+KEY DIFFERS")
+
+    def test_a_missing_dkim_record_is_missing_and_only_the_failing_selector_is_a_problem(self):
+        """Two selectors held for good.example: s1 (RSA) published and passing, s2 (Ed25519: one key
+        per algorithm) not published at all."""
+        rc, out, err = ctl("dkim", "keygen", "--domain", "good.example", "--selector", "s2", "--algorithm", "ed25519",
+                           "--dir", self.keys, "--json")
+        self.assertEqual(rc, 0, err)
+        s2 = json.loads(out)
+        self.addCleanup(os.unlink, s2["file"])
+        daemon = self.daemon_for(self.dns)
+        rc, doc = self.check_json(daemon, "good.example")
+        self.assertEqual(rc, 1)
+        s = {x["selector"]: x for x in doc["dkim"]["selectors"]}
+        self.assertEqual((s["s1"]["found"], s["s1"]["matches"]), (True, True))
+        self.assertEqual((s["s2"]["found"], s["s2"]["valid"]), (False, False))
+        dkim_problems = [p for p in doc["problems"] if p.startswith("dkim")]
+        self.assertEqual(len(dkim_problems), 1, doc["problems"])
+        self.assertTrue(dkim_problems[0].startswith("dkim: s2: no TXT record"), dkim_problems)
+        self.assertOnlyFlagged(doc, ["dkim"])
+        _, out, _ = self.check(daemon, "good.example")
+        self.assertRegex(out, r"DKIM s2\s+NO\s+NO\s+missing")
+        self.assertRegex(out, r"DKIM s1\s+yes\s+yes\s+key matches")
+        self.assertNotIn("KEY DIFFERS", out)
+        problems = out.split("Problems:")[1].split("Publish:")[0]
+        self.assertNotIn("s1", problems)
+        self.assertIn('s2._domainkey.good.example. TXT "%s"' % s2["record"], out)
+
+    def test_a_private_outbound_ip_is_noted_only_when_it_came_from_the_route(self):
+        self.zone["good.example"]["TXT"] = ["v=spf1 ip4:10.1.2.3 -all"]
+        daemon = self.daemon_for(self.dns, OUTBOUND_IP="10.1.2.3")
+        rc, doc = self.check_json(daemon, "good.example")
+        self.assertEqual((rc, doc["spf"]["result"]), (0, "pass"))
+        self.assertNotIn("private", doc["spf"]["details"], "OUTBOUND_IP is what the operator says receivers see")
 
     def test_a_missing_or_invalid_dmarc_record_fails(self):
         daemon = self.daemon_for(self.dns)
@@ -262,6 +297,7 @@ class DomainCheckTest(IntegrationTestCase):
         rc, doc = self.check_json(daemon, "good.example")
         self.assertEqual((doc["outbound_ip"], doc["outbound_ip_source"]), ("127.0.0.1", "route"))
         self.assertEqual(doc["spf"]["result"], "pass")
+        self.assertIn("private address", doc["spf"]["details"], "from the route: behind NAT it may not be the one seen")
         self.assertEqual(rc, 0)
 
     def test_an_invalid_outbound_ip_stops_the_start(self):

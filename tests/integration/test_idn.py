@@ -70,9 +70,10 @@ class IdnRelayTest(IntegrationTestCase):
         self.assertEqual(sorted(m["rcpt_tos"]), ["jürgen@" + ALABEL, "user@" + ALABEL])
         self.assertIn("To: jürgen@bücher.example, user@%s\r\n" % ALABEL, self.head_of(m).decode("utf-8"))
 
-        # Without SMTPUTF8 at the relay only the UTF-8 local part fails; the U-label domain alone goes.
+        # Without SMTPUTF8 at the relay only the UTF-8 local part fails (it is in Bcc, so in no
+        # header); the U-label domain alone goes.
         peer, daemon = self.relay(smtputf8=False)
-        doc = daemon.wait_completed(daemon.submit(mail(to=["jürgen@bücher.example", "user@bücher.example"])))
+        doc = daemon.wait_completed(daemon.submit(mail(to=["user@bücher.example"], bcc=["jürgen@bücher.example"])))
         r = by_address(doc)
         self.assertEqual((r["jürgen@bücher.example"]["state"], r["jürgen@bücher.example"]["reason"]),
                          ("failed", "smtputf8_required"), r)
@@ -103,9 +104,15 @@ class IdnRelayTest(IntegrationTestCase):
     def test_dkim_signs_as_the_a_label_domain_over_the_bytes_sent(self):
         keys = tempfile.mkdtemp(prefix="websmtp-dkim.")
         self.addCleanup(shutil.rmtree, keys, ignore_errors=True)
-        r = keygen("--domain", ALABEL, "--selector", "s1", "--dir", keys, "--json")
+        # keygen takes the domain as the user writes it, and names the file by its A-labels.
+        r = keygen("--domain", "Bücher.example", "--selector", "s1", "--dir", keys, "--json")
         self.assertEqual(r.returncode, 0, r.stderr)
         key = json.loads(r.stdout)
+        self.assertEqual((key["domain"], key["name"]), (ALABEL, "s1._domainkey." + ALABEL))
+        self.assertTrue(key["file"].endswith("/s1._domainkey.%s.pem" % ALABEL), key["file"])
+        bad = keygen("--domain", "\u2603.example", "--selector", "s1", "--dir", keys)
+        self.assertEqual(bad.returncode, 2, bad.stderr)
+        self.assertIn(b"IDNA2008", bad.stderr)
         dns = Dns()
         dns.add(key["name"], "".join(key["strings"]))
         peer, daemon = self.relay(smtputf8=False, DKIM_KEYS_DIR=keys)

@@ -154,6 +154,42 @@ class RichMessageTest(SharedDaemonTestCase):
         self.assertEqual(part.get_filename(), "résumé – 履歴書.pdf")
         self.assertEqual(part.get_payload(decode=True), EVERY_BYTE)
 
+    def test_message_rfc822_attachment_is_never_base64(self):
+        """RFC 2046 5.2.1: a forwarded message goes 7bit (8bit when it holds UTF-8), its line ends
+        made CRLF, and the reader finds it as an attached message."""
+        inner = b"From: x@example.com\nSubject: inner\n\nforwarded body\n"
+        raw, msg = self.deliver(attachments=[attachment("fwd.eml", inner, "message/rfc822")])
+        self.assertSevenBit(raw)
+        [part] = list(msg.iter_attachments())
+        self.assertEqual(part.get_content_type(), "message/rfc822")
+        self.assertEqual(part["Content-Transfer-Encoding"], "7bit")
+        self.assertIn(inner.replace(b"\n", b"\r\n"), raw, "sent as it is, with CRLF line ends")
+        self.assertEqual(part.get_content()["Subject"], "inner")
+        utf8 = "Subject: Grüße\r\n\r\nKöln\r\n".encode("utf-8")
+        raw, msg = self.deliver(attachments=[attachment("utf8.eml", utf8, "message/rfc822")])
+        [part] = list(msg.iter_attachments())
+        self.assertEqual(part["Content-Transfer-Encoding"], "8bit")
+        self.assertIn(utf8, raw)
+
+    def test_content_type_parameters_are_accepted_and_the_filename_names_the_part(self):
+        raw, msg = self.deliver(attachments=[attachment("a.txt", b"hello", "Text/Plain; charset=utf-8; name=evil.exe")])
+        [part] = list(msg.iter_attachments())
+        self.assertEqual((part.get_content_type(), part.get_param("charset"), part.get_filename()),
+                         ("text/plain", "utf-8", "a.txt"))
+        self.assertNotIn(b"evil", raw)
+        self.assertEqual(part.get_payload(decode=True), b"hello")
+
+    def test_attachment_content_types_that_cannot_be_sent_are_refused_naming_the_field(self):
+        field = "attachments[0].content_type"
+        for content_type, content in (("multipart/mixed", b"x"), ("garbage", b"x"), ("text/plain; charset", b"x"),
+                                      ("text/plain\r\nX-Evil: 1", b"x"), ("message/rfc822", b"a\0b"),
+                                      ("message/rfc822", b"Subject: x\r\n\r\n" + b"y" * 999 + b"\r\n")):
+            with self.subTest(content_type=content_type, size=len(content)):
+                doc = self.assertJsonError(
+                    self.daemon.post_send(mail(attachments=[attachment("m.eml", content, content_type)])),
+                    400, "invalid_attachment", field)
+                self.assertIn("content_type" if "rfc822" not in content_type else "message/rfc822", doc["error"])
+
     def test_content_id_errors_name_the_field(self):
         html = '<img src="cid:logo">'
         cases = [

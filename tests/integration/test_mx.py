@@ -160,7 +160,8 @@ class MxDeliveryTest(MxPeers, IntegrationTestCase):
             "mx.ascii.example": {"A": ["127.0.0.3"]},
         })
         daemon = self.mx_daemon(dns, port)
-        ref = daemon.submit(mail(to=["jürgen@utf8.example", "jürgen@ascii.example", "bob@ascii.example"]))
+        # The UTF-8 addresses in Bcc: in no header, so the per-recipient rule holds.
+        ref = daemon.submit(mail(to=["bob@ascii.example"], bcc=["jürgen@utf8.example", "jürgen@ascii.example"]))
         doc = daemon.wait_completed(ref)
         r = by_address(doc)
         self.assertEqual((r["jürgen@utf8.example"]["state"], r["jürgen@utf8.example"]["host"]),
@@ -178,6 +179,35 @@ class MxDeliveryTest(MxPeers, IntegrationTestCase):
         self.assertEqual(m["rcpt_tos"], ["bob@ascii.example"], "the ASCII recipient of the same job still goes")
         self.assertNotIn("SMTPUTF8", m["mail_options"])
         self.assertNotIn("jürgen@ascii.example", [e["address"] for e in ascii_peer.rcpt_events()])
+
+    def test_utf8_address_in_a_header_fails_every_recipient_of_a_peer_without_smtputf8(self):
+        """jürgen@ in To puts raw UTF-8 in the signed header section: a peer without SMTPUTF8
+        gets no transaction at all (as Postfix does); ascii@ fails with it."""
+        port, (utf8_peer, ascii_peer) = self.start_peers("127.0.0.2", ("127.0.0.3", {"smtputf8": False}))
+        dns = self.dns({"utf8.example": {"MX": [(10, "mx.utf8.example")]}, "mx.utf8.example": {"A": ["127.0.0.2"]},
+                        "plain.example": {"MX": [(10, "mx.plain.example")]}, "mx.plain.example": {"A": ["127.0.0.3"]}})
+        daemon = self.mx_daemon(dns, port)
+        doc = daemon.wait_completed(daemon.submit(mail(to=["jürgen@plain.example", "ascii@plain.example"],
+                                                       cc=["carol@utf8.example"])))
+        r = by_address(doc)
+        for address in ("jürgen@plain.example", "ascii@plain.example"):
+            self.assertEqual((r[address]["state"], r[address]["reason"], r[address]["host"]),
+                             ("failed", "smtputf8_required", "mx.plain.example"), r)
+        self.assertIn("headers", r["ascii@plain.example"]["smtp_reply"])
+        self.assertEqual(r["carol@utf8.example"]["state"], "delivered", r)
+        self.assertEqual(ascii_peer.messages(), [])
+        self.assertEqual(ascii_peer.rcpt_events(), [], "no MAIL FROM, no RCPT TO")
+        [m] = utf8_peer.messages()
+        self.assertIn("SMTPUTF8", m["mail_options"])
+
+    def test_smtp_server_with_delivery_mx_is_ignored_with_a_warning(self):
+        port, (peer,) = self.start_peers("127.0.0.2")
+        dns = self.dns({"example.net": {"MX": [(10, "mx.example.net")]}, "mx.example.net": {"A": ["127.0.0.2"]}})
+        daemon = self.mx_daemon(dns, port, SMTP_SERVER="127.0.0.9")
+        doc = daemon.wait_completed(daemon.submit(mail(to=["bob@example.net"])))
+        self.assertEqual((doc["recipients"][0]["state"], doc["recipients"][0]["host"]), ("delivered", "mx.example.net"))
+        daemon.stop()
+        self.assertRegex(daemon.log_text(), r"warn.*DELIVERY=mx: SMTP_SERVER=127\.0\.0\.9 is ignored")
 
     def test_utf8_sender_fails_every_recipient_of_a_peer_without_smtputf8(self):
         port, (utf8_peer, ascii_peer) = self.start_peers("127.0.0.2", ("127.0.0.3", {"smtputf8": False}))
@@ -232,7 +262,7 @@ class RelaySmtputf8Test(IntegrationTestCase):
                 peer = PeerProcess(smtputf8=smtputf8)
                 self.addCleanup(peer.stop)
                 daemon = self.start_daemon(**self.relay_env(peer))
-                doc = daemon.wait_completed(daemon.submit(mail(to=["jürgen@example.de", "bob@example.net"])))
+                doc = daemon.wait_completed(daemon.submit(mail(to=["bob@example.net"], bcc=["jürgen@example.de"])))
                 r = by_address(doc)
                 self.assertEqual(r["bob@example.net"]["state"], "delivered", r)
                 [m] = peer.messages()

@@ -68,7 +68,7 @@ class MxDnsmasqTest(MxPeers, IntegrationTestCase):
         port, (peer,) = self.start_peers(("127.0.0.2", {"smtputf8": False}))
         dns = self.dnsmasq(mx=[("example.net", "mx.example.net", 10)], hosts={"mx.example.net": "127.0.0.2"})
         daemon = self.mx_daemon(dns, port)
-        doc = daemon.wait_completed(daemon.submit(mail(to=["zoë@example.net", "zoe@example.net"])))
+        doc = daemon.wait_completed(daemon.submit(mail(to=["zoe@example.net"], bcc=["zoë@example.net"])))
         r = by_address(doc)
         self.assertEqual((r["zoë@example.net"]["state"], r["zoë@example.net"]["reason"]),
                          ("failed", "smtputf8_required"))

@@ -132,6 +132,14 @@ class RejectedInputTest(SharedDaemonTestCase):
             cases.append(("reply_to %r" % addr, with_(reply_to=addr), 400, "invalid_address", "reply_to"))
         self.check_rejected(cases)
 
+    def test_address_literals_are_400_invalid_address(self):
+        """x@[127.0.0.1] would be looked up in the DNS as a domain: refused at submit instead."""
+        for field, req in (("to[0]", with_(to=["x@[127.0.0.1]"])), ("cc[0]", with_(cc=["X <x@[IPv6:::1]>"])),
+                           ("from", with_(**{"from": "a@[192.0.2.1]"}))):
+            with self.subTest(field=field):
+                doc = self.assertJsonError(self.daemon.post_send(req), 400, "invalid_address", field)
+                self.assertIn("address literals are not supported", doc["error"])
+
     def test_cr_lf_nul_in_any_header_is_400_header_injection(self):
         self.check_rejected([
             ("subject CRLF", with_(subject="hi" + INJECT), 400, "header_injection", "subject"),

@@ -8,6 +8,8 @@
 #include <charconv>
 #include <sstream>
 
+#include <spdlog/spdlog.h>
+
 #include "websmtp/auth/client_address.hpp"
 #include "websmtp/auth/rate_limit.hpp"
 #include "websmtp/common/units.hpp"
@@ -245,6 +247,11 @@ Config load(const std::function<std::optional<std::string>(const std::string&)>&
   c.delivery = delivery == "relay" ? Delivery::kRelay : delivery == "sandbox" ? Delivery::kSandbox : Delivery::kMx;
   if (c.delivery == Delivery::kRelay && c.smtp_server.empty())
     throw ConfigError("SMTP_SERVER", "DELIVERY=relay needs SMTP_SERVER (the relay host)");
+  if (c.delivery == Delivery::kMx && !c.smtp_server.empty())  // not an error: a relay kept for later is no mistake
+    spdlog::warn(
+        "DELIVERY=mx: SMTP_SERVER={} is ignored, mail goes to each domain's MX hosts; unset SMTP_SERVER, "
+        "or set DELIVERY=relay to send through it",
+        c.smtp_server);
 
   c.data_dir = r.get("DATA_DIR").value_or(c.data_dir);
   c.store_sync = r.choice("STORE_SYNC", c.store_sync, {"normal", "full"});

@@ -44,7 +44,12 @@ void append_joined(std::string& out, std::string_view sep, std::string_view piec
 
 bool temporary(const DnsAnswer& a) { return a.status == DnsStatus::kTempFail || a.status == DnsStatus::kError; }
 
-std::string quoted_txt(const std::string& name, const std::string& value) { return name + ". TXT \"" + value + "\""; }
+// A zone-file line; a value over 255 bytes as several quoted strings, as `dkim keygen` prints it.
+std::string quoted_txt(const std::string& name, const std::string& value) {
+  std::string out = name + ". TXT";
+  for (const auto& piece : txt_strings(value)) out += " \"" + piece + "\"";
+  return out;
+}
 
 bool is_private_ip(const std::string& ip) {
   in_addr v4{};
@@ -94,7 +99,7 @@ json spf_part(smtp::DnsClient& dns, const std::string& domain, const DomainCheck
     details = o.outbound_ip + " is not allowed to send for " + domain + ": " + details;
   if (o.outbound_ip.empty())
     details = "the outbound address is unknown (no route; set OUTBOUND_IP): " + details;
-  else if (is_private_ip(o.outbound_ip))
+  else if (o.outbound_ip_source != "OUTBOUND_IP" && is_private_ip(o.outbound_ip))  // set as the operator means it
     details += "; note: " + o.outbound_ip +
                " is a private address: behind NAT receivers see another one, set OUTBOUND_IP to it";
   j["details"] = details;
@@ -411,7 +416,16 @@ json check_domain(smtp::DnsClient& dns, const std::string& domain, const DomainC
   if (spf != SpfResult::kPass)
     problems.push_back("spf: " + report["spf"]["result"].get<std::string>() + ": " +
                        report["spf"]["details"].get<std::string>());
-  if (!dkim_ok) problems.push_back("dkim: " + report["dkim"]["details"].get<std::string>());
+  if (!dkim_ok) {  // only the selectors at fault: one that passes is no problem
+    const auto& selectors = report["dkim"]["selectors"];
+    bool listed = false;
+    for (const auto& s : selectors) {
+      if (s.value("found", false) && s.value("valid", false) && s.value("matches", false)) continue;
+      problems.push_back("dkim: " + s.value("selector", std::string()) + ": " + s.value("details", std::string()));
+      listed = true;
+    }
+    if (!listed) problems.push_back("dkim: " + report["dkim"]["details"].get<std::string>());
+  }
   if (!dmarc_ok) problems.push_back("dmarc: " + report["dmarc"]["details"].get<std::string>());
   if (!mx_ok) problems.push_back("mx: " + report["mx"]["details"].get<std::string>());
   report["ok"] = problems.empty();

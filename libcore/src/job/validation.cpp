@@ -33,14 +33,10 @@ bool is_atext(unsigned char c) {
   return kSpecials.find(static_cast<char>(c)) != std::string_view::npos;
 }
 
+// An address literal ([192.0.2.1], [IPv6:...]) is no domain here: delivery looks every domain
+// up in the DNS, and mail to a bare IP address is what spam filters and relays refuse anyway.
 bool valid_domain(std::string_view d) {
-  if (d.empty() || d.size() > 253) return false;
-  if (d.front() == '[') {  // address literal: [1.2.3.4] or [IPv6:...]
-    if (d.back() != ']' || d.size() < 3) return false;
-    for (char c : d.substr(1, d.size() - 2))
-      if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == ':')) return false;
-    return true;
-  }
+  if (d.empty() || d.size() > 253 || d.front() == '[') return false;
   std::size_t start = 0;
   while (true) {
     auto dot = d.find('.', start);
@@ -61,7 +57,6 @@ bool valid_domain(std::string_view d) {
 // internationalised domains are sent as A-labels). Empty as well for an ASCII domain.
 std::string idn_problem(std::string_view local, std::string_view domain) {
   if (!has_non_ascii(domain)) return {};
-  if (domain.front() == '[') return "an address literal is ASCII";
   std::string why;
   const auto ascii = to_ascii_domain(domain, &why);
   if (!ascii) return "the domain is not a valid internationalised domain name (IDNA2008: " + why + ")";
@@ -140,6 +135,81 @@ std::string content_id_problem(std::string_view id) {
     if (c != '.' && c != '@' && !is_atext(static_cast<unsigned char>(c)))
       return "may only hold letters, digits, '.', '@' and !#$%&'*+-/=?^_`{|}~";
   return {};
+}
+
+bool is_token_char(char ch) {  // RFC 2045 5.1: any CHAR but SPACE, CTLs and tspecials
+  const auto c = static_cast<unsigned char>(ch);
+  return c > 32 && c < 127 && std::string_view("()<>@,;:\\\"/[]?=").find(ch) == std::string_view::npos;
+}
+
+// An attachment's content_type, `type/subtype *(";" attribute "=" (token / quoted-string))`
+// (RFC 2045 5.1), in the form the part's header gets: type and subtype in lower case, "; "
+// between parameters, a quoted value as written. A `name` parameter is dropped: the part's
+// name is the filename's, written by the gateway. Unexpected: why it is refused.
+tl::expected<std::string, std::string> canonical_content_type(std::string_view ct) {
+  const tl::unexpected<std::string> syntax(
+      "must be type/subtype, optionally with parameters (text/plain; charset=utf-8)");
+  std::size_t i = 0;
+  auto skip_space = [&] {
+    while (i < ct.size() && (ct[i] == ' ' || ct[i] == '\t')) ++i;
+  };
+  auto token = [&] {
+    const std::size_t start = i;
+    while (i < ct.size() && is_token_char(ct[i])) ++i;
+    return ct.substr(start, i - start);
+  };
+  auto lower = [](std::string_view t) {
+    std::string out(t);
+    for (char& c : out) c = ascii_lower(c);
+    return out;
+  };
+  skip_space();
+  const auto type = token();
+  if (type.empty() || i >= ct.size() || ct[i] != '/') return syntax;
+  ++i;
+  const auto subtype = token();
+  if (subtype.empty()) return syntax;
+  std::string out = lower(type) + "/" + lower(subtype);
+  std::vector<std::string> names;
+  while (true) {
+    skip_space();
+    if (i == ct.size()) break;
+    if (ct[i] != ';') return syntax;
+    ++i;
+    skip_space();
+    if (i == ct.size()) break;  // a trailing ';' says nothing
+    const std::string name = lower(token());
+    if (name.empty() || i >= ct.size() || ct[i] != '=')
+      return tl::unexpected<std::string>("has a parameter that is not attribute=value");
+    ++i;
+    const std::size_t value_start = i;
+    if (i < ct.size() && ct[i] == '"') {
+      for (++i; i < ct.size() && ct[i] != '"'; ++i) {
+        if (ct[i] == '\\' && i + 1 < ct.size()) ++i;
+        const auto c = static_cast<unsigned char>(ct[i]);
+        if (c < 32 || c > 126)
+          return tl::unexpected<std::string>("has a quoted parameter value that is not printable ASCII");
+      }
+      if (i == ct.size()) return tl::unexpected<std::string>("has an unterminated quoted parameter value");
+      ++i;
+    } else if (token().empty()) {
+      return tl::unexpected<std::string>("has a parameter without a value (" + name + "=)");
+    }
+    if (std::find(names.begin(), names.end(), name) != names.end())
+      return tl::unexpected<std::string>("names the parameter " + name + " twice");
+    names.push_back(name);
+    if (name == "name") continue;
+    out += "; ";
+    out += name;
+    out += '=';
+    out += ct.substr(value_start, i - value_start);
+  }
+  if (iequals(type, "multipart"))
+    return tl::unexpected<std::string>("cannot be multipart/*: the gateway builds the message's MIME structure itself");
+  const std::string essence = out.substr(0, out.find(';'));
+  if (essence == "message/partial" || essence == "message/external-body")
+    return tl::unexpected<std::string>("cannot be " + essence + ": it is no attachment (RFC 2046 5.2)");
+  return out;
 }
 
 // At most `max` bytes of `s` for quoting in an error, cut before a UTF-8 character rather than
@@ -256,8 +326,12 @@ Result<Mailbox> parse_mailbox(std::string_view text, const std::string& field) {
   if (!is_valid_address(mb.address)) {
     std::string message = field + " is not a valid email address: '" + std::string(quote_prefix(mb.address, 100)) + "'";
     const std::string_view addr = mb.address;
-    if (const auto at = addr.rfind('@'); at != std::string_view::npos && valid_local(addr.substr(0, at)))
-      if (auto why = idn_problem(addr.substr(0, at), addr.substr(at + 1)); !why.empty()) message += ": " + why;
+    if (const auto at = addr.rfind('@'); at != std::string_view::npos && valid_local(addr.substr(0, at))) {
+      if (addr.substr(at + 1).starts_with('['))
+        message += ": address literals are not supported";
+      else if (auto why = idn_problem(addr.substr(0, at), addr.substr(at + 1)); !why.empty())
+        message += ": " + why;
+    }
     return fail(ErrorKind::kInvalid, "invalid_address", message, field);
   }
   return mb;
@@ -381,17 +455,15 @@ Result<MailRequest> parse_job(const nlohmann::json& root, const Limits& limits) 
       att.content_type = "application/octet-stream";
       if (ct != a.end() && !ct->is_null()) {
         if (!ct->is_string()) return wrong_type(field + ".content_type", "a string", *ct);
-        att.content_type = ct->get<std::string>();
-        auto slash = att.content_type.find('/');
-        bool ok = slash != std::string::npos && slash > 0 && slash + 1 < att.content_type.size() &&
-                  att.content_type.size() < 128 &&
-                  std::all_of(att.content_type.begin(), att.content_type.end(), [](char c) {
-                    return std::isalnum(static_cast<unsigned char>(c)) ||
-                           std::string_view("/!#$&^_.+-").find(c) != std::string_view::npos;
-                  });
-        if (!ok)
-          return fail(ErrorKind::kInvalid, "invalid_attachment", field + ".content_type must be a type/subtype",
+        const auto& given = ct->get_ref<const std::string&>();
+        if (given.size() > 255)
+          return fail(ErrorKind::kInvalid, "invalid_attachment", field + ".content_type is longer than 255 bytes",
                       field + ".content_type");
+        auto canonical = canonical_content_type(given);
+        if (!canonical)
+          return fail(ErrorKind::kInvalid, "invalid_attachment", field + ".content_type " + canonical.error(),
+                      field + ".content_type");
+        att.content_type = std::move(*canonical);
       }
       auto content = a.find("content");
       if (content == a.end() || !content->is_string())
@@ -402,6 +474,13 @@ Result<MailRequest> parse_job(const nlohmann::json& root, const Limits& limits) 
         return fail(ErrorKind::kInvalid, "invalid_attachment", field + ".content is not valid base64",
                     field + ".content");
       att.content = std::move(*decoded);
+      if (message::is_message_rfc822(att.content_type)) {
+        if (const std::string problem = message::rfc822_problem(att.content); !problem.empty())
+          return fail(ErrorKind::kInvalid, "invalid_attachment",
+                      field + ".content cannot be sent as message/rfc822, which may not be base64 (RFC 2046 5.2.1): " +
+                          problem + "; send it as application/octet-stream",
+                      field + ".content_type");
+      }
       if (auto cid = a.find("content_id"); cid != a.end() && !cid->is_null()) {
         const std::string cid_field = field + ".content_id";
         if (!cid->is_string()) return wrong_type(cid_field, "a string", *cid);

@@ -572,7 +572,20 @@ Signer load_signer(const config::Config& c) {
       throw config::ConfigError("DKIM_DOMAIN", "'" + c.dkim_domain + "' is not a domain name");
     if (!is_dns_name(c.dkim_selector))
       throw config::ConfigError("DKIM_SELECTOR", "'" + c.dkim_selector + "' is not a selector (letters, digits, -, .)");
-    add_or_throw(signer, load_key("DKIM_KEY_FILE", c.dkim_key_file, domain, lower(c.dkim_selector)), "DKIM_KEY_FILE");
+    auto entry = load_key("DKIM_KEY_FILE", c.dkim_key_file, domain, lower(c.dkim_selector));
+    // The same key under the same selector in DKIM_KEYS_DIR too (the file itself, or a copy):
+    // one key, loaded once; only another key for the domain and algorithm is a conflict.
+    if (const auto* held = signer.keys_for(entry.domain)) {
+      for (const auto& e : *held) {
+        if (e.selector == entry.selector && e.key.algorithm() == entry.key.algorithm() &&
+            e.key.public_key_base64() == entry.key.public_key_base64()) {
+          spdlog::info("DKIM_KEY_FILE {} is the key {} already holds for {} (selector {}): loaded once",
+                       c.dkim_key_file, e.source, e.domain, e.selector);
+          return signer;
+        }
+      }
+    }
+    add_or_throw(signer, std::move(entry), "DKIM_KEY_FILE");
   }
   return signer;
 }

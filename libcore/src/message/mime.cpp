@@ -501,11 +501,20 @@ void append_rfc2047_param(HeaderWriter& h, std::string_view name, std::string_vi
   }
 }
 
+// A message/rfc822 attachment that can go unencoded (validation refuses one that cannot).
+bool is_raw_message(const job::Attachment& a) {
+  return is_message_rfc822(a.content_type) && rfc822_problem(a.content).empty();
+}
+
 void append_attachment(std::string& out, const job::Attachment& a, bool as_inline) {
+  const bool raw = is_raw_message(a);
+  std::string_view type = a.content_type;
+  // Should an unsendable message/rfc822 reach here anyway, it goes as opaque bytes, in base64.
+  if (type.empty() || (!raw && is_message_rfc822(type))) type = "application/octet-stream";
   HeaderWriter h(out);
   h.start("Content-Type");
   h.raw(" ");
-  h.raw(a.content_type.empty() ? std::string_view("application/octet-stream") : a.content_type);
+  h.raw(type);
   append_rfc2047_param(h, "name", a.filename);
   h.end();
   h.start("Content-Disposition");
@@ -517,6 +526,15 @@ void append_attachment(std::string& out, const job::Attachment& a, bool as_inlin
     out += "Content-ID: <";
     out += a.content_id;
     out += ">\r\n";
+  }
+  if (raw) {
+    // RFC 2046 5.2.1: no base64 for message/rfc822. The CRLF after the content belongs to the
+    // delimiter that follows (an attachment is always a nested part), so the content keeps its own.
+    out += has_non_ascii(a.content) ? "Content-Transfer-Encoding: 8bit\r\n\r\n"
+                                    : "Content-Transfer-Encoding: 7bit\r\n\r\n";
+    append_normalised(out, a.content);
+    out += "\r\n";
+    return;
   }
   out += "Content-Transfer-Encoding: base64\r\n\r\n";
   append_base64_lines(out, a.content);
@@ -630,11 +648,17 @@ std::string build_message(const job::MailRequest& req, const BuildOptions& opts)
   const bool alternative = req.text.has_value() && req.html.has_value();
   const bool related = !inline_parts.empty();
   std::vector<std::string> boundaries;
-  auto fresh_boundary = [&boundaries] {
+  // A message/rfc822 attachment goes unencoded: a boundary must not occur in it.
+  auto in_raw_part = [&req](const std::string& b) {
+    return std::any_of(req.attachments.begin(), req.attachments.end(), [&b](const job::Attachment& a) {
+      return is_raw_message(a) && a.content.find(b) != std::string::npos;
+    });
+  };
+  auto fresh_boundary = [&boundaries, &in_raw_part] {
     std::string b;
     do {
       b = new_boundary();
-    } while (std::find(boundaries.begin(), boundaries.end(), b) != boundaries.end());
+    } while (std::find(boundaries.begin(), boundaries.end(), b) != boundaries.end() || in_raw_part(b));
     boundaries.push_back(b);
     return b;
   };
@@ -727,6 +751,20 @@ std::string build_message(const job::MailRequest& req, const BuildOptions& opts)
     append_delimiter(out, mixed_boundary, true);
   }
   return out;
+}
+
+bool is_message_rfc822(std::string_view content_type) {
+  constexpr std::string_view kType = "message/rfc822";
+  if (content_type.size() < kType.size() || !iequals(content_type.substr(0, kType.size()), kType)) return false;
+  const std::string_view rest = content_type.substr(kType.size());
+  return rest.empty() || rest.front() == ';' || rest.front() == ' ' || rest.front() == '\t';
+}
+
+std::string rfc822_problem(std::string_view content) {
+  if (content.find('\0') != std::string_view::npos) return "it holds a NUL byte (binary content)";
+  if (analyse(content).longest_line > kMaxLine)
+    return "it has a line over " + std::to_string(kMaxLine) + " octets (RFC 5322 2.1.1)";
+  return {};
 }
 
 bool is_reserved_header(std::string_view name) {

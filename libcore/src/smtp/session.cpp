@@ -251,15 +251,22 @@ Status Session::send(const Envelope& env, std::string_view message, std::vector<
   if (state_ != SessionState::kReady || capabilities_.has("SMTPUTF8")) return transact(env, message, replies);
   // The peer does not offer SMTPUTF8: a UTF-8 address must not reach it at all (RFC 6531 3.4;
   // there is no downgrade for an address), so those recipients fail for good unsent and the
-  // rest go in a transaction of their own.
+  // rest go in a transaction of their own. A header section with raw UTF-8 (an address in
+  // From, To, Cc or Reply-To) needs SMTPUTF8 from every peer it goes to (RFC 6532), and it was
+  // signed at submit, so it cannot be rewritten: then no recipient goes there (Postfix does the
+  // same). A UTF-8 address only in Bcc is in no header: the per-recipient rule holds.
   const bool sender_utf8 = has_utf8(env.sender);
+  const bool header_utf8 = !sender_utf8 && header_needs_smtputf8(message);
   std::vector<std::size_t> sendable;
   for (std::size_t i = 0; i < env.recipients.size(); ++i)
-    if (!sender_utf8 && !has_utf8(env.recipients[i])) sendable.push_back(i);
+    if (!sender_utf8 && !header_utf8 && !has_utf8(env.recipients[i])) sendable.push_back(i);
   if (sendable.size() == env.recipients.size()) return transact(env, message, replies);
   Reply unsent;
-  unsent.text = std::string("5.6.7 ") + (sender_utf8 ? "the sender" : "the recipient") +
-                " has a UTF-8 address and the peer does not offer SMTPUTF8; not sent";
+  unsent.text = std::string("5.6.7 ") +
+                (sender_utf8   ? "the sender has a UTF-8 address"
+                 : header_utf8 ? "the message's headers hold a UTF-8 address"
+                               : "the recipient has a UTF-8 address") +
+                " and the peer does not offer SMTPUTF8; not sent";
   unsent.permanent = true;
   unsent.reason = kSmtputf8Required;
   replies.assign(env.recipients.size(), unsent);
@@ -397,9 +404,10 @@ bool transaction_needs_smtputf8(const Envelope& env, std::string_view message) {
   if (has_utf8(env.sender)) return true;
   if (std::any_of(env.recipients.begin(), env.recipients.end(), [](std::string_view r) { return has_utf8(r); }))
     return true;
-  auto end = message.find("\r\n\r\n");
-  return has_utf8(message.substr(0, end));
+  return header_needs_smtputf8(message);
 }
+
+bool header_needs_smtputf8(std::string_view message) { return has_utf8(message.substr(0, message.find("\r\n\r\n"))); }
 
 void append_dot_stuffed(std::string& out, std::string_view message) {
   out.reserve(out.size() + message.size() + message.size() / 64 + 8);

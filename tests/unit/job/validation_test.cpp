@@ -1,5 +1,6 @@
 #include <gtest/gtest.h>
 
+#include "websmtp/common/base64.hpp"
 #include "websmtp/job/validation.hpp"
 
 using namespace websmtp;
@@ -84,7 +85,7 @@ TEST(Validation, RefusesBadAddresses) {
   }
   EXPECT_TRUE(is_valid_address("first.last+tag@sub.example.co.uk"));
   EXPECT_TRUE(is_valid_address("\"quoted local\"@example.com"));
-  EXPECT_TRUE(is_valid_address("user@[192.0.2.1]"));
+  EXPECT_FALSE(is_valid_address("user@[192.0.2.1]")) << "no address literals: delivery looks domains up";
   EXPECT_FALSE(is_valid_address(std::string(65, 'a') + "@example.com"));
   // A quoted pair escapes printable ASCII only (found by fuzz_address: "\<0x8F>" passed).
   EXPECT_TRUE(is_valid_address(R"("a\"b\\c"@example.com)"));
@@ -243,6 +244,61 @@ TEST(Validation, AcceptsThousandsOfRecipients) {
   EXPECT_EQ(r->to.size(), 5000u);
   EXPECT_EQ(r->to.front().address, "user0@example.com");
   EXPECT_EQ(r->to.back().address, "user4999@example.com");
+}
+
+TEST(Validation, RefusesAddressLiteralsNamingTheField) {
+  for (const char* literal : {"x@[127.0.0.1]", "x@[IPv6:::1]", "Name <x@[192.0.2.1]>"}) {
+    auto r = parse(std::string(R"({"from":"a@b.cc","to":["ok@example.net"],"cc":[")") + literal +
+                   R"("],"subject":"s","body":"b"})");
+    ASSERT_FALSE(r) << literal;
+    EXPECT_EQ(r.error().code, "invalid_address");
+    EXPECT_EQ(r.error().field, "cc[0]");
+    EXPECT_NE(r.error().message.find("address literals are not supported"), std::string::npos) << r.error().message;
+  }
+  auto r = parse(R"({"from":"a@[127.0.0.1]","to":["ok@example.net"],"subject":"s","body":"b"})");
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().field, "from");
+}
+
+// A job with one attachment of the given content_type (JSON string) and base64 content.
+std::string with_typed_attachment(const std::string& type_json, const std::string& content = "aGVsbG8=") {
+  return R"({"from":"a@b.cc","to":["x@y.zz"],"subject":"s","body":"b","attachments":[{"filename":"a.txt","content_type":)" +
+         type_json + R"(,"content":")" + content + R"("}]})";
+}
+
+TEST(Validation, AcceptsAContentTypeWithParametersInCanonicalForm) {
+  auto r = parse(with_typed_attachment(R"("Text/Plain ;charset=utf-8;  format=\"flowed\"")"));
+  ASSERT_TRUE(r) << r.error().message;
+  EXPECT_EQ(r->attachments.at(0).content_type, "text/plain; charset=utf-8; format=\"flowed\"");
+  r = parse(with_typed_attachment(R"("text/plain; charset=utf-8; name=evil.exe")"));
+  ASSERT_TRUE(r) << r.error().message;
+  EXPECT_EQ(r->attachments.at(0).content_type, "text/plain; charset=utf-8") << "the filename names the part";
+  r = parse(with_typed_attachment(R"("application/vnd.ms-excel;")"));
+  ASSERT_TRUE(r) << r.error().message;
+  EXPECT_EQ(r->attachments.at(0).content_type, "application/vnd.ms-excel");
+}
+
+TEST(Validation, RefusesMalformedContentTypesNamingTheField) {
+  for (const char* bad : {R"("garbage")", R"("text/")", R"("/plain")", R"("text/plain; charset")",
+                          R"("text/plain; charset=")", R"("text/plain; charset=\"utf-8")", R"("text/plain charset=x")",
+                          R"("text/plain; a=1; A=2")", R"("text/pl ain")", R"("text/plain; x=\"\u00e9\"")",
+                          R"("text/plain\r\nX-Evil: 1")", R"("text/plain; x=\"a\r\nb\"")", R"("multipart/mixed")",
+                          R"("Multipart/Alternative; boundary=x")", R"("message/partial; id=1")"})
+    expect_error(with_typed_attachment(bad), ErrorKind::kInvalid, "invalid_attachment", "attachments[0].content_type");
+}
+
+TEST(Validation, AMessageRfc822AttachmentMustBeSendableWithoutBase64) {
+  // "Subject: hi\r\n\r\nbody\r\n"
+  auto r = parse(with_typed_attachment(R"("message/rfc822")", "U3ViamVjdDogaGkNCg0KYm9keQ0K"));
+  ASSERT_TRUE(r) << r.error().message;
+  EXPECT_EQ(r->attachments.at(0).content_type, "message/rfc822");
+  // A NUL byte ("a\0b"), a line over 998 octets: refused, naming the content_type.
+  expect_error(with_typed_attachment(R"("message/rfc822")", "YQBi"), ErrorKind::kInvalid, "invalid_attachment",
+               "attachments[0].content_type");
+  const std::string long_line = base64_encode(std::string(999, 'x'));
+  expect_error(with_typed_attachment(R"("MESSAGE/RFC822")", long_line), ErrorKind::kInvalid, "invalid_attachment",
+               "attachments[0].content_type");
+  EXPECT_TRUE(parse(with_typed_attachment(R"("application/octet-stream")", long_line)));
 }
 
 TEST(Validation, RefusesBadAttachments) {

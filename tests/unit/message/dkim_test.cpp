@@ -546,6 +546,26 @@ TEST(DkimLoad, AnInternationalisedDkimDomainSignsAsItsALabels) {
   EXPECT_THROW(load_signer(c), websmtp::config::ConfigError);
 }
 
+TEST(DkimLoad, TheSameKeyInKeysDirAndKeyFileIsLoadedOnce) {
+  websmtp::test_support::TempDir dir;
+  write_file(dir.file("s1._domainkey.example.org.pem"), kRfcRsaKey);
+  write_file(dir.file("copy.key"), kRfcRsaKey);
+  websmtp::config::Config c;
+  c.dkim_keys_dir = dir.path().string();
+  c.dkim_domain = "Example.org";
+  c.dkim_selector = "s1";
+  for (const std::string& file : {dir.file("s1._domainkey.example.org.pem"), dir.file("copy.key")}) {
+    SCOPED_TRACE(file);
+    c.dkim_key_file = file;  // the very file, then a copy of it
+    const Signer signer = load_signer(c);
+    EXPECT_EQ(signer.size(), 1u);
+    std::string message = rendered_message();
+    EXPECT_EQ(signer.sign(message, "anna@example.org", 1700000000), 1) << "signed once";
+  }
+  c.dkim_selector = "s2";  // the same key under another selector: a second RSA signature, refused
+  EXPECT_NE(config_error(c).find("two rsa-sha256 keys"), std::string::npos) << config_error(c);
+}
+
 TEST(DkimLoad, RefusesToStartNamingTheKeyAtFault) {
   websmtp::test_support::TempDir dir;
   websmtp::config::Config c;

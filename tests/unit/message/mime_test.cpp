@@ -865,6 +865,38 @@ TEST(Mime, AttachmentNamesDecodeBackExactly) {
       << "an ASCII name that looks like an encoded-word is not left for a decoder to decode";
 }
 
+TEST(Mime, AMessageRfc822AttachmentGoesUnencodedWithCrlfLineEnds) {
+  auto req = basic_request();
+  req.attachments.push_back({"fwd.eml", "message/rfc822", "Subject: hi\n\nbody\r\nlast"});
+  req.attachments.push_back({"utf8.eml", "Message/RFC822; x=1", "Subject: gr\xC3\xBC\xC3\x9F\r\n\r\nb\r\n"});
+  const std::string msg = build(req);
+  const auto mixed = parts_of(msg);
+  ASSERT_EQ(mixed.size(), 3u);
+  const Parsed fwd = parse(mixed[1]);
+  EXPECT_EQ(*fwd.header("Content-Type"), "message/rfc822; name=\"fwd.eml\"");
+  EXPECT_EQ(*fwd.header("Content-Transfer-Encoding"), "7bit") << "RFC 2046 5.2.1: never base64";
+  EXPECT_EQ(fwd.body, "Subject: hi\r\n\r\nbody\r\nlast");
+  const Parsed utf8 = parse(mixed[2]);
+  EXPECT_EQ(*utf8.header("Content-Transfer-Encoding"), "8bit");
+  EXPECT_EQ(utf8.body, "Subject: gr\xC3\xBC\xC3\x9F\r\n\r\nb\r\n") << "its own final line break is kept";
+  EXPECT_TRUE(is_message_rfc822("message/rfc822"));
+  EXPECT_FALSE(is_message_rfc822("message/rfc822x"));
+  EXPECT_EQ(rfc822_problem("a\r\nb"), "");
+  EXPECT_NE(rfc822_problem(std::string("a\0b", 3)), "");
+  EXPECT_NE(rfc822_problem(std::string(999, 'x')), "");
+}
+
+TEST(Mime, AMessageRfc822ThatCannotGoUnencodedIsSentAsOpaqueBytes) {
+  auto req = basic_request();  // validation refuses it: this is the renderer's own guard
+  req.attachments.push_back({"bin.eml", "message/rfc822", std::string("a\0b", 3)});
+  const auto mixed = parts_of(build(req));
+  ASSERT_EQ(mixed.size(), 2u);
+  const Parsed part = parse(mixed[1]);
+  EXPECT_TRUE(part.header("Content-Type")->starts_with("application/octet-stream;"));
+  EXPECT_EQ(*part.header("Content-Transfer-Encoding"), "base64");
+  EXPECT_EQ(decode_base64(part.body), std::string("a\0b", 3));
+}
+
 TEST(Mime, MessagesAreSevenBitWhateverTheInput) {
   auto req = rich_request();
   req.subject = "Grüße aus Köln 🎉";

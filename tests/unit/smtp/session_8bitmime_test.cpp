@@ -275,7 +275,8 @@ TEST(SessionSmtputf8, SendsAUtf8RecipientWithSmtputf8ToAPeerThatOffersIt) {
 }
 
 TEST(SessionSmtputf8, FailsOnlyTheUtf8RecipientUnsentWhenThePeerDoesNotOfferIt) {
-  const Sent s = send_through({"8BITMIME"}, kUtf8Header, {"j\xC3\xBCrgen@example.de", "bob@example.net"});
+  // The UTF-8 address is in the envelope only (a Bcc): the header section is ASCII.
+  const Sent s = send_through({"8BITMIME"}, kEightBit, {"j\xC3\xBCrgen@example.de", "bob@example.net"});
   ASSERT_TRUE(s.status) << s.status.error().reason;
   ASSERT_EQ(s.replies.size(), 2u);
   EXPECT_TRUE(s.replies[0].permanent);
@@ -286,6 +287,21 @@ TEST(SessionSmtputf8, FailsOnlyTheUtf8RecipientUnsentWhenThePeerDoesNotOfferIt) 
   EXPECT_FALSE(has_command_starting(s.commands, "RCPT TO:<j\xC3\xBC"));
   EXPECT_TRUE(has_command_starting(s.commands, "MAIL FROM:<alice@example.org> BODY=8BITMIME"));
   for (const auto& c : s.commands) EXPECT_EQ(c.find("SMTPUTF8"), std::string::npos) << c;
+}
+
+TEST(SessionSmtputf8, AUtf8HeaderFailsEveryRecipientUnsentWithoutSmtputf8) {
+  const Sent s = send_through({"8BITMIME", "PIPELINING"}, kUtf8Header, {"j\xC3\xBCrgen@example.de", "bob@example.net"});
+  ASSERT_TRUE(s.status) << s.status.error().reason;
+  ASSERT_EQ(s.replies.size(), 2u);
+  for (const auto& r : s.replies) {
+    EXPECT_EQ(r.reason, kSmtputf8Required);
+    EXPECT_TRUE(r.permanent);
+    EXPECT_NE(r.text.find("headers"), std::string::npos) << r.text;
+  }
+  EXPECT_FALSE(has_command_starting(s.commands, "MAIL")) << "the ASCII recipient does not go either";
+  EXPECT_TRUE(s.data.empty());
+  EXPECT_TRUE(header_needs_smtputf8(kUtf8Header));
+  EXPECT_FALSE(header_needs_smtputf8(kEightBit)) << "8-bit body text alone is 8BITMIME's business";
 }
 
 TEST(SessionSmtputf8, AUtf8SenderFailsEveryRecipientUnsentWithoutSmtputf8) {

@@ -3,7 +3,9 @@
 // and DNS names. Header-only
 // so that websmtpctl, which links no part of the core, shares it too.
 #include <cstddef>
+#include <string>
 #include <string_view>
+#include <vector>
 
 namespace websmtp {
 
@@ -39,6 +41,16 @@ constexpr bool is_dns_name(std::string_view s) {
     if (++label > 63) return false;
   }
   return label > 0 && s.back() != '-';
+}
+
+// A TXT record's value as the strings of at most 255 bytes each that DNS holds (RFC 1035
+// 3.3.14); resolvers give verifiers their concatenation (RFC 6376 3.6.2.2). `dkim keygen` and
+// the domain check's "publish" advice write records this way.
+inline constexpr std::size_t kTxtStringBytes = 255;
+inline std::vector<std::string> txt_strings(std::string_view record) {
+  std::vector<std::string> out;
+  for (std::size_t i = 0; i < record.size(); i += kTxtStringBytes) out.emplace_back(record.substr(i, kTxtStringBytes));
+  return out;
 }
 
 }  // namespace websmtp

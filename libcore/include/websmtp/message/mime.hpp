@@ -37,12 +37,22 @@ struct BuildOptions {
 // without html (nothing would show the part, and mail clients would list it as an unnamed
 // attachment or hide it); should one reach here anyway it is sent as a regular attachment.
 // Text parts are 7bit or quoted-printable and attachments base64, so the message is 7-bit
-// ASCII whatever the input and needs no 8BITMIME from the peer.
+// ASCII whatever the input and needs no 8BITMIME from the peer; with one exception: a
+// message/rfc822 attachment may not be base64 (RFC 2046 5.2.1), so it goes as it is, line ends
+// made CRLF, "7bit" when ASCII, else "8bit" (then the peer must offer 8BITMIME or SMTPUTF8, or
+// every recipient there fails, 554 5.6.3). Validation refuses one that rfc822_problem() names.
 // Attachment names: Content-Disposition `filename` is quoted when it is printable ASCII that
 // fits a line, else RFC 2231 (`filename*=UTF-8''...`, with `filename*0*=`, `filename*1*=`, ...
 // continuations for long names); Content-Type `name` carries the same name for clients that
 // predate RFC 2231, quoted or as RFC 2047 encoded-words inside the quotes.
 std::string build_message(const job::MailRequest& req, const BuildOptions& opts);
+
+// Whether an attachment's content_type is message/rfc822 (case-insensitive, parameters aside).
+bool is_message_rfc822(std::string_view content_type);
+// Why `content` cannot be sent as a message/rfc822 part, or empty when it can: RFC 2046 5.2.1
+// allows only 7bit and 8bit there (no base64), so it must hold no NUL byte and no line over 998
+// octets (RFC 5322 2.1.1).
+std::string rfc822_problem(std::string_view content);
 
 // True for the headers a client may not set in "headers" (case-insensitive): those the gateway
 // writes (Date, From, To, Cc, Reply-To, Subject, Message-ID, MIME-Version, every Content-*),

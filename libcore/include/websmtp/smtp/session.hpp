@@ -107,8 +107,9 @@ class Session {
   // peer's answer for each recipient. Success means the peer answered in order: kReady when
   // the message was accepted; still in a transaction state when the peer refused part-way;
   // kDisconnected when the peer said 421 (closing). A failure is a broken connection.
-  // A recipient with a UTF-8 address (every recipient, when the sender has one) is never sent
-  // to a peer that does not offer SMTPUTF8: its reply is permanent with reason
+  // A recipient with a UTF-8 address (every recipient, when the sender has one or the header
+  // section holds raw UTF-8) is never sent to a peer that does not offer SMTPUTF8: its reply is
+  // permanent with reason
   // kSmtputf8Required, and the others go without it (RFC 6531 3.4).
   Status send(const Envelope& env, std::string_view message, std::vector<Reply>& replies);
   // RSET: from a refused transaction back to kReady.
@@ -168,6 +169,9 @@ bool has_utf8(std::string_view text);
 // Whether a transaction needs SMTPUTF8: a UTF-8 sender or recipient, or raw UTF-8 in the header
 // section (RFC 6532), as build_message() writes for a UTF-8 address in To or Cc.
 bool transaction_needs_smtputf8(const Envelope& env, std::string_view message);
+// Whether the message's header section holds raw UTF-8 (RFC 6532): then the whole transaction
+// needs SMTPUTF8, whichever recipients it has.
+bool header_needs_smtputf8(std::string_view message);
 
 // Dot-stuffs the message and appends the terminating ".\r\n" (RFC 5321 4.5.2).
 void append_dot_stuffed(std::string& out, std::string_view message);
