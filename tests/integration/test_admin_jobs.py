@@ -180,6 +180,10 @@ class CancelTest(AdminTestCase):
         self.assertEqual(rc, 1)
         self.assertIn("already_completed", err)
         self.assertEqual(self.admin_json("POST", "/admin/retry"), {"retried": 0})  # nothing comes back
+        # The cancelled recipient is counted as failed, as a suppressed one is (no SMTP attempt).
+        self.assertEqual(q["failed_total"], 1)
+        metrics = self.admin("GET", "/metrics").body.decode()
+        self.assertIn('websmtp_deliveries_total{outcome="failed",class="none"} 1\n', metrics)
 
     def test_cancel_of_a_job_out_with_a_worker_wins(self):
         # hold-data: the attempt is on the wire until the test releases the peer's reply.
@@ -190,6 +194,13 @@ class CancelTest(AdminTestCase):
                               what="the job to be listed in flight")
         self.assertEqual([j["ref"] for j in inflight], [ref])
         self.assertTrue(inflight[0]["in_flight"])
+        # Out with a worker: in flight only, in every figure and listing.
+        q = self.daemon.queue()
+        self.assertEqual((q["queued"], q["in_flight"], q["deferred"], q["oldest_queued_age_s"]), (0, 1, 0, 0))
+        self.assertEqual(self.admin_json("GET", "/admin/jobs?state=queued")["jobs"], [])
+        metrics = self.admin("GET", "/metrics").body.decode()
+        self.assertIn('websmtp_queue_jobs{state="queued"} 0\n', metrics)
+        self.assertIn('websmtp_queue_jobs{state="in_flight"} 1\n', metrics)
         doc = self.admin_json("POST", "/admin/jobs/%s/cancel" % ref)
         self.assertEqual(doc["status"], "completed")
         self.peer.release()
@@ -233,6 +244,57 @@ class SuppressionTest(AdminTestCase):
         self.assertEqual(self.recipient(doc, "ok-s1@example.net")["state"], "delivered")
         self.assertEqual(len([e for e in self.peer.rcpt_events() if e["address"].lower() == "reject-s1@example.net"]), 1)
 
+    def test_a_5_1_x_to_the_end_of_data_suppresses_nobody(self):
+        self.start()
+        ref = self.daemon.submit(mail(to=["datareject-s3@example.net", "ok-s3@example.net"]))
+        doc = self.daemon.wait_completed(ref)
+        for r in doc["recipients"]:
+            self.assertEqual((r["state"], r["smtp_code"]), ("failed", 550))
+        # A RCPT refusal of another mailbox in a later job is still recorded: then the list is
+        # known to be written, and holds only that one.
+        self.daemon.wait_completed(self.daemon.submit(mail(to=["reject-s3@example.net"])))
+        listed = wait_until(lambda: self.admin_json("GET", "/admin/suppressions")["suppressions"], 10,
+                            what="the RCPT refusal to be suppressed")
+        self.assertEqual([s["address"] for s in listed], ["reject-s3@example.net"])
+
+    def test_one_suppression_per_mailbox_whatever_the_domain_spelling(self):
+        self.start()
+        r = self.admin("PUT", "/admin/suppressions/Bob@B%C3%9CCHER.example")
+        self.assertEqual(r.status, 201, r.body)
+        entry = r.json()
+        self.assertEqual((entry["address"], entry["reason"]), ("bob@xn--bcher-kva.example", "manual"))
+        self.assertIsInstance(entry["created"], int)
+        for spelling in ("bob@b%C3%BCcher.example", "BOB@xn--bcher-kva.example"):
+            r = self.admin("PUT", "/admin/suppressions/" + spelling)
+            self.assertEqual((r.status, r.json()), (200, entry))
+        listed = self.admin_json("GET", "/admin/suppressions")["suppressions"]
+        self.assertEqual([s["address"] for s in listed], ["bob@xn--bcher-kva.example"])
+        ref = self.daemon.submit(mail(to=["bob@b\u00fccher.example", "ok-s4@example.net"]))
+        doc = self.daemon.wait_completed(ref)
+        self.assertEqual(self.recipient(doc, "bob@b\u00fccher.example")["reason"], "suppressed")
+        self.assertFalse(self.rcpts_to("bob@xn--bcher-kva.example"))
+        # An automatic one (a RCPT 5.1.1) under the A-labels matches the U-label spelling too.
+        self.daemon.wait_completed(self.daemon.submit(mail(to=["reject-s4@xn--bcher-kva.example"])))
+        wait_until(lambda: len(self.admin_json("GET", "/admin/suppressions")["suppressions"]) == 2, 10,
+                   what="the bounce to be suppressed")
+        ref = self.daemon.submit(mail(to=["Reject-S4@B\u00dcCHER.example"]))
+        self.assertEqual(self.daemon.wait_completed(ref)["recipients"][0]["reason"], "suppressed")
+        self.assertEqual(self.admin("DELETE", "/admin/suppressions/bob@b%C3%BCcher.example").status, 204)
+
+    def test_put_answers_the_stored_entry_and_refuses_unknown_fields(self):
+        self.start()
+        self.daemon.wait_completed(self.daemon.submit(mail(to=["reject-s5@example.net"])))
+        bounce = wait_until(lambda: self.admin_json("GET", "/admin/suppressions")["suppressions"], 10,
+                            what="the bounce to be suppressed")[0]
+        r = self.admin("PUT", "/admin/suppressions/reject-s5@example.net")
+        self.assertEqual((r.status, r.json()), (200, bounce))  # a bounce stays a bounce
+        self.assertEqual(r.json()["reason"], "bounce")
+        r = self.daemon.request("PUT", "/admin/suppressions/new-s5@example.net", body=b'{"reason": "x"}', admin=True)
+        self.assertJsonError(r, 400, "unknown_field", "reason")
+        r = self.daemon.request("PUT", "/admin/suppressions/new-s5@example.net", body=b"{}", admin=True)
+        self.assertEqual(r.status, 201, r.body)
+        self.assertEqual(sorted(r.json()), ["address", "created", "reason"])
+
     def test_manual_suppressions_through_the_api_and_websmtpctl(self):
         self.start()
         r = self.admin("PUT", "/admin/suppressions/Manual+tag@Example.NET")
@@ -264,6 +326,15 @@ class SuppressionTest(AdminTestCase):
         self.assertEqual(self.daemon.wait_completed(ref)["recipients"][0]["state"], "delivered")
 
 
+class AdminTokenTest(AdminTestCase):
+
+    def test_a_401_carries_one_www_authenticate(self):
+        self.daemon = self.start_daemon(DELIVERY="sandbox", ADMIN_TOKEN="t0ken-for-the-admin-api")
+        r = self.admin("GET", "/admin/queue")
+        self.assertJsonError(r, 401, "unauthorized")
+        self.assertEqual(r.headers.get_all("WWW-Authenticate"), ["Bearer"])
+
+
 class JobsListTest(AdminTestCase):
 
     def test_bad_parameters_and_unknown_refs(self):
@@ -277,6 +348,13 @@ class JobsListTest(AdminTestCase):
             self.assertJsonError(self.admin(method, path), 404, "unknown_ref")
         self.assertJsonError(self.admin("GET", "/admin/jobs/not-a-ref"), 400, "invalid_ref", "ref")
         self.assertJsonError(self.admin("POST", "/admin/jobs/%s/explode" % unknown), 404, "not_found")
+        # The other method on a job's paths: 405 naming the one they answer.
+        for method, path, allow in (("GET", "/admin/jobs/%s/cancel" % unknown, "POST"),
+                                    ("GET", "/admin/jobs/%s/retry" % unknown, "POST"),
+                                    ("POST", "/admin/jobs/%s" % unknown, "GET, HEAD")):
+            r = self.admin(method, path)
+            self.assertJsonError(r, 405, "method_not_allowed")
+            self.assertEqual(r.headers.get_all("Allow"), [allow])
         rc, out, err = self.ctl("show", unknown)
         self.assertEqual(rc, 1)
         self.assertIn("unknown_ref", err)
