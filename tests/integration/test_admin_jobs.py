@@ -310,6 +310,13 @@ class SuppressionTest(AdminTestCase):
         self.assertIn("cli@example.net", out)
         self.assertEqual(sorted(s["address"] for s in self.ctl_json("suppress", "list")["suppressions"]),
                          ["cli@example.net", "manual+tag@example.net"])
+        # Columns line up on display width, whatever the bytes of a UTF-8 address.
+        rc, out, err = self.ctl("suppress", "add", "\u00e9l\u00e8ve@example.net")
+        self.assertEqual(rc, 0, err)
+        rc, out, err = self.ctl("suppress", "list")
+        rows = [line for line in out.splitlines() if "@example.net" in line]
+        self.assertEqual(len({line.rindex("manual") for line in rows}), 1, out)
+        self.assertEqual(self.admin("DELETE", "/admin/suppressions/%C3%A9l%C3%A8ve@example.net").status, 204)
 
         ref = self.daemon.submit(mail(to=["manual+tag@example.net"]))
         doc = self.daemon.wait_completed(ref)
@@ -358,6 +365,10 @@ class JobsListTest(AdminTestCase):
         rc, out, err = self.ctl("show", unknown)
         self.assertEqual(rc, 1)
         self.assertIn("unknown_ref", err)
+        # With --json the server's error is printed as it came, on stdout; the exit code is the same.
+        rc, out, err = self.ctl("show", unknown, "--json")
+        self.assertEqual(rc, 1)
+        self.assertEqual(json.loads(out)["code"], "unknown_ref")
         rc, out, err = self.ctl("jobs", "--state", "paused")
         self.assertEqual(rc, 2)
         rc, out, err = self.ctl("retry")
