@@ -4,6 +4,7 @@ pause and resume (which survives a restart), suppressions (manual, and after a 5
 each through the HTTP API and through websmtpctl."""
 
 import json
+import socket
 import subprocess
 import threading
 import time
@@ -154,6 +155,24 @@ class RetryTest(AdminTestCase):
             self.assertEqual(self.daemon.wait_completed(ref)["recipients"][0]["state"], "delivered")
         self.assertEqual(self.admin_json("POST", "/admin/retry"), {"retried": 0})
         self.assertEqual(self.daemon.queue()["deferred"], 0)
+
+
+class ShowTest(AdminTestCase):
+
+    def test_show_prints_a_dash_for_an_attempt_without_reply_or_host(self):
+        with socket.socket() as probe:  # a loopback port nobody listens on: the connect is refused
+            probe.bind(("127.0.0.1", 0))
+            closed = probe.getsockname()[1]
+        env = dict(NO_AUTO_RETRY, DELIVERY="relay", SMTP_SERVER="127.0.0.1", SMTP_PORT=str(closed), SMTP_TLS="none")
+        self.daemon = self.start_daemon(**env)
+        ref = self.daemon.submit(mail(to=["nobody-h1@example.net"]))
+        self.wait_deferred(ref)
+        attempt = self.recipient(self.admin_json("GET", "/admin/jobs/%s" % ref), "nobody-h1@example.net")["history"][0]
+        self.assertEqual((attempt["smtp_code"], attempt["host"]), (0, None))
+        rc, out, err = self.ctl("show", ref)
+        self.assertEqual(rc, 0, err)
+        row = out.split("attempts for nobody-h1@example.net:\n", 1)[1].splitlines()[0]
+        self.assertRegex(row, r"^    \S.*  - .*  \(-\)$")
 
 
 class CancelTest(AdminTestCase):
