@@ -32,6 +32,16 @@ OptionDoc describe_option(const CLI::Option& option) {
   doc.required = option.get_required();
   doc.type_name = doc.takes_value ? option.get_type_name() : std::string();
   doc.takes_path = doc.takes_value && is_path_option(option, doc.type_name);
+  // CLI11 appends each check's description to the type name; IsMember's is "{a,b,c}".
+  if (auto open = doc.type_name.find(":{"); open != std::string::npos) {
+    auto close = doc.type_name.find('}', open);
+    std::string list = doc.type_name.substr(open + 2, close == std::string::npos ? std::string::npos : close - open - 2);
+    for (std::size_t at = 0; at <= list.size();) {
+      std::size_t comma = std::min(list.find(',', at), list.size());
+      if (comma > at) doc.choices.push_back(list.substr(at, comma - at));
+      at = comma + 1;
+    }
+  }
   doc.description = option.get_description();
   doc.default_value = option.get_default_str();
   doc.envname = option.get_envname();
@@ -165,6 +175,18 @@ void add_help_texts(CLI::App& app) {
     // A command's own footer (usage notes) stays first; the examples follow it.
     const std::string own = command->get_footer();
     command->footer(own.empty() ? std::string(example.text) : own + "\n" + example.text);
+  }
+  // A command's --help lists its own options only: say which global ones it also takes.
+  const std::string globals =
+      "Global options (before or after the command): --json, --server URL, --admin URL, --api-key KEY,\n"
+      "--admin-token TOKEN, --timeout SECONDS; see 'websmtpctl --help'.";
+  std::vector<CLI::App*> pending = app.get_subcommands([](CLI::App*) { return true; });
+  while (!pending.empty()) {
+    CLI::App* command = pending.back();
+    pending.pop_back();
+    const std::string own = command->get_footer();
+    command->footer(own.empty() ? globals : own + "\n\n" + globals);
+    for (auto* sub : command->get_subcommands([](CLI::App*) { return true; })) pending.push_back(sub);
   }
 }
 

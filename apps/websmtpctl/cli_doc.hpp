@@ -18,6 +18,8 @@ struct OptionDoc {
   bool takes_path = false;  // its value is a file or directory (completed as one)
   bool required = false;
   std::string type_name;  // "URL", "SECONDS", ...
+  // The fixed values its check accepts (CLI::IsMember: "TEXT:{a,b}" in its type name), if any.
+  std::vector<std::string> choices;
   std::string description;
   std::string default_value;
   std::string envname;

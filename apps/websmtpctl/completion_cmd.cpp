@@ -37,7 +37,7 @@ bool is_plain_word(const std::string& word) {
 // lets global options follow a subcommand, its ancestors'), which options take a value, and
 // which take a path.
 std::string spec_arm(const CommandDoc& command, const std::vector<const CommandDoc*>& ancestors) {
-  std::vector<std::string> subs, opts, vals, paths;
+  std::vector<std::string> subs, opts, vals, paths, choices;
   std::set<std::string> seen;
   for (const auto& s : command.subcommands) {
     if (is_plain_word(s)) subs.push_back(s);
@@ -50,13 +50,18 @@ std::string spec_arm(const CommandDoc& command, const std::vector<const CommandD
         opts.push_back(name);
         if (option.takes_value) vals.push_back(name);
         if (option.takes_path) paths.push_back(name);
+        // "--state=queued,in_flight,...": the values offered after that option.
+        std::string fixed;
+        for (const auto& c : option.choices)
+          if (is_plain_word(c)) fixed += (fixed.empty() ? "" : ",") + c;
+        if (!fixed.empty()) choices.push_back(name + "=" + fixed);
       }
     }
   };
   add(command);
   for (auto it = ancestors.rbegin(); it != ancestors.rend(); ++it) add(**it);
   return "    '" + join_words(command.path) + "')\n      subs='" + join_words(subs) + "'\n      opts='" +
-         join_words(opts) + "'\n      vals='" + join_words(vals) + "'\n      paths='" + join_words(paths) + "' ;;\n";
+         join_words(opts) + "'\n      vals='" + join_words(vals) + "'\n      paths='" + join_words(paths) + "'\n      choices='" + join_words(choices) + "' ;;\n";
 }
 
 std::string bash_script(const CLI::App& root) {
@@ -85,13 +90,13 @@ std::string bash_script(const CLI::App& root) {
          "_spec() {\n"
          "  case \"$1\" in\n" +
          arms +
-         "    *) subs='' opts='' vals='' paths='' ;;\n"
+         "    *) subs='' opts='' vals='' paths='' choices='' ;;\n"
          "  esac\n"
          "}\n\n" +
          fn +
          "() {\n"
          "  local cur=\"${COMP_WORDS[COMP_CWORD]}\" prev=\"${COMP_WORDS[COMP_CWORD-1]}\"\n"
-         "  local path='' word i skip=0 subs opts vals paths\n"
+         "  local path='' word i skip=0 subs opts vals paths choices entry\n"
          "  # Walk the words before the cursor: commands deepen the path, options that take a value\n"
          "  # swallow the next word.\n"
          "  for ((i = 1; i < COMP_CWORD; i++)); do\n"
@@ -107,11 +112,15 @@ std::string bash_script(const CLI::App& root) {
          "  " + fn + "_spec \"$path\"\n"
          "  if ((skip)); then\n"
          "    # The word under the cursor is the value of $prev.\n"
+         "    COMPREPLY=()\n"
          "    if [[ \" $paths \" == *\" $prev \"* ]]; then\n"
          "      COMPREPLY=($(compgen -f -- \"$cur\"))\n"
-         "    else\n"
-         "      COMPREPLY=()\n"
          "    fi\n"
+         "    for entry in $choices; do\n"
+         "      [[ \"$entry\" == \"$prev=\"* ]] || continue\n"
+         "      entry=\"${entry#*=}\"\n"
+         "      COMPREPLY=($(compgen -W \"${entry//,/ }\" -- \"$cur\"))\n"
+         "    done\n"
          "    return 0\n"
          "  fi\n"
          "  if [[ \"$cur\" == -* ]]; then\n"
@@ -129,6 +138,14 @@ std::string bash_script(const CLI::App& root) {
 Subcommand setup_completion(CLI::App& app) {
   auto* completion = app.add_subcommand("completion", "Print a shell completion script");
   completion->require_subcommand(1);
+  // Another shell's name is a usage error that says what there is, not "unexpected argument".
+  completion
+      ->add_option("shell", "The shell (only bash)")
+      ->check(CLI::Validator(
+          [](std::string& shell) {
+            return shell == "bash" ? std::string() : "only bash is supported: websmtpctl completion bash";
+          },
+          "", "shell"));
   auto* bash = completion->add_subcommand("bash", "Print the bash completion script for websmtpctl");
   const CLI::App* root = &app;
   return {bash, [root] {

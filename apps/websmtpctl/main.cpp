@@ -47,6 +47,7 @@ int main(int argc, char** argv) {
     return app.exit(e) == 0 ? kExitOk : kExitUsage;
   }
 
+  set_json_errors(global.json);
   try {
     for (const auto& command : commands) {
       if (command.app->parsed()) return command.run();

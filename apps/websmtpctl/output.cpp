@@ -35,6 +35,19 @@ std::string scalar_text(const nlohmann::json& value) {
 
 }  // namespace
 
+std::size_t display_width(std::string_view text) {
+  return static_cast<std::size_t>(
+      std::count_if(text.begin(), text.end(), [](char c) { return (static_cast<unsigned char>(c) & 0xC0) != 0x80; }));
+}
+
+namespace {
+// Spaces that bring `text` to `columns` display columns.
+std::string padding(std::string_view text, std::size_t columns) {
+  const std::size_t w = display_width(text);
+  return std::string(columns > w ? columns - w : 0, ' ');
+}
+}  // namespace
+
 void print_error(std::string_view message) { std::cerr << "websmtpctl: " << message << '\n'; }
 
 int report_failure(const HttpFailure& failure, const Url& url) {
@@ -55,9 +68,19 @@ int report_failure(const HttpFailure& failure, const Url& url) {
   return kExitRefused;
 }
 
+namespace {
+bool json_errors = false;
+}  // namespace
+
+void set_json_errors(bool on) { json_errors = on; }
+
 int report_refusal(const HttpResponse& response) {
   const auto answer = parse_json_object(response.body);
   if (!answer || (!answer->contains("error") && !answer->contains("code"))) return report_unexpected(response);
+  if (json_errors) {
+    std::cout << answer->dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) << '\n' << std::flush;
+    return kExitRefused;
+  }
 
   std::string line =
       printable_excerpt(json_string(*answer, "error", "HTTP " + std::to_string(response.status)), std::string::npos);
@@ -226,12 +249,12 @@ std::string format_status(const nlohmann::json& status, const std::string& ref) 
   std::size_t address_width = 0;
   std::size_t state_width = 0;
   for (const auto& row : rows) {
-    address_width = std::max(address_width, row.address.size());
-    state_width = std::max(state_width, row.state.size());
+    address_width = std::max(address_width, display_width(row.address));
+    state_width = std::max(state_width, display_width(row.state));
   }
   for (const auto& row : rows) {
-    std::string line = "  " + row.address + std::string(address_width - row.address.size(), ' ') + "  " + row.state;
-    if (!row.rest.empty()) line += std::string(state_width - row.state.size(), ' ') + row.rest;
+    std::string line = "  " + row.address + padding(row.address, address_width) + "  " + row.state;
+    if (!row.rest.empty()) line += padding(row.state, state_width) + row.rest;
     out += line + '\n';
   }
   return out;
@@ -252,9 +275,9 @@ std::string format_queue(const nlohmann::json& queue) {
   }
 
   std::size_t width = 0;
-  for (const auto& row : rows) width = std::max(width, row.first.size());
+  for (const auto& row : rows) width = std::max(width, display_width(row.first));
   std::string out;
-  for (const auto& [key, value] : rows) out += key + std::string(width - key.size(), ' ') + "  " + value + '\n';
+  for (const auto& [key, value] : rows) out += key + padding(key, width) + "  " + value + '\n';
   return out;
 }
 
@@ -262,13 +285,13 @@ std::string format_table(const std::vector<std::vector<std::string>>& rows) {
   std::vector<std::size_t> width;
   for (const auto& r : rows) {
     if (width.size() < r.size()) width.resize(r.size(), 0);
-    for (std::size_t i = 0; i < r.size(); ++i) width[i] = std::max(width[i], r[i].size());
+    for (std::size_t i = 0; i < r.size(); ++i) width[i] = std::max(width[i], display_width(r[i]));
   }
   std::string out;
   for (const auto& r : rows) {
     for (std::size_t i = 0; i < r.size(); ++i) {
       out += r[i];
-      if (i + 1 < r.size()) out += std::string(width[i] - r[i].size() + 2, ' ');
+      if (i + 1 < r.size()) out += padding(r[i], width[i] + 2);
     }
     out += '\n';
   }
@@ -323,9 +346,11 @@ std::string format_job(const nlohmann::json& job) {
       out += "  attempts for " + printable_excerpt(json_string(r, "address"), kExcerptBytes) + ":\n";
       for (const auto& a : *history) {
         std::string host = json_string(a, "host");
-        out += "    " + format_local_time(json_int(a, "time")) + "  " + std::to_string(json_int(a, "smtp_code")) + " " +
-               printable_excerpt(json_string(a, "smtp_reply"), kExcerptBytes) +
-               (host.empty() ? std::string() : "  (" + printable_excerpt(host, 100) + ")") + '\n';
+        // "-": no SMTP reply (code 0: the connection failed, timed out), no host answered.
+        const auto code = json_int(a, "smtp_code");
+        out += "    " + format_local_time(json_int(a, "time")) + "  " + (code ? std::to_string(code) : "-") + " " +
+               printable_excerpt(json_string(a, "smtp_reply"), kExcerptBytes) + "  (" +
+               (host.empty() ? std::string("-") : printable_excerpt(host, 100)) + ")" + '\n';
       }
     }
   }

@@ -24,6 +24,9 @@ int report_failure(const HttpFailure& failure, const Url& url);
 // Prints "<error> (<code>, field <field>)" from a 4xx/5xx JSON error, or the
 // "unexpected answer" line when the body is not one; returns kExitRefused.
 int report_refusal(const HttpResponse& response);
+// With --json, report_refusal() prints the server's JSON error as it came, on stdout (what a
+// script reads); the exit code is the same. Set once, after parsing.
+void set_json_errors(bool on);
 
 // Prints "unexpected answer (HTTP n): <first 200 bytes>"; returns kExitRefused.
 int report_unexpected(const HttpResponse& response);
@@ -36,6 +39,11 @@ void print_json_answer(const HttpResponse& response);
 
 // Up to max_bytes of text, control characters replaced, safe to print on one line.
 std::string printable_excerpt(std::string_view text, std::size_t max_bytes);
+
+// Code points in a UTF-8 string: the columns it takes (each code point counted as one column:
+// what is shown is ASCII, block characters and printable_excerpt() output). Tables pad by it,
+// so that a non-ASCII address does not push its row's columns left.
+std::size_t display_width(std::string_view text);
 
 // Lenient accessors: a missing field or one of the wrong type yields the fallback, so an
 // older or newer server never makes the client throw.

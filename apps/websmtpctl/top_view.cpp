@@ -108,7 +108,7 @@ std::vector<FailureRow> failure_rows(const nlohmann::json& job, const std::strin
       row.smtp_code = json_int(last, "smtp_code", row.smtp_code);
       row.reply = json_string(last, "smtp_reply");
     }
-    if (row.reply.empty()) row.reply = json_string(r, "reason");
+    row.reason = json_string(r, "reason");
     rows.push_back(std::move(row));
   }
   return rows;
@@ -160,11 +160,6 @@ std::string sparkline(const std::vector<double>& values, std::size_t width, bool
     }
   }
   return out;
-}
-
-std::size_t display_width(std::string_view text) {
-  return static_cast<std::size_t>(
-      std::count_if(text.begin(), text.end(), [](char c) { return (static_cast<unsigned char>(c) & 0xC0) != 0x80; }));
 }
 
 std::string fit_to_width(std::string_view text, std::size_t columns) {
@@ -256,8 +251,11 @@ std::vector<std::string> render_screen(const TopFrame& frame, std::size_t width,
         ref = "..." + ref.substr(ref.size() - kShortRef);
       }
       lines.push_back(head + ref);
-      const std::string code = row.smtp_code > 0 ? std::to_string(row.smtp_code) + " " : std::string();
-      lines.push_back(std::string(12, ' ') + code + printable_excerpt(row.reply, 400));
+      // "reason: code reply": the reason tells a cancel or a suppression from the peer's refusal.
+      std::string why = row.smtp_code > 0 ? std::to_string(row.smtp_code) + " " : std::string();
+      why += printable_excerpt(row.reply, 400);
+      if (!row.reason.empty()) why = printable_excerpt(row.reason, 40) + (why.empty() ? "" : ": " + why);
+      lines.push_back(std::string(12, ' ') + why);
     }
   }
 

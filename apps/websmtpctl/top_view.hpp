@@ -13,6 +13,8 @@
 
 #include <nlohmann/json_fwd.hpp>
 
+#include "output.hpp"
+
 namespace websmtp::ctl {
 
 struct QueueFigures {
@@ -54,7 +56,8 @@ struct FailureRow {
   std::int64_t time = 0;  // Unix seconds of the failure (or of the submit when unknown)
   std::string address;
   std::int64_t smtp_code = 0;
-  std::string reply;  // the SMTP reply text, else the reason ("expired", "suppressed", ...)
+  std::string reason;  // why it failed: rejected, expired, cancelled, suppressed, smtputf8_required, ...
+  std::string reply;   // the last SMTP reply text, when there was one
 };
 // The failed recipients of one GET /admin/jobs/:ref answer, each with its last reply.
 std::vector<FailureRow> failure_rows(const nlohmann::json& job, const std::string& ref);
@@ -68,10 +71,7 @@ bool locale_is_utf8();
 // U+2581..U+2588, or an ASCII ramp); right-aligned, padded with spaces on the left.
 std::string sparkline(const std::vector<double>& values, std::size_t width, bool unicode);
 
-// Code points in a UTF-8 string, and the string cut to at most `columns` of them (each code
-// point counted as one column: what the screen shows is ASCII, block characters and
-// printable_excerpt() output).
-std::size_t display_width(std::string_view text);
+// The string cut to at most `columns` code points (display_width, output.hpp).
 std::string fit_to_width(std::string_view text, std::size_t columns);
 
 // "14:05:09", local time.

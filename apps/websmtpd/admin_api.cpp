@@ -74,11 +74,16 @@ void build_queue_routes(http::Router& router, service::Gateway& gateway) {
                          ctx.request.query_param("after")};
     answer(ctx, admin.jobs(q));
   });
-  // /admin/jobs/:ref (GET), /admin/jobs/:ref/retry and /admin/jobs/:ref/cancel (POST).
+  // /admin/jobs/:ref (GET), /admin/jobs/:ref/retry and /admin/jobs/:ref/cancel (POST). The
+  // other method on either path is a 405 naming the right one, as the router answers elsewhere.
   router.add("/admin/jobs/", true)
       .on(Method::kGet,
           [&admin](Context& ctx) {
-            if (ctx.param.find('/') != std::string_view::npos) return ctx.answer(no_such_route(ctx.request.path));
+            if (std::size_t slash = ctx.param.find('/'); slash != std::string_view::npos) {
+              std::string_view action = ctx.param.substr(slash + 1);
+              if (action == "retry" || action == "cancel") return ctx.answer(http::method_not_allowed_response("POST"));
+              return ctx.answer(no_such_route(ctx.request.path));
+            }
             auto body = ctx.request.query_param("body");
             answer(ctx, admin.job(ctx.param, body && (*body == "1" || *body == "true")));
           })
@@ -89,6 +94,7 @@ void build_queue_routes(http::Router& router, service::Gateway& gateway) {
         std::string ref(p.substr(0, slash));
         if (action == "retry") return admin.retry(ref, answer_later(ctx));
         if (action == "cancel") return admin.cancel(ref, answer_later(ctx));
+        if (slash == std::string_view::npos) return ctx.answer(http::method_not_allowed_response("GET, HEAD"));
         ctx.answer(no_such_route(ctx.request.path));
       });
 }
@@ -98,11 +104,9 @@ void build_suppression_routes(http::Router& router, service::AdminService& admin
   router.add("/admin/suppressions/", true)
       .on(Method::kPut,
           [&admin](Context& ctx) {
-            std::string address = decode_segment(ctx.param);
-            auto r = admin.suppress(address);
+            auto r = admin.suppress(decode_segment(ctx.param), ctx.request.body);
             if (!r) return ctx.answer(r.error());
-            nlohmann::json j = {{"address", service::Suppressions::normalize(address)}, {"reason", "manual"}};
-            ctx.answer_json(*r ? 201 : 200, j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
+            ctx.answer_json(r->second ? 201 : 200, r->first);
           })
       .on(Method::kDelete, [&admin](Context& ctx) {
         auto r = admin.unsuppress(decode_segment(ctx.param));

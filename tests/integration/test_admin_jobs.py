@@ -4,6 +4,7 @@ pause and resume (which survives a restart), suppressions (manual, and after a 5
 each through the HTTP API and through websmtpctl."""
 
 import json
+import socket
 import subprocess
 import threading
 import time
@@ -156,6 +157,24 @@ class RetryTest(AdminTestCase):
         self.assertEqual(self.daemon.queue()["deferred"], 0)
 
 
+class ShowTest(AdminTestCase):
+
+    def test_show_prints_a_dash_for_an_attempt_without_reply_or_host(self):
+        with socket.socket() as probe:  # a loopback port nobody listens on: the connect is refused
+            probe.bind(("127.0.0.1", 0))
+            closed = probe.getsockname()[1]
+        env = dict(NO_AUTO_RETRY, DELIVERY="relay", SMTP_SERVER="127.0.0.1", SMTP_PORT=str(closed), SMTP_TLS="none")
+        self.daemon = self.start_daemon(**env)
+        ref = self.daemon.submit(mail(to=["nobody-h1@example.net"]))
+        self.wait_deferred(ref)
+        attempt = self.recipient(self.admin_json("GET", "/admin/jobs/%s" % ref), "nobody-h1@example.net")["history"][0]
+        self.assertEqual((attempt["smtp_code"], attempt["host"]), (0, None))
+        rc, out, err = self.ctl("show", ref)
+        self.assertEqual(rc, 0, err)
+        row = out.split("attempts for nobody-h1@example.net:\n", 1)[1].splitlines()[0]
+        self.assertRegex(row, r"^    \S.*  - .*  \(-\)$")
+
+
 class CancelTest(AdminTestCase):
 
     def test_cancel_of_a_deferred_job_fails_what_is_not_delivered(self):
@@ -180,6 +199,10 @@ class CancelTest(AdminTestCase):
         self.assertEqual(rc, 1)
         self.assertIn("already_completed", err)
         self.assertEqual(self.admin_json("POST", "/admin/retry"), {"retried": 0})  # nothing comes back
+        # The cancelled recipient is counted as failed, as a suppressed one is (no SMTP attempt).
+        self.assertEqual(q["failed_total"], 1)
+        metrics = self.admin("GET", "/metrics").body.decode()
+        self.assertIn('websmtp_deliveries_total{outcome="failed",class="none"} 1\n', metrics)
 
     def test_cancel_of_a_job_out_with_a_worker_wins(self):
         # hold-data: the attempt is on the wire until the test releases the peer's reply.
@@ -190,6 +213,13 @@ class CancelTest(AdminTestCase):
                               what="the job to be listed in flight")
         self.assertEqual([j["ref"] for j in inflight], [ref])
         self.assertTrue(inflight[0]["in_flight"])
+        # Out with a worker: in flight only, in every figure and listing.
+        q = self.daemon.queue()
+        self.assertEqual((q["queued"], q["in_flight"], q["deferred"], q["oldest_queued_age_s"]), (0, 1, 0, 0))
+        self.assertEqual(self.admin_json("GET", "/admin/jobs?state=queued")["jobs"], [])
+        metrics = self.admin("GET", "/metrics").body.decode()
+        self.assertIn('websmtp_queue_jobs{state="queued"} 0\n', metrics)
+        self.assertIn('websmtp_queue_jobs{state="in_flight"} 1\n', metrics)
         doc = self.admin_json("POST", "/admin/jobs/%s/cancel" % ref)
         self.assertEqual(doc["status"], "completed")
         self.peer.release()
@@ -233,6 +263,57 @@ class SuppressionTest(AdminTestCase):
         self.assertEqual(self.recipient(doc, "ok-s1@example.net")["state"], "delivered")
         self.assertEqual(len([e for e in self.peer.rcpt_events() if e["address"].lower() == "reject-s1@example.net"]), 1)
 
+    def test_a_5_1_x_to_the_end_of_data_suppresses_nobody(self):
+        self.start()
+        ref = self.daemon.submit(mail(to=["datareject-s3@example.net", "ok-s3@example.net"]))
+        doc = self.daemon.wait_completed(ref)
+        for r in doc["recipients"]:
+            self.assertEqual((r["state"], r["smtp_code"]), ("failed", 550))
+        # A RCPT refusal of another mailbox in a later job is still recorded: then the list is
+        # known to be written, and holds only that one.
+        self.daemon.wait_completed(self.daemon.submit(mail(to=["reject-s3@example.net"])))
+        listed = wait_until(lambda: self.admin_json("GET", "/admin/suppressions")["suppressions"], 10,
+                            what="the RCPT refusal to be suppressed")
+        self.assertEqual([s["address"] for s in listed], ["reject-s3@example.net"])
+
+    def test_one_suppression_per_mailbox_whatever_the_domain_spelling(self):
+        self.start()
+        r = self.admin("PUT", "/admin/suppressions/Bob@B%C3%9CCHER.example")
+        self.assertEqual(r.status, 201, r.body)
+        entry = r.json()
+        self.assertEqual((entry["address"], entry["reason"]), ("bob@xn--bcher-kva.example", "manual"))
+        self.assertIsInstance(entry["created"], int)
+        for spelling in ("bob@b%C3%BCcher.example", "BOB@xn--bcher-kva.example"):
+            r = self.admin("PUT", "/admin/suppressions/" + spelling)
+            self.assertEqual((r.status, r.json()), (200, entry))
+        listed = self.admin_json("GET", "/admin/suppressions")["suppressions"]
+        self.assertEqual([s["address"] for s in listed], ["bob@xn--bcher-kva.example"])
+        ref = self.daemon.submit(mail(to=["bob@b\u00fccher.example", "ok-s4@example.net"]))
+        doc = self.daemon.wait_completed(ref)
+        self.assertEqual(self.recipient(doc, "bob@b\u00fccher.example")["reason"], "suppressed")
+        self.assertFalse(self.rcpts_to("bob@xn--bcher-kva.example"))
+        # An automatic one (a RCPT 5.1.1) under the A-labels matches the U-label spelling too.
+        self.daemon.wait_completed(self.daemon.submit(mail(to=["reject-s4@xn--bcher-kva.example"])))
+        wait_until(lambda: len(self.admin_json("GET", "/admin/suppressions")["suppressions"]) == 2, 10,
+                   what="the bounce to be suppressed")
+        ref = self.daemon.submit(mail(to=["Reject-S4@B\u00dcCHER.example"]))
+        self.assertEqual(self.daemon.wait_completed(ref)["recipients"][0]["reason"], "suppressed")
+        self.assertEqual(self.admin("DELETE", "/admin/suppressions/bob@b%C3%BCcher.example").status, 204)
+
+    def test_put_answers_the_stored_entry_and_refuses_unknown_fields(self):
+        self.start()
+        self.daemon.wait_completed(self.daemon.submit(mail(to=["reject-s5@example.net"])))
+        bounce = wait_until(lambda: self.admin_json("GET", "/admin/suppressions")["suppressions"], 10,
+                            what="the bounce to be suppressed")[0]
+        r = self.admin("PUT", "/admin/suppressions/reject-s5@example.net")
+        self.assertEqual((r.status, r.json()), (200, bounce))  # a bounce stays a bounce
+        self.assertEqual(r.json()["reason"], "bounce")
+        r = self.daemon.request("PUT", "/admin/suppressions/new-s5@example.net", body=b'{"reason": "x"}', admin=True)
+        self.assertJsonError(r, 400, "unknown_field", "reason")
+        r = self.daemon.request("PUT", "/admin/suppressions/new-s5@example.net", body=b"{}", admin=True)
+        self.assertEqual(r.status, 201, r.body)
+        self.assertEqual(sorted(r.json()), ["address", "created", "reason"])
+
     def test_manual_suppressions_through_the_api_and_websmtpctl(self):
         self.start()
         r = self.admin("PUT", "/admin/suppressions/Manual+tag@Example.NET")
@@ -248,6 +329,13 @@ class SuppressionTest(AdminTestCase):
         self.assertIn("cli@example.net", out)
         self.assertEqual(sorted(s["address"] for s in self.ctl_json("suppress", "list")["suppressions"]),
                          ["cli@example.net", "manual+tag@example.net"])
+        # Columns line up on display width, whatever the bytes of a UTF-8 address.
+        rc, out, err = self.ctl("suppress", "add", "\u00e9l\u00e8ve@example.net")
+        self.assertEqual(rc, 0, err)
+        rc, out, err = self.ctl("suppress", "list")
+        rows = [line for line in out.splitlines() if "@example.net" in line]
+        self.assertEqual(len({line.rindex("manual") for line in rows}), 1, out)
+        self.assertEqual(self.admin("DELETE", "/admin/suppressions/%C3%A9l%C3%A8ve@example.net").status, 204)
 
         ref = self.daemon.submit(mail(to=["manual+tag@example.net"]))
         doc = self.daemon.wait_completed(ref)
@@ -264,6 +352,15 @@ class SuppressionTest(AdminTestCase):
         self.assertEqual(self.daemon.wait_completed(ref)["recipients"][0]["state"], "delivered")
 
 
+class AdminTokenTest(AdminTestCase):
+
+    def test_a_401_carries_one_www_authenticate(self):
+        self.daemon = self.start_daemon(DELIVERY="sandbox", ADMIN_TOKEN="t0ken-for-the-admin-api")
+        r = self.admin("GET", "/admin/queue")
+        self.assertJsonError(r, 401, "unauthorized")
+        self.assertEqual(r.headers.get_all("WWW-Authenticate"), ["Bearer"])
+
+
 class JobsListTest(AdminTestCase):
 
     def test_bad_parameters_and_unknown_refs(self):
@@ -277,9 +374,20 @@ class JobsListTest(AdminTestCase):
             self.assertJsonError(self.admin(method, path), 404, "unknown_ref")
         self.assertJsonError(self.admin("GET", "/admin/jobs/not-a-ref"), 400, "invalid_ref", "ref")
         self.assertJsonError(self.admin("POST", "/admin/jobs/%s/explode" % unknown), 404, "not_found")
+        # The other method on a job's paths: 405 naming the one they answer.
+        for method, path, allow in (("GET", "/admin/jobs/%s/cancel" % unknown, "POST"),
+                                    ("GET", "/admin/jobs/%s/retry" % unknown, "POST"),
+                                    ("POST", "/admin/jobs/%s" % unknown, "GET, HEAD")):
+            r = self.admin(method, path)
+            self.assertJsonError(r, 405, "method_not_allowed")
+            self.assertEqual(r.headers.get_all("Allow"), [allow])
         rc, out, err = self.ctl("show", unknown)
         self.assertEqual(rc, 1)
         self.assertIn("unknown_ref", err)
+        # With --json the server's error is printed as it came, on stdout; the exit code is the same.
+        rc, out, err = self.ctl("show", unknown, "--json")
+        self.assertEqual(rc, 1)
+        self.assertEqual(json.loads(out)["code"], "unknown_ref")
         rc, out, err = self.ctl("jobs", "--state", "paused")
         self.assertEqual(rc, 2)
         rc, out, err = self.ctl("retry")

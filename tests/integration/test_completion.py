@@ -104,6 +104,17 @@ class CompletionTest(IntegrationTestCase):
         # The word after an option that takes a value is its value: nothing to offer for a URL.
         self.assertEqual(self.complete("websmtpctl", "--admin", ""), [])
 
+    def test_fixed_values_of_an_option_are_offered(self):
+        self.assertEqual(self.complete("websmtpctl", "jobs", "--state", ""),
+                         ["completed", "deferred", "failed", "in_flight", "queued"])
+        self.assertEqual(self.complete("websmtpctl", "jobs", "--state", "in"), ["in_flight"])
+        self.assertEqual(self.complete("websmtpctl", "jobs", "--limit", ""), [])  # a number: nothing to offer
+
+    def test_another_shell_is_a_usage_error_that_says_so(self):
+        rc, out, err = run([WEBSMTPCTL, "completion", "zsh"])
+        self.assertEqual(rc, 2)
+        self.assertIn("only bash is supported", err)
+
     def test_file_options_complete_file_names(self):
         with open(os.path.join(self.dir, "body-text.txt"), "w") as f:
             f.write("x")
@@ -133,6 +144,9 @@ class ManualTest(IntegrationTestCase):
             rc, text, err = run([WEBSMTPCTL, name, "--help"])
             self.assertEqual(rc, 0, (name, err))
             self.assertRegex(text.splitlines()[0], r"\S", name)
+            # Its footer names the global options it also takes.
+            for option in ("--json", "--server", "--admin", "--api-key", "--admin-token"):
+                self.assertRegex(text.split("Global options")[-1], re.escape(option) + r"[ ,]", name)
 
     def test_man_page_is_generated_from_the_commands_and_renders(self):
         rc, roff, err = run([WEBSMTPCTL, "man"])

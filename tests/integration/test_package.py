@@ -208,11 +208,28 @@ class PackageTest(IntegrationTestCase):
         self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
         self.assertEqual(ours, [], r.stdout + r.stderr)
 
+    def test_the_conffile_names_every_optional_feature_and_tells_the_truth(self):
+        with open(self.rooted(self.env_file())) as f:
+            text = f.read()
+        self.assertNotIn("not available yet", text)
+        for key in ("AUTH_MODE", "RATE_LIMIT_IP", "TRUSTED_PROXIES", "DNS_SERVER", "MX_TLS", "DKIM_KEYS_DIR",
+                    "DKIM_DOMAIN", "DKIM_SELECTOR", "DKIM_KEY_FILE", "WEBHOOK_SECRET", "WEBHOOK_RETRY_MIN",
+                    "WEBHOOK_RETRY_MAX", "WEBHOOK_ALLOW_PRIVATE"):
+            lines = [l for l in text.splitlines() if l.startswith("#%s=" % key)]
+            self.assertEqual(len(lines), 1, key)  # commented out, one line, with what it does
+            self.assertIn("# ", lines[0].split("=", 1)[1], key)
+        # SMTP_HELO's default as websmtpd itself describes it.
+        r = subprocess.run([harness.WEBSMTPD, "--help"], capture_output=True, text=True, timeout=60)
+        helo = next(l for l in r.stdout.splitlines() if "[env SMTP_HELO]" in l)
+        self.assertIn("empty: localhost", helo)
+        self.assertRegex(text, r"\nSMTP_HELO= +# EHLO name; empty: localhost")
+
     def test_man_pages_and_completion_when_packaged(self):
         man = sorted(f for f in self.files if f.startswith("/usr/share/man/"))
         completions = sorted(f for f in self.files if "/bash-completion/" in f)
-        if not man and not completions:
-            self.skipTest("this package has no man pages or completion yet")
+        # Both are installed (the build makes them from the binary): a package without them is broken.
+        self.assertTrue(man, "the package has no manual page")
+        self.assertTrue(completions, "the package has no bash completion")
         for f in man:
             self.assertRegex(f, r"^/usr/share/man/man[1-8]/[^/]+\.[1-8](\.gz)?$")
             opener = gzip.open if f.endswith(".gz") else open

@@ -269,7 +269,7 @@ class TopActionTest(TopTestCase):
         at = next(i for i, line in enumerate(lines) if "reject-top@example.net" in line and " ref " in line)
         # The whole ref on a 120-column screen (for `websmtpctl show`), the reply on the next row.
         self.assertTrue(lines[at].endswith("ref " + ref), lines[at])
-        self.assertRegex(lines[at + 1], r"^ +550 5\.1\.1 <reject-top@example\.net>: user unknown$")
+        self.assertRegex(lines[at + 1], r"^ +rejected: 550 5\.1\.1 <reject-top@example\.net>: user unknown$")
         self.quit(top)
 
 

@@ -27,6 +27,8 @@ Recipient behaviour, from the local part of RCPT TO (case-insensitive):
     hang*       (other than hangdata*) never answered: the RCPT stalls until
                 the client goes away (a fault event with stage "rcpt" is
                 logged first)
+    datareject* 250 to RCPT, then the message is refused at the end of DATA with
+                "550 5.1.1 message refused" (a 5.1.x that is about the message)
     otherwise   250 2.1.5 Ok
 
 An accepted DATA is answered ``250 2.0.0 Ok: queued as <N>``.
@@ -275,6 +277,9 @@ class PeerHandler:
             self.log.write({"event": "fault", "mode": "hangdata-rcpt",
                             "stage": "data-end", "addresses": hung})
             await asyncio.get_running_loop().create_future()
+        if any(_local_part(a).startswith("datareject") for a in envelope.rcpt_tos):
+            self.log.write({"event": "fault", "mode": "datareject-rcpt", "stage": "data-end"})
+            return "550 5.1.1 message refused"
         record = self._message_record(envelope)
         self.log.write(record)
         return "250 2.0.0 Ok: queued as %d" % record["seq"]

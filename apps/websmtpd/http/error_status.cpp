@@ -55,6 +55,12 @@ Response error_response(const Error& e) {
   return r;
 }
 
+Response method_not_allowed_response(const std::string& allow) {
+  Response r = error_response(Error{ErrorKind::kMethodNotAllowed, "method_not_allowed", "this path answers " + allow});
+  r.add_header("Allow", allow);
+  return r;
+}
+
 Response expectation_failed_response() {
   Response r = error_response(Error{ErrorKind::kInvalid, "expectation_failed",
                                     "the only expectation served is Expect: 100-continue", "Expect"});

@@ -64,10 +64,7 @@ void Router::dispatch(Request&& request, Exchange exchange) const {
   Method m = ctx.request.method == Method::kHead ? Method::kGet : ctx.request.method;
   for (const auto& [method, handler] : ctx.route->methods)
     if (method == m) return handler(ctx);
-  Response r = error_response(
-      Error{ErrorKind::kMethodNotAllowed, "method_not_allowed", "this path answers " + ctx.route->allow});
-  r.add_header("Allow", ctx.route->allow);
-  ctx.answer(std::move(r));
+  ctx.answer(method_not_allowed_response(ctx.route->allow));
 }
 
 }  // namespace websmtp::daemon::http

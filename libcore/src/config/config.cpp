@@ -58,7 +58,7 @@ const std::vector<KeyInfo>& keys() {
        "opportunistic (STARTTLS when offered), none, starttls (required), tls (implicit)"},
       {"SMTP_TLS_VERIFY", std::string(d.smtp_tls_verify ? "true" : "false"),
        "verify the relay's certificate (true/false)"},
-      {"SMTP_HELO", "", "name sent in EHLO; empty: this host's name"},
+      {"SMTP_HELO", "", "name sent in EHLO; empty: localhost"},
       {"DATA_DIR", d.data_dir, "where the embedded SQLite store and sandbox/ live"},
       {"STORE_SYNC", d.store_sync, "SQLite synchronous mode: normal survives a process crash, full also a power loss"},
       {"STATUS_TTL", dur(d.status_ttl_s), "how long a finished job's status is kept, then 404"},

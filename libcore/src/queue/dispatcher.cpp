@@ -79,7 +79,7 @@ std::optional<job::Job> Dispatcher::take() {
   if (stopping_) return std::nullopt;
   job::Job j = std::move(ready_.front());
   ready_.pop_front();
-  out_.insert(j.seq);
+  out_.emplace(j.seq, !j.started);
   if (backlog_ && ready_.size() < options_.buffer / 2) refill_cv_.notify_one();
   return j;
 }
@@ -114,7 +114,15 @@ std::size_t Dispatcher::ready() const {
 
 std::vector<std::int64_t> Dispatcher::in_flight_seqs() const {
   std::lock_guard lock(mu_);
-  return {out_.begin(), out_.end()};
+  std::vector<std::int64_t> seqs;
+  seqs.reserve(out_.size());
+  for (const auto& [seq, first] : out_) seqs.push_back(seq);
+  return seqs;
+}
+
+std::size_t Dispatcher::in_flight_first_attempts() const {
+  std::lock_guard lock(mu_);
+  return static_cast<std::size_t>(std::count_if(out_.begin(), out_.end(), [](const auto& e) { return e.second; }));
 }
 
 void Dispatcher::set_paused(bool paused) {

@@ -11,6 +11,7 @@
 
 #include "websmtp/common/uuid.hpp"
 #include "websmtp/job/json.hpp"
+#include "websmtp/job/validation.hpp"
 #include "websmtp/service/delivery.hpp"
 
 namespace websmtp::service {
@@ -158,7 +159,13 @@ Result<std::string> AdminService::jobs(const JobsQuery& q) {
     auto out_seqs = dispatcher_.in_flight_seqs();
     std::unordered_set<std::int64_t> out(out_seqs.begin(), out_seqs.end());
     std::vector<job::Job> jobs;
-    if (page->filter) {
+    if (page->filter == store::JobFilter::kQueued || page->filter == store::JobFilter::kDeferred) {
+      // A job out with a worker is in flight only: left out here. At most out.size() rows go, so
+      // that many more are read.
+      jobs = store_.list_jobs(*page->filter, before, page->limit + 1 + out.size());
+      std::erase_if(jobs, [&](const job::Job& j) { return out.count(j.seq) > 0; });
+      if (jobs.size() > page->limit + 1) jobs.resize(page->limit + 1);
+    } else if (page->filter) {
       jobs = store_.list_jobs(*page->filter, before, page->limit + 1);
     } else {
       // in_flight: what the workers hold now, newest first, with the same cursor.
@@ -320,20 +327,36 @@ Result<std::string> AdminService::set_paused(bool paused) {
   return dump({{"paused", paused}});
 }
 
+namespace {
+json suppression_json(const store::SuppressionRecord& s) {
+  json e = {{"address", s.address}, {"reason", s.reason}, {"created", s.created}};
+  if (s.smtp_code) e["smtp_code"] = s.smtp_code;
+  if (!s.smtp_reply.empty()) e["smtp_reply"] = s.smtp_reply;
+  return e;
+}
+}  // namespace
+
 Result<std::string> AdminService::suppressions() {
   auto list = suppressions_.list();
   if (!list) return tl::unexpected(list.error());
   json out = json::array();
-  for (const auto& s : *list) {
-    json e = {{"address", s.address}, {"reason", s.reason}, {"created", s.created}};
-    if (s.smtp_code) e["smtp_code"] = s.smtp_code;
-    if (!s.smtp_reply.empty()) e["smtp_reply"] = s.smtp_reply;
-    out.push_back(std::move(e));
-  }
+  for (const auto& s : *list) out.push_back(suppression_json(s));
   return dump({{"suppressions", std::move(out)}});
 }
 
-Result<bool> AdminService::suppress(std::string_view address) { return suppressions_.add(address, clock_.now_s()); }
+Result<std::pair<std::string, bool>> AdminService::suppress(std::string_view address, std::string_view body) {
+  // The body is optional; when given it is an object with no field (none is defined yet), so
+  // that a client's misspelt field is not silently ignored.
+  if (body.find_first_not_of(" \t\r\n") != std::string_view::npos) {
+    auto doc = job::parse_json_object(body);
+    if (!doc) return tl::unexpected(doc.error());
+    for (auto it = doc->begin(); it != doc->end(); ++it)
+      return fail(ErrorKind::kInvalid, "unknown_field", "a suppression has no field \"" + it.key() + "\"", it.key());
+  }
+  auto added = suppressions_.add(address, clock_.now_s());
+  if (!added) return tl::unexpected(added.error());
+  return std::pair{dump(suppression_json(added->entry)), added->fresh};
+}
 
 Result<bool> AdminService::unsuppress(std::string_view address) { return suppressions_.remove(address); }
 

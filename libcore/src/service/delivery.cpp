@@ -142,7 +142,7 @@ void DeliveryWorkers::attempt(job::Job& j, smtp::Transport& transport) {
     if (suppressions_ && suppressions_->contains(r.address)) {
       std::int64_t now_ms = clock_.now_ms();
       fail_unattempted(r, "suppressed", now_ms / 1000);
-      metrics_.recipient_result(r, j.ref, j.submitted, now_ms);
+      metrics_.recipient_failed_unattempted(r);
       spdlog::warn("job {} {} failed (suppressed): not attempted", j.ref, r.address);
       continue;
     }
@@ -173,7 +173,9 @@ void DeliveryWorkers::attempt(job::Job& j, smtp::Transport& transport) {
     queue::apply_attempt(r, replies[k], j.submitted, now, seed, options_.retry);
     metrics_.recipient_result(r, j.ref, j.submitted, now_ms);
     history.push_back({r.address, now, r.smtp_code, r.smtp_reply, r.host});
-    if (suppressions_ && r.state == job::RecipientState::kFailed &&
+    // Only the peer's verdict on this recipient's RCPT names the mailbox: a 5.1.x to DATA or to
+    // the final dot is about the message, and suppresses nobody.
+    if (suppressions_ && r.state == job::RecipientState::kFailed && replies[k].rcpt_reply &&
         Suppressions::is_mailbox_reject(r.smtp_code, r.smtp_reply)) {
       if (auto s = suppressions_->bounced(r.address, r.smtp_code, r.smtp_reply, now)) {
         spdlog::info("{} suppressed: the mailbox was refused ({} {})", r.address, r.smtp_code, r.smtp_reply);

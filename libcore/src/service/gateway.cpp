@@ -112,6 +112,11 @@ void Gateway::outcome_committed(const store::JobUpdate& u) {
 
 bool Gateway::edit_committed(const store::JobUpdate& u) {
   metrics_.outcome_committed(u.first_attempt, u.outcome);
+  // The edit that finishes a job is a cancel: its cancelled recipients fail here, counted as a
+  // suppressed one is (no SMTP attempt).
+  if (u.outcome != store::Outcome::kPending)
+    for (const auto& r : u.recipients)
+      if (r.reason == "cancelled") metrics_.recipient_failed_unattempted(r);
   status_.outcome_committed(u);
   status_changed(u);
   if (u.outcome != store::Outcome::kPending) return dispatcher_->finished_by_edit(u.seq);
@@ -128,12 +133,18 @@ void Gateway::status_changed(const store::JobUpdate& u) {
 
 Metrics::Figures Gateway::figures(std::int64_t now) const {
   Metrics::Figures f;
+  // A job out with a worker is in flight only: neither queued nor the oldest queued one.
+  std::vector<std::int64_t> attempting;
+  if (dispatcher_) {
+    attempting = dispatcher_->in_flight_seqs();
+    f.in_flight_first = static_cast<std::int64_t>(dispatcher_->in_flight_first_attempts());
+  }
   try {
-    if (auto oldest = store_->oldest_queued_submitted())
+    if (auto oldest = store_->oldest_queued_submitted(attempting))
       f.oldest_queued_age_s = std::max<std::int64_t>(0, now / 1000 - *oldest);
   } catch (const store::StoreError&) {
   }
-  f.in_flight = dispatcher_ ? static_cast<std::int64_t>(dispatcher_->in_flight()) : 0;
+  f.in_flight = static_cast<std::int64_t>(attempting.size());
   f.workers = config_.threads;
   f.workers_busy = workers_ ? workers_->busy() : 0;
   f.paused = dispatcher_ && dispatcher_->paused();

@@ -89,6 +89,12 @@ void Metrics::recipient_result(const job::Recipient& r, std::string_view ref, st
   if (outcome != 1) attempts_.observe(static_cast<double>(r.attempts));
 }
 
+void Metrics::recipient_failed_unattempted(const job::Recipient& r) {
+  failed_total_.fetch_add(1, std::memory_order_relaxed);
+  deliveries_[2][3].inc();
+  attempts_.observe(static_cast<double>(r.attempts));
+}
+
 void Metrics::refinished(store::Outcome was, store::Outcome now) {
   if (was == now) return;
   auto gauge = [this](store::Outcome o) -> std::atomic<std::int64_t>& {
@@ -116,8 +122,16 @@ Metrics::Depth Metrics::depth() const {
           base.failed + failed_.load()};
 }
 
-nlohmann::json Metrics::queue_json(const Figures& f, std::int64_t now_ms) const {
+Metrics::Depth Metrics::depth_apart_from(const Figures& f) const {
   Depth d = depth();
+  // Clamped: an outcome leaves the gauge a moment before the dispatcher lets the job go.
+  d.queued = std::max<std::int64_t>(0, d.queued - f.in_flight_first);
+  d.deferred = std::max<std::int64_t>(0, d.deferred - (f.in_flight - f.in_flight_first));
+  return d;
+}
+
+nlohmann::json Metrics::queue_json(const Figures& f, std::int64_t now_ms) const {
+  Depth d = depth_apart_from(f);
   return {{"queued", d.queued},
           {"in_flight", f.in_flight},
           {"deferred", d.deferred},
@@ -155,7 +169,7 @@ std::string Metrics::prometheus_text(const Figures& f, std::int64_t now_ms) cons
                "outcome=\"" + std::string(kOutcomeNames[o]) + "\",class=\"" + std::string(kClassNames[c]) + "\"",
                deliveries_[o][c].value());
 
-  Depth d = depth();
+  Depth d = depth_apart_from(f);
   w.family("websmtp_queue_jobs", "gauge", "Jobs by state, as GET /admin/queue counts them.");
   w.sample("websmtp_queue_jobs", "state=\"queued\"", d.queued);
   w.sample("websmtp_queue_jobs", "state=\"in_flight\"", f.in_flight);

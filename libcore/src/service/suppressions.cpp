@@ -2,6 +2,7 @@
 
 #include <mutex>
 
+#include "websmtp/common/idn.hpp"
 #include "websmtp/common/text.hpp"
 #include "websmtp/job/validation.hpp"
 
@@ -14,13 +15,35 @@ Error unavailable() {
 }  // namespace
 
 Suppressions::Suppressions(store::Store& store) : store_(store) {
-  for (auto& s : store_.list_suppressions()) set_.insert(std::move(s.address));
+  for (auto& s : store_.list_suppressions()) {
+    std::string key = normalize(s.address);
+    if (key != s.address) {
+      // A row written before domains were stored as A-labels: rewrite it in the one form (an
+      // entry already there under that form wins, as for any second suppression of a mailbox).
+      std::string old = std::move(s.address);
+      s.address = key;
+      store_.add_suppression(s);
+      store_.remove_suppression(old);
+    }
+    set_.insert(std::move(key));
+  }
   size_ = set_.size();
 }
 
 std::string Suppressions::normalize(std::string_view address) {
-  std::string out(address);
-  for (char& c : out) c = ascii_lower(c);
+  std::size_t at = address.rfind('@');
+  std::string local(address.substr(0, at == std::string_view::npos ? address.size() : at));
+  for (char& c : local) c = ascii_lower(c);
+  if (at == std::string_view::npos) return local;
+  std::string_view domain = address.substr(at + 1);
+  auto ascii = to_ascii_domain(domain);
+  std::string out = std::move(local);
+  out += '@';
+  if (ascii) {
+    out += *ascii;
+  } else {  // not convertible (it never passed validation): lower-cased as given
+    for (char c : domain) out += ascii_lower(c);
+  }
   return out;
 }
 
@@ -51,20 +74,23 @@ Result<std::vector<store::SuppressionRecord>> Suppressions::list() {
   }
 }
 
-Result<bool> Suppressions::add(std::string_view address, std::int64_t now_s) {
+Result<Suppressions::Added> Suppressions::add(std::string_view address, std::int64_t now_s) {
   if (!job::is_valid_address(address))
     return fail(ErrorKind::kInvalid, "invalid_address", "not an email address (local@domain)", "address");
-  std::string key = normalize(address);
-  bool fresh;
+  Added added{{normalize(address), "manual", now_s, 0, {}}, false};
   try {
-    fresh = store_.add_suppression({key, "manual", now_s, 0, {}});
+    added.fresh = store_.add_suppression(added.entry);
+    if (!added.fresh) {  // the entry already there is the answer, unchanged (a bounce stays a bounce)
+      for (auto& s : store_.list_suppressions())
+        if (s.address == added.entry.address) added.entry = std::move(s);
+    }
   } catch (const store::StoreError&) {
     return tl::unexpected(unavailable());
   }
   std::unique_lock lock(mu_);
-  set_.insert(key);
+  set_.insert(added.entry.address);
   size_ = set_.size();
-  return fresh;
+  return added;
 }
 
 Result<bool> Suppressions::remove(std::string_view address) {

@@ -314,6 +314,7 @@ Status Session::transact(const Envelope& env, std::string_view message, std::vec
     for (std::size_t i = 0; i < env.recipients.size(); ++i) {
       WEBSMTP_TRY(r, read());
       replies[i] = Reply{r->code, r->text, false};
+      replies[i].rcpt_reply = true;
     }
     state_ = SessionState::kData;
     WEBSMTP_TRY(d, read());
@@ -327,6 +328,7 @@ Status Session::transact(const Envelope& env, std::string_view message, std::vec
       for (std::size_t i = 0; i < env.recipients.size() && !peer_closing_; ++i) {
         WEBSMTP_TRY(r, command("RCPT TO:<" + std::string(env.recipients[i]) + ">"));
         replies[i] = Reply{r->code, r->text, false};
+        replies[i].rcpt_reply = true;
       }
     }
   }

@@ -5,6 +5,7 @@
 #include <sqlite3.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <condition_variable>
 #include <cstring>
@@ -389,7 +390,8 @@ class SqliteStore final : public Store {
         next_due_(reader_, "SELECT min(next_at) FROM jobs WHERE next_at IS NOT NULL AND next_at > ?1"),
         // Never-started jobs are due since their submit time, so they lead the jobs_due index.
         oldest_(reader_,
-                "SELECT submitted FROM jobs WHERE next_at IS NOT NULL AND started = 0 ORDER BY next_at, seq LIMIT 1"),
+                "SELECT submitted, seq FROM jobs WHERE next_at IS NOT NULL AND started = 0 ORDER BY next_at, seq "
+                "LIMIT ?1"),
         idem_(reader_, "SELECT seq, ref, request_hash, submitted FROM jobs WHERE idem_key=?1"),
         batch_refs_(reader_, "SELECT ref FROM jobs WHERE batch=?1 ORDER BY seq"),
         checkpointer_(o.path, o.synchronous_full) {
@@ -612,10 +614,13 @@ class SqliteStore final : public Store {
     };
   }
 
-  std::optional<std::int64_t> oldest_queued_submitted() override {
+  std::optional<std::int64_t> oldest_queued_submitted(std::span<const std::int64_t> attempting = {}) override {
     std::lock_guard lock(read_mu_);
     ResetGuard g{oldest_};
-    if (oldest_.step()) return oldest_.i64(0);
+    // At most one row past the jobs being attempted (they lead the order, being the oldest due).
+    oldest_.bind(1, static_cast<std::int64_t>(attempting.size() + 1));
+    while (oldest_.step())
+      if (std::find(attempting.begin(), attempting.end(), oldest_.i64(1)) == attempting.end()) return oldest_.i64(0);
     return std::nullopt;
   }
 

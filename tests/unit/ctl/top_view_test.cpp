@@ -113,7 +113,9 @@ TEST(FailureRows, OneRowPerFailedRecipientWithItsReply) {
   EXPECT_EQ(rows[1].smtp_code, 451);
   EXPECT_EQ(rows[1].reply, "4.3.0 try later");
   EXPECT_EQ(rows[1].time, 105);
-  EXPECT_EQ(rows[2].reply, "suppressed");
+  EXPECT_EQ(rows[1].reason, "expired");
+  EXPECT_EQ(rows[2].reason, "suppressed");
+  EXPECT_EQ(rows[2].reply, "");
   EXPECT_EQ(rows[2].ref, "r1");
 }
 
@@ -153,7 +155,7 @@ TEST(RenderScreen, FillsTheScreenWithKeysOnTheLastLine) {
   f.paused = true;
   frame.figures = f;
   frame.status_line = "delivery paused";
-  frame.failures.push_back({"01a21eac-badf-74e0-8343-46dcf93d9ae2", 0, "no@example.net", 550, "5.1.1 user\r\nunknown\x1b[2J"});
+  frame.failures.push_back({"01a21eac-badf-74e0-8343-46dcf93d9ae2", 0, "no@example.net", 550, "rejected", "5.1.1 user\r\nunknown\x1b[2J"});
   const auto lines = render_screen(frame, 60, 24);
   ASSERT_EQ(lines.size(), 24u);
   EXPECT_EQ(lines[23], "p pause/resume   r retry deferred   q quit");
@@ -169,7 +171,7 @@ TEST(RenderScreen, FillsTheScreenWithKeysOnTheLastLine) {
   }
   EXPECT_TRUE(failure_shown);
   EXPECT_TRUE(std::any_of(lines.begin(), lines.end(), [](const std::string& line) {
-    return line.find("            550 5.1.1 user unknown?[2J") == 0;  // the reply on its own row, defused
+    return line.find("            rejected: 550 5.1.1 user unknown?[2J") == 0;  // reason and reply on their own row, defused
   }));
   const auto wide = render_screen(frame, 140, 24);
   EXPECT_TRUE(std::any_of(wide.begin(), wide.end(), [](const std::string& line) {

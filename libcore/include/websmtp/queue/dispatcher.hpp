@@ -15,6 +15,7 @@
 #include <optional>
 #include <string>
 #include <thread>
+#include <unordered_map>
 #include <unordered_set>
 #include <vector>
 
@@ -59,6 +60,9 @@ class Dispatcher {
   std::size_t ready() const;
   // The jobs out with a worker right now.
   std::vector<std::int64_t> in_flight_seqs() const;
+  // Of those, the ones on their first attempt (still "queued" in the store's counts; the
+  // others are still "deferred" there).
+  std::size_t in_flight_first_attempts() const;
 
   // Operator controls (admin API).
   // Paused: workers get no job (transactions in flight finish); submits and refills go on.
@@ -83,7 +87,8 @@ class Dispatcher {
   std::condition_variable work_cv_;    // workers wait here
   std::condition_variable refill_cv_;  // the refill thread waits here
   std::deque<job::Job> ready_;
-  std::unordered_set<std::int64_t> out_;    // taken by a worker, outcome not committed yet
+  // Taken by a worker, outcome not committed yet; whether it is the job's first attempt.
+  std::unordered_map<std::int64_t, bool> out_;
   std::vector<store::JobUpdate> requeued_;  // handed back, waiting for their message to be read
   bool backlog_ = true;                     // the store may hold due jobs that are not in memory
   std::uint64_t overflow_gen_ = 0;

@@ -11,6 +11,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 
 #include "websmtp/common/clock.hpp"
 #include "websmtp/common/error.hpp"
@@ -70,8 +71,9 @@ class AdminService {
   static bool stored_pause(store::Store& store);
 
   Result<std::string> suppressions();
-  // 201 (true) when new, 200 (false) when it was already there.
-  Result<bool> suppress(std::string_view address);
+  // The entry as stored (JSON) and whether it is new (201) or was already there, unchanged
+  // (200). `body` is empty or a JSON object without fields (unknown_field otherwise).
+  Result<std::pair<std::string, bool>> suppress(std::string_view address, std::string_view body);
   Result<bool> unsuppress(std::string_view address);
 
  private:

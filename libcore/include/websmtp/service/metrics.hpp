@@ -36,6 +36,9 @@ class Metrics {
   // outcome and reply class, and once final its attempts and (delivered) its latency since the
   // submit (the ref, a UUIDv7, holds the submit's millisecond; `submitted_s` when it does not).
   void recipient_result(const job::Recipient& r, std::string_view ref, std::int64_t submitted_s, std::int64_t now_ms);
+  // A recipient failed without an SMTP attempt now (suppressed, cancelled): failed_total, the
+  // failed deliveries of class "none", and its attempts so far.
+  void recipient_failed_unattempted(const job::Recipient& r);
   // A submit request refused with this error code (accepted jobs are counted by submitted()).
   void submit_refused(std::string_view code);
   // A job an operator had finished (cancelled) got its in-flight attempt's outcome: it moves
@@ -47,6 +50,9 @@ class Metrics {
   // oldest queued age, paused).
   struct Figures {
     std::int64_t in_flight = 0;
+    // Of those, the jobs on their first attempt: the store still counts them queued (the rest
+    // deferred) until the outcome is committed; the figures show each job in one state.
+    std::int64_t in_flight_first = 0;
     int workers = 0;
     int workers_busy = 0;
     std::int64_t oldest_queued_age_s = 0;
@@ -63,6 +69,8 @@ class Metrics {
     std::int64_t queued, deferred, completed, failed;
   };
   Depth depth() const;  // the gauges over their base (waits briefly for it)
+  // depth() with the jobs in flight taken out of queued and deferred (they are in flight only).
+  Depth depth_apart_from(const Figures& f) const;
 
   static constexpr std::array<double, 12> kAttemptBounds = {1, 2, 3, 4, 5, 6, 8, 10, 15, 20, 30, 50};
   static constexpr std::size_t kOutcomes = 3;  // delivered, deferred, failed

@@ -8,6 +8,9 @@
 // case-insensitive by definition; local parts may in theory be case-sensitive, but no mail
 // system in use treats Bob@ and bob@ as two people, and a suppression errs on the side of not
 // sending to someone who bounced or asked not to get mail.
+// DECISION: the domain is kept as its A-labels (common/idn.hpp), so bob@bücher.example,
+// bob@BÜCHER.example and bob@xn--bcher-kva.example are one entry, stored, listed and matched
+// in that form. Rows stored before that are rewritten in it when the list is loaded.
 #include <atomic>
 #include <cstdint>
 #include <optional>
@@ -27,6 +30,8 @@ class Suppressions {
   // Loads the list (throws StoreError when the store cannot be read).
   explicit Suppressions(store::Store& store);
 
+  // The one form of a mailbox: local part lower-cased (ASCII letters), domain as lower-case
+  // A-labels.
   static std::string normalize(std::string_view address);
   // A 5xx whose enhanced status (RFC 3463) is 5.1.x: the mailbox itself is refused (but for
   // 5.1.7 and 5.1.8, which refuse the sender's address).
@@ -35,8 +40,12 @@ class Suppressions {
   bool contains(std::string_view address) const;
 
   Result<std::vector<store::SuppressionRecord>> list();
-  // Adds a manual suppression; true when it is new. kInvalid for an address that is not one.
-  Result<bool> add(std::string_view address, std::int64_t now_s);
+  struct Added {
+    store::SuppressionRecord entry;  // as stored: the new entry, or the one already there
+    bool fresh = false;              // whether it is new
+  };
+  // Adds a manual suppression. kInvalid for an address that is not one.
+  Result<Added> add(std::string_view address, std::int64_t now_s);
   // kNotFound when the address is not suppressed.
   Result<bool> remove(std::string_view address);
   // A permanent reject of the mailbox: from now on the address is suppressed. Returns the

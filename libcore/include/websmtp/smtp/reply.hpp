@@ -25,6 +25,9 @@ struct Reply {
   // session with it was encrypted.
   std::string host;
   bool tls = false;
+  // The peer's own reply to this recipient's RCPT TO (not MAIL FROM's, DATA's or the final
+  // dot's, which are about the sender or the message): only such a reply judges the mailbox.
+  bool rcpt_reply = false;
 };
 
 }  // namespace websmtp::smtp

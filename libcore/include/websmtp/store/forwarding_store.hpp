@@ -31,7 +31,9 @@ class ForwardingStore : public Store {
   std::optional<std::int64_t> next_due_after(std::int64_t now_ms) override { return inner_->next_due_after(now_ms); }
   Counts counts() override { return inner_->counts(); }
   std::function<Counts()> counts_as_of_now() override { return inner_->counts_as_of_now(); }
-  std::optional<std::int64_t> oldest_queued_submitted() override { return inner_->oldest_queued_submitted(); }
+  std::optional<std::int64_t> oldest_queued_submitted(std::span<const std::int64_t> attempting = {}) override {
+    return inner_->oldest_queued_submitted(attempting);
+  }
   void insert_key(const ApiKeyRecord& key) override { inner_->insert_key(key); }
   bool revoke_key(std::string_view id, std::int64_t now_s) override { return inner_->revoke_key(id, now_s); }
   void note_keys_used(std::span<const std::pair<std::string, std::int64_t>> used) override {

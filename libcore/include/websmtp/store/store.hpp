@@ -221,8 +221,9 @@ class Store {
   virtual std::function<Counts()> counts_as_of_now() {
     return [c = counts()] { return c; };
   }
-  // Submit time of the oldest never-attempted job.
-  virtual std::optional<std::int64_t> oldest_queued_submitted() = 0;
+  // Submit time of the oldest never-attempted job, but for the jobs in `attempting` (out with a
+  // worker now: in flight, not queued).
+  virtual std::optional<std::int64_t> oldest_queued_submitted(std::span<const std::int64_t> attempting = {}) = 0;
   virtual std::optional<IdempotencyHit> find_idempotency(std::string_view key) = 0;
 
   // API keys (rarely written: created, revoked, last use noted now and then).
