@@ -5,6 +5,7 @@
 #include <filesystem>
 
 #include "websmtp/job/json.hpp"
+#include "websmtp/store/postgres_store.hpp"
 
 namespace websmtp::service {
 
@@ -57,12 +58,19 @@ void Gateway::start() {
   store::WriteBatcher::Options bo;
   bo.status_ttl_s = config_.status_ttl_s;
   bo.outcome_linger_ms = 2;
+  // Several nodes on one database (STORE=postgres): claims name this node and expire.
+  auto* shared = dynamic_cast<store::SharedStore*>(store_.get());
+  queue::Dispatcher::Options dopt;
+  if (shared) {
+    bo.owner = dopt.owner = config_.node_id;
+    bo.lease_ms = dopt.lease_ms = config_.lease_timeout_s * 1000;
+  }
   batcher_ = std::make_unique<store::WriteBatcher>(
       *store_, clock_, bo, [this](const store::JobUpdate& u) { outcome_committed(u); },
       [this](const store::Counts& removed) { metrics_.purged(removed); },
       // A deferral the store could not commit (full disk) is still attempted at its retry time.
       [this](store::JobUpdate& u) { return dispatcher_->requeue(u); });
-  dispatcher_ = std::make_unique<queue::Dispatcher>(*store_, clock_, queue::Dispatcher::Options{});
+  dispatcher_ = std::make_unique<queue::Dispatcher>(*store_, clock_, dopt);
   // An operator who paused delivery (during a relay outage, say) does not want a restart to
   // resume it.
   if (AdminService::stored_pause(*store_)) {
@@ -77,11 +85,40 @@ void Gateway::start() {
       SubmitService::Options{config_.max_recipients, config_.message_id_domain, 100, access_->status_tokens(),
                              dkim_.empty() ? nullptr : &dkim_},
       *store_, *batcher_, *dispatcher_, metrics_, clock_);
-  workers_ = std::make_unique<DeliveryWorkers>(
-      DeliveryWorkers::Options{config_.threads, config_.worker_nice, retry_options(config_)}, transports_, *dispatcher_,
-      *batcher_, *journal_, metrics_, clock_, suppressions_.get());
+  DeliveryWorkers::Options wopt{config_.threads, config_.worker_nice, retry_options(config_), {}};
+  if (shared)
+    wopt.on_wire = [shared, owner = config_.node_id](std::int64_t seq) {
+      try {
+        shared->note_on_wire(seq, owner);
+      } catch (const store::StoreError& e) {
+        // Only weakens duplicate flagging if this node dies during this very transaction.
+        spdlog::warn("cannot note job seq {} as on the wire: {}", seq, e.what());
+      }
+    };
+  workers_ = std::make_unique<DeliveryWorkers>(wopt, transports_, *dispatcher_, *batcher_, *journal_, metrics_, clock_,
+                                               suppressions_.get());
   workers_->start();
   longpolls_.start();
+  if (shared) shared->start_listening([this](const std::string& ref) { remote_change(ref); });
+}
+
+// Another node committed something (a shared store's LISTEN thread): new or released jobs
+// (ref empty) wake the dispatcher; a job's change drops its cached status and answers the
+// long-polls waiting on it.
+void Gateway::remote_change(const std::string& ref) {
+  if (ref.empty()) {
+    dispatcher_->wake(clock_.now_ms());
+    return;
+  }
+  status_.remote_change(ref);
+  std::optional<job::Job> j;
+  try {
+    j = store_->find(ref);
+  } catch (const store::StoreError& e) {
+    spdlog::warn("cannot read job {} changed by another node: {}", ref, e.what());
+    return;
+  }
+  if (j) longpolls_.status_changed(ref, job::job_status(*j), [&] { return status_text(*j); });
 }
 
 // Runs on the commit thread after an attempt's outcome is durable.
@@ -138,6 +175,7 @@ std::string Gateway::metrics_text() const {
 bool Gateway::stop(std::chrono::milliseconds grace) {
   if (stopped_) return true;
   stopped_ = true;
+  if (auto* shared = dynamic_cast<store::SharedStore*>(store_.get())) shared->stop_listening();
   if (counting_.joinable()) counting_.join();
   if (submit_) submit_->stop();
   longpolls_.stop();

@@ -65,6 +65,8 @@ class Gateway {
   bool edit_committed(const store::JobUpdate& u);
   void status_changed(const store::JobUpdate& u);
 
+  void remote_change(const std::string& ref);
+
   config::Config config_;
   std::unique_ptr<store::Store> store_;
   TransportFactory transports_;
