@@ -59,7 +59,7 @@ void Gateway::start() {
   bo.status_ttl_s = config_.status_ttl_s;
   bo.outcome_linger_ms = 2;
   // Several nodes on one database (STORE=postgres): claims name this node and expire.
-  auto* shared = dynamic_cast<store::SharedStore*>(store_.get());
+  auto* shared = shared_ = dynamic_cast<store::SharedStore*>(store_.get());
   queue::Dispatcher::Options dopt;
   if (shared) {
     bo.owner = dopt.owner = config_.node_id;
@@ -110,6 +110,18 @@ void Gateway::remote_change(const std::string& ref) {
     dispatcher_->wake(clock_.now_ms());
     return;
   }
+  if (ref == "=paused") {  // POST /admin/pause or /admin/resume on another node: the gateway's
+    try {
+      bool paused = AdminService::stored_pause(*store_);
+      if (paused != dispatcher_->paused())
+        spdlog::info("delivery {} by the admin API of another node", paused ? "paused" : "resumed");
+      dispatcher_->set_paused(paused);
+    } catch (const store::StoreError& e) {
+      spdlog::warn("cannot read the pause set by another node: {}", e.what());
+    }
+    return;
+  }
+  if (ref.front() == '=') return;
   status_.remote_change(ref);
   std::optional<job::Job> j;
   try {
@@ -128,7 +140,12 @@ void Gateway::outcome_committed(const store::JobUpdate& u) {
     metrics_.refinished(u.was, u.outcome);
   else
     metrics_.outcome_committed(u.first_attempt, u.outcome);
-  status_.outcome_committed(u);
+  // A shared store writes an outcome only while this node still holds the claim: the cache is
+  // refreshed from the store rather than from what may not have been written.
+  if (shared_)
+    status_.remote_change(u.ref);
+  else
+    status_.outcome_committed(u);
   dispatcher_->release(u.seq, u.next_at_ms);
   status_changed(u);
 }
@@ -175,7 +192,7 @@ std::string Gateway::metrics_text() const {
 bool Gateway::stop(std::chrono::milliseconds grace) {
   if (stopped_) return true;
   stopped_ = true;
-  if (auto* shared = dynamic_cast<store::SharedStore*>(store_.get())) shared->stop_listening();
+  if (shared_) shared_->stop_listening();
   if (counting_.joinable()) counting_.join();
   if (submit_) submit_->stop();
   longpolls_.stop();

@@ -348,7 +348,10 @@ job::Job row_to_job(const Res& r, int row, bool with_message) {
 
 std::string seq_array(std::span<const std::int64_t> seqs) {
   std::string a = "{";
-  for (std::size_t i = 0; i < seqs.size(); ++i) a += (i ? "," : "") + std::to_string(seqs[i]);
+  for (std::size_t i = 0; i < seqs.size(); ++i) {
+    if (i) a += ',';
+    a += std::to_string(seqs[i]);
+  }
   return a + "}";
 }
 
@@ -652,9 +655,14 @@ class PostgresStore final : public SharedStore {
   }
   void put_setting(std::string_view key, std::string_view value) override {
     auto conn = pool_.take();
+    Tx tx(*conn);
     conn->run("put_setting",
               "INSERT INTO settings(key, value) VALUES($1, $2) ON CONFLICT(key) DO UPDATE SET value = EXCLUDED.value",
               Params().add(key).add(value));
+    std::string what = "=";
+    what += key;
+    notify(*conn, what);
+    tx.commit();
   }
 
   void stop_listening() override {
@@ -674,7 +682,10 @@ class PostgresStore final : public SharedStore {
   // Heard by every other node when the transaction commits: "<node>\n<ref>" (ref empty: new
   // or released jobs anyone may claim).
   void notify(Conn& conn, std::string_view ref) {
-    conn.run("notify", "SELECT pg_notify($1, $2)", Params().add(kChannel).add(options_.node_id + "\n" + std::string(ref)));
+    std::string payload = options_.node_id;
+    payload += '\n';
+    payload += ref;
+    conn.run("notify", "SELECT pg_notify($1, $2)", Params().add(kChannel).add(std::move(payload)));
   }
 
   void write_inserts(Conn& conn, const Commit& c) {

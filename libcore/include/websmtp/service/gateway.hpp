@@ -15,6 +15,7 @@
 #include "websmtp/message/dkim.hpp"
 #include "websmtp/queue/dispatcher.hpp"
 #include "websmtp/queue/inflight_journal.hpp"
+#include "websmtp/store/postgres_store.hpp"
 #include "websmtp/service/caller.hpp"
 #include "websmtp/service/access.hpp"
 #include "websmtp/service/admin.hpp"
@@ -69,6 +70,7 @@ class Gateway {
 
   config::Config config_;
   std::unique_ptr<store::Store> store_;
+  store::SharedStore* shared_ = nullptr;  // store_ when it is shared by several nodes (PostgreSQL)
   TransportFactory transports_;
   const Clock& clock_;
   Metrics metrics_;
