@@ -178,6 +178,27 @@ class ClusterTest(IntegrationTestCase):
         # Answered by the wake-up, not by the end of the wait.
         self.assertLess(answer["s"], 45)
 
+    def test_pause_from_one_node_holds_every_node_and_figures_are_the_gateways(self):
+        peer = self.start_peer()
+        nodes = self.start_nodes(peer)
+        r = nodes[0].request("POST", "/admin/pause", admin=True)
+        self.assertEqual(r.status, 200, r)
+        wait_until(lambda: all(n.queue()["paused"] for n in nodes), timeout=20, what="every node paused")
+        refs = []
+        for i in range(6):
+            r = nodes[i % 3].post_send(mail(test_id="paused-%d" % i))
+            self.assertEqual(r.status, 202, r)
+            refs.append(r.json()["ref"])
+        # Any node counts the whole gateway's queue.
+        wait_until(lambda: all(n.queue()["queued"] == 6 for n in nodes), timeout=20, what="6 queued on every node")
+        self.assertEqual(peer.messages(), [])
+        r = nodes[1].request("POST", "/admin/resume", admin=True)
+        self.assertEqual(r.status, 200, r)
+        nodes[2].wait_all_completed(refs, timeout=60)
+        self.assertEqual(len(peer.messages()), 6)
+        wait_until(lambda: all(n.queue()["completed"] == 6 and not n.queue()["paused"] for n in nodes), timeout=20,
+                   what="6 completed on every node")
+
 
 if __name__ == "__main__":
     unittest.main()

@@ -176,6 +176,12 @@ Metrics::Figures Gateway::figures(std::int64_t now) const {
   f.workers = config_.threads;
   f.workers_busy = workers_ ? workers_->busy() : 0;
   f.paused = dispatcher_ && dispatcher_->paused();
+  if (shared_) {
+    try {
+      f.shared_depth = store_->counts();
+    } catch (const store::StoreError&) {
+    }
+  }
   return f;
 }
 

@@ -116,8 +116,14 @@ Metrics::Depth Metrics::depth() const {
           base.failed + failed_.load()};
 }
 
+Metrics::Depth Metrics::depth(const Figures& f) const {
+  if (!f.shared_depth) return depth();
+  const auto& c = *f.shared_depth;
+  return {c.queued, c.deferred, c.completed, c.failed};
+}
+
 nlohmann::json Metrics::queue_json(const Figures& f, std::int64_t now_ms) const {
-  Depth d = depth();
+  Depth d = depth(f);
   return {{"queued", d.queued},
           {"in_flight", f.in_flight},
           {"deferred", d.deferred},
@@ -155,7 +161,7 @@ std::string Metrics::prometheus_text(const Figures& f, std::int64_t now_ms) cons
                "outcome=\"" + std::string(kOutcomeNames[o]) + "\",class=\"" + std::string(kClassNames[c]) + "\"",
                deliveries_[o][c].value());
 
-  Depth d = depth();
+  Depth d = depth(f);
   w.family("websmtp_queue_jobs", "gauge", "Jobs by state, as GET /admin/queue counts them.");
   w.sample("websmtp_queue_jobs", "state=\"queued\"", d.queued);
   w.sample("websmtp_queue_jobs", "state=\"in_flight\"", f.in_flight);

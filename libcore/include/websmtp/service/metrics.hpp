@@ -51,6 +51,9 @@ class Metrics {
     int workers_busy = 0;
     std::int64_t oldest_queued_age_s = 0;
     bool paused = false;
+    // A store shared by several nodes: the whole gateway's queue depth, counted in the store
+    // (this node's gauges only see its own submits and outcomes).
+    std::optional<store::Counts> shared_depth;
   };
   nlohmann::json queue_json(const Figures& f, std::int64_t now_ms) const;
   // Every figure in the Prometheus text format (0.0.4), the process-wide ones included.
@@ -63,6 +66,7 @@ class Metrics {
     std::int64_t queued, deferred, completed, failed;
   };
   Depth depth() const;  // the gauges over their base (waits briefly for it)
+  Depth depth(const Figures& f) const;  // shared_depth when given, else depth()
 
   static constexpr std::array<double, 12> kAttemptBounds = {1, 2, 3, 4, 5, 6, 8, 10, 15, 20, 30, 50};
   static constexpr std::size_t kOutcomes = 3;  // delivered, deferred, failed
