@@ -199,6 +199,39 @@ class ClusterTest(IntegrationTestCase):
         wait_until(lambda: all(n.queue()["completed"] == 6 and not n.queue()["paused"] for n in nodes), timeout=20,
                    what="6 completed on every node")
 
+    def test_a_postgresql_restart_is_survived(self):
+        peer = self.start_peer()
+        nodes = self.start_nodes(peer, count=2)
+        refs = []
+        for i in range(4):
+            r = nodes[i % 2].post_send(mail(test_id="before-%d" % i))
+            self.assertEqual(r.status, 202, r)
+            refs.append(r.json()["ref"])
+        nodes[0].wait_all_completed(refs, timeout=60)
+        self.pg.stop()
+        # No 202 without a commit: the store is away.
+        for i in range(4):
+            r = nodes[i % 2].post_send(mail(test_id="during-%d" % i))
+            self.assertJsonError(r, 503)
+        self.pg.restart()
+        accepted = {}
+
+        def submit_ok(node, test_id):
+            r = node.post_send(mail(test_id=test_id))
+            if r.status == 202:
+                accepted[test_id] = r.json()["ref"]
+                return True
+            self.assertJsonError(r, 503)
+            return False
+        for i, node in enumerate(nodes):
+            wait_until(lambda: submit_ok(node, "after-%d-%d" % (i, len(accepted))), timeout=30,
+                       what="node %d accepting again" % i)
+        nodes[1].wait_all_completed(list(accepted.values()), timeout=60)
+        by_id = messages_by_test_id(peer)
+        for test_id in accepted:
+            self.assertEqual(len(by_id.get(test_id, [])), 1, test_id)
+        self.assertFalse(any(k.startswith("during-") for k in by_id))
+
 
 if __name__ == "__main__":
     unittest.main()

@@ -256,10 +256,13 @@ class Pool {
   Lease take() {
     std::unique_lock lock(mu_);
     cv_.wait(lock, [&] { return !idle_.empty() || open_ < max_; });
-    if (!idle_.empty()) {
+    while (!idle_.empty()) {
       auto c = std::move(idle_.back());
       idle_.pop_back();
-      return Lease(*this, std::move(c));
+      // A server that restarted closed it: reading what is pending (without blocking) says so
+      // now rather than by failing the caller's statement.
+      if (PQconsumeInput(c->get()) && c->ok()) return Lease(*this, std::move(c));
+      --open_;
     }
     ++open_;
     lock.unlock();
