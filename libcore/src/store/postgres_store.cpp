@@ -14,6 +14,7 @@
 #include <unordered_set>
 
 #include "websmtp/common/thread.hpp"
+#include "store_sql.hpp"
 #include "websmtp/job/json.hpp"
 
 namespace websmtp::store {
@@ -454,21 +455,15 @@ class PostgresStore final : public SharedStore {
   }
 
   std::optional<job::Job> find(std::string_view ref) override {
-    auto conn = pool_.take();
-    Res r = conn->run("find", "SELECT seq, ref, submitted, completed, started, sender, recipients, submitted_by "
-                              "FROM jobs WHERE ref = $1",
-                      Params().add(ref));
-    if (r.rows() == 0) return std::nullopt;
-    return row_to_job(r, 0, false);
+    return find_one("find", "SELECT seq, ref, submitted, completed, started, sender, recipients, submitted_by FROM jobs "
+                            "WHERE ref = $1",
+                    Params().add(ref));
   }
 
   std::optional<job::Job> find_seq(std::int64_t seq) override {
-    auto conn = pool_.take();
-    Res r = conn->run("find_seq", "SELECT seq, ref, submitted, completed, started, sender, recipients, submitted_by "
-                                  "FROM jobs WHERE seq = $1",
-                      Params().add(seq));
-    if (r.rows() == 0) return std::nullopt;
-    return row_to_job(r, 0, false);
+    return find_one("find_seq", "SELECT seq, ref, submitted, completed, started, sender, recipients, submitted_by FROM "
+                                "jobs WHERE seq = $1",
+                    Params().add(seq));
   }
 
   std::vector<std::int64_t> due(std::int64_t now_ms, std::size_t limit) override {
@@ -518,19 +513,7 @@ class PostgresStore final : public SharedStore {
     auto conn = pool_.take();
     Res r = conn->query("SELECT started, outcome, count(*) FROM jobs GROUP BY started, outcome");
     Counts c;
-    for (int i = 0; i < r.rows(); ++i) {
-      bool started = r.i64(i, 0) != 0;
-      auto outcome = static_cast<Outcome>(r.i64(i, 1));
-      auto n = r.i64(i, 2);
-      if (outcome == Outcome::kDelivered)
-        c.completed += n;
-      else if (outcome == Outcome::kFailed)
-        c.failed += n;
-      else if (started)
-        c.deferred += n;
-      else
-        c.queued += n;
-    }
+    for (int i = 0; i < r.rows(); ++i) sql::add_count(c, r.i64(i, 0) != 0, static_cast<Outcome>(r.i64(i, 1)), r.i64(i, 2));
     return c;
   }
 
@@ -589,24 +572,7 @@ class PostgresStore final : public SharedStore {
   }
 
   std::vector<job::Job> list_jobs(JobFilter filter, std::int64_t before_seq, std::size_t limit) override {
-    const char* where = "TRUE";
-    switch (filter) {
-      case JobFilter::kAll:
-        break;
-      case JobFilter::kQueued:
-        where = "outcome = 0 AND started = 0";
-        break;
-      case JobFilter::kDeferred:
-        where = "outcome = 0 AND started <> 0";
-        break;
-      case JobFilter::kCompleted:
-        where = "outcome = 1";
-        break;
-      case JobFilter::kFailed:
-        where = "outcome = 2";
-        break;
-    }
-    std::string sql = std::string("SELECT ") + kJobCols + " FROM jobs WHERE seq < $1 AND (" + where +
+    std::string sql = std::string("SELECT ") + kJobCols + " FROM jobs WHERE seq < $1 AND (" + sql::job_filter(filter) +
                       ") ORDER BY seq DESC LIMIT $2";
     auto conn = pool_.take();
     Res r = conn->run_once(sql, Params().add(before_seq > 0 ? before_seq : INT64_MAX).add(static_cast<std::int64_t>(limit)));
@@ -682,6 +648,13 @@ class PostgresStore final : public SharedStore {
   }
 
  private:
+  std::optional<job::Job> find_one(const char* name, const char* sql, const Params& p) {
+    auto conn = pool_.take();
+    Res r = conn->run(name, sql, p);
+    if (r.rows() == 0) return std::nullopt;
+    return row_to_job(r, 0, false);
+  }
+
   // Heard by every other node when the transaction commits: "<node>\n<ref>" (ref empty: new
   // or released jobs anyone may claim).
   void notify(Conn& conn, std::string_view ref) {
