@@ -33,7 +33,13 @@ void Gateway::start() {
   status_.set_status_tokens(access_->status_tokens());
   dkim_ = message::dkim::load_signer(config_);  // likewise an unusable DKIM key
   journal_ = std::make_unique<queue::InflightJournal>(config_.data_dir + "/inflight.journal");
-  recover_interrupted_attempts(*store_, *journal_, retry_options(config_), clock_);
+  shared_ = dynamic_cast<store::SharedStore*>(store_.get());
+  // A shared store keeps that note in the job's row instead (on_wire, below): the node that
+  // claims the job next flags it, whichever node that is.
+  if (shared_)
+    journal_->reset();
+  else
+    recover_interrupted_attempts(*store_, *journal_, retry_options(config_), clock_);
   metrics_.start(clock_.now_ms());
   // Counting reads every row (seconds with a million queued jobs): delivery need not wait.
   std::function<store::Counts()> count;
@@ -59,7 +65,7 @@ void Gateway::start() {
   bo.status_ttl_s = config_.status_ttl_s;
   bo.outcome_linger_ms = 2;
   // Several nodes on one database (STORE=postgres): claims name this node and expire.
-  auto* shared = shared_ = dynamic_cast<store::SharedStore*>(store_.get());
+  auto* shared = shared_;
   queue::Dispatcher::Options dopt;
   if (shared) {
     bo.owner = dopt.owner = config_.node_id;
@@ -99,18 +105,22 @@ void Gateway::start() {
                                                suppressions_.get());
   workers_->start();
   longpolls_.start();
-  if (shared) shared->start_listening([this](const std::string& ref) { remote_change(ref); });
+  if (shared) {
+    shared->start_listening([this](const std::string& ref) { remote_change(ref); });
+    remote_change("=paused");  // a pause set between the read above and the LISTEN
+  }
 }
 
 // Another node committed something (a shared store's LISTEN thread): new or released jobs
 // (ref empty) wake the dispatcher; a job's change drops its cached status and answers the
 // long-polls waiting on it.
 void Gateway::remote_change(const std::string& ref) {
-  if (ref.empty()) {
+  if (ref.empty() || ref == "*") {
     dispatcher_->wake(clock_.now_ms());
-    return;
+    if (ref.empty()) return;
+    status_.remote_change_all();
   }
-  if (ref == "=paused") {  // POST /admin/pause or /admin/resume on another node: the gateway's
+  if (ref == "=paused" || ref == "*") {  // POST /admin/pause or /admin/resume on another node
     try {
       bool paused = AdminService::stored_pause(*store_);
       if (paused != dispatcher_->paused())

@@ -64,6 +64,13 @@ void StatusCache::invalidate(const std::string& ref) {
   map_.erase(it);
 }
 
+void StatusCache::invalidate_all() {
+  std::lock_guard lock(mu_);
+  for (auto& g : generations_) ++g;
+  map_.clear();
+  lru_.clear();
+}
+
 std::size_t StatusCache::size() const {
   std::lock_guard lock(mu_);
   return map_.size();

@@ -364,6 +364,16 @@ class PostgresStore final : public SharedStore {
   explicit PostgresStore(const PostgresOptions& o) : options_(o), pool_(o.url, o.pool) {
     auto c = pool_.take();
     migrate(*c);
+    // Claims a previous process under this NODE_ID left (kill -9, then a restart): nothing here
+    // holds them, and this node's renewals would otherwise keep them from ever expiring. A job
+    // whose message was on the wire keeps that note for whoever claims it next.
+    Res r = c->run_once("UPDATE jobs SET claimed_by = NULL, lease_until = NULL WHERE claimed_by = $1",
+                        Params().add(o.node_id));
+    if (r.affected() > 0) {
+      spdlog::warn("postgres store: released {} claims left by a previous process of node {}", r.affected(),
+                   o.node_id);
+      notify(*c, "");
+    }
   }
 
   ~PostgresStore() override { stop_listening(); }
@@ -641,9 +651,16 @@ class PostgresStore final : public SharedStore {
 
   void start_listening(std::function<void(const std::string&)> on_change) override {
     if (listener_.joinable()) return;
-    listener_ = std::thread([this, on_change = std::move(on_change)] {
+    // Listening before this returns: a node that says it is ready hears every change after.
+    std::unique_ptr<Conn> conn;
+    try {
+      conn = listen_connection();
+    } catch (const StoreError& e) {
+      spdlog::warn("postgres store: cannot LISTEN yet ({}); retrying", e.what());
+    }
+    listener_ = std::thread([this, on_change = std::move(on_change), conn = std::move(conn)]() mutable {
       name_this_thread("ws-pg-listen");
-      listen_loop(on_change);
+      listen_loop(std::move(conn), on_change);
     });
   }
 
@@ -765,16 +782,19 @@ class PostgresStore final : public SharedStore {
     write_history(conn, *e.result);
   }
 
-  void listen_loop(const std::function<void(const std::string&)>& on_change) {
-    std::unique_ptr<Conn> conn;
+  std::unique_ptr<Conn> listen_connection() {
+    auto conn = std::make_unique<Conn>(options_.url);
+    conn->exec((std::string("LISTEN ") + kChannel).c_str());
+    return conn;
+  }
+
+  void listen_loop(std::unique_ptr<Conn> conn, const std::function<void(const std::string&)>& on_change) {
     while (!stop_listening_) {
       try {
         if (!conn || !conn->ok()) {
-          conn = std::make_unique<Conn>(options_.url);
-          conn->exec((std::string("LISTEN ") + kChannel).c_str());
-          // Whatever was missed while not listening: every cached status and waiting refill is
-          // suspect, so say "something changed" once.
-          on_change("");
+          conn = listen_connection();
+          // Whatever was missed while not listening: every cached status, claimable job, setting.
+          on_change("*");
         }
         pollfd pfd{PQsocket(conn->get()), POLLIN, 0};
         int n = ::poll(&pfd, 1, 200);

@@ -176,6 +176,22 @@ TEST_F(PostgresStoreTest, AMessageOnTheWireIsFlaggedToTheNodeThatTakesTheJobOver
   EXPECT_FALSE(again[0].interrupted_on_wire);
 }
 
+TEST_F(PostgresStoreTest, ANodeRestartedUnderItsNameReleasesWhatItsPredecessorHeld) {
+  std::vector<job::Job> jobs{make_job(100), make_job(100)};
+  {
+    auto a = open("node-a");
+    auto p = ptrs_of(jobs);
+    a->commit(Commit{.inserts = p, .owner = "node-a", .lease_until_ms = 500'000});
+    a->note_on_wire(jobs[1].seq, "node-a");
+  }  // kill -9
+  auto again = open("node-a");
+  EXPECT_EQ(again->renew("node-a", 100'000, 10'000), 0u);  // its renewals do not keep them held
+  auto taken = open("node-b")->claim_due("node-b", 100'000, 10'000, 10);
+  ASSERT_EQ(taken.size(), 2u);  // at once, not after the lease
+  EXPECT_FALSE(taken[0].interrupted_on_wire);
+  EXPECT_TRUE(taken[1].interrupted_on_wire);
+}
+
 TEST_F(PostgresStoreTest, ConcurrentNodesNeverClaimTheSameJob) {
   auto seed = open("seed");
   std::vector<job::Job> jobs;

@@ -32,6 +32,7 @@ class StatusCache {
   // Another node changed the job (a shared store): the entry is dropped, and a read under way
   // is not cached.
   void invalidate(const std::string& ref);
+  void invalidate_all();
 
  private:
   struct Entry {

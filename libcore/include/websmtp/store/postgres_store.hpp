@@ -26,8 +26,9 @@ class SharedStore : public Store {
   virtual void note_on_wire(std::int64_t seq, std::string_view owner) = 0;
   // Starts a thread on a LISTEN connection of its own that calls `on_remote_change(ref)` when
   // any node committed the outcome of job `ref`, and `on_remote_change("")` when any node
-  // committed new unclaimed jobs, and `on_remote_change("=<key>")` when a node changed the
-  // setting <key>. Stopped by the destructor.
+  // committed new unclaimed jobs, `on_remote_change("=<key>")` when a node changed the setting
+  // <key>, and `on_remote_change("*")` when notifications may have been missed (the LISTEN
+  // connection was (re)established): anything may have changed. Stopped by the destructor.
   virtual void start_listening(std::function<void(const std::string& ref)> on_remote_change) = 0;
   // Stops that thread (before what the callback touches goes away).
   virtual void stop_listening() = 0;
