@@ -140,7 +140,10 @@ void Gateway::remote_change(const std::string& ref) {
     spdlog::warn("cannot read job {} changed by another node: {}", ref, e.what());
     return;
   }
-  if (j) longpolls_.status_changed(ref, job::job_status(*j), [&] { return status_text(*j); });
+  if (!j) return;
+  // Finished by another node's edit (a cancel): a copy this node holds is not attempted.
+  if (j->completed) dispatcher_->finished_by_edit(j->seq);
+  longpolls_.status_changed(ref, job::job_status(*j), [&] { return status_text(*j); });
 }
 
 // Runs on the commit thread after an attempt's outcome is durable.

@@ -761,8 +761,11 @@ class PostgresStore final : public SharedStore {
                .affected() > 0;
   }
 
-  // An operator's edit: the row is locked, read, changed and written back in the transaction;
-  // the claim is left as it is.
+  // An operator's edit: the row is locked, read, changed and written back in the transaction.
+  // The claim is left as it is, but for an edit that finishes (cancels) a job another node
+  // holds: that node's outcome, were it written, would undo the cancel, so its claim goes.
+  // (The holder drops the job when it hears of the change; one already on the wire finishes,
+  // and its outcome is not recorded.)
   void write_edit(Conn& conn, JobEdit& e) {
     e.found = false;
     e.result.reset();
@@ -775,10 +778,13 @@ class PostgresStore final : public SharedStore {
     e.result = e.apply(row_to_job(r, 0, false));
     if (!e.result) return;
     e.result->seq = e.seq;
+    Params p = update_params(*e.result);
+    p.add(options_.node_id);
     conn.run("edit",
              "UPDATE jobs SET recipients = $2, started = $3, completed = $4, next_at = $5, outcome = $6, "
-             "message = CASE WHEN $6 <> 0 THEN NULL ELSE message END WHERE seq = $1",
-             update_params(*e.result));
+             "message = CASE WHEN $6 <> 0 THEN NULL ELSE message END, claimed_by = CASE WHEN $6 <> 0 AND "
+             "claimed_by <> $7 THEN NULL ELSE claimed_by END WHERE seq = $1",
+             p);
     write_history(conn, *e.result);
   }
 

@@ -192,6 +192,30 @@ TEST_F(PostgresStoreTest, ANodeRestartedUnderItsNameReleasesWhatItsPredecessorHe
   EXPECT_TRUE(taken[1].interrupted_on_wire);
 }
 
+TEST_F(PostgresStoreTest, ACancelOfAJobAnotherNodeHoldsIsNotUndoneByItsOutcome) {
+  auto a = open("node-a");
+  auto b = open("node-b");
+  std::vector<job::Job> jobs{make_job(100), make_job(100)};
+  auto p = ptrs_of(jobs);
+  b->commit(Commit{.inserts = p, .owner = "node-b", .lease_until_ms = 500'000});
+  auto cancel = [](const job::Job& j) -> std::optional<JobUpdate> {
+    return JobUpdate{.seq = j.seq, .ref = j.ref, .recipients = j.recipients, .completed = 150,
+                     .outcome = Outcome::kFailed};
+  };
+  JobEdit remote{.seq = jobs[0].seq, .apply = cancel};
+  JobEdit own{.seq = jobs[1].seq, .apply = cancel};
+  std::vector<JobEdit*> ea{&remote}, eb{&own};
+  a->commit(Commit{.edits = ea, .owner = "node-a"});
+  b->commit(Commit{.edits = eb, .owner = "node-b"});
+  // Node b's attempts end afterwards: the remote cancel stands; its own edit is its to refinish.
+  std::vector<JobUpdate> u{
+      {.seq = jobs[0].seq, .recipients = jobs[0].recipients, .completed = 160, .outcome = Outcome::kDelivered},
+      {.seq = jobs[1].seq, .recipients = jobs[1].recipients, .completed = 160, .outcome = Outcome::kFailed}};
+  b->commit(Commit{.updates = u, .owner = "node-b"});
+  EXPECT_EQ(a->find(jobs[0].ref)->completed, 150);
+  EXPECT_EQ(a->find(jobs[1].ref)->completed, 160);
+}
+
 TEST_F(PostgresStoreTest, ConcurrentNodesNeverClaimTheSameJob) {
   auto seed = open("seed");
   std::vector<job::Job> jobs;
