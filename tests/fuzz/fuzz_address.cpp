@@ -6,6 +6,7 @@
 
 #include "fuzz_support.hpp"
 #include "websmtp/common/base64.hpp"
+#include "websmtp/common/idn.hpp"
 #include "websmtp/job/validation.hpp"
 #include "websmtp/message/mime.hpp"
 
@@ -87,9 +88,13 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   const bool valid = job::is_valid_address(text);
   if (valid) {
     FUZZ_CHECK(text.size() <= 254 && text.find('@') != std::string_view::npos, std::string(text));
-    // The domain is ASCII; the local part printable ASCII or UTF-8 (RFC 6531).
+    // The domain is ASCII, or U-labels whose A-label form is (and fits 254 octets with the local
+    // part: that form is what the envelope carries); the local part printable ASCII or UTF-8 (RFC 6531).
     const std::size_t at = text.rfind('@');
-    FUZZ_CHECK(printable_ascii(text.substr(at)), std::string(text));
+    const auto ascii = to_ascii_address(text);
+    FUZZ_CHECK(ascii && ascii->size() <= 254, std::string(text));
+    FUZZ_CHECK(printable_ascii(std::string_view(*ascii).substr(at)), std::string(text));
+    FUZZ_CHECK(printable_ascii(text.substr(at)) || is_valid_utf8(text.substr(at)), std::string(text));
     FUZZ_CHECK(printable_utf8(text.substr(0, at)), std::string(text));
   }
 
@@ -107,14 +112,18 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   if (valid) FUZZ_CHECK(mb->address.size() <= text.size(), mb->address);
 
   // Written into a header: printable ASCII (but for a UTF-8 local part, which goes as given: an
-  // RFC 6532 header, sent only with SMTPUTF8), encoded words well-formed, the address as given
-  // and the display name recoverable from what was written.
+  // RFC 6532 header, sent only with SMTPUTF8), encoded words well-formed, the address with its
+  // domain in A-labels (as given with a UTF-8 local part) and the display name recoverable from
+  // what was written.
   const std::string formatted = message::format_mailbox(*mb);
-  FUZZ_CHECK(printable_ascii(formatted, true) || !printable_ascii(mb->address), formatted);
+  const std::size_t at = mb->address.rfind('@');
+  const bool utf8_local = !printable_ascii(std::string_view(mb->address).substr(0, at));
+  FUZZ_CHECK(printable_ascii(formatted, true) || utf8_local, formatted);
+  const std::string written = utf8_local ? mb->address : ascii_domain_address(mb->address);
   if (mb->display_name.empty()) {
-    FUZZ_CHECK(formatted == mb->address, formatted);
+    FUZZ_CHECK(formatted == written, formatted);
   } else {
-    const std::string tail = " <" + mb->address + ">";
+    const std::string tail = " <" + written + ">";
     FUZZ_CHECK(formatted.size() > tail.size() && formatted.ends_with(tail), formatted);
     const std::string_view name(formatted.data(), formatted.size() - tail.size());
     FUZZ_CHECK(printable_ascii(name, true), formatted);

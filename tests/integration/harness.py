@@ -134,6 +134,9 @@ class Daemon:
             "SMTP_COMMAND_TIMEOUT": "10s",
             "SMTP_DATA_TIMEOUT": "20s",
             "SHUTDOWN_GRACE": "10s",
+            # No lookup may leave the machine: a closed loopback port (tests that resolve
+            # start their own DNS server and name it).
+            "DNS_SERVER": "127.0.0.1:9",
         }
         self.env.update({k: str(v) for k, v in (env or {}).items()})
         self.proc = None

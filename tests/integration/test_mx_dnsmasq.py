@@ -1,7 +1,8 @@
 """Direct delivery (DELIVERY=mx) with dnsmasq as the DNS server (issue 8): a real, independent
 DNS implementation answers websmtpd's MX and A questions, for every case dnsmasq can express:
 MX preference, the next MX when the preferred is down or defers, an implicit MX (an A record
-and no MX) and NXDOMAIN (a name under a --local domain that dnsmasq does not know). A null MX,
+and no MX), NXDOMAIN (a name under a --local domain that dnsmasq does not know) and an
+internationalised domain, looked up and sent as its A-labels. A null MX,
 SERVFAIL and silence stay with tests/support/dns_server.py (test_mx.py).
 
 dnsmasq (tests/support/dnsmasq.py) runs as the test's child on 127.0.0.1:<free port>; the SMTP
@@ -11,7 +12,7 @@ peers are aiosmtpd on 127.0.0.2 and 127.0.0.3, one port; 127.0.0.4 has nothing l
 import os
 import unittest
 
-from harness import IntegrationTestCase, mail
+from harness import IntegrationTestCase, mail, parse_message
 from dnsmasq import DNSMASQ, Dnsmasq
 from test_mx import MxPeers, by_address
 
@@ -73,6 +74,39 @@ class MxDnsmasqTest(MxPeers, IntegrationTestCase):
                          ("failed", "smtputf8_required"))
         self.assertEqual(r["zoe@example.net"]["state"], "delivered")
         self.assertEqual([a for m in peer.messages() for a in m["rcpt_tos"]], ["zoe@example.net"])
+
+    def test_internationalised_domain_goes_to_the_mx_of_its_a_labels(self):
+        """user@bücher.example: the MX question is for xn--bcher-kva.example, RCPT TO and MAIL FROM
+        carry the A-labels, the headers stay ASCII, so a peer without SMTPUTF8 takes it; the
+        status shows each address as the client gave it."""
+        port, (peer,) = self.start_peers(("127.0.0.2", {"smtputf8": False}))
+        dns = Dnsmasq(local=["xn--bcher-kva.example", "test"],
+                      mx=[("xn--bcher-kva.example", "mx.xn--bcher-kva.example", 10)],
+                      hosts={"mx.xn--bcher-kva.example": "127.0.0.2"})
+        self.addCleanup(dns.cleanup)
+        daemon = self.mx_daemon(dns, port)
+        to = ["user@bücher.example", "Carol <carol@BÜCHER.example>"]
+        doc = daemon.wait_completed(daemon.submit(mail(sender="Anna <anna@bücher.example>", to=to,
+                                                       reply_to="help@bücher.example")))
+        r = by_address(doc)
+        self.assertEqual(sorted(r), ["carol@BÜCHER.example", "user@bücher.example"], "as given")
+        for rcpt in doc["recipients"]:
+            self.assertEqual((rcpt["state"], rcpt["host"]), ("delivered", "mx.xn--bcher-kva.example"), rcpt)
+        [m] = peer.messages()
+        self.assertEqual(m["mail_from"], "anna@xn--bcher-kva.example")
+        self.assertEqual(sorted(m["rcpt_tos"]), ["carol@xn--bcher-kva.example", "user@xn--bcher-kva.example"])
+        self.assertNotIn("SMTPUTF8", m["mail_options"])
+        raw = m["data"].encode("utf-8", "surrogateescape")
+        head = raw.split(b"\r\n\r\n", 1)[0].decode("ascii")  # ASCII, or this raises
+        msg = parse_message(m["data"])
+        self.assertEqual(msg["From"], "Anna <anna@xn--bcher-kva.example>", head)
+        self.assertEqual(msg["To"], "user@xn--bcher-kva.example, Carol <carol@xn--bcher-kva.example>", head)
+        self.assertEqual(msg["Reply-To"], "help@xn--bcher-kva.example", head)
+        # A second job, the domain spelt otherwise: the resolver's cache holds it by its A-labels.
+        daemon.wait_completed(daemon.submit(mail(to=["erin@Bücher.Example"])))
+        self.assertEqual([a for m in peer.messages() for a in m["rcpt_tos"]][-1], "erin@xn--bcher-kva.example")
+        self.assertEqual(dns.queries("xn--bcher-kva.example", "MX"), 1, dns.log_text()[-2000:])
+        self.assertEqual(dns.queries("mx.xn--bcher-kva.example", "A"), 1)
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
 #include <unordered_set>
 
+#include "websmtp/common/idn.hpp"
 #include "websmtp/common/text.hpp"
 
 namespace websmtp::job {
@@ -16,18 +17,23 @@ std::size_t domain_at(std::string_view address) {
   return at == std::string_view::npos ? address.size() : at;
 }
 
-// local@domain with the domain lowercased: equal keys for same_mailbox() addresses.
+// local@domain with the domain lowercased, and in A-labels when it is internationalised:
+// equal keys for same_mailbox() addresses.
 std::string mailbox_key(std::string_view address) {
+  const std::size_t at = domain_at(address);
+  if (at < address.size() && has_non_ascii(address.substr(at + 1))) return ascii_domain_address(address);
   std::string key(address);
-  for (std::size_t i = domain_at(address); i < key.size(); ++i) key[i] = ascii_lower(key[i]);
+  for (std::size_t i = at; i < key.size(); ++i) key[i] = ascii_lower(key[i]);
   return key;
 }
 
 }  // namespace
 
 bool same_mailbox(std::string_view a, std::string_view b) {
-  if (a.size() != b.size()) return false;
   std::size_t at = domain_at(a);
+  if (at < a.size() && at == domain_at(b) && (has_non_ascii(a.substr(at)) || has_non_ascii(b.substr(at))))
+    return a.substr(0, at) == b.substr(0, at) && mailbox_key(a) == mailbox_key(b);  // U-labels: by their A-labels
+  if (a.size() != b.size()) return false;
   if (at != domain_at(b)) return false;
   return a.substr(0, at) == b.substr(0, at) && iequals(a.substr(at), b.substr(at));
 }

@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 
 #include "websmtp/common/base64.hpp"
+#include "websmtp/common/idn.hpp"
 #include "websmtp/common/text.hpp"
 #include "websmtp/job/strict_json.hpp"
 #include "websmtp/message/mime.hpp"
@@ -50,6 +51,23 @@ bool valid_domain(std::string_view d) {
     start = dot + 1;
   }
   return true;
+}
+
+// Why a domain written in U-labels (or mixing them with ASCII labels) is refused, or empty when
+// it is accepted: libidn2 must convert it (common/idn.hpp: IDNA2008, UTS #46 non-transitional;
+// what it refuses is refused), its A-label form must be a valid ASCII domain, and the address
+// with that form must fit 254 octets, since the envelope and the headers carry it (api.md:
+// internationalised domains are sent as A-labels). Empty as well for an ASCII domain.
+std::string idn_problem(std::string_view local, std::string_view domain) {
+  if (!has_non_ascii(domain)) return {};
+  if (domain.front() == '[') return "an address literal is ASCII";
+  std::string why;
+  const auto ascii = to_ascii_domain(domain, &why);
+  if (!ascii) return "the domain is not a valid internationalised domain name (IDNA2008: " + why + ")";
+  if (ascii->front() == '[' || !valid_domain(*ascii))
+    return "the domain's A-label form '" + *ascii + "' is not a valid domain name";
+  if (local.size() + 1 + ascii->size() > 254) return "with its domain in A-labels the address is over 254 octets";
+  return {};
 }
 
 // Well-formed UTF-8 (RFC 3629: no overlong forms, no surrogates, nothing past U+10FFFF).
@@ -201,7 +219,10 @@ bool is_valid_address(std::string_view addr) {
   if (addr.size() > 254 || addr.size() < 3) return false;
   auto at = addr.rfind('@');
   if (at == std::string_view::npos) return false;
-  return valid_local(addr.substr(0, at)) && valid_domain(addr.substr(at + 1));
+  const std::string_view local = addr.substr(0, at);
+  const std::string_view domain = addr.substr(at + 1);
+  if (!valid_local(local)) return false;
+  return has_non_ascii(domain) ? idn_problem(local, domain).empty() : valid_domain(domain);
 }
 
 Result<Mailbox> parse_mailbox(std::string_view text, const std::string& field) {
@@ -231,9 +252,13 @@ Result<Mailbox> parse_mailbox(std::string_view text, const std::string& field) {
   } else {
     mb.address = std::string(t);
   }
-  if (!is_valid_address(mb.address))
-    return fail(ErrorKind::kInvalid, "invalid_address",
-                field + " is not a valid email address: '" + std::string(quote_prefix(mb.address, 100)) + "'", field);
+  if (!is_valid_address(mb.address)) {
+    std::string message = field + " is not a valid email address: '" + std::string(quote_prefix(mb.address, 100)) + "'";
+    const std::string_view addr = mb.address;
+    if (const auto at = addr.rfind('@'); at != std::string_view::npos && valid_local(addr.substr(0, at)))
+      if (auto why = idn_problem(addr.substr(0, at), addr.substr(at + 1)); !why.empty()) message += ": " + why;
+    return fail(ErrorKind::kInvalid, "invalid_address", message, field);
+  }
   return mb;
 }
 

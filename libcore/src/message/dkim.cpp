@@ -18,6 +18,7 @@
 
 #include "../common/openssl_ptr.hpp"
 #include "websmtp/common/base64.hpp"
+#include "websmtp/common/idn.hpp"
 #include "websmtp/common/text.hpp"
 #include "websmtp/config/config.hpp"
 
@@ -563,12 +564,15 @@ Signer load_signer(const config::Config& c) {
     if (files.empty()) spdlog::warn("DKIM_KEYS_DIR {} holds no <selector>._domainkey.<domain>.pem", c.dkim_keys_dir);
   }
   if (!c.dkim_key_file.empty()) {
-    if (!is_dns_name(c.dkim_domain) || c.dkim_domain.find('.') == std::string::npos)
+    // An internationalised DKIM_DOMAIN signs as its A-labels: d= is a DNS name, and the sender's
+    // domain is matched in that form (the envelope and the From header carry it).
+    const std::string domain =
+        has_non_ascii(c.dkim_domain) ? to_ascii_domain(c.dkim_domain).value_or(c.dkim_domain) : c.dkim_domain;
+    if (!is_dns_name(domain) || domain.find('.') == std::string::npos)
       throw config::ConfigError("DKIM_DOMAIN", "'" + c.dkim_domain + "' is not a domain name");
     if (!is_dns_name(c.dkim_selector))
       throw config::ConfigError("DKIM_SELECTOR", "'" + c.dkim_selector + "' is not a selector (letters, digits, -, .)");
-    add_or_throw(signer, load_key("DKIM_KEY_FILE", c.dkim_key_file, c.dkim_domain, lower(c.dkim_selector)),
-                 "DKIM_KEY_FILE");
+    add_or_throw(signer, load_key("DKIM_KEY_FILE", c.dkim_key_file, domain, lower(c.dkim_selector)), "DKIM_KEY_FILE");
   }
   return signer;
 }

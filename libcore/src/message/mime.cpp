@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "websmtp/common/base64.hpp"
+#include "websmtp/common/idn.hpp"
 #include "websmtp/common/text.hpp"
 
 namespace websmtp::message {
@@ -191,10 +192,23 @@ bool display_name_needs_quoting(std::string_view name) {
   return false;
 }
 
+// The address as a header carries it: with its domain in A-labels, so that a peer without
+// SMTPUTF8 gets an ASCII header it can take; as given when its local part is UTF-8, since such a
+// header is an RFC 6532 one anyway (it travels only with SMTPUTF8), where a U-label domain is
+// allowed and shows what the client wrote.
+void append_address(std::string& out, std::string_view address) {
+  const std::size_t at = address.rfind('@');
+  if (at == std::string_view::npos || !has_non_ascii(address.substr(at + 1)) || has_non_ascii(address.substr(0, at))) {
+    out += address;
+    return;
+  }
+  out += ascii_domain_address(address);
+}
+
 void append_mailbox(std::string& out, const job::Mailbox& m) {
   const std::string_view name = m.display_name;
   if (name.empty()) {
-    out += m.address;
+    append_address(out, m.address);
     return;
   }
   if (!is_plain_text(name)) {
@@ -212,7 +226,7 @@ void append_mailbox(std::string& out, const job::Mailbox& m) {
     out += name;
   }
   out += " <";
-  out += m.address;
+  append_address(out, m.address);
   out += '>';
 }
 
@@ -664,7 +678,9 @@ std::string build_message(const job::MailRequest& req, const BuildOptions& opts)
   append_text_header(h, "Subject", req.subject);
   out += "Message-ID: ";
   if (opts.message_id.empty()) {
-    out += random_message_id(opts.message_id_domain.empty() ? sender_domain(req.from.address)
+    // The From domain in A-labels: a U-label one would not be a valid id-right.
+    const std::string from = ascii_domain_address(req.from.address);
+    out += random_message_id(opts.message_id_domain.empty() ? sender_domain(from)
                                                             : std::string_view(opts.message_id_domain));
   } else if (opts.message_id.front() != '<') {  // a bare id-left@id-right is still usable
     out += '<';

@@ -5,6 +5,7 @@
 #include <algorithm>
 
 #include "websmtp/common/hash.hpp"
+#include "websmtp/common/idn.hpp"
 #include "websmtp/common/thread.hpp"
 
 namespace websmtp::service {
@@ -141,6 +142,9 @@ void DeliveryWorkers::attempt(job::Job& j, smtp::Transport& transport) {
   }
   smtp::Envelope env{j.ref, j.sender, {}};
   std::vector<std::size_t> pending;
+  // RCPT TO carries an internationalised domain as its A-labels (api.md), in relay and MX mode
+  // alike; the status keeps the address as the client gave it.
+  std::vector<std::string> rcpts;
   for (std::size_t i = 0; i < j.recipients.size(); ++i) {
     auto& r = j.recipients[i];
     if (job::is_final(r.state)) continue;
@@ -152,8 +156,9 @@ void DeliveryWorkers::attempt(job::Job& j, smtp::Transport& transport) {
       continue;
     }
     pending.push_back(i);
-    env.recipients.push_back(j.recipients[i].address);
+    rcpts.push_back(ascii_domain_address(j.recipients[i].address));
   }
+  env.recipients.assign(rcpts.begin(), rcpts.end());
   std::int64_t attempts_before = 0;
   for (auto i : pending) attempts_before = std::max<std::int64_t>(attempts_before, j.recipients[i].attempts);
   env.before_data = [&] {

@@ -3,6 +3,7 @@
 #include <spdlog/spdlog.h>
 
 #include "websmtp/common/hash.hpp"
+#include "websmtp/common/idn.hpp"
 #include "websmtp/common/uuid.hpp"
 #include "websmtp/job/envelope.hpp"
 #include "websmtp/job/validation.hpp"
@@ -43,14 +44,16 @@ job::Job SubmitService::make_job(job::MailRequest&& req, std::int64_t now_ms) co
   job::Job j;
   j.ref = new_uuid_v7(now_ms);
   j.submitted = now_ms / 1000;
-  j.sender = req.from.address;
+  // The envelope carries an internationalised domain as its A-labels (api.md); the From header does too
+  // (build_message), and the DKIM key is looked up by, and signs as (d=), that form.
+  j.sender = ascii_domain_address(req.from.address);
   j.recipients = job::envelope_recipients(req);
   message::BuildOptions mo;
   mo.message_id_domain = options_.message_id_domain;
   mo.date_unix = j.submitted;
   j.message = message::build_message(req, mo);
   // Signed here, once: the stored bytes are what every attempt sends, so retries carry the same signature.
-  if (options_.dkim) options_.dkim->sign(j.message, req.from.address, j.submitted);
+  if (options_.dkim) options_.dkim->sign(j.message, j.sender, j.submitted);
   return j;
 }
 

@@ -5,7 +5,6 @@
 
 #include <arpa/inet.h>
 #include <arpa/nameser.h>
-#include <idn2.h>
 #include <netinet/in.h>
 #include <resolv.h>
 
@@ -276,22 +275,6 @@ MxRoute route_from_mx_answer(const std::string& domain, DnsAnswer answer, std::m
     if (std::find(route.hosts.begin(), route.hosts.end(), r.exchange) == route.hosts.end())
       route.hosts.push_back(std::move(r.exchange));
   return route;
-}
-
-std::optional<std::string> to_ascii_domain(std::string_view domain) {
-  if (domain.empty()) return std::nullopt;
-  bool ascii = std::all_of(domain.begin(), domain.end(), [](unsigned char c) { return c < 0x80; });
-  if (ascii) return lower(domain);
-  char* out = nullptr;
-  std::string in(domain);
-  int rc = idn2_to_ascii_8z(in.c_str(), &out, IDN2_NONTRANSITIONAL | IDN2_NFC_INPUT);
-  if (rc != IDN2_OK || !out) {
-    idn2_free(out);
-    return std::nullopt;
-  }
-  std::string result = lower(out);
-  idn2_free(out);
-  return result;
 }
 
 MxResolver::MxResolver(std::shared_ptr<DnsClient> dns, const Clock& clock)

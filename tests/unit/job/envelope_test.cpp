@@ -42,6 +42,25 @@ TEST(Envelope, SameMailboxComparesTheDomainWithoutCase) {
   EXPECT_TRUE(same_mailbox("\"a@b\"@Example.net", "\"a@b\"@example.NET"));
 }
 
+TEST(Envelope, SameMailboxComparesAnInternationalisedDomainByItsALabels) {
+  EXPECT_TRUE(same_mailbox("bob@bücher.example", "bob@xn--bcher-kva.example"));
+  EXPECT_TRUE(same_mailbox("bob@BÜCHER.example", "bob@bücher.example"));
+  EXPECT_TRUE(same_mailbox("bob@xn--BCHER-kva.example", "bob@Bücher.example"));
+  EXPECT_FALSE(same_mailbox("Bob@bücher.example", "bob@xn--bcher-kva.example"));
+  EXPECT_FALSE(same_mailbox("bob@bücher.example", "bob@bucher.example"));
+}
+
+TEST(Envelope, AnInternationalisedDomainInTwoSpellingsIsOneRecipient) {
+  auto req = request(R"({"from":"a@b.cc","to":["u@bücher.example"],"cc":["u@xn--bcher-kva.example"],)"
+                     R"("bcc":["u@BÜCHER.example","v@bücher.example"],"subject":"","body":""})");
+  EXPECT_EQ(summary(envelope_recipients(req)), (Pairs{{"u@bücher.example", "to"}, {"v@bücher.example", "bcc"}}));
+  // The hashed path of long lists agrees.
+  MailRequest many;
+  for (int i = 0; i < 40; ++i) many.to.push_back({"", user(i, "bücher.example")});
+  for (int i = 0; i < 40; ++i) many.bcc.push_back({"", user(i, "XN--bcher-kva.example")});
+  EXPECT_EQ(envelope_recipients(many).size(), 40u);
+}
+
 TEST(Envelope, KeepsEveryDistinctRecipientInToCcBccOrder) {
   auto req = request(R"({"from":"a@b.cc","to":["t@x.zz"],"cc":["c@x.zz"],"bcc":["b@x.zz"],"subject":"","body":""})");
   EXPECT_EQ(summary(envelope_recipients(req)), (Pairs{{"t@x.zz", "to"}, {"c@x.zz", "cc"}, {"b@x.zz", "bcc"}}));

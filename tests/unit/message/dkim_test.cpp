@@ -529,6 +529,23 @@ TEST(DkimLoad, ReadsKeysDirAndSingleKey) {
   EXPECT_EQ(signer.keys_for("sub.example.org"), nullptr);
 }
 
+TEST(DkimLoad, AnInternationalisedDkimDomainSignsAsItsALabels) {
+  websmtp::test_support::TempDir dir;
+  write_file(dir.file("single.pem"), kRfcRsaKey);
+  websmtp::config::Config c;
+  c.dkim_domain = "Bücher.example";
+  c.dkim_selector = "s1";
+  c.dkim_key_file = dir.file("single.pem");
+  const Signer signer = load_signer(c);
+  ASSERT_NE(signer.keys_for("xn--bcher-kva.example"), nullptr);
+  // Submit signs with the envelope sender, whose domain is in A-labels: d= is that form.
+  std::string message = rendered_message();
+  EXPECT_EQ(signer.sign(message, "anna@xn--bcher-kva.example", 1700000000), 1);
+  EXPECT_NE(message.find("d=xn--bcher-kva.example;"), std::string::npos) << message.substr(0, 400);
+  c.dkim_domain = "\xE2\x98\x83.example";  // U+2603: no A-label form
+  EXPECT_THROW(load_signer(c), websmtp::config::ConfigError);
+}
+
 TEST(DkimLoad, RefusesToStartNamingTheKeyAtFault) {
   websmtp::test_support::TempDir dir;
   websmtp::config::Config c;

@@ -621,6 +621,40 @@ TEST(Mime, EncodesNonAsciiCustomHeaderValues) {
   EXPECT_EQ(decode_words(*value), "Schöne Grüße");
 }
 
+TEST(Mime, WritesAnInternationalisedDomainAsALabels) {
+  auto req = basic_request();
+  req.from = {"Anna", "anna@bücher.example"};
+  req.to = {{"", "user@bücher.example"}, {"Bob Ü", "Bob@Straße.de"}};
+  req.cc = {{"", "c@mail.bücher.example"}};
+  req.reply_to = job::Mailbox{"", "help@bücher.example"};
+  const std::string message = build(req);
+  const Parsed p = parse(message);
+  EXPECT_EQ(p.header("From"), "Anna <anna@xn--bcher-kva.example>");
+  EXPECT_EQ(p.header("To"), "user@xn--bcher-kva.example, =?UTF-8?B?Qm9iIMOc?= <Bob@xn--strae-oqa.de>");
+  EXPECT_EQ(p.header("Cc"), "c@mail.xn--bcher-kva.example");
+  EXPECT_EQ(p.header("Reply-To"), "help@xn--bcher-kva.example");
+  // The whole message stays ASCII: a peer without SMTPUTF8 (or 8BITMIME) takes it.
+  EXPECT_TRUE(std::all_of(message.begin(), message.end(), [](char c) { return static_cast<unsigned char>(c) < 0x80; }));
+}
+
+TEST(Mime, KeepsAnAddressWithAUtf8LocalPartAsGiven) {
+  // Its header is an RFC 6532 one anyway (sent only with SMTPUTF8): the domain may stay in U-labels.
+  auto req = basic_request();
+  req.to = {{"", "jürgen@bücher.example"}, {"", "user@bücher.example"}};
+  const Parsed p = parse(build(req));
+  EXPECT_EQ(p.header("To"), "jürgen@bücher.example, user@xn--bcher-kva.example");
+}
+
+TEST(Mime, MessageIdOfAnInternationalisedSenderUsesItsALabels) {
+  BuildOptions opts = fixed_options();
+  opts.message_id_domain.clear();
+  auto req = basic_request();
+  req.from = {"", "anna@Bücher.example"};
+  const auto id = parse(build_message(req, opts)).header("Message-ID");
+  ASSERT_TRUE(id);
+  EXPECT_TRUE(is_hex_id(*id, "xn--bcher-kva.example")) << *id;
+}
+
 TEST(Mime, MessageIdUsesConfiguredDomain) {
   const auto id = parse(build(basic_request())).header("Message-ID");
   ASSERT_TRUE(id);

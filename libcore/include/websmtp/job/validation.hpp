@@ -18,8 +18,10 @@ struct Limits {
 // `field` is the JSON path used in the error.
 Result<Mailbox> parse_mailbox(std::string_view text, const std::string& field);
 
-// True when the addr-spec is one we will put into an SMTP envelope: ASCII dot-atom or
-// quoted local part (<= 64 octets), a domain of LDH labels or an address literal, <= 254 octets.
+// True when the addr-spec is one we will put into an SMTP envelope: a dot-atom or quoted local
+// part (<= 64 octets; UTF-8 allowed, RFC 6531), a domain of LDH labels, an address literal, or a
+// domain in U-labels that libidn2 turns into valid A-labels (IDNA2008; sent in that form),
+// <= 254 octets as given and with the domain in A-labels.
 bool is_valid_address(std::string_view addr);
 
 // Validates a custom header (name: RFC 5322 field name not reserved by the gateway; value:

@@ -11,7 +11,7 @@
 namespace websmtp::message {
 
 struct BuildOptions {
-  std::string message_id_domain;  // domain for Message-ID; empty => the From address's domain
+  std::string message_id_domain;  // domain for Message-ID; empty => the From address's domain (A-labels)
   std::int64_t date_unix = 0;     // Date header (Unix seconds, rendered in UTC "+0000")
   std::string message_id;         // full "<...>" value to use; empty => generate a random one
 };
@@ -57,6 +57,9 @@ std::string encode_word(std::string_view utf8);
 
 // "addr", or "Display <addr>" with the display name quoted per RFC 5322 when it holds specials
 // (or leading, trailing or doubled spaces), RFC 2047 encoded when it is not printable ASCII.
+// An internationalised domain is written in A-labels (common/idn.hpp), so the header stays
+// ASCII for a peer without SMTPUTF8; unless the local part is UTF-8 (an RFC 6532 header,
+// sent only with SMTPUTF8), where the address is written as given.
 std::string format_mailbox(const job::Mailbox& m);
 
 // RFC 5322 date-time in UTC, e.g. "Sat, 03 Jan 2026 10:04:05 +0000".

@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "websmtp/common/clock.hpp"
+#include "websmtp/common/idn.hpp"
 
 namespace websmtp::smtp {
 
@@ -90,9 +91,9 @@ void order_mx(std::vector<MxRecord>& records, std::mt19937_64& rng);
 // NODATA gives kHosts with the domain itself (implicit MX; its addresses decide later).
 MxRoute route_from_mx_answer(const std::string& domain, DnsAnswer answer, std::mt19937_64& rng);
 
-// Lower case, and the A-label form of an internationalised domain (libidn2, IDNA2008
-// non-transitional); nullopt when the domain cannot be converted.
-std::optional<std::string> to_ascii_domain(std::string_view domain);
+// Lower case, and the A-label form of an internationalised domain: common/idn.hpp's, the one
+// converter (validation and the message writer use it too).
+using websmtp::to_ascii_domain;
 
 // The resolver the MX transport uses, shared by every worker: answers are cached for their
 // TTL (at most kMaxTtl; negative answers for their SOA's TTL, at most kMaxNegativeTtl),
