@@ -55,6 +55,7 @@ CONFIG_KEYS = (
     "DKIM_KEYS_DIR", "DKIM_DOMAIN", "DKIM_SELECTOR", "DKIM_KEY_FILE",
     "OUTBOUND_IP",
     "STORE", "DATABASE_URL", "LEASE_TIMEOUT", "NODE_ID",
+    "WEBHOOK_SECRET", "WEBHOOK_RETRY_MIN", "WEBHOOK_RETRY_MAX", "WEBHOOK_ALLOW_PRIVATE",
 )
 
 STARTUP_TIMEOUT = 20.0
@@ -75,6 +76,16 @@ def clean_env(extra=None):
 
 
 SANITIZER_MARKERS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:", "WARNING: ThreadSanitizer")
+
+
+def self_signed_cert(test):
+    """A self-signed certificate for CN=localhost: (cert path, key path), removed at cleanup."""
+    d = tempfile.mkdtemp(prefix="websmtp-cert-")
+    test.addCleanup(shutil.rmtree, d, True)
+    cert, key = os.path.join(d, "cert.pem"), os.path.join(d, "key.pem")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", cert,
+                    "-days", "1", "-subj", "/CN=localhost"], check=True, capture_output=True)
+    return cert, key
 
 
 def closed_port_socket():

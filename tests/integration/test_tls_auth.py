@@ -12,7 +12,7 @@ import time
 import unittest
 import urllib.parse
 
-from harness import IntegrationTestCase, mail, wait_until
+from harness import IntegrationTestCase, mail, self_signed_cert, wait_until
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 PEER = os.path.join(HERE, "..", "support", "tls_auth_peer.py")
@@ -55,15 +55,6 @@ class TlsAuthPeer:
 
     def quits(self):
         return [r for r in self.records() if r.get("event") == "quit"]
-
-
-def self_signed_cert(test):
-    d = tempfile.mkdtemp(prefix="websmtp-cert-")
-    test.addCleanup(shutil.rmtree, d, True)
-    cert, key = os.path.join(d, "cert.pem"), os.path.join(d, "key.pem")
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", cert,
-                    "-days", "1", "-subj", "/CN=localhost"], check=True, capture_output=True)
-    return cert, key
 
 
 class TlsAuthTest(IntegrationTestCase):

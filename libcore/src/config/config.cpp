@@ -120,6 +120,13 @@ const std::vector<KeyInfo>& keys() {
        "STORE=postgres: a node's claim on a job lasts this long without renewal; a dead node's jobs are taken over "
        "after it"},
       {"NODE_ID", "", "STORE=postgres: this node's name in claims; empty: hostname:pid"},
+      // Webhooks (issue 9).
+      {"WEBHOOK_SECRET", "",
+       "HMAC-SHA256 key of the Websmtp-Signature header (16+ bytes); unset: jobs with a callback_url are refused"},
+      {"WEBHOOK_RETRY_MIN", dur(d.webhook_retry_min_s), "first retry delay of a webhook that failed (doubling)"},
+      {"WEBHOOK_RETRY_MAX", dur(d.webhook_retry_max_s), "largest retry delay of a webhook (retried for 24h)"},
+      {"WEBHOOK_ALLOW_PRIVATE", std::string(d.webhook_allow_private ? "true" : "false"),
+       "allow callback URLs on loopback, private, link-local and other non-public addresses"},
   };
   return k;
 }
@@ -374,6 +381,15 @@ Config load(const std::function<std::optional<std::string>(const std::string&)>&
     ::gethostname(host, sizeof host - 1);
     c.node_id = std::string(host) + ":" + std::to_string(::getpid());
   }
+  // Webhooks (issue 9).
+  c.webhook_secret = r.raw("WEBHOOK_SECRET").value_or("");
+  if (!c.webhook_secret.empty() && c.webhook_secret.size() < 16)
+    throw ConfigError("WEBHOOK_SECRET", "must be at least 16 bytes long");
+  c.webhook_retry_min_s = r.duration("WEBHOOK_RETRY_MIN", c.webhook_retry_min_s, 1);
+  c.webhook_retry_max_s = r.duration("WEBHOOK_RETRY_MAX", c.webhook_retry_max_s, 1);
+  if (c.webhook_retry_max_s < c.webhook_retry_min_s)
+    throw ConfigError("WEBHOOK_RETRY_MAX", "must not be below WEBHOOK_RETRY_MIN");
+  c.webhook_allow_private = r.boolean("WEBHOOK_ALLOW_PRIVATE", c.webhook_allow_private);
   return c;
 }
 

@@ -11,6 +11,7 @@
 #include "websmtp/common/text.hpp"
 #include "websmtp/job/strict_json.hpp"
 #include "websmtp/message/mime.hpp"
+#include "websmtp/webhook/destination.hpp"
 
 namespace websmtp::job {
 
@@ -429,6 +430,15 @@ Result<MailRequest> parse_job(const nlohmann::json& root, const Limits& limits) 
       }
       req.attachments.push_back(std::move(att));
     }
+  }
+
+  // Webhooks: the URL's form only (pure); where it points is checked at submit.
+  if (auto it = root.find("callback_url"); it != root.end() && !it->is_null()) {
+    if (!it->is_string()) return wrong_type("callback_url", "a string", *it);
+    const auto& url = it->get_ref<const std::string&>();
+    if (auto parsed = webhook::parse_callback_url(url, "callback_url"); !parsed)
+      return tl::unexpected(std::move(parsed.error()));
+    req.callback_url = url;
   }
   return req;
 }

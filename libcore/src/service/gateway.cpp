@@ -61,6 +61,19 @@ void Gateway::start() {
                    counts.queued, counts.deferred);
   });
 
+  // Before the group commit, whose outcomes wake it; it sends what the outbox kept over a restart.
+  if (!config_.webhook_secret.empty()) {
+    if (!store_->has_webhook_outbox())
+      throw store::StoreError("WEBHOOK_SECRET is set but this store keeps no webhook outbox: unset it");
+    webhook::SenderOptions wo{.secret = config_.webhook_secret,
+                              .retry_min_ms = config_.webhook_retry_min_s * 1000,
+                              .retry_max_ms = config_.webhook_retry_max_s * 1000,
+                              .allow_private = config_.webhook_allow_private,
+                              .ca_file = config_.smtp_ca_file};
+    auto http = webhook::http_poster(wo);
+    webhooks_ = std::make_unique<webhook::Sender>(*store_, clock_, wo, std::move(http.post), std::move(http.cancel));
+    webhooks_->start();
+  }
   store::WriteBatcher::Options bo;
   bo.status_ttl_s = config_.status_ttl_s;
   bo.outcome_linger_ms = 2;
@@ -89,7 +102,8 @@ void Gateway::start() {
   dispatcher_->start();
   submit_ = std::make_unique<SubmitService>(
       SubmitService::Options{config_.max_recipients, config_.message_id_domain, 100, access_->status_tokens(),
-                             dkim_.empty() ? nullptr : &dkim_},
+                             dkim_.empty() ? nullptr : &dkim_, !config_.webhook_secret.empty(),
+                             config_.webhook_allow_private},
       *store_, *batcher_, *dispatcher_, metrics_, clock_);
   DeliveryWorkers::Options wopt{config_.threads, config_.worker_nice, retry_options(config_), {}};
   if (shared)
@@ -173,6 +187,7 @@ bool Gateway::edit_committed(const store::JobUpdate& u) {
 }
 
 void Gateway::status_changed(const store::JobUpdate& u) {
+  if (webhooks_ && u.outcome != store::Outcome::kPending) webhooks_->wake();  // its event, if any, is committed
   // Long-polls waiting on this job: its word is now "completed" or "processing".
   longpolls_.status_changed(u.ref, u.outcome == store::Outcome::kPending ? "processing" : "completed",
                             [&] { return status_text(store::job_after(u)); });
@@ -218,6 +233,7 @@ bool Gateway::stop(std::chrono::milliseconds grace) {
   if (dispatcher_) dispatcher_->stop();
   bool clean = workers_ ? workers_->stop(grace) : true;
   if (batcher_) batcher_->stop();
+  if (webhooks_) webhooks_->stop();
   return clean;
 }
 

@@ -8,6 +8,7 @@
 #include "websmtp/job/envelope.hpp"
 #include "websmtp/job/validation.hpp"
 #include "websmtp/message/mime.hpp"
+#include "websmtp/webhook/destination.hpp"
 
 namespace websmtp::service {
 
@@ -15,6 +16,10 @@ namespace {
 
 tl::unexpected<Error> shutting_down() {
   return fail(ErrorKind::kUnavailable, "shutting_down", "the server is shutting down; retry shortly");
+}
+tl::unexpected<Error> lookups_busy() {
+  return fail(ErrorKind::kUnavailable, "callback_lookups_busy",
+              "too many callback_url host names are being resolved; retry shortly", "callback_url");
 }
 tl::unexpected<Error> not_stored() {
   return fail(ErrorKind::kUnavailable, "store_unavailable",
@@ -38,7 +43,9 @@ SubmitService::SubmitService(Options options, store::Store& store, store::WriteB
       dispatcher_(dispatcher),
       metrics_(metrics),
       clock_(clock),
-      idempotency_(store) {}
+      idempotency_(store) {
+  if (options_.webhooks_signed && !options_.webhook_allow_private) lookups_ = std::make_unique<webhook::Lookups>();
+}
 
 job::Job SubmitService::make_job(job::MailRequest&& req, std::int64_t now_ms) const {
   job::Job j;
@@ -48,6 +55,7 @@ job::Job SubmitService::make_job(job::MailRequest&& req, std::int64_t now_ms) co
   // (build_message), and the DKIM key is looked up by, and signs as (d=), that form.
   j.sender = ascii_domain_address(req.from.address);
   j.recipients = job::envelope_recipients(req);
+  j.callback_url = req.callback_url.value_or("");
   message::BuildOptions mo;
   mo.message_id_domain = options_.message_id_domain;
   mo.date_unix = j.submitted;
@@ -69,6 +77,28 @@ std::optional<Error> SubmitService::admit(const Caller& caller, std::span<const 
   return auth::charge(p, static_cast<std::int64_t>(jobs.size()), now_ms, d);
 }
 
+std::optional<Error> SubmitService::check_callback(const job::MailRequest& req) const {
+  if (!req.callback_url) return std::nullopt;
+  if (!options_.webhooks_signed)
+    return Error{ErrorKind::kInvalid, "webhooks_disabled",
+                 "callback_url cannot be used: this server has no WEBHOOK_SECRET, and unsigned webhooks are not sent",
+                 "callback_url"};
+  auto url = webhook::parse_callback_url(*req.callback_url, "callback_url");
+  if (!url) return std::move(url.error());
+  if (options_.webhook_allow_private) return std::nullopt;
+  if (auto checked = webhook::checked_addresses(*url, false, "callback_url"); !checked)
+    return std::move(checked.error());
+  return std::nullopt;
+}
+
+bool SubmitService::resolve_elsewhere(const job::MailRequest& req) const {
+  if (!req.callback_url || !lookups_ || webhook::Lookups::on_this_thread()) return false;
+  auto url = webhook::parse_callback_url(*req.callback_url, "callback_url");
+  return url && !webhook::classify_ip(url->host);  // an IP literal is checked at once
+}
+
+bool SubmitService::resolve_later(std::function<void()> again) { return lookups_->post(std::move(again)); }
+
 std::string SubmitService::token_for(const Caller& caller, const std::string& ref) const {
   return caller.private_statuses && options_.status_tokens ? options_.status_tokens->token(ref) : std::string();
 }
@@ -86,6 +116,14 @@ void SubmitService::submit(const Caller& caller, std::string_view body, std::str
   if (!req) return done(tl::unexpected(std::move(req.error())));
   if (caller.principal && caller.principal->key)
     if (auto e = auth::check_policy(caller.principal->key->policy, *req)) return done(tl::unexpected(std::move(*e)));
+  if (resolve_elsewhere(*req)) {
+    auto again = [this, caller, body = std::string(body), key = std::string(idempotency_key), done]() mutable {
+      submit(caller, body, key, std::move(done));
+    };
+    if (!resolve_later(std::move(again))) done(lookups_busy());
+    return;
+  }
+  if (auto e = check_callback(*req)) return done(tl::unexpected(std::move(*e)));
   std::int64_t now_ms = clock_.now_ms();
 
   // A replay is answered before anything is rendered.
@@ -152,6 +190,14 @@ void SubmitService::submit_batch(const Caller& caller, std::string_view body, st
     if (caller.principal && caller.principal->key)
       if (auto e = auth::check_policy(caller.principal->key->policy, *req))
         return done(tl::unexpected(in_batch(std::move(*e), i)));
+    if (resolve_elsewhere(*req)) {
+      auto again = [this, caller, body = std::string(body), key = std::string(idempotency_key), done]() mutable {
+        submit_batch(caller, body, key, std::move(done));
+      };
+      if (!resolve_later(std::move(again))) done(tl::unexpected(in_batch(lookups_busy().value(), i)));
+      return;
+    }
+    if (auto e = check_callback(*req)) return done(tl::unexpected(in_batch(std::move(*e), i)));
     jobs.push_back(make_job(std::move(*req), now_ms));
     jobs.back().submitted_by = caller.id;
   }

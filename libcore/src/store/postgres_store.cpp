@@ -15,7 +15,9 @@
 
 #include "websmtp/common/thread.hpp"
 #include "store_sql.hpp"
+#include "websmtp/common/uuid.hpp"
 #include "websmtp/job/json.hpp"
+#include "websmtp/webhook/event.hpp"
 
 namespace websmtp::store {
 
@@ -87,11 +89,27 @@ CREATE TABLE settings(
 );
 )sql";
 
+// Version 2: webhooks (as SQLite's version 5): the job's callback_url and the outbox of
+// job.completed events, written by the commit that completes the job.
+constexpr const char* kSchemaV2Webhooks = R"sql(
+ALTER TABLE jobs ADD COLUMN callback_url TEXT;
+CREATE TABLE webhook_outbox(
+  id TEXT PRIMARY KEY,
+  job_ref TEXT NOT NULL,
+  url TEXT NOT NULL,
+  body TEXT NOT NULL,
+  created BIGINT NOT NULL,
+  attempts INTEGER NOT NULL DEFAULT 0,
+  next_at BIGINT NOT NULL
+);
+CREATE INDEX webhook_outbox_due ON webhook_outbox(next_at);
+)sql";
+
 struct Migration {
   int version;
   const char* sql;
 };
-constexpr Migration kMigrations[] = {{1, kSchemaV1}};
+constexpr Migration kMigrations[] = {{1, kSchemaV1}, {2, kSchemaV2Webhooks}};
 constexpr int kSchemaVersion = kMigrations[std::size(kMigrations) - 1].version;
 
 constexpr const char* kJobCols = "seq, ref, submitted, completed, started, sender, recipients, submitted_by";
@@ -649,6 +667,37 @@ class PostgresStore final : public SharedStore {
     if (listener_.joinable()) listener_.join();
   }
 
+  // The webhook outbox. Every node's sender reads it; an event due while two nodes look may be
+  // sent by both (webhooks are at least once: receivers dedupe on the event id).
+  bool has_webhook_outbox() const override { return true; }
+  std::vector<WebhookEvent> webhook_due(std::int64_t now_ms, std::size_t limit) override {
+    auto conn = pool_.take();
+    Res r = conn->run("webhook_due",
+                      "SELECT id, job_ref, url, body, created, attempts, next_at FROM webhook_outbox WHERE next_at <= $1 "
+                      "ORDER BY next_at LIMIT $2",
+                      Params().add(now_ms).add(static_cast<std::int64_t>(limit)));
+    std::vector<WebhookEvent> out;
+    for (int i = 0; i < r.rows(); ++i)
+      out.push_back({r.text(i, 0), r.text(i, 1), r.text(i, 2), r.text(i, 3), r.i64(i, 4), static_cast<int>(r.i64(i, 5)),
+                     r.i64(i, 6)});
+    return out;
+  }
+  std::optional<std::int64_t> webhook_next_at() override {
+    auto conn = pool_.take();
+    Res r = conn->query("SELECT min(next_at) FROM webhook_outbox");
+    if (r.null(0, 0)) return std::nullopt;
+    return r.i64(0, 0);
+  }
+  void webhook_delivered(std::string_view id) override {
+    auto conn = pool_.take();
+    conn->run("webhook_delivered", "DELETE FROM webhook_outbox WHERE id = $1", Params().add(id));
+  }
+  void webhook_failed(std::string_view id, int attempts, std::int64_t next_at_ms) override {
+    auto conn = pool_.take();
+    conn->run("webhook_failed", "UPDATE webhook_outbox SET attempts = $2, next_at = $3 WHERE id = $1",
+              Params().add(id).add(attempts).add(next_at_ms));
+  }
+
   void start_listening(std::function<void(const std::string&)> on_change) override {
     if (listener_.joinable()) return;
     // Listening before this returns: a node that says it is ready hears every change after.
@@ -710,13 +759,15 @@ class PostgresStore final : public SharedStore {
     else
       p.add(first_seq);
     p.add_text_or_null(j.submitted_by);
+    p.add_text_or_null(j.callback_url);
     if (c.owner.empty())
       p.add_null().add_null();
     else
       p.add(c.owner).add(c.lease_until_ms);
     Res r = conn.run("insert",
                      "INSERT INTO jobs(ref, submitted, next_at, sender, message, recipients, idem_key, request_hash, "
-                     "batch, submitted_by, claimed_by, lease_until) VALUES($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12) "
+                     "batch, submitted_by, callback_url, claimed_by, lease_until) "
+                     "VALUES($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13) "
                      "RETURNING seq",
                      p);
     j.seq = r.i64(0, 0);
@@ -732,6 +783,7 @@ class PostgresStore final : public SharedStore {
   // An attempt's outcome: written only while `owner` holds the claim, which it releases.
   // False when the claim was lost (another node took the job over): nothing is written.
   bool write_update(Conn& conn, const JobUpdate& u, const std::string& owner) {
+    auto event = completing_event(conn, u);
     Params p = update_params(u);
     p.add(owner);
     Res r = conn.run("update",
@@ -740,8 +792,40 @@ class PostgresStore final : public SharedStore {
                      "on_wire = 0 WHERE seq = $1 AND claimed_by = $7",
                      p);
     if (r.affected() == 0) return false;
+    if (event) write_event(conn, *event);
     write_history(conn, u);
     return true;
+  }
+
+  // The job.completed event of a job with a callback_url that `u` completes (read, row locked,
+  // before the UPDATE: a job completes once), or nullopt.
+  std::optional<WebhookEvent> completing_event(Conn& conn, const JobUpdate& u) {
+    if (u.outcome == Outcome::kPending) return std::nullopt;
+    Res r = conn.run("event_job",
+                     "SELECT ref, submitted, callback_url FROM jobs WHERE seq = $1 AND completed = 0 AND "
+                     "callback_url IS NOT NULL FOR UPDATE",
+                     Params().add(u.seq));
+    if (r.rows() == 0) return std::nullopt;
+    job::Job j;
+    j.ref = r.text(0, 0);
+    j.submitted = r.i64(0, 1);
+    j.started = true;
+    j.completed = u.completed;
+    j.recipients = u.recipients;
+    WebhookEvent e;
+    e.id = new_uuid_v7(u.completed * 1000);
+    e.job_ref = j.ref;
+    e.url = r.text(0, 2);
+    e.body = webhook::completed_event_body(e.id, u.completed, j);
+    e.created = u.completed;
+    e.next_at_ms = u.completed * 1000;
+    return e;
+  }
+
+  void write_event(Conn& conn, const WebhookEvent& e) {
+    conn.run("insert_event",
+             "INSERT INTO webhook_outbox(id, job_ref, url, body, created, next_at) VALUES($1,$2,$3,$4,$5,$6)",
+             Params().add(e.id).add(e.job_ref).add(e.url).add(e.body).add(e.created).add(e.next_at_ms));
   }
 
   void write_history(Conn& conn, const JobUpdate& u) {
@@ -778,6 +862,7 @@ class PostgresStore final : public SharedStore {
     e.result = e.apply(row_to_job(r, 0, false));
     if (!e.result) return;
     e.result->seq = e.seq;
+    auto event = completing_event(conn, *e.result);
     Params p = update_params(*e.result);
     p.add(options_.node_id);
     conn.run("edit",
@@ -785,6 +870,7 @@ class PostgresStore final : public SharedStore {
              "message = CASE WHEN $6 <> 0 THEN NULL ELSE message END, claimed_by = CASE WHEN $6 <> 0 AND "
              "claimed_by <> $7 THEN NULL ELSE claimed_by END WHERE seq = $1",
              p);
+    if (event) write_event(conn, *event);
     write_history(conn, *e.result);
   }
 

@@ -15,8 +15,10 @@
 
 #include "websmtp/common/thread.hpp"
 #include "store_sql.hpp"
+#include "websmtp/common/uuid.hpp"
 #include "websmtp/job/json.hpp"
 #include "websmtp/store/store.hpp"
+#include "websmtp/webhook/event.hpp"
 
 namespace websmtp::store {
 
@@ -244,7 +246,25 @@ CREATE TABLE settings(
 );
 )sql";
 
-constexpr Migration kMigrations[] = {{1, kSchemaV1}, {2, kSchemaV2}, {3, kSchemaV3}, {4, kSchemaV4}};
+// Version 5 (webhooks, a step of its own so that it can be renumbered when merged): the job's
+// callback_url, and the outbox of job.completed events. An event is written by the commit that
+// completes its job and leaves when it is delivered or given up.
+constexpr const char* kSchemaV5Webhooks = R"sql(
+ALTER TABLE jobs ADD COLUMN callback_url TEXT;
+CREATE TABLE webhook_outbox(
+  id TEXT PRIMARY KEY,
+  job_ref TEXT NOT NULL,
+  url TEXT NOT NULL,
+  body TEXT NOT NULL,
+  created INTEGER NOT NULL,
+  attempts INTEGER NOT NULL DEFAULT 0,
+  next_at INTEGER NOT NULL
+);
+CREATE INDEX webhook_outbox_due ON webhook_outbox(next_at);
+)sql";
+
+constexpr Migration kMigrations[] = {{1, kSchemaV1}, {2, kSchemaV2}, {3, kSchemaV3}, {4, kSchemaV4},
+                                     {5, kSchemaV5Webhooks}};
 constexpr int kSchemaVersion = kMigrations[std::size(kMigrations) - 1].version;
 
 // Brings the database to kSchemaVersion in one transaction (a failed migration changes
@@ -332,7 +352,7 @@ class SqliteStore final : public Store {
         init_(writer_, o.path),
         insert_(writer_,
                 "INSERT INTO jobs(ref, submitted, next_at, sender, message, recipients, idem_key, request_hash, batch, "
-                "submitted_by) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"),
+                "submitted_by, callback_url) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"),
         update_(writer_,
                 "UPDATE jobs SET recipients=?2, started=?3, completed=?4, next_at=?5, outcome=?6, "
                 "message=CASE WHEN ?6 <> 0 THEN NULL ELSE message END WHERE seq=?1"),
@@ -643,6 +663,10 @@ class SqliteStore final : public Store {
       insert_.bind_null(10);
     else
       insert_.bind(10, j.submitted_by);
+    if (j.callback_url.empty())
+      insert_.bind_null(11);
+    else
+      insert_.bind(11, j.callback_url);
     insert_.step();
     j.seq = sqlite3_last_insert_rowid(writer_.get());
   }
@@ -653,6 +677,7 @@ class SqliteStore final : public Store {
 
   void write_update(const JobUpdate& u) {
     {
+      if (u.outcome != Outcome::kPending) write_webhook_event(u);
       std::string recipients = job::recipients_to_store(u.recipients);
       ResetGuard g{update_};
       update_.bind(1, u.seq).bind(2, recipients).bind(3, std::int64_t{u.started}).bind(4, u.completed);
@@ -778,6 +803,61 @@ class SqliteStore final : public Store {
     st.bind(1, key).bind(2, value).run();
   }
 
+  // A job with a callback_url that this update completes gets its job.completed event, in the
+  // same transaction as the outcome (before the UPDATE: a job completes once).
+  void write_webhook_event(const JobUpdate& u) {
+    auto& o = outbox_;
+    job::Job j;
+    std::string url;
+    {
+      ResetGuard g{o.job};
+      o.job.bind(1, u.seq);
+      if (!o.job.step()) return;
+      j.ref = o.job.text(0);
+      j.submitted = o.job.i64(1);
+      url = o.job.text(2);
+    }
+    j.started = true;
+    j.completed = u.completed;
+    j.recipients = u.recipients;
+    const std::string id = new_uuid_v7(u.completed * 1000);
+    const std::string body = webhook::completed_event_body(id, u.completed, j);
+    ResetGuard g{o.insert};
+    o.insert.bind(1, id).bind(2, j.ref).bind(3, url).bind(4, body).bind(5, u.completed).bind(6, u.completed * 1000);
+    o.insert.step();
+  }
+
+ public:
+  bool has_webhook_outbox() const override { return true; }
+  std::vector<WebhookEvent> webhook_due(std::int64_t now_ms, std::size_t limit) override {
+    std::lock_guard lock(read_mu_);
+    ResetGuard g{outbox_.due};
+    outbox_.due.bind(1, now_ms).bind(2, static_cast<std::int64_t>(limit));
+    std::vector<WebhookEvent> out;
+    while (outbox_.due.step()) {
+      auto& s = outbox_.due;
+      out.push_back({s.text(0), s.text(1), s.text(2), s.text(3), s.i64(4), static_cast<int>(s.i64(5)), s.i64(6)});
+    }
+    return out;
+  }
+  std::optional<std::int64_t> webhook_next_at() override {
+    std::lock_guard lock(read_mu_);
+    ResetGuard g{outbox_.next};
+    if (outbox_.next.step() && !outbox_.next.is_null(0)) return outbox_.next.i64(0);
+    return std::nullopt;
+  }
+  void webhook_delivered(std::string_view id) override {
+    std::lock_guard lock(write_mu_);
+    ResetGuard g{outbox_.remove};
+    outbox_.remove.bind(1, id).step();
+  }
+  void webhook_failed(std::string_view id, int attempts, std::int64_t next_at_ms) override {
+    std::lock_guard lock(write_mu_);
+    ResetGuard g{outbox_.retry};
+    outbox_.retry.bind(1, id).bind(2, std::int64_t{attempts}).bind(3, next_at_ms).step();
+  }
+
+ private:
   // ---- API keys: a connection of their own (rare writes; SQLite's busy timeout orders them
   // with the group commit's).
  public:
@@ -906,6 +986,23 @@ class SqliteStore final : public Store {
   bool ckpt_wanted_ = false;
   bool ckpt_stop_ = false;
   std::thread checkpoint_thread_;
+  // The webhook outbox: written on the group commit's connection (under write_mu_), read on the
+  // reader's (under read_mu_).
+  struct OutboxStmts {
+    OutboxStmts(Db& w, Db& r)
+        : job(w,
+              "SELECT ref, submitted, callback_url FROM jobs "
+              "WHERE seq=?1 AND completed=0 AND callback_url IS NOT NULL"),
+          insert(w, "INSERT INTO webhook_outbox(id, job_ref, url, body, created, next_at) VALUES(?1,?2,?3,?4,?5,?6)"),
+          remove(w, "DELETE FROM webhook_outbox WHERE id=?1"),
+          retry(w, "UPDATE webhook_outbox SET attempts=?2, next_at=?3 WHERE id=?1"),
+          due(r,
+              "SELECT id, job_ref, url, body, created, attempts, next_at FROM webhook_outbox WHERE next_at <= ?1 "
+              "ORDER BY next_at LIMIT ?2"),
+          next(r, "SELECT min(next_at) FROM webhook_outbox") {}
+    Stmt job, insert, remove, retry, due, next;
+  };
+  OutboxStmts outbox_{writer_, reader_};
 };
 
 }  // namespace

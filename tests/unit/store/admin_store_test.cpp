@@ -7,6 +7,7 @@
 #include <set>
 
 #include "../../support/temp_dir.hpp"
+#include "raw_sqlite.hpp"
 #include "test_jobs.hpp"
 #include "websmtp/job/json.hpp"
 #include "websmtp/store/store.hpp"
@@ -14,6 +15,8 @@
 using namespace websmtp;
 using namespace websmtp::store;
 using websmtp::test_support::make_job;
+using websmtp::test_support::raw_exec;
+using websmtp::test_support::raw_integer;
 
 namespace {
 
@@ -37,26 +40,6 @@ JobUpdate finished(const job::Job& j, job::RecipientState state) {
   for (auto& r : u.recipients) r.state = state;
   u.outcome = state == job::RecipientState::kDelivered ? Outcome::kDelivered : Outcome::kFailed;
   return u;
-}
-
-std::int64_t raw_integer(const std::string& path, const std::string& sql) {
-  sqlite3* db = nullptr;
-  EXPECT_EQ(sqlite3_open(path.c_str(), &db), SQLITE_OK);
-  sqlite3_stmt* st = nullptr;
-  EXPECT_EQ(sqlite3_prepare_v2(db, sql.c_str(), -1, &st, nullptr), SQLITE_OK) << sqlite3_errmsg(db);
-  std::int64_t v = sqlite3_step(st) == SQLITE_ROW ? sqlite3_column_int64(st, 0) : -1;
-  sqlite3_finalize(st);
-  sqlite3_close(db);
-  return v;
-}
-
-void raw_exec(const std::string& path, const std::string& sql) {
-  sqlite3* db = nullptr;
-  ASSERT_EQ(sqlite3_open(path.c_str(), &db), SQLITE_OK);
-  char* err = nullptr;
-  EXPECT_EQ(sqlite3_exec(db, sql.c_str(), nullptr, nullptr, &err), SQLITE_OK) << (err ? err : "");
-  sqlite3_free(err);
-  sqlite3_close(db);
 }
 
 }  // namespace
@@ -191,8 +174,10 @@ TEST(AdminStore, MigratesAVersion3DatabaseToTheAdminSchema) {
     job::Job* p = &j;
     s->insert({&p, 1});
   }
-  // Back to version 3 as that release left it: without the admin tables.
-  raw_exec(path, "DROP TABLE attempts; DROP TABLE suppressions; DROP TABLE settings; PRAGMA user_version=3;");
+  // Back to version 3 as that release left it: without the admin tables (nor the webhooks' of version 5).
+  raw_exec(path,
+           "DROP TABLE attempts; DROP TABLE suppressions; DROP TABLE settings; DROP TABLE webhook_outbox; "
+           "ALTER TABLE jobs DROP COLUMN callback_url; PRAGMA user_version=3;");
   ASSERT_EQ(raw_integer(path, "PRAGMA user_version"), 3);
   {
     auto s = open_sqlite({path, false});
@@ -205,7 +190,7 @@ TEST(AdminStore, MigratesAVersion3DatabaseToTheAdminSchema) {
     EXPECT_TRUE(s->add_suppression({"a@x.zz", "manual", 1, 0, {}}));
   }
   EXPECT_EQ(raw_integer(path, "PRAGMA user_version"), sqlite_schema_version());
-  EXPECT_EQ(sqlite_schema_version(), 4);
+  EXPECT_EQ(sqlite_schema_version(), 5);  // 4: the admin tables, 5: webhooks
   EXPECT_EQ(raw_integer(path, "SELECT count(*) FROM sqlite_master WHERE name IN ('attempts','suppressions','settings')"),
             3);
 }

@@ -216,6 +216,30 @@ TEST_F(PostgresStoreTest, ACancelOfAJobAnotherNodeHoldsIsNotUndoneByItsOutcome) 
   EXPECT_EQ(a->find(jobs[1].ref)->completed, 160);
 }
 
+TEST_F(PostgresStoreTest, TheCommitThatCompletesAJobWithACallbackWritesItsWebhookEvent) {
+  auto s = open();
+  std::vector<job::Job> jobs{make_job(100), make_job(100)};
+  jobs[0].callback_url = "https://hooks.example.com/x";
+  auto p = ptrs_of(jobs);
+  s->commit(Commit{.inserts = p, .owner = "node-a", .lease_until_ms = 500'000});
+  EXPECT_TRUE(s->has_webhook_outbox());
+  EXPECT_FALSE(s->webhook_next_at());
+  std::vector<JobUpdate> u{
+      {.seq = jobs[0].seq, .recipients = jobs[0].recipients, .completed = 150, .outcome = Outcome::kDelivered},
+      {.seq = jobs[1].seq, .recipients = jobs[1].recipients, .completed = 150, .outcome = Outcome::kDelivered}};
+  s->commit(Commit{.updates = u, .owner = "node-a"});
+  auto due = s->webhook_due(150'000, 10);
+  ASSERT_EQ(due.size(), 1u);
+  EXPECT_EQ(due[0].job_ref, jobs[0].ref);
+  EXPECT_EQ(due[0].url, "https://hooks.example.com/x");
+  EXPECT_NE(due[0].body.find(jobs[0].ref), std::string::npos);
+  s->webhook_failed(due[0].id, 1, 160'000);
+  EXPECT_TRUE(s->webhook_due(150'000, 10).empty());
+  EXPECT_EQ(s->webhook_next_at(), 160'000);
+  s->webhook_delivered(due[0].id);
+  EXPECT_FALSE(s->webhook_next_at());
+}
+
 TEST_F(PostgresStoreTest, ConcurrentNodesNeverClaimTheSameJob) {
   auto seed = open("seed");
   std::vector<job::Job> jobs;

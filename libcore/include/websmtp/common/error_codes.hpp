@@ -9,7 +9,7 @@
 
 namespace websmtp {
 
-inline constexpr std::array<std::string_view, 54> kErrorCodes = {
+inline constexpr std::array<std::string_view, 59> kErrorCodes = {
     "already_completed",
     "bad_content_length",
     "bad_host",
@@ -17,6 +17,9 @@ inline constexpr std::array<std::string_view, 54> kErrorCodes = {
     "body_timeout",
     "body_too_large",
     "busy",
+    "callback_lookups_busy",
+    "callback_url_not_public",
+    "callback_url_unresolvable",
     "cors_origin_denied",
     "duplicate_dkim_key",
     "duplicate_key",
@@ -35,6 +38,7 @@ inline constexpr std::array<std::string_view, 54> kErrorCodes = {
     "invalid_attachment",
     "invalid_batch_size",
     "invalid_body",
+    "invalid_callback_url",
     "invalid_config",
     "invalid_dkim_key",
     "invalid_domain",
@@ -64,6 +68,7 @@ inline constexpr std::array<std::string_view, 54> kErrorCodes = {
     "unknown_field",
     "unknown_key",
     "unknown_ref",
+    "webhooks_disabled",
 };
 
 // The code's place in kErrorCodes; kErrorCodes.size() for a code that is not in it.

@@ -94,6 +94,11 @@ struct Config {
   std::string database_url;      // postgresql://user:pass@host:port/db (STORE=postgres)
   std::int64_t lease_timeout_s = 60;  // a dead node's claims come back after this
   std::string node_id;                // this node's claim owner; empty: hostname:pid
+  // Webhooks (issue 9): job.completed events POSTed to a job's callback_url, signed.
+  std::string webhook_secret;  // empty: a job with a callback_url is refused (unsigned webhooks are not sent)
+  std::int64_t webhook_retry_min_s = 10;
+  std::int64_t webhook_retry_max_s = 3600;
+  bool webhook_allow_private = false;  // true: loopback, private, link-local... destinations too
 };
 
 struct ConfigError : std::runtime_error {

@@ -41,6 +41,7 @@ struct MailRequest {
   std::optional<std::string> html;                           // the text/html part
   std::vector<std::pair<std::string, std::string>> headers;  // validated custom headers
   std::vector<Attachment> attachments;
+  std::optional<std::string> callback_url;  // webhook on completion; form checked (webhook/destination.hpp)
 };
 
 enum class RecipientKind { kTo, kCc, kBcc };
@@ -84,6 +85,7 @@ struct Job {
   // Not stored as such: a shared store (PostgreSQL) hands a job over from a node that died or
   // lost its claim while the message was on the wire; the peer may have it already.
   bool interrupted_on_wire = false;
+  std::string callback_url;  // where the job.completed webhook goes; empty: none (stored at insert only)
 };
 
 // The seed's job status words: "not started", "processing", "completed".

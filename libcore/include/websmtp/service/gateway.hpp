@@ -28,6 +28,7 @@
 #include "websmtp/service/transport_factory.hpp"
 #include "websmtp/store/store.hpp"
 #include "websmtp/store/write_batcher.hpp"
+#include "websmtp/webhook/sender.hpp"
 
 namespace websmtp::service {
 
@@ -85,6 +86,7 @@ class Gateway {
   std::unique_ptr<DeliveryWorkers> workers_;
   std::unique_ptr<Suppressions> suppressions_;
   std::unique_ptr<AdminService> admin_;
+  std::unique_ptr<webhook::Sender> webhooks_;  // with WEBHOOK_SECRET only
   std::thread counting_;  // the store's counts, for the metrics' base
   bool stopped_ = false;
 };

@@ -20,6 +20,7 @@
 #include "websmtp/service/idempotency.hpp"
 #include "websmtp/service/metrics.hpp"
 #include "websmtp/store/write_batcher.hpp"
+#include "websmtp/webhook/lookups.hpp"
 
 namespace websmtp::service {
 
@@ -44,6 +45,10 @@ class SubmitService {
     std::size_t max_batch = 100;
     const auth::StatusTokens* status_tokens = nullptr;  // set when statuses are private
     const message::dkim::Signer* dkim = nullptr;        // signs each rendered message once
+    // Webhooks: a job's callback_url is refused unless WEBHOOK_SECRET is set (webhooks_signed),
+    // and where it points is checked unless WEBHOOK_ALLOW_PRIVATE.
+    bool webhooks_signed = false;
+    bool webhook_allow_private = false;
   };
   SubmitService(Options options, store::Store& store, store::WriteBatcher& batcher, queue::Dispatcher& dispatcher,
                 Metrics& metrics, const Clock& clock);
@@ -64,6 +69,13 @@ class SubmitService {
   std::optional<Error> admit(const Caller& caller, std::span<const job::Job> jobs, std::int64_t now_ms,
                              bool batch) const;
   std::string token_for(const Caller& caller, const std::string& ref) const;
+  // The callback_url's destination (resolved: this does DNS), or nullopt when it has none.
+  std::optional<Error> check_callback(const job::MailRequest& req) const;
+  // True when check_callback() would resolve a host name and this is not a lookup thread: the
+  // submit is then run again on one (lookups_), off the HTTP thread.
+  bool resolve_elsewhere(const job::MailRequest& req) const;
+  // Queues `again` on a lookup thread; false when too many wait (the caller answers 503).
+  bool resolve_later(std::function<void()> again);
   void accepted(job::Job&& stored);
 
   Options options_;
@@ -73,6 +85,7 @@ class SubmitService {
   const Clock& clock_;
   IdempotencyKeys idempotency_;
   std::atomic<bool> stopping_{false};
+  std::unique_ptr<webhook::Lookups> lookups_;  // last: its threads stop first
 };
 
 }  // namespace websmtp::service

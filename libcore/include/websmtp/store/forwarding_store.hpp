@@ -52,6 +52,15 @@ class ForwardingStore : public Store {
   bool remove_suppression(std::string_view address) override { return inner_->remove_suppression(address); }
   std::optional<std::string> setting(std::string_view key) override { return inner_->setting(key); }
   void put_setting(std::string_view key, std::string_view value) override { inner_->put_setting(key, value); }
+  bool has_webhook_outbox() const override { return inner_->has_webhook_outbox(); }
+  std::vector<WebhookEvent> webhook_due(std::int64_t now_ms, std::size_t limit) override {
+    return inner_->webhook_due(now_ms, limit);
+  }
+  std::optional<std::int64_t> webhook_next_at() override { return inner_->webhook_next_at(); }
+  void webhook_delivered(std::string_view id) override { inner_->webhook_delivered(id); }
+  void webhook_failed(std::string_view id, int attempts, std::int64_t next_at_ms) override {
+    inner_->webhook_failed(id, attempts, next_at_ms);
+  }
 
   Store& inner() { return *inner_; }
 

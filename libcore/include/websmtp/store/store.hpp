@@ -168,6 +168,18 @@ struct ApiKeyRecord {
   std::int64_t revoked = 0;  // Unix seconds; 0 while live
 };
 
+// A webhook event in the outbox (webhook/sender.hpp). The commit that completes a job with a
+// callback_url writes its event in the same transaction, so no crash can lose it.
+struct WebhookEvent {
+  std::string id;
+  std::string job_ref;
+  std::string url;
+  std::string body;          // the exact bytes POSTed on every attempt
+  std::int64_t created = 0;  // Unix seconds
+  int attempts = 0;          // failed attempts so far
+  std::int64_t next_at_ms = 0;
+};
+
 class Store {
  public:
   virtual ~Store() = default;
@@ -240,6 +252,19 @@ class Store {
   // Small durable settings of the whole gateway (e.g. "paused").
   virtual std::optional<std::string> setting(std::string_view key) = 0;
   virtual void put_setting(std::string_view key, std::string_view value) = 0;
+
+  // The webhook outbox. A store without one (the defaults) never writes an event, and says so
+  // here: websmtpd then refuses to start with WEBHOOK_SECRET rather than accept callbacks it
+  // would never send.
+  virtual bool has_webhook_outbox() const { return false; }
+  // Up to `limit` events due at `now_ms`, earliest first.
+  virtual std::vector<WebhookEvent> webhook_due(std::int64_t /*now_ms*/, std::size_t /*limit*/) { return {}; }
+  // The earliest next_at_ms of any event, if there is one.
+  virtual std::optional<std::int64_t> webhook_next_at() { return std::nullopt; }
+  // The event was delivered (or given up): it leaves the outbox.
+  virtual void webhook_delivered(std::string_view /*id*/) {}
+  // The event's attempt failed: `attempts` failures so far, the next one at `next_at_ms`.
+  virtual void webhook_failed(std::string_view /*id*/, int /*attempts*/, std::int64_t /*next_at_ms*/) {}
 };
 
 struct SqliteOptions {

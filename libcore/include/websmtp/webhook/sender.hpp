@@ -1,0 +1,89 @@
+#pragma once
+// The webhook sender: POSTs the events of the store's outbox to their callback URLs, signed,
+// and retries the ones that fail. It runs on threads of its own, so a slow or dead receiver
+// never holds up delivery; it sleeps until an event is due, woken by wake() (the group commit
+// calls it after committing a completed job: its event is in the outbox from that commit on)
+// or by the earliest retry time. Events survive restarts: they live in the store until they
+// are delivered (a 2xx) or 24 h old.
+#include <condition_variable>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "websmtp/common/clock.hpp"
+#include "websmtp/store/store.hpp"
+#include "websmtp/webhook/destination.hpp"
+
+namespace websmtp::webhook {
+
+struct SenderOptions {
+  std::string secret;  // WEBHOOK_SECRET
+  std::int64_t retry_min_ms = 10'000;
+  std::int64_t retry_max_ms = 3'600'000;
+  std::int64_t give_up_after_s = 24 * 3600;
+  bool allow_private = false;  // WEBHOOK_ALLOW_PRIVATE
+  std::string ca_file;         // SMTP_CA_FILE: trusted besides the system's CAs
+  int threads = 2;
+  std::int64_t connect_timeout_ms = 10'000;
+  std::int64_t total_timeout_ms = 30'000;
+};
+
+// What one POST came to: the HTTP status, or 0 and why there was none.
+struct PostResult {
+  int status = 0;
+  std::string error;
+};
+
+// One POST of `body` to `url` at `address` (which passed the destination check), with the
+// given headers (Host, Content-Type, User-Agent and the signature are among them).
+using Poster = std::function<PostResult(const CallbackUrl& url, const Address& address, const std::string& body,
+                                        const std::vector<std::pair<std::string, std::string>>& headers)>;
+
+// Poco::Net's HTTP(S) client: connect within the connect timeout, the whole exchange within
+// the total one; https verified against the system CAs and `ca_file`; redirects not followed.
+// cancel() ends every POST in progress at once (shutdown) and fails later ones quickly.
+struct HttpPoster {
+  Poster post;
+  std::function<void()> cancel;
+};
+HttpPoster http_poster(const SenderOptions& options);
+
+class Sender {
+ public:
+  // `cancel_posts`, when given, is called by stop() to end the POSTs in progress.
+  Sender(store::Store& store, const Clock& clock, SenderOptions options, Poster poster,
+         std::function<void()> cancel_posts = {});
+  ~Sender();
+  Sender(const Sender&) = delete;
+  Sender& operator=(const Sender&) = delete;
+
+  void start();
+  // Events may be due: look now (cheap when none is).
+  void wake();
+  // Stops the threads, cancelling the POSTs in progress (their events stay in the outbox).
+  void stop();
+
+ private:
+  void run();
+  void attempt(const store::WebhookEvent& e);
+  PostResult post(const store::WebhookEvent& e);
+
+  store::Store& store_;
+  const Clock& clock_;
+  SenderOptions options_;
+  Poster poster_;
+  std::function<void()> cancel_posts_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::uint64_t wakes_ = 0;        // counts wake()s, so that none is lost between a look and a wait
+  std::set<std::string> sending_;  // event ids being POSTed now
+  bool stopping_ = false;
+  std::vector<std::thread> threads_;
+};
+
+}  // namespace websmtp::webhook
