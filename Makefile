@@ -6,10 +6,10 @@ JOBS  ?= $(shell nproc)
 # Build and run dependencies (all from Debian 12).
 DEPS := build-essential cmake pkg-config libpistache-dev libcli11-dev nlohmann-json3-dev \
         libpoco-dev libspdlog-dev libgtest-dev libsqlite3-dev libexpected-dev \
-        libgoogle-perftools-dev libidn2-dev help2man
+        libgoogle-perftools-dev libidn2-dev help2man libpq-dev
 # Test peers and tools.
 TEST_DEPS := python3 python3-aiosmtpd curl postfix openssl python3-jwt python3-cryptography chromium \
-             python3-websocket python3-dkim dnsmasq-base tmux man-db
+             python3-websocket python3-dkim dnsmasq-base tmux man-db postgresql
 # Benchmarks: Postfix's smtp-sink/smtp-source (the postfix service is never started) and wrk.
 BENCH_DEPS := postfix wrk
 # Fuzzing: clang's libFuzzer (tests/fuzz).

@@ -15,6 +15,7 @@
 #include "logging.hpp"
 #include "public_api.hpp"
 #include "websmtp/service/gateway.hpp"
+#include "websmtp/store/postgres_store.hpp"
 #include "websmtp/store/store.hpp"
 
 namespace websmtp::daemon {
@@ -53,8 +54,14 @@ int run(const config::Config& config) {
 
   std::filesystem::create_directories(config.data_dir);
   SystemClock clock;
-  store::SqliteOptions so{config.data_dir + "/websmtp.db", config.store_sync == "full"};
-  service::Gateway gateway(config, store::open_sqlite(so), service::transport_factory(config), clock);
+  std::unique_ptr<store::Store> store;
+  if (config.store == "postgres") {
+    store = store::open_postgres({config.database_url, config.node_id, static_cast<std::size_t>(config.threads) + 6});
+    spdlog::info("store: PostgreSQL, node {} (claims lease {}s)", config.node_id, config.lease_timeout_s);
+  } else {
+    store = store::open_sqlite({config.data_dir + "/websmtp.db", config.store_sync == "full"});
+  }
+  service::Gateway gateway(config, std::move(store), service::transport_factory(config), clock);
 
   gateway.longpolls().set_max_waiters(static_cast<std::size_t>(config.max_longpolls));
 
@@ -123,7 +130,8 @@ int run(const config::Config& config) {
                    ? " via " + config.smtp_server + ":" + std::to_string(config.smtp_port)
                : config.delivery == config::Delivery::kSandbox ? " into " + config.data_dir + "/sandbox"
                                                                : "",
-               config.threads, so.path);
+               config.threads,
+               config.store == "postgres" ? "postgres (node " + config.node_id + ")" : config.data_dir + "/websmtp.db");
   flush_logs();
   if (!config.ready_file.empty()) write_ready_file(config.ready_file, api.port(), admin.port());
 

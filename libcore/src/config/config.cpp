@@ -115,6 +115,13 @@ const std::vector<KeyInfo>& keys() {
       {"OUTBOUND_IP", "",
        "the public address mail leaves from, for SPF in `websmtpctl domain check`; empty: the local address of the "
        "route to the relay or the Internet"},
+      // Several nodes on one PostgreSQL database (issue 10).
+      {"STORE", d.store, "sqlite (embedded, one node) or postgres (any number of nodes sharing DATABASE_URL)"},
+      {"DATABASE_URL", "", "STORE=postgres: postgresql://user:pass@host:port/db"},
+      {"LEASE_TIMEOUT", dur(d.lease_timeout_s),
+       "STORE=postgres: a node's claim on a job lasts this long without renewal; a dead node's jobs are taken over "
+       "after it"},
+      {"NODE_ID", "", "STORE=postgres: this node's name in claims; empty: hostname:pid"},
       // Webhooks (issue 9).
       {"WEBHOOK_SECRET", "",
        "HMAC-SHA256 key of the Websmtp-Signature header (16+ bytes); unset: jobs with a callback_url are refused"},
@@ -364,6 +371,22 @@ Config load(const std::function<std::optional<std::string>(const std::string&)>&
     in6_addr v6{};
     if (inet_pton(AF_INET, c.outbound_ip.c_str(), &v4) != 1 && inet_pton(AF_INET6, c.outbound_ip.c_str(), &v6) != 1)
       throw ConfigError("OUTBOUND_IP", "'" + c.outbound_ip + "' is not an IPv4 or IPv6 address");
+  }
+  // Several nodes on one PostgreSQL database (issue 10).
+  c.store = r.choice("STORE", c.store, {"sqlite", "postgres"});
+  c.database_url = r.raw("DATABASE_URL").value_or("");
+  if (c.store == "postgres" && c.database_url.rfind("postgresql://", 0) != 0 &&
+      c.database_url.rfind("postgres://", 0) != 0)
+    throw ConfigError("DATABASE_URL", "STORE=postgres needs DATABASE_URL=postgresql://user:pass@host:port/db");
+  c.lease_timeout_s = r.duration("LEASE_TIMEOUT", c.lease_timeout_s, 1);
+  c.node_id = r.get("NODE_ID").value_or("");
+  if (c.node_id.size() > 200 || c.node_id.find('\n') != std::string::npos)
+    throw ConfigError("NODE_ID", "must be one line of at most 200 characters");
+  if (c.node_id.empty()) {
+    // Unique per start: a restarted node does not mistake its predecessor's claims for its own.
+    char host[256] = {};
+    ::gethostname(host, sizeof host - 1);
+    c.node_id = std::string(host) + ":" + std::to_string(::getpid());
   }
   // Webhooks (issue 9).
   c.webhook_secret = r.raw("WEBHOOK_SECRET").value_or("");

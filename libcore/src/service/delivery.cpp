@@ -47,6 +47,19 @@ void fail_unattempted(job::Recipient& r, const char* reason, std::int64_t now_s)
   r.next_attempt = 0;
 }
 
+std::vector<store::AttemptRecord> apply_interrupted_attempt(job::Job& j, const queue::RetryOptions& retry,
+                                                            std::int64_t now_ms) {
+  smtp::Reply lost{0, "websmtpd stopped while the message was being sent; the outcome is unknown", true};
+  std::vector<store::AttemptRecord> history;
+  for (auto& r : j.recipients) {
+    if (job::is_final(r.state)) continue;
+    queue::apply_attempt(r, lost, j.submitted, now_ms / 1000, fnv1a64(j.ref), retry);
+    if (r.state == job::RecipientState::kDeferred) r.next_attempt = now_ms / 1000;  // ours, not the peer's: now
+    history.push_back({r.address, now_ms / 1000, 0, lost.text, {}});
+  }
+  return history;
+}
+
 void recover_interrupted_attempts(store::Store& store, queue::InflightJournal& journal,
                                   const queue::RetryOptions& retry, const Clock& clock) {
   std::vector<store::JobUpdate> updates;
@@ -58,14 +71,7 @@ void recover_interrupted_attempts(store::Store& store, queue::InflightJournal& j
     for (const auto& r : j->recipients)
       if (!job::is_final(r.state)) attempts = std::max<std::int64_t>(attempts, r.attempts);
     if (attempts != e.attempts_before) continue;  // that attempt's outcome was committed
-    smtp::Reply lost{0, "websmtpd stopped while the message was being sent; the outcome is unknown", true};
-    std::vector<store::AttemptRecord> history;
-    for (auto& r : j->recipients) {
-      if (job::is_final(r.state)) continue;
-      queue::apply_attempt(r, lost, j->submitted, now_ms / 1000, fnv1a64(j->ref), retry);
-      if (r.state == job::RecipientState::kDeferred) r.next_attempt = now_ms / 1000;  // ours, not the peer's: now
-      history.push_back({r.address, now_ms / 1000, 0, lost.text, {}});
-    }
+    std::vector<store::AttemptRecord> history = apply_interrupted_attempt(*j, retry, now_ms);
     spdlog::warn("job {}: interrupted while its message was on the wire; flagged as a possible duplicate", j->ref);
     updates.push_back(update_after_attempt(std::move(*j), now_ms));
     updates.back().attempts = std::move(history);
@@ -131,6 +137,16 @@ void DeliveryWorkers::run() {
 }
 
 void DeliveryWorkers::attempt(job::Job& j, smtp::Transport& transport) {
+  // Taken over from a node that stopped with this job's message on the wire: that attempt is
+  // recorded first (as a restart does from the in-flight journal), then this one is made.
+  std::vector<store::AttemptRecord> history;
+  if (j.interrupted_on_wire) {
+    spdlog::warn("job {}: taken over from a node that stopped while its message was on the wire; flagged as a "
+                 "possible duplicate",
+                 j.ref);
+    history = apply_interrupted_attempt(j, options_.retry, clock_.now_ms());
+    j.interrupted_on_wire = false;
+  }
   smtp::Envelope env{j.ref, j.sender, {}};
   std::vector<std::size_t> pending;
   // RCPT TO carries an internationalised domain as its A-labels (api.md), in relay and MX mode
@@ -152,16 +168,18 @@ void DeliveryWorkers::attempt(job::Job& j, smtp::Transport& transport) {
   env.recipients.assign(rcpts.begin(), rcpts.end());
   std::int64_t attempts_before = 0;
   for (auto i : pending) attempts_before = std::max<std::int64_t>(attempts_before, j.recipients[i].attempts);
-  env.before_data = [&] { journal_.begin(j.seq, attempts_before); };
+  env.before_data = [&] {
+    journal_.begin(j.seq, attempts_before);
+    if (options_.on_wire) options_.on_wire(j.seq);
+  };
   std::vector<smtp::Reply> replies;
   if (!pending.empty()) replies = transport.deliver(env, j.message);
 
   std::int64_t now_ms = clock_.now_ms();
   std::int64_t now = now_ms / 1000;
   std::uint64_t seed = fnv1a64(j.ref);
-  std::vector<store::AttemptRecord> history;
   std::vector<store::SuppressionRecord> suppress;
-  history.reserve(pending.size());
+  history.reserve(history.size() + pending.size());
   bool busy = false;  // some recipients were not tried: their MX host had every session in use
   for (std::size_t k = 0; k < pending.size(); ++k) {
     auto& r = j.recipients[pending[k]];

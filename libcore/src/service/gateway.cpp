@@ -5,6 +5,7 @@
 #include <filesystem>
 
 #include "websmtp/job/json.hpp"
+#include "websmtp/store/postgres_store.hpp"
 
 namespace websmtp::service {
 
@@ -32,7 +33,13 @@ void Gateway::start() {
   status_.set_status_tokens(access_->status_tokens());
   dkim_ = message::dkim::load_signer(config_);  // likewise an unusable DKIM key
   journal_ = std::make_unique<queue::InflightJournal>(config_.data_dir + "/inflight.journal");
-  recover_interrupted_attempts(*store_, *journal_, retry_options(config_), clock_);
+  shared_ = dynamic_cast<store::SharedStore*>(store_.get());
+  // A shared store keeps that note in the job's row instead (on_wire, below): the node that
+  // claims the job next flags it, whichever node that is.
+  if (shared_)
+    journal_->reset();
+  else
+    recover_interrupted_attempts(*store_, *journal_, retry_options(config_), clock_);
   metrics_.start(clock_.now_ms());
   // Counting reads every row (seconds with a million queued jobs): delivery need not wait.
   std::function<store::Counts()> count;
@@ -70,12 +77,19 @@ void Gateway::start() {
   store::WriteBatcher::Options bo;
   bo.status_ttl_s = config_.status_ttl_s;
   bo.outcome_linger_ms = 2;
+  // Several nodes on one database (STORE=postgres): claims name this node and expire.
+  auto* shared = shared_;
+  queue::Dispatcher::Options dopt;
+  if (shared) {
+    bo.owner = dopt.owner = config_.node_id;
+    bo.lease_ms = dopt.lease_ms = config_.lease_timeout_s * 1000;
+  }
   batcher_ = std::make_unique<store::WriteBatcher>(
       *store_, clock_, bo, [this](const store::JobUpdate& u) { outcome_committed(u); },
       [this](const store::Counts& removed) { metrics_.purged(removed); },
       // A deferral the store could not commit (full disk) is still attempted at its retry time.
       [this](store::JobUpdate& u) { return dispatcher_->requeue(u); });
-  dispatcher_ = std::make_unique<queue::Dispatcher>(*store_, clock_, queue::Dispatcher::Options{});
+  dispatcher_ = std::make_unique<queue::Dispatcher>(*store_, clock_, dopt);
   // An operator who paused delivery (during a relay outage, say) does not want a restart to
   // resume it.
   if (AdminService::stored_pause(*store_)) {
@@ -91,11 +105,59 @@ void Gateway::start() {
                              dkim_.empty() ? nullptr : &dkim_, !config_.webhook_secret.empty(),
                              config_.webhook_allow_private},
       *store_, *batcher_, *dispatcher_, metrics_, clock_);
-  workers_ = std::make_unique<DeliveryWorkers>(
-      DeliveryWorkers::Options{config_.threads, config_.worker_nice, retry_options(config_)}, transports_, *dispatcher_,
-      *batcher_, *journal_, metrics_, clock_, suppressions_.get());
+  DeliveryWorkers::Options wopt{config_.threads, config_.worker_nice, retry_options(config_), {}};
+  if (shared)
+    wopt.on_wire = [shared, owner = config_.node_id](std::int64_t seq) {
+      try {
+        shared->note_on_wire(seq, owner);
+      } catch (const store::StoreError& e) {
+        // Only weakens duplicate flagging if this node dies during this very transaction.
+        spdlog::warn("cannot note job seq {} as on the wire: {}", seq, e.what());
+      }
+    };
+  workers_ = std::make_unique<DeliveryWorkers>(wopt, transports_, *dispatcher_, *batcher_, *journal_, metrics_, clock_,
+                                               suppressions_.get());
   workers_->start();
   longpolls_.start();
+  if (shared) {
+    shared->start_listening([this](const std::string& ref) { remote_change(ref); });
+    remote_change("=paused");  // a pause set between the read above and the LISTEN
+  }
+}
+
+// Another node committed something (a shared store's LISTEN thread): new or released jobs
+// (ref empty) wake the dispatcher; a job's change drops its cached status and answers the
+// long-polls waiting on it.
+void Gateway::remote_change(const std::string& ref) {
+  if (ref.empty() || ref == "*") {
+    dispatcher_->wake(clock_.now_ms());
+    if (ref.empty()) return;
+    status_.remote_change_all();
+  }
+  if (ref == "=paused" || ref == "*") {  // POST /admin/pause or /admin/resume on another node
+    try {
+      bool paused = AdminService::stored_pause(*store_);
+      if (paused != dispatcher_->paused())
+        spdlog::info("delivery {} by the admin API of another node", paused ? "paused" : "resumed");
+      dispatcher_->set_paused(paused);
+    } catch (const store::StoreError& e) {
+      spdlog::warn("cannot read the pause set by another node: {}", e.what());
+    }
+    return;
+  }
+  if (ref.front() == '=') return;
+  status_.remote_change(ref);
+  std::optional<job::Job> j;
+  try {
+    j = store_->find(ref);
+  } catch (const store::StoreError& e) {
+    spdlog::warn("cannot read job {} changed by another node: {}", ref, e.what());
+    return;
+  }
+  if (!j) return;
+  // Finished by another node's edit (a cancel): a copy this node holds is not attempted.
+  if (j->completed) dispatcher_->finished_by_edit(j->seq);
+  longpolls_.status_changed(ref, job::job_status(*j), [&] { return status_text(*j); });
 }
 
 // Runs on the commit thread after an attempt's outcome is durable.
@@ -105,7 +167,12 @@ void Gateway::outcome_committed(const store::JobUpdate& u) {
     metrics_.refinished(u.was, u.outcome);
   else
     metrics_.outcome_committed(u.first_attempt, u.outcome);
-  status_.outcome_committed(u);
+  // A shared store writes an outcome only while this node still holds the claim: the cache is
+  // refreshed from the store rather than from what may not have been written.
+  if (shared_)
+    status_.remote_change(u.ref);
+  else
+    status_.outcome_committed(u);
   dispatcher_->release(u.seq, u.next_at_ms);
   status_changed(u);
 }
@@ -148,6 +215,12 @@ Metrics::Figures Gateway::figures(std::int64_t now) const {
   f.workers = config_.threads;
   f.workers_busy = workers_ ? workers_->busy() : 0;
   f.paused = dispatcher_ && dispatcher_->paused();
+  if (shared_) {
+    try {
+      f.shared_depth = store_->counts();
+    } catch (const store::StoreError&) {
+    }
+  }
   return f;
 }
 
@@ -164,6 +237,7 @@ std::string Gateway::metrics_text() const {
 bool Gateway::stop(std::chrono::milliseconds grace) {
   if (stopped_) return true;
   stopped_ = true;
+  if (shared_) shared_->stop_listening();
   if (counting_.joinable()) counting_.join();
   if (submit_) submit_->stop();
   longpolls_.stop();

@@ -122,8 +122,14 @@ Metrics::Depth Metrics::depth() const {
           base.failed + failed_.load()};
 }
 
+Metrics::Depth Metrics::depth(const Figures& f) const {
+  if (!f.shared_depth) return depth();
+  const auto& c = *f.shared_depth;
+  return {c.queued, c.deferred, c.completed, c.failed};
+}
+
 Metrics::Depth Metrics::depth_apart_from(const Figures& f) const {
-  Depth d = depth();
+  Depth d = depth(f);
   // Clamped: an outcome leaves the gauge a moment before the dispatcher lets the job go.
   d.queued = std::max<std::int64_t>(0, d.queued - f.in_flight_first);
   d.deferred = std::max<std::int64_t>(0, d.deferred - (f.in_flight - f.in_flight_first));

@@ -55,6 +55,22 @@ void StatusCache::update_if_present(const std::string& ref, const std::vector<jo
   it->second.expires_ms = expires_ms;
 }
 
+void StatusCache::invalidate(const std::string& ref) {
+  std::lock_guard lock(mu_);
+  ++generations_[stripe(ref)];
+  auto it = map_.find(ref);
+  if (it == map_.end()) return;
+  lru_.erase(it->second.lru);
+  map_.erase(it);
+}
+
+void StatusCache::invalidate_all() {
+  std::lock_guard lock(mu_);
+  for (auto& g : generations_) ++g;
+  map_.clear();
+  lru_.clear();
+}
+
 std::size_t StatusCache::size() const {
   std::lock_guard lock(mu_);
   return map_.size();

@@ -15,6 +15,7 @@
 #include <unordered_map>
 
 #include "websmtp/common/thread.hpp"
+#include "store_sql.hpp"
 #include "websmtp/common/uuid.hpp"
 #include "websmtp/job/json.hpp"
 #include "websmtp/store/store.hpp"
@@ -595,19 +596,7 @@ class SqliteStore final : public Store {
     return [db] {
       Stmt counts(*db, "SELECT started, outcome, count(*) FROM jobs GROUP BY started, outcome");
       Counts c;
-      while (counts.step()) {
-        bool started = counts.i64(0) != 0;
-        auto outcome = static_cast<Outcome>(counts.i64(1));
-        auto n = counts.i64(2);
-        if (outcome == Outcome::kDelivered)
-          c.completed += n;
-        else if (outcome == Outcome::kFailed)
-          c.failed += n;
-        else if (started)
-          c.deferred += n;
-        else
-          c.queued += n;
-      }
+      while (counts.step()) sql::add_count(c, counts.i64(0) != 0, static_cast<Outcome>(counts.i64(1)), counts.i64(2));
       counts.reset();
       db->exec("COMMIT");
       return c;
@@ -741,23 +730,7 @@ class SqliteStore final : public Store {
   // ---- Admin API reads (the reader connection).
  public:
   std::vector<job::Job> list_jobs(JobFilter filter, std::int64_t before_seq, std::size_t limit) override {
-    const char* where = "1";
-    switch (filter) {
-      case JobFilter::kAll:
-        break;
-      case JobFilter::kQueued:
-        where = "outcome = 0 AND started = 0";
-        break;
-      case JobFilter::kDeferred:
-        where = "outcome = 0 AND started <> 0";
-        break;
-      case JobFilter::kCompleted:
-        where = "outcome = 1";
-        break;
-      case JobFilter::kFailed:
-        where = "outcome = 2";
-        break;
-    }
+    const char* where = sql::job_filter(filter);
     // No index per state: the scan walks the primary key downwards from the cursor, so a page
     // costs the rows it passes over; an index on the state would cost every submit and every
     // outcome a write for the sake of a rare operator's read.

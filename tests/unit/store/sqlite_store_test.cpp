@@ -14,19 +14,10 @@
 using namespace websmtp;
 using namespace websmtp::store;
 using websmtp::test_support::make_job;
+using websmtp::test_support::ptrs_of;
+using websmtp::test_support::seqs_of;
 
 namespace {
-std::vector<job::Job*> ptrs_of(std::vector<job::Job>& jobs) {
-  std::vector<job::Job*> p;
-  for (auto& j : jobs) p.push_back(&j);
-  return p;
-}
-
-std::vector<std::int64_t> seqs_of(const std::vector<job::Job>& jobs) {
-  std::vector<std::int64_t> s;
-  for (const auto& j : jobs) s.push_back(j.seq);
-  return s;
-}
 
 // Raw access to a database file, as another program (or an older websmtpd) would have it.
 class RawDb {

@@ -2,6 +2,7 @@
 // Jobs and outcomes for store, group-commit and dispatcher tests.
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "websmtp/common/uuid.hpp"
 #include "websmtp/store/store.hpp"
@@ -10,6 +11,19 @@ namespace websmtp::test_support {
 
 // The ManualClock's default start: the time tests' jobs are submitted at.
 constexpr std::int64_t kT0 = 1'700'000'000'000;
+
+// Pointers to the jobs, as Commit::inserts takes them.
+inline std::vector<job::Job*> ptrs_of(std::vector<job::Job>& jobs) {
+  std::vector<job::Job*> p;
+  for (auto& j : jobs) p.push_back(&j);
+  return p;
+}
+
+inline std::vector<std::int64_t> seqs_of(const std::vector<job::Job>& jobs) {
+  std::vector<std::int64_t> s;
+  for (const auto& j : jobs) s.push_back(j.seq);
+  return s;
+}
 
 // A job as a submit makes it, not stored yet; its message names its ref.
 inline job::Job make_job(std::int64_t submitted_s = kT0 / 1000, int recipients = 1) {

@@ -89,6 +89,11 @@ struct Config {
   std::int64_t mx_idle_timeout_s = 30;
   // Sending-domain check (issue 8).
   std::string outbound_ip;  // the address receivers see mail come from (SPF); empty: found by route
+  // Several nodes on one PostgreSQL database (issue 10).
+  std::string store = "sqlite";  // sqlite | postgres
+  std::string database_url;      // postgresql://user:pass@host:port/db (STORE=postgres)
+  std::int64_t lease_timeout_s = 60;  // a dead node's claims come back after this
+  std::string node_id;                // this node's claim owner; empty: hostname:pid
   // Webhooks (issue 9): job.completed events POSTed to a job's callback_url, signed.
   std::string webhook_secret;  // empty: a job with a callback_url is refused (unsigned webhooks are not sent)
   std::int64_t webhook_retry_min_s = 10;

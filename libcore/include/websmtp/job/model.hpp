@@ -82,6 +82,9 @@ struct Job {
   std::string idempotency_key;
   std::string request_hash;
   std::string submitted_by;  // the caller's identity ("key:<id>", "sub:<subject>"); empty: anonymous
+  // Not stored as such: a shared store (PostgreSQL) hands a job over from a node that died or
+  // lost its claim while the message was on the wire; the peer may have it already.
+  bool interrupted_on_wire = false;
   std::string callback_url;  // where the job.completed webhook goes; empty: none (stored at insert only)
 };
 

@@ -37,6 +37,11 @@ void fail_unattempted(job::Recipient& r, const char* reason, std::int64_t now_s)
 // now. Throws StoreError (start-up fails with the journal intact).
 void recover_interrupted_attempts(store::Store& store, queue::InflightJournal& journal,
                                   const queue::RetryOptions& retry, const Clock& clock);
+// Records on `j` the attempt that was interrupted with its message on the wire (its outcome is
+// unknown): each pending recipient gets the lost reply (possible_duplicate, or failed with
+// AFTER_DATA_TIMEOUT=fail) and is due now. Returns the history records of that attempt.
+std::vector<store::AttemptRecord> apply_interrupted_attempt(job::Job& j, const queue::RetryOptions& retry,
+                                                            std::int64_t now_ms);
 
 class DeliveryWorkers {
  public:
@@ -44,6 +49,9 @@ class DeliveryWorkers {
     int threads = 1;
     int nice = 10;
     queue::RetryOptions retry;
+    // A shared store's note that a job's message is about to go on the wire (a node that
+    // takes the job over then flags the retry possible_duplicate); empty: none.
+    std::function<void(std::int64_t seq)> on_wire;
   };
   DeliveryWorkers(Options options, TransportFactory transports, queue::Dispatcher& dispatcher,
                   store::WriteBatcher& batcher, queue::InflightJournal& journal, Metrics& metrics, const Clock& clock,

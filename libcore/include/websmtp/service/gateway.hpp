@@ -15,6 +15,7 @@
 #include "websmtp/message/dkim.hpp"
 #include "websmtp/queue/dispatcher.hpp"
 #include "websmtp/queue/inflight_journal.hpp"
+#include "websmtp/store/postgres_store.hpp"
 #include "websmtp/service/caller.hpp"
 #include "websmtp/service/access.hpp"
 #include "websmtp/service/admin.hpp"
@@ -66,8 +67,11 @@ class Gateway {
   bool edit_committed(const store::JobUpdate& u);
   void status_changed(const store::JobUpdate& u);
 
+  void remote_change(const std::string& ref);
+
   config::Config config_;
   std::unique_ptr<store::Store> store_;
+  store::SharedStore* shared_ = nullptr;  // store_ when it is shared by several nodes (PostgreSQL)
   TransportFactory transports_;
   const Clock& clock_;
   Metrics metrics_;

@@ -57,6 +57,9 @@ class Metrics {
     int workers_busy = 0;
     std::int64_t oldest_queued_age_s = 0;
     bool paused = false;
+    // A store shared by several nodes: the whole gateway's queue depth, counted in the store
+    // (this node's gauges only see its own submits and outcomes).
+    std::optional<store::Counts> shared_depth;
   };
   nlohmann::json queue_json(const Figures& f, std::int64_t now_ms) const;
   // Every figure in the Prometheus text format (0.0.4), the process-wide ones included.
@@ -69,6 +72,7 @@ class Metrics {
     std::int64_t queued, deferred, completed, failed;
   };
   Depth depth() const;  // the gauges over their base (waits briefly for it)
+  Depth depth(const Figures& f) const;  // shared_depth when given, else depth()
   // depth() with the jobs in flight taken out of queued and deferred (they are in flight only).
   Depth depth_apart_from(const Figures& f) const;
 

@@ -30,6 +30,10 @@ class StatusService {
 
   // A committed attempt outcome: refreshes the cached entry if there is one.
   void outcome_committed(const store::JobUpdate& u);
+  // Another node changed the job (a shared store): the cached entry is dropped.
+  void remote_change(const std::string& ref) { cache_.invalidate(ref); }
+  // Changes by other nodes may have been missed: nothing cached is trusted.
+  void remote_change_all() { cache_.invalidate_all(); }
 
  private:
   std::int64_t cache_expiry(std::int64_t completed_s) const;

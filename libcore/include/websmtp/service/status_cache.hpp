@@ -29,6 +29,10 @@ class StatusCache {
   void update_if_present(const std::string& ref, const std::vector<job::Recipient>& recipients, bool started,
                          std::int64_t completed, std::int64_t expires_ms);
   std::size_t size() const;
+  // Another node changed the job (a shared store): the entry is dropped, and a read under way
+  // is not cached.
+  void invalidate(const std::string& ref);
+  void invalidate_all();
 
  private:
   struct Entry {

@@ -1,0 +1,41 @@
+#pragma once
+// PostgreSQL implementation of the Store: any number of websmtpd nodes share one database
+// (STORE=postgres). Claims are columns (claimed_by, lease_until) taken with SKIP LOCKED; an
+// outcome is written only by the node that still holds the job's claim; a node notes in the
+// job's row that its message is on the wire, so the node that takes a dead node's job over
+// flags the retry `possible_duplicate` (Job::interrupted_on_wire).
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "websmtp/store/store.hpp"
+
+namespace websmtp::store {
+
+struct PostgresOptions {
+  std::string url;      // postgresql://user:pass@host:port/db
+  std::string node_id;  // this node's claims (the WriteBatcher's and the Dispatcher's owner)
+  std::size_t pool = 8;  // connections at most (libpq connections are not thread-safe)
+};
+
+// The shared store's extras beyond the Store interface.
+class SharedStore : public Store {
+ public:
+  // The worker is about to send the message of job `seq`, which `owner` holds: noted in the row
+  // (a round trip) so that a node taking the job over knows the peer may have the message.
+  virtual void note_on_wire(std::int64_t seq, std::string_view owner) = 0;
+  // Starts a thread on a LISTEN connection of its own that calls `on_remote_change(ref)` when
+  // any node committed the outcome of job `ref`, and `on_remote_change("")` when any node
+  // committed new unclaimed jobs, `on_remote_change("=<key>")` when a node changed the setting
+  // <key>, and `on_remote_change("*")` when notifications may have been missed (the LISTEN
+  // connection was (re)established): anything may have changed. Stopped by the destructor.
+  virtual void start_listening(std::function<void(const std::string& ref)> on_remote_change) = 0;
+  // Stops that thread (before what the callback touches goes away).
+  virtual void stop_listening() = 0;
+};
+
+// Connects, creates or migrates the schema (under an advisory lock: several nodes may start at
+// once). Throws StoreError when the database cannot be reached or is newer than this binary.
+std::unique_ptr<SharedStore> open_postgres(const PostgresOptions& options);
+
+}  // namespace websmtp::store

@@ -1,0 +1,924 @@
+// PostgreSQL implementation of the job store (STORE=postgres): the schema of SqliteStore plus
+// the claim columns. See store.hpp for the claim rules and postgres_store.hpp for the extras.
+#include "websmtp/store/postgres_store.hpp"
+
+#include <libpq-fe.h>
+#include <poll.h>
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <atomic>
+#include <condition_variable>
+#include <mutex>
+#include <thread>
+#include <unordered_set>
+
+#include "websmtp/common/thread.hpp"
+#include "store_sql.hpp"
+#include "websmtp/common/uuid.hpp"
+#include "websmtp/job/json.hpp"
+#include "websmtp/webhook/event.hpp"
+
+namespace websmtp::store {
+
+namespace {
+
+// The advisory lock key under which the schema is created and migrated (any constant will do,
+// as long as every node uses the same one): "websmtp" in ASCII.
+constexpr std::int64_t kSchemaLockKey = 0x77656273'6d7470;
+constexpr const char* kChannel = "websmtp_change";
+
+// The schema, as ordered forward migrations (a released one never changes).
+constexpr const char* kSchemaV1 = R"sql(
+CREATE TABLE jobs(
+  seq BIGSERIAL PRIMARY KEY,
+  ref TEXT NOT NULL UNIQUE,
+  submitted BIGINT NOT NULL,
+  completed BIGINT NOT NULL DEFAULT 0,
+  started INTEGER NOT NULL DEFAULT 0,
+  outcome INTEGER NOT NULL DEFAULT 0,
+  next_at BIGINT,
+  sender TEXT NOT NULL,
+  message BYTEA,
+  recipients TEXT NOT NULL,
+  idem_key TEXT,
+  request_hash TEXT,
+  batch BIGINT,
+  submitted_by TEXT,
+  claimed_by TEXT,
+  lease_until BIGINT,
+  on_wire INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX jobs_due ON jobs(next_at, seq) WHERE next_at IS NOT NULL;
+CREATE INDEX jobs_done ON jobs(completed) WHERE outcome <> 0;
+CREATE UNIQUE INDEX jobs_idem ON jobs(idem_key) WHERE idem_key IS NOT NULL;
+CREATE INDEX jobs_batch ON jobs(batch) WHERE batch IS NOT NULL;
+CREATE INDEX jobs_claimed ON jobs(claimed_by) WHERE claimed_by IS NOT NULL;
+CREATE INDEX jobs_lease ON jobs(lease_until) WHERE claimed_by IS NOT NULL;
+CREATE TABLE api_keys(
+  id TEXT PRIMARY KEY,
+  name TEXT NOT NULL,
+  type TEXT NOT NULL,
+  prefix TEXT NOT NULL,
+  hash TEXT NOT NULL UNIQUE,
+  policy TEXT NOT NULL,
+  created BIGINT NOT NULL,
+  last_used BIGINT NOT NULL DEFAULT 0,
+  revoked BIGINT NOT NULL DEFAULT 0
+);
+CREATE TABLE attempts(
+  id BIGSERIAL PRIMARY KEY,
+  seq BIGINT NOT NULL,
+  address TEXT NOT NULL,
+  time BIGINT NOT NULL,
+  smtp_code INTEGER NOT NULL,
+  smtp_reply TEXT NOT NULL,
+  host TEXT NOT NULL
+);
+CREATE INDEX attempts_seq ON attempts(seq);
+CREATE TABLE suppressions(
+  address TEXT PRIMARY KEY,
+  reason TEXT NOT NULL,
+  created BIGINT NOT NULL,
+  smtp_code INTEGER NOT NULL DEFAULT 0,
+  smtp_reply TEXT NOT NULL DEFAULT ''
+);
+CREATE TABLE settings(
+  key TEXT PRIMARY KEY,
+  value TEXT NOT NULL
+);
+)sql";
+
+// Version 2: webhooks (as SQLite's version 5): the job's callback_url and the outbox of
+// job.completed events, written by the commit that completes the job.
+constexpr const char* kSchemaV2Webhooks = R"sql(
+ALTER TABLE jobs ADD COLUMN callback_url TEXT;
+CREATE TABLE webhook_outbox(
+  id TEXT PRIMARY KEY,
+  job_ref TEXT NOT NULL,
+  url TEXT NOT NULL,
+  body TEXT NOT NULL,
+  created BIGINT NOT NULL,
+  attempts INTEGER NOT NULL DEFAULT 0,
+  next_at BIGINT NOT NULL
+);
+CREATE INDEX webhook_outbox_due ON webhook_outbox(next_at);
+)sql";
+
+struct Migration {
+  int version;
+  const char* sql;
+};
+constexpr Migration kMigrations[] = {{1, kSchemaV1}, {2, kSchemaV2Webhooks}};
+constexpr int kSchemaVersion = kMigrations[std::size(kMigrations) - 1].version;
+
+constexpr const char* kJobCols = "seq, ref, submitted, completed, started, sender, recipients, submitted_by";
+
+// A query's result, cleared however the scope is left.
+class Res {
+ public:
+  explicit Res(PGresult* r) : r_(r) {}
+  ~Res() { PQclear(r_); }
+  Res(Res&& o) noexcept : r_(std::exchange(o.r_, nullptr)) {}
+  Res(const Res&) = delete;
+  Res& operator=(const Res&) = delete;
+
+  int rows() const { return PQntuples(r_); }
+  bool null(int row, int col) const { return PQgetisnull(r_, row, col); }
+  std::string text(int row, int col) const {
+    return std::string(PQgetvalue(r_, row, col), static_cast<std::size_t>(PQgetlength(r_, row, col)));
+  }
+  std::int64_t i64(int row, int col) const { return null(row, col) ? 0 : std::stoll(PQgetvalue(r_, row, col)); }
+  std::int64_t affected() const {
+    const char* n = PQcmdTuples(r_);
+    return n && *n ? std::stoll(n) : 0;
+  }
+  // A bytea column read as text (hex format, "\x...").
+  std::string bytes(int row, int col) const {
+    if (null(row, col)) return {};
+    std::size_t n = 0;
+    unsigned char* p = PQunescapeBytea(reinterpret_cast<const unsigned char*>(PQgetvalue(r_, row, col)), &n);
+    if (!p) throw StoreError("postgres: cannot decode a bytea value");
+    std::string out(reinterpret_cast<char*>(p), n);
+    PQfreemem(p);
+    return out;
+  }
+
+ private:
+  PGresult* r_;
+};
+
+// Parameters of one statement, as text (a bytea one in binary; a null one as nullopt).
+class Params {
+ public:
+  Params& add(std::string v) {
+    values_.push_back(std::move(v));
+    nulls_.push_back(false);
+    binary_.push_back(0);
+    return *this;
+  }
+  Params& add(std::string_view v) { return add(std::string(v)); }
+  Params& add(const char* v) { return add(std::string(v)); }
+  Params& add(std::int64_t v) { return add(std::to_string(v)); }
+  Params& add(int v) { return add(std::to_string(v)); }
+  Params& add_bytes(std::string v) {
+    add(std::move(v));
+    binary_.back() = 1;
+    return *this;
+  }
+  Params& add_null() {
+    add(std::string());
+    nulls_.back() = true;
+    return *this;
+  }
+  Params& add_or_null(const std::optional<std::int64_t>& v) { return v ? add(*v) : add_null(); }
+  Params& add_text_or_null(std::string_view v) { return v.empty() ? add_null() : add(v); }
+
+  int size() const { return static_cast<int>(values_.size()); }
+  std::vector<const char*> values() const {
+    std::vector<const char*> p;
+    for (std::size_t i = 0; i < values_.size(); ++i) p.push_back(nulls_[i] ? nullptr : values_[i].data());
+    return p;
+  }
+  std::vector<int> lengths() const {
+    std::vector<int> l;
+    for (const auto& v : values_) l.push_back(static_cast<int>(v.size()));
+    return l;
+  }
+  const int* formats() const { return binary_.data(); }
+
+ private:
+  std::vector<std::string> values_;
+  std::vector<bool> nulls_;
+  std::vector<int> binary_;
+};
+
+// One libpq connection with its prepared statements (prepared on first use, by name).
+class Conn {
+ public:
+  explicit Conn(const std::string& url) : pg_(PQconnectdb(url.c_str())) {
+    if (!pg_ || PQstatus(pg_) != CONNECTION_OK) {
+      std::string msg = pg_ ? PQerrorMessage(pg_) : "out of memory";
+      PQfinish(pg_);
+      pg_ = nullptr;
+      throw StoreError("postgres: cannot connect: " + trim(msg));
+    }
+    PQsetNoticeProcessor(pg_, [](void*, const char*) {}, nullptr);
+  }
+  ~Conn() { PQfinish(pg_); }
+  Conn(const Conn&) = delete;
+  Conn& operator=(const Conn&) = delete;
+
+  bool ok() const { return PQstatus(pg_) == CONNECTION_OK; }
+  PGconn* get() const { return pg_; }
+
+  void exec(const char* sql) { Res r = check(PQexec(pg_, sql), sql); }
+  Res query(const char* sql) { return check(PQexec(pg_, sql), sql); }
+
+  // Runs the statement `sql`, prepared once per connection under `name`.
+  Res run(const char* name, const char* sql, const Params& p) {
+    if (!prepared_.count(name)) {
+      Res r = check(PQprepare(pg_, name, sql, 0, nullptr), sql);
+      prepared_.insert(name);
+    }
+    auto values = p.values();
+    auto lengths = p.lengths();
+    return check(PQexecPrepared(pg_, name, p.size(), values.data(), lengths.data(), p.formats(), 0), sql);
+  }
+  // A one-off statement (not prepared).
+  Res run_once(const std::string& sql, const Params& p) {
+    auto values = p.values();
+    auto lengths = p.lengths();
+    return check(PQexecParams(pg_, sql.c_str(), p.size(), nullptr, values.data(), lengths.data(), p.formats(), 0),
+                 sql.c_str());
+  }
+
+  static std::string trim(std::string s) {
+    while (!s.empty() && (s.back() == '\n' || s.back() == ' ')) s.pop_back();
+    return s;
+  }
+
+ private:
+  Res check(PGresult* r, const char* sql) {
+    auto st = PQresultStatus(r);
+    if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK) return Res(r);
+    std::string msg = r ? PQresultErrorMessage(r) : PQerrorMessage(pg_);
+    PQclear(r);
+    (void)sql;
+    throw StoreError("postgres: " + trim(msg));
+  }
+
+  PGconn* pg_;
+  std::unordered_set<std::string> prepared_;
+};
+
+// A small pool: a thread borrows a connection for one call (or one transaction) and gives it
+// back; a broken one is dropped, so the next call connects afresh (PostgreSQL restarted).
+class Pool {
+ public:
+  Pool(std::string url, std::size_t max) : url_(std::move(url)), max_(std::max<std::size_t>(max, 1)) {}
+
+  class Lease {
+   public:
+    Lease(Pool& pool, std::unique_ptr<Conn> c) : pool_(pool), c_(std::move(c)) {}
+    ~Lease() { pool_.give_back(std::move(c_)); }
+    Lease(const Lease&) = delete;
+    Lease& operator=(const Lease&) = delete;
+    Conn* operator->() { return c_.get(); }
+    Conn& operator*() { return *c_; }
+
+   private:
+    Pool& pool_;
+    std::unique_ptr<Conn> c_;
+  };
+
+  Lease take() {
+    std::unique_lock lock(mu_);
+    cv_.wait(lock, [&] { return !idle_.empty() || open_ < max_; });
+    while (!idle_.empty()) {
+      auto c = std::move(idle_.back());
+      idle_.pop_back();
+      // A server that restarted closed it: reading what is pending (without blocking) says so
+      // now rather than by failing the caller's statement.
+      if (PQconsumeInput(c->get()) && c->ok()) return Lease(*this, std::move(c));
+      --open_;
+    }
+    ++open_;
+    lock.unlock();
+    try {
+      return Lease(*this, std::make_unique<Conn>(url_));
+    } catch (...) {
+      lock.lock();
+      --open_;
+      cv_.notify_one();
+      throw;
+    }
+  }
+
+ private:
+  void give_back(std::unique_ptr<Conn> c) {
+    std::lock_guard lock(mu_);
+    // A connection left inside a transaction (an exception midway) or broken is not reused.
+    if (c && c->ok() && PQtransactionStatus(c->get()) == PQTRANS_IDLE)
+      idle_.push_back(std::move(c));
+    else
+      --open_;
+    cv_.notify_one();
+  }
+
+  std::string url_;
+  std::size_t max_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::vector<std::unique_ptr<Conn>> idle_;
+  std::size_t open_ = 0;
+};
+
+// BEGIN ... COMMIT on one connection; rolled back when the scope is left without commit().
+class Tx {
+ public:
+  explicit Tx(Conn& c) : c_(c) { c_.exec("BEGIN"); }
+  ~Tx() {
+    if (!done_ && c_.ok()) PQclear(PQexec(c_.get(), "ROLLBACK"));
+  }
+  void commit() {
+    c_.exec("COMMIT");
+    done_ = true;
+  }
+
+ private:
+  Conn& c_;
+  bool done_ = false;
+};
+
+void migrate(Conn& c) {
+  Tx tx(c);
+  c.run_once("SELECT pg_advisory_xact_lock($1)", Params().add(kSchemaLockKey));
+  c.exec("CREATE TABLE IF NOT EXISTS websmtp_schema(version INTEGER NOT NULL)");
+  Res v = c.query("SELECT max(version) FROM websmtp_schema");
+  int from = static_cast<int>(v.i64(0, 0));
+  if (from > kSchemaVersion)
+    throw StoreError("the database has websmtp schema version " + std::to_string(from) +
+                     ", newer than this websmtpd knows (" + std::to_string(kSchemaVersion) + ")");
+  for (const auto& m : kMigrations)
+    if (m.version > from) c.exec(m.sql);
+  if (from != kSchemaVersion) {
+    c.exec("DELETE FROM websmtp_schema");
+    c.run_once("INSERT INTO websmtp_schema(version) VALUES($1)", Params().add(kSchemaVersion));
+  }
+  tx.commit();
+  if (from != kSchemaVersion)
+    spdlog::info("postgres store: schema {} to version {}", from == 0 ? "created" : "migrated", kSchemaVersion);
+}
+
+job::Job row_to_job(const Res& r, int row, bool with_message) {
+  job::Job j;
+  j.seq = r.i64(row, 0);
+  j.ref = r.text(row, 1);
+  j.submitted = r.i64(row, 2);
+  j.completed = r.i64(row, 3);
+  j.started = r.i64(row, 4) != 0;
+  j.sender = r.text(row, 5);
+  j.recipients = job::recipients_from_store(r.text(row, 6));
+  j.submitted_by = r.text(row, 7);
+  if (with_message) {
+    j.message = r.bytes(row, 8);
+    j.idempotency_key = r.text(row, 9);
+  }
+  return j;
+}
+
+std::string seq_array(std::span<const std::int64_t> seqs) {
+  std::string a = "{";
+  for (std::size_t i = 0; i < seqs.size(); ++i) {
+    if (i) a += ',';
+    a += std::to_string(seqs[i]);
+  }
+  return a + "}";
+}
+
+class PostgresStore final : public SharedStore {
+ public:
+  explicit PostgresStore(const PostgresOptions& o) : options_(o), pool_(o.url, o.pool) {
+    auto c = pool_.take();
+    migrate(*c);
+    // Claims a previous process under this NODE_ID left (kill -9, then a restart): nothing here
+    // holds them, and this node's renewals would otherwise keep them from ever expiring. A job
+    // whose message was on the wire keeps that note for whoever claims it next.
+    Res r = c->run_once("UPDATE jobs SET claimed_by = NULL, lease_until = NULL WHERE claimed_by = $1",
+                        Params().add(o.node_id));
+    if (r.affected() > 0) {
+      spdlog::warn("postgres store: released {} claims left by a previous process of node {}", r.affected(),
+                   o.node_id);
+      notify(*c, "");
+    }
+  }
+
+  ~PostgresStore() override { stop_listening(); }
+
+  void commit(const Commit& c) override {
+    auto conn = pool_.take();
+    Tx tx(*conn);
+    std::string owner(c.owner.empty() ? std::string_view(options_.node_id) : c.owner);
+    write_inserts(*conn, c);
+    std::vector<std::int64_t> lost;
+    for (const auto& u : c.updates)
+      if (!write_update(*conn, u, owner)) lost.push_back(u.seq);
+    for (JobEdit* e : c.edits) write_edit(*conn, *e);
+    // Heard by every node at COMMIT: long-polls and status caches of the outcomes' refs, and
+    // idle dispatchers for inserts nobody claimed.
+    for (const auto& u : c.updates) notify(*conn, u.ref);
+    for (JobEdit* e : c.edits)
+      if (e->result) notify(*conn, e->result->ref);
+    if (!c.inserts.empty() && c.owner.empty()) notify(*conn, "");
+    tx.commit();
+    for (auto seq : lost)
+      spdlog::warn("job seq {}: this node's claim was taken over (lease expired); its outcome is not written", seq);
+  }
+
+  Counts purge_finished(std::int64_t before_s) override {
+    auto conn = pool_.take();
+    Tx tx(*conn);
+    Res r = conn->run("purge",
+                      "DELETE FROM jobs WHERE seq IN (SELECT seq FROM jobs WHERE outcome <> 0 AND completed < $1 "
+                      "ORDER BY completed LIMIT $2 FOR UPDATE SKIP LOCKED) RETURNING seq, outcome",
+                      Params().add(before_s).add(kPurgeSlice));
+    Counts c;
+    std::vector<std::int64_t> seqs;
+    for (int i = 0; i < r.rows(); ++i) {
+      seqs.push_back(r.i64(i, 0));
+      (r.i64(i, 1) == static_cast<int>(Outcome::kDelivered) ? c.completed : c.failed) += 1;
+    }
+    if (!seqs.empty())
+      conn->run("purge_attempts", "DELETE FROM attempts WHERE seq = ANY($1::bigint[])", Params().add(seq_array(seqs)));
+    tx.commit();
+    return c;
+  }
+
+  std::vector<job::Job> claim_due(std::string_view owner, std::int64_t now_ms, std::int64_t lease_ms,
+                                  std::size_t limit) override {
+    auto conn = pool_.take();
+    Res r = conn->run(
+        "claim_due",
+        "UPDATE jobs SET claimed_by = $1, lease_until = $2 WHERE seq IN (SELECT seq FROM jobs WHERE next_at IS NOT "
+        "NULL AND next_at <= $3 AND (claimed_by IS NULL OR lease_until < $3) ORDER BY next_at, seq LIMIT $4 FOR "
+        "UPDATE SKIP LOCKED) RETURNING seq, ref, submitted, completed, started, sender, recipients, submitted_by, "
+        "message, idem_key, on_wire, next_at",
+        Params().add(owner).add(now_ms + lease_ms).add(now_ms).add(static_cast<std::int64_t>(limit)));
+    std::vector<std::pair<std::int64_t, job::Job>> rows;
+    rows.reserve(static_cast<std::size_t>(r.rows()));
+    for (int i = 0; i < r.rows(); ++i) {
+      job::Job j = row_to_job(r, i, true);
+      j.interrupted_on_wire = r.i64(i, 10) != 0;
+      rows.emplace_back(r.i64(i, 11), std::move(j));
+    }
+    std::sort(rows.begin(), rows.end(), [](const auto& a, const auto& b) {
+      return a.first != b.first ? a.first < b.first : a.second.seq < b.second.seq;
+    });
+    std::vector<job::Job> out;
+    out.reserve(rows.size());
+    for (auto& [at, j] : rows) out.push_back(std::move(j));
+    return out;
+  }
+
+  std::size_t renew(std::string_view owner, std::int64_t now_ms, std::int64_t lease_ms) override {
+    auto conn = pool_.take();
+    Res r = conn->run("renew", "UPDATE jobs SET lease_until = $2 WHERE claimed_by = $1",
+                      Params().add(owner).add(now_ms + lease_ms));
+    return static_cast<std::size_t>(r.affected());
+  }
+
+  void release(std::string_view owner, std::span<const std::int64_t> seqs) override {
+    if (seqs.empty()) return;
+    auto conn = pool_.take();
+    conn->run("release",
+              "UPDATE jobs SET claimed_by = NULL, lease_until = NULL WHERE seq = ANY($2::bigint[]) AND claimed_by = $1",
+              Params().add(owner).add(seq_array(seqs)));
+    notify(*conn, "");  // another node may take them now
+  }
+
+  void note_on_wire(std::int64_t seq, std::string_view owner) override {
+    auto conn = pool_.take();
+    conn->run("on_wire", "UPDATE jobs SET on_wire = 1 WHERE seq = $1 AND claimed_by = $2", Params().add(seq).add(owner));
+  }
+
+  std::optional<job::Job> find(std::string_view ref) override {
+    return find_one("find", "SELECT seq, ref, submitted, completed, started, sender, recipients, submitted_by FROM jobs "
+                            "WHERE ref = $1",
+                    Params().add(ref));
+  }
+
+  std::optional<job::Job> find_seq(std::int64_t seq) override {
+    return find_one("find_seq", "SELECT seq, ref, submitted, completed, started, sender, recipients, submitted_by FROM "
+                                "jobs WHERE seq = $1",
+                    Params().add(seq));
+  }
+
+  std::vector<std::int64_t> due(std::int64_t now_ms, std::size_t limit) override {
+    auto conn = pool_.take();
+    Res r = conn->run("due",
+                      "SELECT seq FROM jobs WHERE next_at IS NOT NULL AND next_at <= $1 ORDER BY next_at, seq LIMIT $2",
+                      Params().add(now_ms).add(static_cast<std::int64_t>(limit)));
+    std::vector<std::int64_t> out;
+    for (int i = 0; i < r.rows(); ++i) out.push_back(r.i64(i, 0));
+    return out;
+  }
+
+  std::vector<job::Job> load(std::span<const std::int64_t> seqs, std::int64_t now_ms) override {
+    if (seqs.empty()) return {};
+    auto conn = pool_.take();
+    Res r = conn->run("load",
+                      "SELECT seq, ref, submitted, completed, started, sender, recipients, submitted_by, message, "
+                      "idem_key FROM jobs WHERE seq = ANY($1::bigint[]) AND outcome = 0 AND next_at <= $2",
+                      Params().add(seq_array(seqs)).add(now_ms));
+    std::unordered_map<std::int64_t, job::Job> by_seq;
+    for (int i = 0; i < r.rows(); ++i) {
+      auto j = row_to_job(r, i, true);
+      by_seq.emplace(j.seq, std::move(j));
+    }
+    std::vector<job::Job> out;
+    for (auto seq : seqs)
+      if (auto it = by_seq.find(seq); it != by_seq.end()) out.push_back(std::move(it->second));
+    return out;
+  }
+
+  // The next retry, or the earliest end of another node's lease (a dead node's jobs come back
+  // then): the dispatcher's timer, so lease expiry is found without polling.
+  std::optional<std::int64_t> next_due_after(std::int64_t now_ms) override {
+    auto conn = pool_.take();
+    Res r = conn->run("next_due",
+                      "SELECT (SELECT min(next_at) FROM jobs WHERE next_at IS NOT NULL AND next_at > $1), "
+                      "(SELECT min(lease_until) FROM jobs WHERE claimed_by IS NOT NULL AND claimed_by <> $2 AND "
+                      "lease_until > $1 AND next_at IS NOT NULL)",
+                      Params().add(now_ms).add(options_.node_id));
+    std::optional<std::int64_t> next;
+    for (int col = 0; col < 2; ++col)
+      if (!r.null(0, col)) next = next ? std::min(*next, r.i64(0, col) + col) : r.i64(0, col) + col;
+    return next;
+  }
+
+  Counts counts() override {
+    auto conn = pool_.take();
+    Res r = conn->query("SELECT started, outcome, count(*) FROM jobs GROUP BY started, outcome");
+    Counts c;
+    for (int i = 0; i < r.rows(); ++i) sql::add_count(c, r.i64(i, 0) != 0, static_cast<Outcome>(r.i64(i, 1)), r.i64(i, 2));
+    return c;
+  }
+
+  std::optional<std::int64_t> oldest_queued_submitted(std::span<const std::int64_t> attempting = {}) override {
+    auto conn = pool_.take();
+    // At most one row past the jobs being attempted (they lead the order, being the oldest due).
+    Res r = conn->run("oldest",
+                      "SELECT submitted, seq FROM jobs WHERE next_at IS NOT NULL AND started = 0 ORDER BY next_at, seq "
+                      "LIMIT $1",
+                      Params().add(static_cast<std::int64_t>(attempting.size() + 1)));
+    for (int i = 0; i < r.rows(); ++i)
+      if (std::find(attempting.begin(), attempting.end(), r.i64(i, 1)) == attempting.end()) return r.i64(i, 0);
+    return std::nullopt;
+  }
+
+  std::optional<IdempotencyHit> find_idempotency(std::string_view key) override {
+    auto conn = pool_.take();
+    Res r = conn->run("idem", "SELECT seq, ref, request_hash, submitted FROM jobs WHERE idem_key = $1",
+                      Params().add(key));
+    if (r.rows() == 0) return std::nullopt;
+    IdempotencyHit hit{r.text(0, 1), r.text(0, 2), r.i64(0, 3), {}};
+    hit.refs.push_back(hit.ref);
+    Res b = conn->run("batch_refs", "SELECT ref FROM jobs WHERE batch = $1 ORDER BY seq", Params().add(r.i64(0, 0)));
+    for (int i = 0; i < b.rows(); ++i) hit.refs.push_back(b.text(i, 0));
+    return hit;
+  }
+
+  void insert_key(const ApiKeyRecord& k) override {
+    auto conn = pool_.take();
+    conn->run("insert_key",
+              "INSERT INTO api_keys(id, name, type, prefix, hash, policy, created) VALUES($1,$2,$3,$4,$5,$6,$7)",
+              Params().add(k.id).add(k.name).add(k.type).add(k.prefix).add(k.hash).add(k.policy_json).add(k.created));
+  }
+  bool revoke_key(std::string_view id, std::int64_t now_s) override {
+    auto conn = pool_.take();
+    Res r = conn->run("revoke_key", "UPDATE api_keys SET revoked = $2 WHERE id = $1 AND revoked = 0",
+                      Params().add(id).add(std::max<std::int64_t>(now_s, 1)));
+    return r.affected() > 0;
+  }
+  void note_keys_used(std::span<const std::pair<std::string, std::int64_t>> used) override {
+    if (used.empty()) return;
+    auto conn = pool_.take();
+    Tx tx(*conn);
+    for (const auto& [id, t] : used)
+      conn->run("key_used", "UPDATE api_keys SET last_used = GREATEST(last_used, $2) WHERE id = $1",
+                Params().add(id).add(t));
+    tx.commit();
+  }
+  std::vector<ApiKeyRecord> list_keys() override {
+    auto conn = pool_.take();
+    Res r = conn->query(
+        "SELECT id, name, type, prefix, hash, policy, created, last_used, revoked FROM api_keys ORDER BY created, id");
+    std::vector<ApiKeyRecord> out;
+    for (int i = 0; i < r.rows(); ++i)
+      out.push_back({r.text(i, 0), r.text(i, 1), r.text(i, 2), r.text(i, 3), r.text(i, 4), r.text(i, 5), r.i64(i, 6),
+                     r.i64(i, 7), r.i64(i, 8)});
+    return out;
+  }
+
+  std::vector<job::Job> list_jobs(JobFilter filter, std::int64_t before_seq, std::size_t limit) override {
+    std::string sql = std::string("SELECT ") + kJobCols + " FROM jobs WHERE seq < $1 AND (" + sql::job_filter(filter) +
+                      ") ORDER BY seq DESC LIMIT $2";
+    auto conn = pool_.take();
+    Res r = conn->run_once(sql, Params().add(before_seq > 0 ? before_seq : INT64_MAX).add(static_cast<std::int64_t>(limit)));
+    std::vector<job::Job> out;
+    for (int i = 0; i < r.rows(); ++i) out.push_back(row_to_job(r, i, false));
+    return out;
+  }
+
+  std::optional<std::string> find_message(std::int64_t seq) override {
+    auto conn = pool_.take();
+    Res r = conn->run("find_message", "SELECT message FROM jobs WHERE seq = $1", Params().add(seq));
+    if (r.rows() == 0 || r.null(0, 0)) return std::nullopt;
+    return r.bytes(0, 0);
+  }
+
+  std::vector<AttemptRecord> attempts(std::int64_t seq) override {
+    auto conn = pool_.take();
+    Res r = conn->run("attempts",
+                      "SELECT address, time, smtp_code, smtp_reply, host FROM attempts WHERE seq = $1 ORDER BY id",
+                      Params().add(seq));
+    std::vector<AttemptRecord> out;
+    for (int i = 0; i < r.rows(); ++i)
+      out.push_back({r.text(i, 0), r.i64(i, 1), static_cast<int>(r.i64(i, 2)), r.text(i, 3), r.text(i, 4)});
+    return out;
+  }
+
+  std::vector<SuppressionRecord> list_suppressions() override {
+    auto conn = pool_.take();
+    Res r = conn->query("SELECT address, reason, created, smtp_code, smtp_reply FROM suppressions ORDER BY address");
+    std::vector<SuppressionRecord> out;
+    for (int i = 0; i < r.rows(); ++i)
+      out.push_back({r.text(i, 0), r.text(i, 1), r.i64(i, 2), static_cast<int>(r.i64(i, 3)), r.text(i, 4)});
+    return out;
+  }
+  bool add_suppression(const SuppressionRecord& s) override {
+    auto conn = pool_.take();
+    return insert_suppression(*conn, s);
+  }
+  bool remove_suppression(std::string_view address) override {
+    auto conn = pool_.take();
+    return conn->run("remove_suppression", "DELETE FROM suppressions WHERE address = $1", Params().add(address))
+               .affected() > 0;
+  }
+  std::optional<std::string> setting(std::string_view key) override {
+    auto conn = pool_.take();
+    Res r = conn->run("setting", "SELECT value FROM settings WHERE key = $1", Params().add(key));
+    if (r.rows() == 0) return std::nullopt;
+    return r.text(0, 0);
+  }
+  void put_setting(std::string_view key, std::string_view value) override {
+    auto conn = pool_.take();
+    Tx tx(*conn);
+    conn->run("put_setting",
+              "INSERT INTO settings(key, value) VALUES($1, $2) ON CONFLICT(key) DO UPDATE SET value = EXCLUDED.value",
+              Params().add(key).add(value));
+    std::string what = "=";
+    what += key;
+    notify(*conn, what);
+    tx.commit();
+  }
+
+  void stop_listening() override {
+    stop_listening_ = true;
+    if (listener_.joinable()) listener_.join();
+  }
+
+  // The webhook outbox. Every node's sender reads it; an event due while two nodes look may be
+  // sent by both (webhooks are at least once: receivers dedupe on the event id).
+  bool has_webhook_outbox() const override { return true; }
+  std::vector<WebhookEvent> webhook_due(std::int64_t now_ms, std::size_t limit) override {
+    auto conn = pool_.take();
+    Res r = conn->run("webhook_due",
+                      "SELECT id, job_ref, url, body, created, attempts, next_at FROM webhook_outbox WHERE next_at <= $1 "
+                      "ORDER BY next_at LIMIT $2",
+                      Params().add(now_ms).add(static_cast<std::int64_t>(limit)));
+    std::vector<WebhookEvent> out;
+    for (int i = 0; i < r.rows(); ++i)
+      out.push_back({r.text(i, 0), r.text(i, 1), r.text(i, 2), r.text(i, 3), r.i64(i, 4), static_cast<int>(r.i64(i, 5)),
+                     r.i64(i, 6)});
+    return out;
+  }
+  std::optional<std::int64_t> webhook_next_at() override {
+    auto conn = pool_.take();
+    Res r = conn->query("SELECT min(next_at) FROM webhook_outbox");
+    if (r.null(0, 0)) return std::nullopt;
+    return r.i64(0, 0);
+  }
+  void webhook_delivered(std::string_view id) override {
+    auto conn = pool_.take();
+    conn->run("webhook_delivered", "DELETE FROM webhook_outbox WHERE id = $1", Params().add(id));
+  }
+  void webhook_failed(std::string_view id, int attempts, std::int64_t next_at_ms) override {
+    auto conn = pool_.take();
+    conn->run("webhook_failed", "UPDATE webhook_outbox SET attempts = $2, next_at = $3 WHERE id = $1",
+              Params().add(id).add(attempts).add(next_at_ms));
+  }
+
+  void start_listening(std::function<void(const std::string&)> on_change) override {
+    if (listener_.joinable()) return;
+    // Listening before this returns: a node that says it is ready hears every change after.
+    std::unique_ptr<Conn> conn;
+    try {
+      conn = listen_connection();
+    } catch (const StoreError& e) {
+      spdlog::warn("postgres store: cannot LISTEN yet ({}); retrying", e.what());
+    }
+    listener_ = std::thread([this, on_change = std::move(on_change), conn = std::move(conn)]() mutable {
+      name_this_thread("ws-pg-listen");
+      listen_loop(std::move(conn), on_change);
+    });
+  }
+
+ private:
+  std::optional<job::Job> find_one(const char* name, const char* sql, const Params& p) {
+    auto conn = pool_.take();
+    Res r = conn->run(name, sql, p);
+    if (r.rows() == 0) return std::nullopt;
+    return row_to_job(r, 0, false);
+  }
+
+  // Heard by every other node when the transaction commits: "<node>\n<ref>" (ref empty: new
+  // or released jobs anyone may claim).
+  void notify(Conn& conn, std::string_view ref) {
+    std::string payload = options_.node_id;
+    payload += '\n';
+    payload += ref;
+    conn.run("notify", "SELECT pg_notify($1, $2)", Params().add(kChannel).add(std::move(payload)));
+  }
+
+  void write_inserts(Conn& conn, const Commit& c) {
+    std::size_t at = 0;
+    for (std::size_t run = 0; at < c.inserts.size(); ++run) {
+      std::size_t n = run < c.batches.size() ? std::max<std::uint32_t>(1, c.batches[run]) : 1;
+      std::int64_t first_seq = 0;
+      for (std::size_t k = 0; k < n && at < c.inserts.size(); ++k, ++at) {
+        insert_one(conn, *c.inserts[at], first_seq, c);
+        if (k == 0) first_seq = c.inserts[at]->seq;
+      }
+    }
+  }
+
+  void insert_one(Conn& conn, job::Job& j, std::int64_t first_seq, const Commit& c) {
+    bool keyed = first_seq == 0 && !j.idempotency_key.empty();
+    if (keyed)
+      conn.run("release_idem", "UPDATE jobs SET idem_key = NULL WHERE idem_key = $1 AND submitted < $2",
+               Params().add(j.idempotency_key).add(j.submitted - kIdempotencyWindowS));
+    Params p;
+    p.add(j.ref).add(j.submitted).add(j.submitted * 1000).add(j.sender).add_bytes(j.message);
+    p.add(job::recipients_to_store(j.recipients));
+    if (keyed)
+      p.add(j.idempotency_key).add(j.request_hash);
+    else
+      p.add_null().add_null();
+    if (first_seq == 0)
+      p.add_null();
+    else
+      p.add(first_seq);
+    p.add_text_or_null(j.submitted_by);
+    p.add_text_or_null(j.callback_url);
+    if (c.owner.empty())
+      p.add_null().add_null();
+    else
+      p.add(c.owner).add(c.lease_until_ms);
+    Res r = conn.run("insert",
+                     "INSERT INTO jobs(ref, submitted, next_at, sender, message, recipients, idem_key, request_hash, "
+                     "batch, submitted_by, callback_url, claimed_by, lease_until) "
+                     "VALUES($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13) "
+                     "RETURNING seq",
+                     p);
+    j.seq = r.i64(0, 0);
+  }
+
+  static Params update_params(const JobUpdate& u) {
+    Params p;
+    p.add(u.seq).add(job::recipients_to_store(u.recipients)).add(std::int64_t{u.started}).add(u.completed);
+    p.add_or_null(u.next_at_ms).add(static_cast<int>(u.outcome));
+    return p;
+  }
+
+  // An attempt's outcome: written only while `owner` holds the claim, which it releases.
+  // False when the claim was lost (another node took the job over): nothing is written.
+  bool write_update(Conn& conn, const JobUpdate& u, const std::string& owner) {
+    auto event = completing_event(conn, u);
+    Params p = update_params(u);
+    p.add(owner);
+    Res r = conn.run("update",
+                     "UPDATE jobs SET recipients = $2, started = $3, completed = $4, next_at = $5, outcome = $6, "
+                     "message = CASE WHEN $6 <> 0 THEN NULL ELSE message END, claimed_by = NULL, lease_until = NULL, "
+                     "on_wire = 0 WHERE seq = $1 AND claimed_by = $7",
+                     p);
+    if (r.affected() == 0) return false;
+    if (event) write_event(conn, *event);
+    write_history(conn, u);
+    return true;
+  }
+
+  // The job.completed event of a job with a callback_url that `u` completes (read, row locked,
+  // before the UPDATE: a job completes once), or nullopt.
+  std::optional<WebhookEvent> completing_event(Conn& conn, const JobUpdate& u) {
+    if (u.outcome == Outcome::kPending) return std::nullopt;
+    Res r = conn.run("event_job",
+                     "SELECT ref, submitted, callback_url FROM jobs WHERE seq = $1 AND completed = 0 AND "
+                     "callback_url IS NOT NULL FOR UPDATE",
+                     Params().add(u.seq));
+    if (r.rows() == 0) return std::nullopt;
+    job::Job j;
+    j.ref = r.text(0, 0);
+    j.submitted = r.i64(0, 1);
+    j.started = true;
+    j.completed = u.completed;
+    j.recipients = u.recipients;
+    WebhookEvent e;
+    e.id = new_uuid_v7(u.completed * 1000);
+    e.job_ref = j.ref;
+    e.url = r.text(0, 2);
+    e.body = webhook::completed_event_body(e.id, u.completed, j);
+    e.created = u.completed;
+    e.next_at_ms = u.completed * 1000;
+    return e;
+  }
+
+  void write_event(Conn& conn, const WebhookEvent& e) {
+    conn.run("insert_event",
+             "INSERT INTO webhook_outbox(id, job_ref, url, body, created, next_at) VALUES($1,$2,$3,$4,$5,$6)",
+             Params().add(e.id).add(e.job_ref).add(e.url).add(e.body).add(e.created).add(e.next_at_ms));
+  }
+
+  void write_history(Conn& conn, const JobUpdate& u) {
+    for (const auto& a : u.attempts)
+      conn.run("insert_attempt",
+               "INSERT INTO attempts(seq, address, time, smtp_code, smtp_reply, host) VALUES($1,$2,$3,$4,$5,$6)",
+               Params().add(u.seq).add(a.address).add(a.time).add(a.smtp_code).add(a.smtp_reply).add(a.host));
+    for (const auto& s : u.suppress) insert_suppression(conn, s);
+  }
+
+  bool insert_suppression(Conn& conn, const SuppressionRecord& s) {
+    return conn
+               .run("insert_suppression",
+                    "INSERT INTO suppressions(address, reason, created, smtp_code, smtp_reply) VALUES($1,$2,$3,$4,$5) "
+                    "ON CONFLICT(address) DO NOTHING",
+                    Params().add(s.address).add(s.reason).add(s.created).add(s.smtp_code).add(s.smtp_reply))
+               .affected() > 0;
+  }
+
+  // An operator's edit: the row is locked, read, changed and written back in the transaction.
+  // The claim is left as it is, but for an edit that finishes (cancels) a job another node
+  // holds: that node's outcome, were it written, would undo the cancel, so its claim goes.
+  // (The holder drops the job when it hears of the change; one already on the wire finishes,
+  // and its outcome is not recorded.)
+  void write_edit(Conn& conn, JobEdit& e) {
+    e.found = false;
+    e.result.reset();
+    Res r = conn.run("edit_read",
+                     "SELECT seq, ref, submitted, completed, started, sender, recipients, submitted_by FROM jobs "
+                     "WHERE seq = $1 FOR UPDATE",
+                     Params().add(e.seq));
+    if (r.rows() == 0) return;
+    e.found = true;
+    e.result = e.apply(row_to_job(r, 0, false));
+    if (!e.result) return;
+    e.result->seq = e.seq;
+    auto event = completing_event(conn, *e.result);
+    Params p = update_params(*e.result);
+    p.add(options_.node_id);
+    conn.run("edit",
+             "UPDATE jobs SET recipients = $2, started = $3, completed = $4, next_at = $5, outcome = $6, "
+             "message = CASE WHEN $6 <> 0 THEN NULL ELSE message END, claimed_by = CASE WHEN $6 <> 0 AND "
+             "claimed_by <> $7 THEN NULL ELSE claimed_by END WHERE seq = $1",
+             p);
+    if (event) write_event(conn, *event);
+    write_history(conn, *e.result);
+  }
+
+  std::unique_ptr<Conn> listen_connection() {
+    auto conn = std::make_unique<Conn>(options_.url);
+    conn->exec((std::string("LISTEN ") + kChannel).c_str());
+    return conn;
+  }
+
+  void listen_loop(std::unique_ptr<Conn> conn, const std::function<void(const std::string&)>& on_change) {
+    while (!stop_listening_) {
+      try {
+        if (!conn || !conn->ok()) {
+          conn = listen_connection();
+          // Whatever was missed while not listening: every cached status, claimable job, setting.
+          on_change("*");
+        }
+        pollfd pfd{PQsocket(conn->get()), POLLIN, 0};
+        int n = ::poll(&pfd, 1, 200);
+        if (n < 0) continue;
+        if (n > 0 && !PQconsumeInput(conn->get())) throw StoreError(PQerrorMessage(conn->get()));
+        while (PGnotify* note = PQnotifies(conn->get())) {
+          std::string payload = note->extra ? note->extra : "";
+          PQfreemem(note);
+          auto nl = payload.find('\n');
+          if (nl == std::string::npos || payload.compare(0, nl, options_.node_id) == 0) continue;  // ours
+          on_change(payload.substr(nl + 1));
+        }
+      } catch (const std::exception& e) {
+        spdlog::warn("postgres store: the LISTEN connection failed ({}); reconnecting", e.what());
+        conn.reset();
+        for (int i = 0; i < 10 && !stop_listening_; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+      }
+    }
+  }
+
+  PostgresOptions options_;
+  Pool pool_;
+  std::atomic<bool> stop_listening_{false};
+  std::thread listener_;
+};
+
+}  // namespace
+
+std::unique_ptr<SharedStore> open_postgres(const PostgresOptions& options) {
+  return std::make_unique<PostgresStore>(options);
+}
+
+}  // namespace websmtp::store

@@ -1,0 +1,237 @@
+"""Several websmtpd nodes on one PostgreSQL database (STORE=postgres, issue 10).
+
+A real PostgreSQL 15 (tests/support/postgres.py) and three real websmtpd nodes relaying to
+one aiosmtpd peer: every job is delivered exactly once between the nodes; a node killed with
+kill -9 in the middle of transactions loses nothing, its jobs are finished by the others after
+LEASE_TIMEOUT and only the ones whose message was on the wire are flagged possible_duplicate;
+any node answers any ref alike; a long-poll on one node wakes when another finishes the job.
+"""
+
+import os
+import sys
+import threading
+import time
+import unittest
+
+from harness import IntegrationTestCase, mail, messages_by_test_id, wait_until
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
+import postgres  # noqa: E402
+
+THREADS = 4
+LEASE_TIMEOUT_S = 3
+
+
+def payloads(count, prefix):
+    return [mail(to=["rcpt%d@example.net" % (i % 5)], subject="job %s-%05d" % (prefix, i),
+                 body="body %d\n" % i, test_id="%s-%05d" % (prefix, i)) for i in range(count)]
+
+
+class ClusterTest(IntegrationTestCase):
+
+    @classmethod
+    def setUpClass(cls):
+        if not postgres.available():
+            raise unittest.SkipTest("PostgreSQL 15 is not installed (apt-get install postgresql)")
+        cls.pg = postgres.PostgresServer().start()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.pg.cleanup()
+
+    def setUp(self):
+        # A fresh schema per test: the first node creates it.
+        self.pg.psql("DROP SCHEMA public CASCADE; CREATE SCHEMA public")
+
+    def extra_logs(self):
+        return [("postgres", self.pg.log_text())]
+
+    def start_nodes(self, peer, count=3, first=0, **env):
+        nodes = []
+        for i in range(first, first + count):
+            d = self.make_daemon(**self.relay_env(peer, STORE="postgres", DATABASE_URL=self.pg.url,
+                                                  LEASE_TIMEOUT="%ds" % LEASE_TIMEOUT_S, NODE_ID="node%d" % i,
+                                                  THREADS=THREADS, **env))
+            nodes.append(d)
+        # Started at once: the schema is created under an advisory lock by whichever comes first.
+        errors = []
+
+        def start(d):
+            try:
+                d.start()
+            except Exception as e:  # noqa: BLE001 - reported below
+                errors.append(e)
+        threads = [threading.Thread(target=start, args=(d,)) for d in nodes]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        if errors:
+            raise errors[0]
+        return nodes
+
+    def submit_round_robin(self, nodes, reqs, workers=12):
+        refs = {}
+        lock = threading.Lock()
+        chunks = [list(range(k, len(reqs), workers)) for k in range(workers)]
+
+        def run(indexes):
+            for i in indexes:
+                node = nodes[i % len(nodes)]
+                r = node.post_send(reqs[i])
+                self.assertEqual(r.status, 202, r)
+                with lock:
+                    refs[reqs[i]["headers"]["X-Test-Id"]] = r.json()["ref"]
+        threads = [threading.Thread(target=run, args=(c,)) for c in chunks]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        self.assertEqual(len(refs), len(reqs))
+        return refs
+
+    def test_every_job_delivered_exactly_once_by_three_nodes(self):
+        peer = self.start_peer()
+        nodes = self.start_nodes(peer)
+        reqs = payloads(1200, "once")
+        refs = self.submit_round_robin(nodes, reqs)
+        wait_until(lambda: len(peer.messages()) >= len(reqs), timeout=240, what="every job at the peer")
+        # Everything finished: a little longer would show a second copy if any node sent one.
+        docs = nodes[1].wait_all_completed(list(refs.values()), timeout=60)
+        by_id = messages_by_test_id(peer)
+        self.assertEqual(sorted(by_id), sorted(refs))
+        copies = {k: len(v) for k, v in by_id.items() if len(v) != 1}
+        self.assertEqual(copies, {}, "jobs delivered more than once")
+        for doc in docs.values():
+            self.assertEqual(doc["status"], "completed", doc)
+            self.assertFalse(any(r.get("possible_duplicate") for r in doc["recipients"]), doc)
+        # Each node delivered a share (the claims spread the work), and any node answers any ref alike.
+        senders = set()
+        for n in nodes:
+            if "delivered" in n.log_text():
+                senders.add(n.pid)
+        self.assertEqual(len(senders), 3)
+        for i, ref in enumerate(list(refs.values())[:60]):
+            answers = [n.status(ref) for n in nodes]
+            self.assertEqual(answers[0][0], 200, answers)
+            self.assertEqual(answers[0], answers[1])
+            self.assertEqual(answers[0], answers[2])
+
+    def test_kill9_jobs_taken_over_after_lease_flagged_where_on_the_wire(self):
+        peer = self.start_peer(fault="hold-data")
+        victim = self.start_nodes(peer, count=1)[0]
+        reqs = payloads(40, "kill")
+        refs = {}
+        for req in reqs:
+            r = victim.post_send(req)
+            self.assertEqual(r.status, 202, r)
+            refs[req["headers"]["X-Test-Id"]] = r.json()["ref"]
+        # Each of its workers holds a transaction whose final dot the peer does not answer.
+        wait_until(lambda: sum(1 for e in peer.fault_events() if e.get("mode") == "hold-data") >= THREADS,
+                   timeout=30, what="the victim's transactions on the wire")
+        others = self.start_nodes(peer, count=2, first=1)
+        victim.kill9()
+        # The peer answers again, the held transactions too (a dead client's may then be recorded:
+        # the copy the victim never heard of, which its taker must flag).
+        peer.set_fault("none")
+        peer.release(1000)
+        docs = others[0].wait_all_completed(list(refs.values()), timeout=LEASE_TIMEOUT_S + 60)
+        by_id = messages_by_test_id(peer)
+        self.assertEqual(sorted(by_id), sorted(refs), "every job of the dead node delivered by the others")
+        flagged = set()
+        for test_id, ref in refs.items():
+            doc = docs[ref]
+            self.assertEqual(doc["status"], "completed", doc)
+            self.assertEqual(doc["failed"], [], doc)
+            dup = any(r.get("possible_duplicate") for r in doc["recipients"])
+            if dup:
+                flagged.add(test_id)
+            if len(by_id[test_id]) > 1:
+                self.assertTrue(dup, "a second copy not flagged: %s" % doc)
+        # Exactly the transactions that were on the wire at kill -9 are flagged.
+        self.assertEqual(len(flagged), THREADS, flagged)
+        # Both survivors answer every ref alike.
+        for ref in refs.values():
+            self.assertEqual(others[0].status(ref), others[1].status(ref))
+
+    def test_longpoll_on_one_node_wakes_when_another_finishes(self):
+        peer = self.start_peer(fault="hold-data")
+        a, b = self.start_nodes(peer, count=2)
+        r = b.post_send(mail(test_id="longpoll"))
+        self.assertEqual(r.status, 202, r)
+        ref = r.json()["ref"]
+        wait_until(lambda: any(e.get("mode") == "hold-data" for e in peer.fault_events()), timeout=20,
+                   what="the job on the wire")
+        answer = {}
+
+        def poll():
+            t0 = time.monotonic()
+            answer["r"] = a.request("GET", "/mail/status/%s?wait=50&since=not%%20started" % ref)
+            answer["s"] = time.monotonic() - t0
+        t = threading.Thread(target=poll)
+        t.start()
+        peer.release(1)
+        t.join(60)
+        self.assertFalse(t.is_alive())
+        self.assertEqual(answer["r"].status, 200, answer["r"])
+        self.assertEqual(answer["r"].json()["status"], "completed")
+        # Answered by the wake-up, not by the end of the wait.
+        self.assertLess(answer["s"], 45)
+
+    def test_pause_from_one_node_holds_every_node_and_figures_are_the_gateways(self):
+        peer = self.start_peer()
+        nodes = self.start_nodes(peer)
+        r = nodes[0].request("POST", "/admin/pause", admin=True)
+        self.assertEqual(r.status, 200, r)
+        wait_until(lambda: all(n.queue()["paused"] for n in nodes), timeout=20, what="every node paused")
+        refs = []
+        for i in range(6):
+            r = nodes[i % 3].post_send(mail(test_id="paused-%d" % i))
+            self.assertEqual(r.status, 202, r)
+            refs.append(r.json()["ref"])
+        # Any node counts the whole gateway's queue.
+        wait_until(lambda: all(n.queue()["queued"] == 6 for n in nodes), timeout=20, what="6 queued on every node")
+        self.assertEqual(peer.messages(), [])
+        r = nodes[1].request("POST", "/admin/resume", admin=True)
+        self.assertEqual(r.status, 200, r)
+        nodes[2].wait_all_completed(refs, timeout=60)
+        self.assertEqual(len(peer.messages()), 6)
+        wait_until(lambda: all(n.queue()["completed"] == 6 and not n.queue()["paused"] for n in nodes), timeout=20,
+                   what="6 completed on every node")
+
+    def test_a_postgresql_restart_is_survived(self):
+        peer = self.start_peer()
+        nodes = self.start_nodes(peer, count=2)
+        refs = []
+        for i in range(4):
+            r = nodes[i % 2].post_send(mail(test_id="before-%d" % i))
+            self.assertEqual(r.status, 202, r)
+            refs.append(r.json()["ref"])
+        nodes[0].wait_all_completed(refs, timeout=60)
+        self.pg.stop()
+        # No 202 without a commit: the store is away.
+        for i in range(4):
+            r = nodes[i % 2].post_send(mail(test_id="during-%d" % i))
+            self.assertJsonError(r, 503)
+        self.pg.restart()
+        accepted = {}
+
+        def submit_ok(node, test_id):
+            r = node.post_send(mail(test_id=test_id))
+            if r.status == 202:
+                accepted[test_id] = r.json()["ref"]
+                return True
+            self.assertJsonError(r, 503)
+            return False
+        for i, node in enumerate(nodes):
+            wait_until(lambda: submit_ok(node, "after-%d-%d" % (i, len(accepted))), timeout=30,
+                       what="node %d accepting again" % i)
+        nodes[1].wait_all_completed(list(accepted.values()), timeout=60)
+        by_id = messages_by_test_id(peer)
+        for test_id in accepted:
+            self.assertEqual(len(by_id.get(test_id, [])), 1, test_id)
+        self.assertFalse(any(k.startswith("during-") for k in by_id))
+
+
+if __name__ == "__main__":
+    unittest.main()

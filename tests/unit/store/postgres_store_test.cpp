@@ -1,0 +1,391 @@
+// PostgresStore against a real PostgreSQL: WEBSMTP_TEST_DATABASE_URL names an empty database
+// the tests may wipe (tests/integration/test_postgres_store.py starts a PostgreSQL 15 and runs
+// them); without it they skip.
+#include <gtest/gtest.h>
+#include <libpq-fe.h>
+
+#include <algorithm>
+#include <atomic>
+#include <condition_variable>
+#include <cstdlib>
+#include <mutex>
+#include <set>
+#include <thread>
+
+#include "test_jobs.hpp"
+#include "websmtp/store/postgres_store.hpp"
+
+using namespace websmtp;
+using namespace websmtp::store;
+using websmtp::test_support::make_job;
+using websmtp::test_support::ptrs_of;
+using websmtp::test_support::seqs_of;
+
+namespace {
+
+std::string database_url() {
+  const char* u = std::getenv("WEBSMTP_TEST_DATABASE_URL");
+  return u ? u : "";
+}
+
+// Drops every table: each test starts from an empty database, as a first node would.
+void wipe(const std::string& url) {
+  PGconn* c = PQconnectdb(url.c_str());
+  ASSERT_EQ(PQstatus(c), CONNECTION_OK) << PQerrorMessage(c);
+  PGresult* r = PQexec(c, "SET client_min_messages = warning; DROP SCHEMA public CASCADE; CREATE SCHEMA public");
+  EXPECT_EQ(PQresultStatus(r), PGRES_COMMAND_OK) << PQresultErrorMessage(r);
+  PQclear(r);
+  PQfinish(c);
+}
+
+class PostgresStoreTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    url_ = database_url();
+    if (url_.empty()) GTEST_SKIP() << "WEBSMTP_TEST_DATABASE_URL is not set";
+    wipe(url_);
+  }
+  std::unique_ptr<SharedStore> open(const std::string& node = "node-a") { return open_postgres({url_, node, 4}); }
+
+  std::string url_;
+};
+
+TEST_F(PostgresStoreTest, InsertsFindsAndLoadsJobsWithTheirExactBytes) {
+  auto s = open();
+  auto j = make_job(1000, 3);
+  j.message += std::string("8-bit \xc3\xa9 and a NUL \0 byte\r\n", 27);
+  j.recipients[1].kind = job::RecipientKind::kBcc;
+  j.submitted_by = "key:k1";
+  job::Job* p = &j;
+  s->insert({&p, 1});
+  EXPECT_GT(j.seq, 0);
+  auto found = s->find(j.ref);
+  ASSERT_TRUE(found);
+  EXPECT_EQ(found->recipients.size(), 3u);
+  EXPECT_EQ(found->recipients[1].kind, job::RecipientKind::kBcc);
+  EXPECT_EQ(found->submitted_by, "key:k1");
+  EXPECT_TRUE(found->message.empty());
+  EXPECT_EQ(s->find_seq(j.seq)->ref, j.ref);
+  auto loaded = s->load(std::vector<std::int64_t>{j.seq}, 1000 * 1000);
+  ASSERT_EQ(loaded.size(), 1u);
+  EXPECT_EQ(loaded[0].message, j.message);
+  EXPECT_EQ(*s->find_message(j.seq), j.message);
+  EXPECT_EQ(s->counts().queued, 1);
+  EXPECT_EQ(s->oldest_queued_submitted(), 1000);
+}
+
+TEST_F(PostgresStoreTest, DueOrderRetryTimesCountsAndPurge) {
+  auto s = open();
+  std::vector<job::Job> jobs;
+  for (int i = 0; i < 5; ++i) jobs.push_back(make_job(100 + i));
+  auto p = ptrs_of(jobs);
+  s->insert(p);
+  ASSERT_EQ(s->claim_due("node-a", 200'000, kDefaultLeaseMs, 2).size(), 2u);  // jobs 0 and 1
+  std::vector<JobUpdate> u{{.seq = jobs[0].seq, .recipients = jobs[0].recipients, .next_at_ms = 500'000},
+                           {.seq = jobs[1].seq,
+                            .recipients = jobs[1].recipients,
+                            .completed = 110,
+                            .outcome = Outcome::kDelivered,
+                            .attempts = {{"r0@y.zz", 110, 250, "2.0.0 ok", "relay"}}}};
+  s->commit(Commit{.updates = u, .owner = "node-a"});
+  EXPECT_EQ(s->due(200'000, 10), (std::vector<std::int64_t>{jobs[2].seq, jobs[3].seq, jobs[4].seq}));
+  EXPECT_EQ(s->next_due_after(200'000), 500'000);
+  auto c = s->counts();
+  EXPECT_EQ(c.queued, 3);
+  EXPECT_EQ(c.deferred, 1);
+  EXPECT_EQ(c.completed, 1);
+  EXPECT_FALSE(s->find_message(jobs[1].seq));  // dropped once finished
+  ASSERT_EQ(s->attempts(jobs[1].seq).size(), 1u);
+  EXPECT_EQ(s->attempts(jobs[1].seq)[0].host, "relay");
+  auto removed = s->purge_finished(200);
+  EXPECT_EQ(removed.completed, 1);
+  EXPECT_FALSE(s->find(jobs[1].ref));
+  EXPECT_TRUE(s->attempts(jobs[1].seq).empty());
+  EXPECT_TRUE(s->find(jobs[0].ref));
+}
+
+TEST_F(PostgresStoreTest, ClaimsDueJobsOnceInDueOrder) {
+  auto s = open();
+  std::vector<job::Job> jobs;
+  for (int i = 0; i < 6; ++i) jobs.push_back(make_job(100 + i));
+  auto p = ptrs_of(jobs);
+  s->insert(p);
+  ASSERT_EQ(s->claim_due("node-a", 100'000, kDefaultLeaseMs, 1).size(), 1u);
+  std::vector<JobUpdate> u{{.seq = jobs[0].seq, .recipients = jobs[0].recipients, .next_at_ms = 103'500}};
+  s->commit(Commit{.updates = u, .owner = "node-a"});
+  auto a = s->claim_due("node-a", 200'000, kDefaultLeaseMs, 3);
+  EXPECT_EQ(seqs_of(a), (std::vector<std::int64_t>{jobs[1].seq, jobs[2].seq, jobs[3].seq}));
+  EXPECT_EQ(a[0].message, jobs[1].message);
+  auto b = s->claim_due("node-b", 200'000, kDefaultLeaseMs, 10);
+  EXPECT_EQ(seqs_of(b), (std::vector<std::int64_t>{jobs[0].seq, jobs[4].seq, jobs[5].seq}));
+  EXPECT_TRUE(s->claim_due("node-b", 200'000, kDefaultLeaseMs, 10).empty());
+  EXPECT_EQ(s->renew("node-a", 200'000, kDefaultLeaseMs), 3u);
+  EXPECT_EQ(s->renew("node-b", 200'000, kDefaultLeaseMs), 3u);
+  // Only the holder gives a claim back.
+  s->release("node-b", std::vector<std::int64_t>{jobs[1].seq});
+  EXPECT_TRUE(s->claim_due("node-c", 200'000, kDefaultLeaseMs, 10).empty());
+  s->release("node-a", std::vector<std::int64_t>{jobs[1].seq});
+  EXPECT_EQ(seqs_of(s->claim_due("node-c", 200'000, kDefaultLeaseMs, 10)), std::vector<std::int64_t>{jobs[1].seq});
+}
+
+TEST_F(PostgresStoreTest, ADeadNodesClaimsComeBackAfterTheLeaseAndItsLateOutcomeIsNotWritten) {
+  auto a = open("node-a");
+  auto b = open("node-b");
+  std::vector<job::Job> jobs{make_job(100), make_job(100)};
+  auto p = ptrs_of(jobs);
+  a->commit(Commit{.inserts = p, .owner = "node-a", .lease_until_ms = 160'000});
+  EXPECT_TRUE(b->claim_due("node-b", 150'000, 10'000, 10).empty());
+  // Node b's timer: the end of node a's lease.
+  EXPECT_EQ(b->next_due_after(150'000), 160'001);
+  // Node a renews one more time, then dies: its claims expire at 170 s.
+  EXPECT_EQ(a->renew("node-a", 160'000, 10'000), 2u);
+  EXPECT_TRUE(b->claim_due("node-b", 169'000, 10'000, 10).empty());
+  auto taken = b->claim_due("node-b", 170'001, 10'000, 10);
+  ASSERT_EQ(taken.size(), 2u);
+  EXPECT_FALSE(taken[0].interrupted_on_wire);
+  // Node a was not dead after all: its outcome comes too late and changes nothing.
+  std::vector<JobUpdate> late{
+      {.seq = jobs[0].seq, .recipients = jobs[0].recipients, .completed = 171, .outcome = Outcome::kFailed}};
+  a->commit(Commit{.updates = late, .owner = "node-a"});
+  EXPECT_EQ(b->find(jobs[0].ref)->completed, 0);
+  EXPECT_EQ(b->renew("node-b", 171'000, 10'000), 2u);
+  std::vector<JobUpdate> done{
+      {.seq = jobs[0].seq, .recipients = jobs[0].recipients, .completed = 172, .outcome = Outcome::kDelivered}};
+  b->commit(Commit{.updates = done, .owner = "node-b"});
+  EXPECT_EQ(b->find(jobs[0].ref)->completed, 172);
+  EXPECT_EQ(b->renew("node-b", 172'000, 10'000), 1u);
+}
+
+TEST_F(PostgresStoreTest, AMessageOnTheWireIsFlaggedToTheNodeThatTakesTheJobOver) {
+  auto a = open("node-a");
+  auto b = open("node-b");
+  std::vector<job::Job> jobs{make_job(100), make_job(100)};
+  auto p = ptrs_of(jobs);
+  a->commit(Commit{.inserts = p, .owner = "node-a", .lease_until_ms = 110'000});
+  a->note_on_wire(jobs[0].seq, "node-a");
+  a->note_on_wire(jobs[1].seq, "node-b");  // not b's claim: ignored
+  auto taken = b->claim_due("node-b", 120'000, 10'000, 10);
+  ASSERT_EQ(taken.size(), 2u);
+  EXPECT_TRUE(taken[0].interrupted_on_wire);
+  EXPECT_FALSE(taken[1].interrupted_on_wire);
+  // The taker's outcome clears the note.
+  std::vector<JobUpdate> u{{.seq = jobs[0].seq, .recipients = jobs[0].recipients, .next_at_ms = 120'000}};
+  b->commit(Commit{.updates = u, .owner = "node-b"});
+  auto again = a->claim_due("node-a", 120'000, 10'000, 10);
+  ASSERT_EQ(again.size(), 1u);
+  EXPECT_FALSE(again[0].interrupted_on_wire);
+}
+
+TEST_F(PostgresStoreTest, ANodeRestartedUnderItsNameReleasesWhatItsPredecessorHeld) {
+  std::vector<job::Job> jobs{make_job(100), make_job(100)};
+  {
+    auto a = open("node-a");
+    auto p = ptrs_of(jobs);
+    a->commit(Commit{.inserts = p, .owner = "node-a", .lease_until_ms = 500'000});
+    a->note_on_wire(jobs[1].seq, "node-a");
+  }  // kill -9
+  auto again = open("node-a");
+  EXPECT_EQ(again->renew("node-a", 100'000, 10'000), 0u);  // its renewals do not keep them held
+  auto taken = open("node-b")->claim_due("node-b", 100'000, 10'000, 10);
+  ASSERT_EQ(taken.size(), 2u);  // at once, not after the lease
+  EXPECT_FALSE(taken[0].interrupted_on_wire);
+  EXPECT_TRUE(taken[1].interrupted_on_wire);
+}
+
+TEST_F(PostgresStoreTest, ACancelOfAJobAnotherNodeHoldsIsNotUndoneByItsOutcome) {
+  auto a = open("node-a");
+  auto b = open("node-b");
+  std::vector<job::Job> jobs{make_job(100), make_job(100)};
+  auto p = ptrs_of(jobs);
+  b->commit(Commit{.inserts = p, .owner = "node-b", .lease_until_ms = 500'000});
+  auto cancel = [](const job::Job& j) -> std::optional<JobUpdate> {
+    return JobUpdate{.seq = j.seq, .ref = j.ref, .recipients = j.recipients, .completed = 150,
+                     .outcome = Outcome::kFailed};
+  };
+  JobEdit remote{.seq = jobs[0].seq, .apply = cancel};
+  JobEdit own{.seq = jobs[1].seq, .apply = cancel};
+  std::vector<JobEdit*> ea{&remote}, eb{&own};
+  a->commit(Commit{.edits = ea, .owner = "node-a"});
+  b->commit(Commit{.edits = eb, .owner = "node-b"});
+  // Node b's attempts end afterwards: the remote cancel stands; its own edit is its to refinish.
+  std::vector<JobUpdate> u{
+      {.seq = jobs[0].seq, .recipients = jobs[0].recipients, .completed = 160, .outcome = Outcome::kDelivered},
+      {.seq = jobs[1].seq, .recipients = jobs[1].recipients, .completed = 160, .outcome = Outcome::kFailed}};
+  b->commit(Commit{.updates = u, .owner = "node-b"});
+  EXPECT_EQ(a->find(jobs[0].ref)->completed, 150);
+  EXPECT_EQ(a->find(jobs[1].ref)->completed, 160);
+}
+
+TEST_F(PostgresStoreTest, TheCommitThatCompletesAJobWithACallbackWritesItsWebhookEvent) {
+  auto s = open();
+  std::vector<job::Job> jobs{make_job(100), make_job(100)};
+  jobs[0].callback_url = "https://hooks.example.com/x";
+  auto p = ptrs_of(jobs);
+  s->commit(Commit{.inserts = p, .owner = "node-a", .lease_until_ms = 500'000});
+  EXPECT_TRUE(s->has_webhook_outbox());
+  EXPECT_FALSE(s->webhook_next_at());
+  std::vector<JobUpdate> u{
+      {.seq = jobs[0].seq, .recipients = jobs[0].recipients, .completed = 150, .outcome = Outcome::kDelivered},
+      {.seq = jobs[1].seq, .recipients = jobs[1].recipients, .completed = 150, .outcome = Outcome::kDelivered}};
+  s->commit(Commit{.updates = u, .owner = "node-a"});
+  auto due = s->webhook_due(150'000, 10);
+  ASSERT_EQ(due.size(), 1u);
+  EXPECT_EQ(due[0].job_ref, jobs[0].ref);
+  EXPECT_EQ(due[0].url, "https://hooks.example.com/x");
+  EXPECT_NE(due[0].body.find(jobs[0].ref), std::string::npos);
+  s->webhook_failed(due[0].id, 1, 160'000);
+  EXPECT_TRUE(s->webhook_due(150'000, 10).empty());
+  EXPECT_EQ(s->webhook_next_at(), 160'000);
+  s->webhook_delivered(due[0].id);
+  EXPECT_FALSE(s->webhook_next_at());
+}
+
+TEST_F(PostgresStoreTest, ConcurrentNodesNeverClaimTheSameJob) {
+  auto seed = open("seed");
+  std::vector<job::Job> jobs;
+  for (int i = 0; i < 600; ++i) jobs.push_back(make_job(100));
+  auto p = ptrs_of(jobs);
+  seed->insert(p);
+  constexpr int kNodes = 4;
+  std::vector<std::vector<std::int64_t>> got(kNodes);
+  std::vector<std::thread> threads;
+  for (int n = 0; n < kNodes; ++n)
+    threads.emplace_back([&, n] {
+      auto s = open("node-" + std::to_string(n));
+      while (true) {
+        auto batch = s->claim_due("node-" + std::to_string(n), 200'000, kDefaultLeaseMs, 7);
+        if (batch.empty()) break;
+        for (const auto& j : batch) got[n].push_back(j.seq);
+      }
+    });
+  for (auto& t : threads) t.join();
+  std::set<std::int64_t> all;
+  std::size_t total = 0;
+  for (const auto& g : got) {
+    total += g.size();
+    all.insert(g.begin(), g.end());
+  }
+  EXPECT_EQ(total, jobs.size());
+  EXPECT_EQ(all.size(), jobs.size());
+}
+
+TEST_F(PostgresStoreTest, ManyNodesStartingAtOnceCreateTheSchemaOnce) {
+  std::vector<std::thread> threads;
+  std::atomic<int> opened{0};
+  for (int n = 0; n < 6; ++n)
+    threads.emplace_back([&, n] {
+      auto s = open("node-" + std::to_string(n));
+      ++opened;
+    });
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(opened.load(), 6);
+  auto s = open();
+  EXPECT_EQ(s->counts().queued, 0);
+}
+
+TEST_F(PostgresStoreTest, IdempotencyKeysBatchesAndTheirWindow) {
+  auto s = open();
+  std::vector<job::Job> jobs{make_job(100), make_job(100), make_job(100), make_job(100)};
+  jobs[0].idempotency_key = "single";
+  jobs[0].request_hash = "h0";
+  jobs[1].idempotency_key = "batch";
+  jobs[1].request_hash = "hb";
+  auto p = ptrs_of(jobs);
+  std::vector<std::uint32_t> sizes{1, 3};
+  s->commit(Commit{.inserts = p, .batches = sizes});
+  EXPECT_EQ(s->find_idempotency("single")->refs, std::vector<std::string>{jobs[0].ref});
+  auto hit = s->find_idempotency("batch");
+  ASSERT_TRUE(hit);
+  EXPECT_EQ(hit->request_hash, "hb");
+  EXPECT_EQ(hit->refs, (std::vector<std::string>{jobs[1].ref, jobs[2].ref, jobs[3].ref}));
+  // Past the window the key is given to a new job; within it the insert fails.
+  auto again = make_job(100 + 60);
+  again.idempotency_key = "single";
+  job::Job* pa = &again;
+  EXPECT_THROW(s->insert({&pa, 1}), StoreError);
+  auto later = make_job(100 + kIdempotencyWindowS + 1);
+  later.idempotency_key = "single";
+  job::Job* pl = &later;
+  s->insert({&pl, 1});
+  EXPECT_EQ(s->find_idempotency("single")->ref, later.ref);
+}
+
+TEST_F(PostgresStoreTest, KeysSuppressionsSettingsAndEdits) {
+  auto s = open();
+  s->insert_key({"k1", "web", "secret", "sk_abc", "hash1", R"({"senders":["*@x.org"]})", 100, 0, 0});
+  s->note_keys_used(std::vector<std::pair<std::string, std::int64_t>>{{"k1", 150}, {"k1", 120}});
+  auto keys = s->list_keys();
+  ASSERT_EQ(keys.size(), 1u);
+  EXPECT_EQ(keys[0].last_used, 150);
+  EXPECT_EQ(keys[0].policy_json, R"({"senders":["*@x.org"]})");
+  EXPECT_TRUE(s->revoke_key("k1", 200));
+  EXPECT_FALSE(s->revoke_key("k1", 201));
+
+  EXPECT_TRUE(s->add_suppression({"a@x.org", "manual", 100, 0, ""}));
+  EXPECT_FALSE(s->add_suppression({"a@x.org", "bounce", 101, 550, "no"}));
+  EXPECT_EQ(s->list_suppressions().at(0).reason, "manual");
+  EXPECT_TRUE(s->remove_suppression("a@x.org"));
+  EXPECT_FALSE(s->remove_suppression("a@x.org"));
+
+  EXPECT_FALSE(s->setting("paused"));
+  s->put_setting("paused", "1");
+  s->put_setting("paused", "0");
+  EXPECT_EQ(s->setting("paused"), "0");
+
+  std::vector<job::Job> jobs{make_job(100), make_job(100)};
+  auto p = ptrs_of(jobs);
+  s->insert(p);
+  JobEdit cancel{.seq = jobs[1].seq, .apply = [](const job::Job& j) -> std::optional<JobUpdate> {
+                   JobUpdate u{.seq = j.seq, .ref = j.ref, .recipients = j.recipients, .completed = 300,
+                               .outcome = Outcome::kFailed};
+                   return u;
+                 }};
+  JobEdit missing{.seq = 999999, .apply = [](const job::Job&) -> std::optional<JobUpdate> { return std::nullopt; }};
+  std::vector<JobEdit*> edits{&cancel, &missing};
+  s->commit(Commit{.edits = edits});
+  EXPECT_TRUE(cancel.found);
+  EXPECT_FALSE(missing.found);
+  EXPECT_EQ(s->find(jobs[1].ref)->completed, 300);
+  auto failed = s->list_jobs(JobFilter::kFailed, 0, 10);
+  ASSERT_EQ(failed.size(), 1u);
+  EXPECT_EQ(failed[0].ref, jobs[1].ref);
+  auto all = s->list_jobs(JobFilter::kAll, 0, 1);
+  ASSERT_EQ(all.size(), 1u);
+  EXPECT_EQ(all[0].seq, jobs[1].seq);  // newest first
+  EXPECT_EQ(s->list_jobs(JobFilter::kAll, all[0].seq, 10).front().seq, jobs[0].seq);
+}
+
+TEST_F(PostgresStoreTest, AnotherNodesOutcomeIsHeardOnTheListenConnection) {
+  auto a = open("node-a");
+  auto b = open("node-b");
+  std::mutex mu;
+  std::condition_variable cv;
+  std::vector<std::string> heard;
+  b->start_listening([&](const std::string& ref) {
+    std::lock_guard lock(mu);
+    heard.push_back(ref);
+    cv.notify_all();
+  });
+  auto j = make_job(100);
+  job::Job* p = &j;
+  // Listening when start_listening() returns: nothing committed after it is missed.
+  a->commit(Commit{.inserts = {&p, 1}, .owner = "node-a", .lease_until_ms = 200'000});
+  std::vector<JobUpdate> u{{.seq = j.seq, .ref = j.ref, .recipients = j.recipients, .completed = 101,
+                            .outcome = Outcome::kDelivered}};
+  a->commit(Commit{.updates = u, .owner = "node-a"});
+  std::unique_lock lock(mu);
+  EXPECT_TRUE(cv.wait_for(lock, std::chrono::seconds(10),
+                          [&] { return std::find(heard.begin(), heard.end(), j.ref) != heard.end(); }));
+  lock.unlock();
+  // Its own commits are not reported back to a node.
+  b->put_setting("paused", "1");
+  a->put_setting("paused", "0");
+  lock.lock();
+  EXPECT_TRUE(cv.wait_for(lock, std::chrono::seconds(10),
+                          [&] { return std::find(heard.begin(), heard.end(), "=paused") != heard.end(); }));
+  EXPECT_EQ(std::count(heard.begin(), heard.end(), "=paused"), 1);
+  lock.unlock();
+  b->stop_listening();
+}
+
+}  // namespace
