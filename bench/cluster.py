@@ -5,6 +5,8 @@ One run starts a throwaway PostgreSQL 15 (tests/support/postgres.py: initdb in a
 port on 127.0.0.1, run as an unprivileged user) and measures, side by side, four set-ups:
 
     sqlite x1    one websmtpd, STORE=sqlite (the default)
+    before x1    with --before BINARY: one node of that (older) websmtpd on SQLite, the same driver:
+                 the SQLite path against a build from before a change
     pg x1        one websmtpd, STORE=postgres
     pg x2, pg x3 two and three websmtpd nodes on the same database
 
@@ -26,10 +28,11 @@ its backends) and of the whole machine, and the load average before and after. /
 polled every POLL_S seconds, every wait is bounded, every process is stopped by its PID.
 
 Rounds run the set-ups in ABBA order (sqlite, pg x1, pg x2, pg x3; then the reverse) so a drift in
-the machine's load touches all alike; ratios are per round: pg x2 / pg x1, pg x3 / pg x1 and
-pg x1 / sqlite x1.
+the machine's load touches all alike; ratios are per round: pg x2 / pg x1, pg x3 / pg x1,
+pg x1 / sqlite x1 and sqlite x1 / before x1.
 
     bench/cluster.sh [--jobs 5000] [--rounds 2] [--threads 4] [--wrk-threads 6] [--conns 96]
+                     [--before OLD_WEBSMTPD]
 
 One JSON line per measurement is appended to bench/out/results.jsonl (phase "cluster").
 """
@@ -123,7 +126,8 @@ def run_setup(store, nnodes, a, work, pg, round_no):
         if store == "pg":
             pg.psql("DROP SCHEMA public CASCADE; CREATE SCHEMA public")
         for i in range(nnodes):  # one after the other: the first creates the schema
-            nodes.append(Daemon(a.websmtpd, work, f"{name}-n{i}", node_env(store, i, sink_port, a, pg)))
+            binary = a.before if store == "before" else a.websmtpd
+            nodes.append(Daemon(binary, work, f"{name}-n{i}", node_env(store, i, sink_port, a, pg)))
         holders = [{} for _ in nodes]
 
         def queue(k):
@@ -205,14 +209,14 @@ def label(res):
 
 
 def ratios(results, rounds, field):
-    """Per round: pg x2 / pg x1, pg x3 / pg x1, pg x1 / sqlite x1 of `field`."""
-    out = {"pg x2 / pg x1": [], "pg x3 / pg x1": [], "pg x1 / sqlite x1": []}
+    """Per round: pg x2 / pg x1, pg x3 / pg x1, pg x1 / sqlite x1, sqlite x1 / before x1 of `field`."""
+    pairs = [("pg x2", "pg x1"), ("pg x3", "pg x1"), ("pg x1", "sqlite x1"), ("sqlite x1", "before x1")]
+    out = {f"{num} / {den}": [] for num, den in pairs}
     for r in range(1, rounds + 1):
         by = {label(x): x.get(field) for x in results if x["round"] == r}
-        for key, (num, den) in (("pg x2 / pg x1", ("pg x2", "pg x1")), ("pg x3 / pg x1", ("pg x3", "pg x1")),
-                                ("pg x1 / sqlite x1", ("pg x1", "sqlite x1"))):
+        for num, den in pairs:
             if by.get(num) and by.get(den):
-                out[key].append(round(by[num] / by[den], 3))
+                out[f"{num} / {den}"].append(round(by[num] / by[den], 3))
     return out
 
 
@@ -226,13 +230,16 @@ def main():
     p.add_argument("--timeout", type=float, default=300.0, help="cap on one measurement's submit and delivery, s")
     p.add_argument("--websmtpd", default=os.environ.get("WEBSMTPD",
                                                          os.path.join(REPO, "build/release/apps/websmtpd/websmtpd")))
+    p.add_argument("--before", help="an older websmtpd binary: also run it as one SQLite node (set-up 'before x1')")
     p.add_argument("--keep", action="store_true", help="keep the work directory (logs, data)")
     a = p.parse_args()
+    a.websmtpd = os.path.abspath(a.websmtpd)
+    a.before = os.path.abspath(a.before) if a.before else None
     if not (1 <= a.jobs <= 1_000_000 and 1 <= a.rounds <= 20 and 1 <= a.threads <= 64
             and 1 <= a.wrk_threads <= 64 and a.wrk_threads <= a.conns <= 1000):
         sys.exit("bench/cluster: --jobs 1..1e6, --rounds 1..20, --threads 1..64, --wrk-threads 1..64, "
                  "--conns wrk-threads..1000")
-    for tool in (a.websmtpd, SINK, WRK):
+    for tool in (a.websmtpd, SINK, WRK) + ((a.before,) if a.before else ()):
         if not os.access(tool, os.X_OK):
             sys.exit(f"bench/cluster: missing {tool} (make build; apt-get install -y postfix wrk)")
     if not postgres.available():
@@ -242,13 +249,15 @@ def main():
     out_dir = os.path.join(HERE, "out")
     os.makedirs(out_dir, exist_ok=True)
     results = []
-    print(f"bench/cluster {run_id}: {a.jobs} jobs per measurement, THREADS={a.threads} per node, "
+    binaries = a.websmtpd + (f" (before: {a.before})" if a.before else "")
+    print(f"bench/cluster {run_id}: {binaries}, {a.jobs} jobs per measurement, THREADS={a.threads} per node, "
           f"wrk -t{a.wrk_threads} -c{a.conns}, {os.cpu_count()} CPUs, load {loadavg()}", file=sys.stderr)
     pg = postgres.PostgresServer()
     try:
         pg.start()
+        setups = ([("before", 1)] if a.before else []) + SETUPS
         for r in range(1, a.rounds + 1):
-            for store, n in (SETUPS if r % 2 else SETUPS[::-1]):
+            for store, n in (setups if r % 2 else setups[::-1]):
                 print(f"== round {r}/{a.rounds}: {store} x{n} [load {loadavg()}]", file=sys.stderr)
                 res = run_setup(store, n, a, work, pg, r)
                 res.update(run=run_id, phase="cluster", time=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -266,7 +275,8 @@ def main():
         else:
             shutil.rmtree(work, True)
     print(f"\n{'round':>5} {'set-up':>9} {'submit/s':>9} {'p99 ms':>7} {'deliv/s':>8} {'submitted':>9} "
-          f"{'at sink':>7} {'cpu s nodes':>14} {'cpu s pg':>8} {'cpu s all':>9}  delivered by node; load before -> after")
+          f"{'at sink':>7} {'cpu s nodes':>14} {'cpu s pg':>8} {'cpu s all':>9}  "
+          "delivered by node; load before -> after")
     for x in results:
         p99 = x["wrk"].get("p99_us")
         print(f"{x['round']:>5} {label(x):>9} {x['submit_per_s'] or '-':>9} {round(p99 / 1000, 1) if p99 else '-':>7} "
