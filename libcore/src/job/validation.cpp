@@ -60,7 +60,7 @@ std::string idn_problem(std::string_view local, std::string_view domain) {
   std::string why;
   const auto ascii = to_ascii_domain(domain, &why);
   if (!ascii) return "the domain is not a valid internationalised domain name (IDNA2008: " + why + ")";
-  if (ascii->front() == '[' || !valid_domain(*ascii))
+  if (!valid_domain(*ascii))
     return "the domain's A-label form '" + *ascii + "' is not a valid domain name";
   if (local.size() + 1 + ascii->size() > 254) return "with its domain in A-labels the address is over 254 octets";
   return {};

@@ -116,17 +116,10 @@ void SubmitService::submit(const Caller& caller, std::string_view body, std::str
   if (!req) return done(tl::unexpected(std::move(req.error())));
   if (caller.principal && caller.principal->key)
     if (auto e = auth::check_policy(caller.principal->key->policy, *req)) return done(tl::unexpected(std::move(*e)));
-  if (resolve_elsewhere(*req)) {
-    auto again = [this, caller, body = std::string(body), key = std::string(idempotency_key), done]() mutable {
-      submit(caller, body, key, std::move(done));
-    };
-    if (!resolve_later(std::move(again))) done(lookups_busy());
-    return;
-  }
-  if (auto e = check_callback(*req)) return done(tl::unexpected(std::move(*e)));
   std::int64_t now_ms = clock_.now_ms();
 
-  // A replay is answered before anything is rendered.
+  // A replay is answered before anything is rendered or resolved (the callback's host may not
+  // resolve any more: the job was accepted all the same).
   std::string key, hash;
   if (!idempotency_key.empty()) {
     auto scoped = IdempotencyKeys::scoped(caller, idempotency_key);
@@ -139,6 +132,18 @@ void SubmitService::submit(const Caller& caller, std::string_view body, std::str
       return done(Accepted{std::move(replay->front()), true, std::move(token)});
     }
     key = std::move(*scoped);
+  }
+  if (resolve_elsewhere(*req)) {
+    if (!key.empty()) idempotency_.release(key);  // taken again on the lookup thread
+    auto again = [this, caller, body = std::string(body), key = std::string(idempotency_key), done]() mutable {
+      submit(caller, body, key, std::move(done));
+    };
+    if (!resolve_later(std::move(again))) done(lookups_busy());
+    return;
+  }
+  if (auto e = check_callback(*req)) {
+    if (!key.empty()) idempotency_.release(key);
+    return done(tl::unexpected(std::move(*e)));
   }
   job::Job j = make_job(std::move(*req), now_ms);
   if (auto e = admit(caller, std::span<const job::Job>(&j, 1), now_ms, false)) {
@@ -182,35 +187,26 @@ void SubmitService::submit_batch(const Caller& caller, std::string_view body, st
           fail(ErrorKind::kInvalid, "unknown_field", "a batch has only \"jobs\", not \"" + it.key() + "\"", it.key()));
 
   std::int64_t now_ms = clock_.now_ms();
-  std::vector<job::Job> jobs;
-  jobs.reserve(list->size());
+  std::vector<job::MailRequest> reqs;
+  reqs.reserve(list->size());
   for (std::size_t i = 0; i < list->size(); ++i) {
     auto req = job::parse_job((*list)[i], job::Limits{options_.max_recipients});
     if (!req) return done(tl::unexpected(in_batch(std::move(req.error()), i)));
     if (caller.principal && caller.principal->key)
       if (auto e = auth::check_policy(caller.principal->key->policy, *req))
         return done(tl::unexpected(in_batch(std::move(*e), i)));
-    if (resolve_elsewhere(*req)) {
-      auto again = [this, caller, body = std::string(body), key = std::string(idempotency_key), done]() mutable {
-        submit_batch(caller, body, key, std::move(done));
-      };
-      if (!resolve_later(std::move(again))) done(tl::unexpected(in_batch(lookups_busy().value(), i)));
-      return;
-    }
-    if (auto e = check_callback(*req)) return done(tl::unexpected(in_batch(std::move(*e), i)));
-    jobs.push_back(make_job(std::move(*req), now_ms));
-    jobs.back().submitted_by = caller.id;
+    reqs.push_back(std::move(*req));
   }
 
   // The key covers the whole batch: the first job holds it, with a fingerprint that cannot
   // match a /mail/send body; the store finds every ref of the batch from it.
-  std::string key;
+  std::string key, batch_hash;
   if (!idempotency_key.empty()) {
     auto scoped = IdempotencyKeys::scoped(caller, idempotency_key);
     if (!scoped) return done(tl::unexpected(std::move(scoped.error())));
     key = std::move(*scoped);
-    std::string hash = hex64(fnv1a64(body) ^ 0x6261746368ULL);  // "batch"
-    auto replay = idempotency_.reserve(key, hash, now_ms / 1000);
+    batch_hash = hex64(fnv1a64(body) ^ 0x6261746368ULL);  // "batch"
+    auto replay = idempotency_.reserve(key, batch_hash, now_ms / 1000);
     if (!replay) return done(tl::unexpected(std::move(replay.error())));
     if (!replay->empty()) {
       BatchAccepted out{std::move(*replay), true, {}};
@@ -218,8 +214,30 @@ void SubmitService::submit_batch(const Caller& caller, std::string_view body, st
         for (const auto& r : out.refs) out.status_tokens.push_back(token_for(caller, r));
       return done(std::move(out));
     }
+  }
+  // Callback hosts are resolved on a lookup thread, before anything is rendered.
+  for (std::size_t i = 0; i < reqs.size(); ++i) {
+    if (!resolve_elsewhere(reqs[i])) continue;
+    if (!key.empty()) idempotency_.release(key);  // taken again on the lookup thread
+    auto again = [this, caller, body = std::string(body), key = std::string(idempotency_key), done]() mutable {
+      submit_batch(caller, body, key, std::move(done));
+    };
+    if (!resolve_later(std::move(again))) done(tl::unexpected(in_batch(lookups_busy().value(), i)));
+    return;
+  }
+  std::vector<job::Job> jobs;
+  jobs.reserve(reqs.size());
+  for (std::size_t i = 0; i < reqs.size(); ++i) {
+    if (auto e = check_callback(reqs[i])) {
+      if (!key.empty()) idempotency_.release(key);
+      return done(tl::unexpected(in_batch(std::move(*e), i)));
+    }
+    jobs.push_back(make_job(std::move(reqs[i]), now_ms));
+    jobs.back().submitted_by = caller.id;
+  }
+  if (!key.empty()) {
     jobs.front().idempotency_key = key;
-    jobs.front().request_hash = std::move(hash);
+    jobs.front().request_hash = batch_hash;
   }
   if (auto e = admit(caller, jobs, now_ms, true)) {
     if (!key.empty()) idempotency_.release(key);

@@ -4,6 +4,7 @@
 #include <optional>
 
 #include "websmtp/common/base64.hpp"
+#include "websmtp/common/idn.hpp"
 
 namespace websmtp::smtp {
 
@@ -255,11 +256,11 @@ Status Session::send(const Envelope& env, std::string_view message, std::vector<
   // From, To, Cc or Reply-To) needs SMTPUTF8 from every peer it goes to (RFC 6532), and it was
   // signed at submit, so it cannot be rewritten: then no recipient goes there (Postfix does the
   // same). A UTF-8 address only in Bcc is in no header: the per-recipient rule holds.
-  const bool sender_utf8 = has_utf8(env.sender);
+  const bool sender_utf8 = has_non_ascii(env.sender);
   const bool header_utf8 = !sender_utf8 && header_needs_smtputf8(message);
   std::vector<std::size_t> sendable;
   for (std::size_t i = 0; i < env.recipients.size(); ++i)
-    if (!sender_utf8 && !header_utf8 && !has_utf8(env.recipients[i])) sendable.push_back(i);
+    if (!sender_utf8 && !header_utf8 && !has_non_ascii(env.recipients[i])) sendable.push_back(i);
   if (sendable.size() == env.recipients.size()) return transact(env, message, replies);
   Reply unsent;
   unsent.text = std::string("5.6.7 ") +
@@ -388,7 +389,7 @@ std::optional<std::string> mail_from_command(std::string_view sender, std::strin
                                              const Capabilities& peer, bool utf8) {
   std::string mail = "MAIL FROM:<" + std::string(sender) + ">";
   const bool smtputf8 = utf8 && peer.has("SMTPUTF8");
-  if (has_utf8(message)) {
+  if (has_non_ascii(message)) {
     if (peer.has("8BITMIME"))
       mail += " BODY=8BITMIME";
     else if (!smtputf8)
@@ -398,18 +399,14 @@ std::optional<std::string> mail_from_command(std::string_view sender, std::strin
   return mail;
 }
 
-bool has_utf8(std::string_view text) {
-  return std::any_of(text.begin(), text.end(), [](char c) { return static_cast<unsigned char>(c) >= 0x80; });
-}
-
 bool transaction_needs_smtputf8(const Envelope& env, std::string_view message) {
-  if (has_utf8(env.sender)) return true;
-  if (std::any_of(env.recipients.begin(), env.recipients.end(), [](std::string_view r) { return has_utf8(r); }))
+  if (has_non_ascii(env.sender)) return true;
+  if (std::any_of(env.recipients.begin(), env.recipients.end(), [](std::string_view r) { return has_non_ascii(r); }))
     return true;
   return header_needs_smtputf8(message);
 }
 
-bool header_needs_smtputf8(std::string_view message) { return has_utf8(message.substr(0, message.find("\r\n\r\n"))); }
+bool header_needs_smtputf8(std::string_view message) { return has_non_ascii(message.substr(0, message.find("\r\n\r\n"))); }
 
 void append_dot_stuffed(std::string& out, std::string_view message) {
   out.reserve(out.size() + message.size() + message.size() / 64 + 8);

@@ -164,8 +164,6 @@ std::optional<std::string> mail_from_command(std::string_view sender, std::strin
 
 // The reason a recipient fails with when it needs SMTPUTF8 and the peer does not offer it.
 inline constexpr const char* kSmtputf8Required = "smtputf8_required";
-// Whether an address (or any text) holds a byte over 0x7F: a UTF-8 local part (RFC 6531).
-bool has_utf8(std::string_view text);
 // Whether a transaction needs SMTPUTF8: a UTF-8 sender or recipient, or raw UTF-8 in the header
 // section (RFC 6532), as build_message() writes for a UTF-8 address in To or Cc.
 bool transaction_needs_smtputf8(const Envelope& env, std::string_view message);
