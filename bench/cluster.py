@@ -232,6 +232,8 @@ def main():
                                                          os.path.join(REPO, "build/release/apps/websmtpd/websmtpd")))
     p.add_argument("--before", help="an older websmtpd binary: also run it as one SQLite node (set-up 'before x1')")
     p.add_argument("--keep", action="store_true", help="keep the work directory (logs, data)")
+    p.add_argument("--setups", default=",".join(f"{s}{n}" for s, n in SETUPS),
+                   help="which set-ups to run, comma-separated (default: %(default)s)")
     a = p.parse_args()
     a.websmtpd = os.path.abspath(a.websmtpd)
     a.before = os.path.abspath(a.before) if a.before else None
@@ -239,6 +241,9 @@ def main():
             and 1 <= a.wrk_threads <= 64 and a.wrk_threads <= a.conns <= 1000):
         sys.exit("bench/cluster: --jobs 1..1e6, --rounds 1..20, --threads 1..64, --wrk-threads 1..64, "
                  "--conns wrk-threads..1000")
+    chosen = [(s, n) for s, n in SETUPS if f"{s}{n}" in a.setups.split(",")]
+    if not chosen:
+        sys.exit(f"bench/cluster: --setups names none of {', '.join(f'{s}{n}' for s, n in SETUPS)}")
     for tool in (a.websmtpd, SINK, WRK) + ((a.before,) if a.before else ()):
         if not os.access(tool, os.X_OK):
             sys.exit(f"bench/cluster: missing {tool} (make build; apt-get install -y postfix wrk)")
@@ -255,7 +260,7 @@ def main():
     pg = postgres.PostgresServer()
     try:
         pg.start()
-        setups = ([("before", 1)] if a.before else []) + SETUPS
+        setups = ([("before", 1)] if a.before else []) + chosen
         for r in range(1, a.rounds + 1):
             for store, n in (setups if r % 2 else setups[::-1]):
                 print(f"== round {r}/{a.rounds}: {store} x{n} [load {loadavg()}]", file=sys.stderr)

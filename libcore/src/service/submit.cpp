@@ -103,6 +103,18 @@ std::string SubmitService::token_for(const Caller& caller, const std::string& re
   return caller.private_statuses && options_.status_tokens ? options_.status_tokens->token(ref) : std::string();
 }
 
+// A keyed request whose key another node's commit took between this node's check and its own
+// commit (a shared store: the store left the job out, seq 0): answered as the replay, or the
+// conflict, it turned out to be. Runs on the commit thread; rare.
+Result<std::vector<std::string>> SubmitService::replay_of(const std::string& key, const std::string& request_hash) {
+  auto refs = idempotency_.reserve(key, request_hash, clock_.now_ms() / 1000);
+  if (refs && refs->empty()) {  // the other job is gone again (its key expired): retry as new
+    idempotency_.release(key);
+    return not_stored();
+  }
+  return refs;
+}
+
 void SubmitService::accepted(job::Job&& stored) {
   spdlog::debug("job {} accepted: {} recipient(s), {} bytes", stored.ref, stored.recipients.size(),
                 stored.message.size());
@@ -158,6 +170,13 @@ void SubmitService::submit(const Caller& caller, std::string_view body, std::str
   batcher_.insert(std::move(j), [this, tokens, done = std::move(done)](job::Job&& stored, bool ok, const std::string&) {
     if (!stored.idempotency_key.empty()) idempotency_.release(stored.idempotency_key);
     if (!ok) return done(not_stored());
+    if (stored.seq == 0) {
+      auto refs = replay_of(stored.idempotency_key, stored.request_hash);
+      if (!refs) return done(tl::unexpected(std::move(refs.error())));
+      Accepted a{std::move(refs->front()), true, {}};
+      if (tokens && options_.status_tokens) a.status_token = options_.status_tokens->token(a.ref);
+      return done(std::move(a));
+    }
     metrics_.submitted(1);
     Accepted a{stored.ref, false, {}};
     if (tokens && options_.status_tokens) a.status_token = options_.status_tokens->token(a.ref);
@@ -249,6 +268,14 @@ void SubmitService::submit_batch(const Caller& caller, std::string_view body, st
                                                                                     bool ok, const std::string&) {
     if (!key.empty()) idempotency_.release(key);
     if (!ok) return done(not_stored());
+    if (stored.front().seq == 0) {
+      auto refs = replay_of(key, stored.front().request_hash);
+      if (!refs) return done(tl::unexpected(std::move(refs.error())));
+      BatchAccepted out{std::move(*refs), true, {}};
+      if (tokens && options_.status_tokens)
+        for (const auto& r : out.refs) out.status_tokens.push_back(options_.status_tokens->token(r));
+      return done(std::move(out));
+    }
     metrics_.submitted(static_cast<std::int64_t>(stored.size()));
     BatchAccepted out;
     out.refs.reserve(stored.size());

@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <atomic>
 #include <condition_variable>
+#include <functional>
 #include <mutex>
 #include <thread>
 #include <unordered_set>
@@ -105,11 +106,28 @@ CREATE TABLE webhook_outbox(
 CREATE INDEX webhook_outbox_due ON webhook_outbox(next_at);
 )sql";
 
+// Version 5: the queue figures kept as counters, one row per node (each node adds its own
+// commits' changes to its row: no row is shared, so no commit waits on another node's), so that
+// counting the queue reads a few rows instead of every job. Started from the jobs as they are.
+// (Versions 3 and 4 are the nodes' figures and the webhook claims.)
+constexpr const char* kSchemaV5Counts = R"sql(
+CREATE TABLE job_counts(
+  node TEXT PRIMARY KEY,
+  queued BIGINT NOT NULL DEFAULT 0,
+  deferred BIGINT NOT NULL DEFAULT 0,
+  completed BIGINT NOT NULL DEFAULT 0,
+  failed BIGINT NOT NULL DEFAULT 0
+);
+INSERT INTO job_counts(node, queued, deferred, completed, failed)
+SELECT '', count(*) FILTER (WHERE outcome = 0 AND started = 0), count(*) FILTER (WHERE outcome = 0 AND started <> 0),
+       count(*) FILTER (WHERE outcome = 1), count(*) FILTER (WHERE outcome = 2) FROM jobs;
+)sql";
+
 struct Migration {
   int version;
   const char* sql;
 };
-constexpr Migration kMigrations[] = {{1, kSchemaV1}, {2, kSchemaV2Webhooks}};
+constexpr Migration kMigrations[] = {{1, kSchemaV1}, {2, kSchemaV2Webhooks}, {5, kSchemaV5Counts}};
 constexpr int kSchemaVersion = kMigrations[std::size(kMigrations) - 1].version;
 
 constexpr const char* kJobCols = "seq, ref, submitted, completed, started, sender, recipients, submitted_by";
@@ -193,6 +211,71 @@ class Params {
   std::vector<int> binary_;
 };
 
+// Text as PostgreSQL stores it: valid UTF-8 without NUL. An SMTP reply may hold any byte; one
+// that PostgreSQL refuses would fail the whole group commit again and again, so a byte that is
+// not part of a well-formed UTF-8 sequence (and NUL) is written as '?'.
+std::string pg_text(std::string_view s) {
+  std::string out;
+  out.reserve(s.size());
+  for (std::size_t i = 0; i < s.size();) {
+    auto c = static_cast<unsigned char>(s[i]);
+    std::size_t n = c < 0x80 ? 1 : (c >> 5) == 0x6 ? 2 : (c >> 4) == 0xE ? 3 : (c >> 3) == 0x1E ? 4 : 0;
+    bool ok = n > 0 && c != 0 && i + n <= s.size() && !(n == 2 && c < 0xC2) && !(n == 4 && c > 0xF4);
+    for (std::size_t k = 1; ok && k < n; ++k) ok = (static_cast<unsigned char>(s[i + k]) & 0xC0) == 0x80;
+    if (ok && n == 3) {
+      auto c1 = static_cast<unsigned char>(s[i + 1]);
+      ok = !(c == 0xE0 && c1 < 0xA0) && !(c == 0xED && c1 >= 0xA0);  // overlong, surrogates
+    }
+    if (ok && n == 4) {
+      auto c1 = static_cast<unsigned char>(s[i + 1]);
+      ok = !(c == 0xF0 && c1 < 0x90) && !(c == 0xF4 && c1 >= 0x90);  // overlong, beyond U+10FFFF
+    }
+    if (!ok) {
+      out += '?';
+      ++i;
+      continue;
+    }
+    out.append(s.substr(i, n));
+    i += n;
+  }
+  return out;
+}
+
+// An array parameter in PostgreSQL's text form ({"a","b\"c",NULL,3}): one statement writes
+// the rows of a whole commit.
+class ArrayLiteral {
+ public:
+  ArrayLiteral& add(std::string_view v) {
+    sep();
+    text_ += '"';
+    for (char c : pg_text(v)) {
+      if (c == '"' || c == '\\') text_ += '\\';
+      text_ += c;
+    }
+    text_ += '"';
+    return *this;
+  }
+  ArrayLiteral& add(std::int64_t v) {
+    sep();
+    text_ += std::to_string(v);
+    return *this;
+  }
+  ArrayLiteral& add_or_null(const std::optional<std::int64_t>& v) {
+    if (v) return add(*v);
+    sep();
+    text_ += "NULL";
+    return *this;
+  }
+  bool empty() const { return text_.size() == 1; }
+  std::string str() const { return text_ + '}'; }
+
+ private:
+  void sep() {
+    if (text_.size() > 1) text_ += ',';
+  }
+  std::string text_ = "{";
+};
+
 // One libpq connection with its prepared statements (prepared on first use, by name).
 class Conn {
  public:
@@ -209,18 +292,24 @@ class Conn {
   Conn(const Conn&) = delete;
   Conn& operator=(const Conn&) = delete;
 
-  bool ok() const { return PQstatus(pg_) == CONNECTION_OK; }
+  bool ok() const { return !broken_ && PQstatus(pg_) == CONNECTION_OK; }
   PGconn* get() const { return pg_; }
+  // Not to be reused (left in a state the pool cannot trust: a pipeline that failed midway).
+  void set_broken() { broken_ = true; }
+
+  // Prepares `sql` under `name` unless this connection already has it.
+  void prepare(const char* name, const char* sql) {
+    if (prepared_.count(name)) return;
+    Res r = check(PQprepare(pg_, name, sql, 0, nullptr), sql);
+    prepared_.insert(name);
+  }
 
   void exec(const char* sql) { Res r = check(PQexec(pg_, sql), sql); }
   Res query(const char* sql) { return check(PQexec(pg_, sql), sql); }
 
   // Runs the statement `sql`, prepared once per connection under `name`.
   Res run(const char* name, const char* sql, const Params& p) {
-    if (!prepared_.count(name)) {
-      Res r = check(PQprepare(pg_, name, sql, 0, nullptr), sql);
-      prepared_.insert(name);
-    }
+    prepare(name, sql);
     auto values = p.values();
     auto lengths = p.lengths();
     return check(PQexecPrepared(pg_, name, p.size(), values.data(), lengths.data(), p.formats(), 0), sql);
@@ -250,6 +339,84 @@ class Conn {
 
   PGconn* pg_;
   std::unordered_set<std::string> prepared_;
+  bool broken_ = false;
+};
+
+// Statements sent together and answered together: one round trip for all of them (libpq's
+// pipeline mode) instead of one each. They run in order; after an error the server skips the
+// rest up to the sync, and run() throws the first error once every result is read. Each
+// statement's result goes to its callback, in order.
+class Pipeline {
+ public:
+  using OnResult = std::function<void(const Res&)>;
+
+  // A prepared statement (prepared on this connection first if need be).
+  Pipeline& add(const char* name, const char* sql, Params p, OnResult on_result = {}) {
+    steps_.push_back({name, sql, std::move(p), std::move(on_result)});
+    return *this;
+  }
+  // A statement without parameters (BEGIN, COMMIT), not prepared.
+  Pipeline& add(const char* sql) {
+    steps_.push_back({nullptr, sql, Params(), {}});
+    return *this;
+  }
+  bool empty() const { return steps_.empty(); }
+
+  void run(Conn& c) {
+    if (steps_.empty()) return;
+    for (const auto& st : steps_)
+      if (st.name) c.prepare(st.name, st.sql);
+    PGconn* pg = c.get();
+    if (!PQenterPipelineMode(pg)) fail(c, "cannot enter pipeline mode");
+    for (const auto& st : steps_) {
+      auto values = st.params.values();
+      auto lengths = st.params.lengths();
+      int sent = st.name ? PQsendQueryPrepared(pg, st.name, st.params.size(), values.data(), lengths.data(),
+                                               st.params.formats(), 0)
+                         : PQsendQueryParams(pg, st.sql, 0, nullptr, nullptr, nullptr, nullptr, 0);
+      if (!sent) fail(c, PQerrorMessage(pg));
+    }
+    if (!PQpipelineSync(pg)) fail(c, PQerrorMessage(pg));
+    std::string error;
+    for (auto& st : steps_) {
+      PGresult* r = PQgetResult(pg);
+      if (!r) fail(c, PQerrorMessage(pg));
+      Res res(r);
+      auto status = PQresultStatus(r);
+      if (status == PGRES_COMMAND_OK || status == PGRES_TUPLES_OK) {
+        if (st.on_result && error.empty()) try {
+            st.on_result(res);
+          } catch (const std::exception& e) {
+            error = e.what();
+          }
+      } else if (status != PGRES_PIPELINE_ABORTED && error.empty()) {
+        error = PQresultErrorMessage(r);
+        if (error.empty()) error = "a statement failed";
+      }
+      while (PGresult* more = PQgetResult(pg)) PQclear(more);  // the statement's end (NULL)
+    }
+    {
+      PGresult* r = PQgetResult(pg);
+      bool synced = r && PQresultStatus(r) == PGRES_PIPELINE_SYNC;
+      PQclear(r);
+      if (!synced || !PQexitPipelineMode(pg)) fail(c, PQerrorMessage(pg));
+    }
+    steps_.clear();
+    if (!error.empty()) throw StoreError("postgres: " + Conn::trim(error));
+  }
+
+ private:
+  struct Step {
+    const char* name;
+    const char* sql;
+    Params params;
+    OnResult on_result;
+  };
+  [[noreturn]] static void fail(Conn& c, const std::string& why) {
+    c.set_broken();
+    throw StoreError("postgres: " + Conn::trim(why));
+  }
+  std::vector<Step> steps_;
 };
 
 // A small pool: a thread borrows a connection for one call (or one transaction) and gives it
@@ -315,16 +482,21 @@ class Pool {
 };
 
 // BEGIN ... COMMIT on one connection; rolled back when the scope is left without commit().
+// (kInPipeline: BEGIN and COMMIT are sent in the caller's Pipeline; committed() says it went.)
 class Tx {
  public:
-  explicit Tx(Conn& c) : c_(c) { c_.exec("BEGIN"); }
+  enum Mode { kNow, kInPipeline };
+  explicit Tx(Conn& c, Mode mode = kNow) : c_(c) {
+    if (mode == kNow) c_.exec("BEGIN");
+  }
   ~Tx() {
-    if (!done_ && c_.ok()) PQclear(PQexec(c_.get(), "ROLLBACK"));
+    if (!done_ && c_.ok() && PQtransactionStatus(c_.get()) != PQTRANS_IDLE) PQclear(PQexec(c_.get(), "ROLLBACK"));
   }
   void commit() {
     c_.exec("COMMIT");
     done_ = true;
   }
+  void committed() { done_ = true; }
 
  private:
   Conn& c_;
@@ -396,22 +568,41 @@ class PostgresStore final : public SharedStore {
 
   ~PostgresStore() override { stop_listening(); }
 
+  // One group commit: one transaction and, unless it holds an operator's edit, one round trip
+  // (BEGIN, the inserts, the webhook events of the jobs it completes, every outcome in one
+  // statement, the notifications and COMMIT, sent as one pipeline).
   void commit(const Commit& c) override {
     auto conn = pool_.take();
-    Tx tx(*conn);
-    std::string owner(c.owner.empty() ? std::string_view(options_.node_id) : c.owner);
-    write_inserts(*conn, c);
+    Tx tx(*conn, Tx::kInPipeline);
+    const std::string owner(c.owner.empty() ? std::string_view(options_.node_id) : c.owner);
+    Pipeline p;
+    p.add("BEGIN");
+    add_inserts(p, c);
     std::vector<std::int64_t> lost;
-    for (const auto& u : c.updates)
-      if (!write_update(*conn, u, owner)) lost.push_back(u.seq);
-    for (JobEdit* e : c.edits) write_edit(*conn, *e);
+    add_outcomes(p, c.updates, &owner, lost);
     // Heard by every node at COMMIT: long-polls and status caches of the outcomes' refs, and
     // idle dispatchers for inserts nobody claimed.
-    for (const auto& u : c.updates) notify(*conn, u.ref);
-    for (JobEdit* e : c.edits)
-      if (e->result) notify(*conn, e->result->ref);
-    if (!c.inserts.empty() && c.owner.empty()) notify(*conn, "");
-    tx.commit();
+    ArrayLiteral notes;
+    for (const auto& u : c.updates) notes.add(note_payload(u.ref));
+    if (!c.inserts.empty() && c.owner.empty()) notes.add(note_payload(""));
+    add_notify(p, notes);
+    if (c.edits.empty()) p.add("COMMIT");
+    p.run(*conn);
+    if (c.edits.empty()) {
+      tx.committed();
+    } else {
+      std::vector<std::int64_t> none;
+      ArrayLiteral edited;
+      for (JobEdit* e : c.edits) {
+        write_edit(*conn, *e, none);
+        if (e->result) edited.add(note_payload(e->result->ref));
+      }
+      Pipeline q;
+      add_notify(q, edited);
+      q.add("COMMIT");
+      q.run(*conn);
+      tx.committed();
+    }
     for (auto seq : lost)
       spdlog::warn("job seq {}: this node's claim was taken over (lease expired); its outcome is not written", seq);
   }
@@ -429,8 +620,14 @@ class PostgresStore final : public SharedStore {
       seqs.push_back(r.i64(i, 0));
       (r.i64(i, 1) == static_cast<int>(Outcome::kDelivered) ? c.completed : c.failed) += 1;
     }
-    if (!seqs.empty())
+    if (!seqs.empty()) {
       conn->run("purge_attempts", "DELETE FROM attempts WHERE seq = ANY($1::bigint[])", Params().add(seq_array(seqs)));
+      conn->run("purge_counts",
+                "INSERT INTO job_counts(node, completed, failed) VALUES($1, -$2::bigint, -$3::bigint) ON CONFLICT(node) "
+                "DO UPDATE SET completed = job_counts.completed + EXCLUDED.completed, failed = job_counts.failed + "
+                "EXCLUDED.failed",
+                Params().add(options_.node_id).add(c.completed).add(c.failed));
+    }
     tx.commit();
     return c;
   }
@@ -537,12 +734,13 @@ class PostgresStore final : public SharedStore {
     return next;
   }
 
+  // The sum of the nodes' counter rows (kSchemaV5Counts): a few rows, however many jobs.
   Counts counts() override {
     auto conn = pool_.take();
-    Res r = conn->query("SELECT started, outcome, count(*) FROM jobs GROUP BY started, outcome");
-    Counts c;
-    for (int i = 0; i < r.rows(); ++i) sql::add_count(c, r.i64(i, 0) != 0, static_cast<Outcome>(r.i64(i, 1)), r.i64(i, 2));
-    return c;
+    Res r = conn->query(
+        "SELECT coalesce(sum(queued), 0), coalesce(sum(deferred), 0), coalesce(sum(completed), 0), "
+        "coalesce(sum(failed), 0) FROM job_counts");
+    return Counts{r.i64(0, 0), r.i64(0, 1), r.i64(0, 2), r.i64(0, 3)};
   }
 
   std::optional<std::int64_t> oldest_queued_submitted(std::span<const std::int64_t> attempting = {}) override {
@@ -723,119 +921,192 @@ class PostgresStore final : public SharedStore {
     return row_to_job(r, 0, false);
   }
 
-  // Heard by every other node when the transaction commits: "<node>\n<ref>" (ref empty: new
+  // What every other node hears when the transaction commits: "<node>\n<ref>" (ref empty: new
   // or released jobs anyone may claim).
-  void notify(Conn& conn, std::string_view ref) {
+  std::string note_payload(std::string_view ref) const {
     std::string payload = options_.node_id;
     payload += '\n';
     payload += ref;
-    conn.run("notify", "SELECT pg_notify($1, $2)", Params().add(kChannel).add(std::move(payload)));
+    return payload;
+  }
+  void notify(Conn& conn, std::string_view ref) {
+    conn.run("notify", "SELECT pg_notify($1, $2)", Params().add(kChannel).add(note_payload(ref)));
+  }
+  void add_notify(Pipeline& p, const ArrayLiteral& payloads) {
+    if (payloads.empty()) return;
+    p.add("notify_many", "SELECT pg_notify($1, x) FROM unnest($2::text[]) AS x",
+          Params().add(kChannel).add(payloads.str()));
   }
 
-  void write_inserts(Conn& conn, const Commit& c) {
+  // The inserts, one statement each (the message is a binary parameter). A run submitted
+  // together (a batch) points at its first job by seq; a keyed first job whose Idempotency-Key
+  // another node's commit took meanwhile is not inserted (ON CONFLICT), nor is the rest of its
+  // run, and their seq stays 0: the submitter answers them as the replay they turned out to be.
+  void add_inserts(Pipeline& p, const Commit& c) {
+    if (c.inserts.empty()) return;
+    ArrayLiteral refs;
     std::size_t at = 0;
     for (std::size_t run = 0; at < c.inserts.size(); ++run) {
       std::size_t n = run < c.batches.size() ? std::max<std::uint32_t>(1, c.batches[run]) : 1;
-      std::int64_t first_seq = 0;
+      const job::Job* first = nullptr;
       for (std::size_t k = 0; k < n && at < c.inserts.size(); ++k, ++at) {
-        insert_one(conn, *c.inserts[at], first_seq, c);
-        if (k == 0) first_seq = c.inserts[at]->seq;
+        job::Job& j = *c.inserts[at];
+        add_insert(p, j, first, c);
+        refs.add(j.ref);
+        if (!first) first = &j;
       }
     }
+    // Counted as they were stored (a job left out for its Idempotency-Key is not).
+    p.add("count_inserts",
+          "INSERT INTO job_counts(node, queued) SELECT $1, count(*) FROM jobs WHERE ref = ANY($2::text[]) "
+          "ON CONFLICT(node) DO UPDATE SET queued = job_counts.queued + EXCLUDED.queued",
+          Params().add(options_.node_id).add(refs.str()));
   }
 
-  void insert_one(Conn& conn, job::Job& j, std::int64_t first_seq, const Commit& c) {
-    bool keyed = first_seq == 0 && !j.idempotency_key.empty();
+  void add_insert(Pipeline& p, job::Job& j, const job::Job* first, const Commit& c) {
+    static constexpr const char* kCols =
+        "ref, submitted, next_at, sender, message, recipients, submitted_by, callback_url, claimed_by, lease_until";
+    static const std::string kInsert =
+        std::string("INSERT INTO jobs(") + kCols + ") VALUES($1,$2,$3,$4,$5,$6,$7,$8,$9,$10) RETURNING seq";
+    static const std::string kInsertKeyed = std::string("INSERT INTO jobs(") + kCols +
+                                            ", idem_key, request_hash) VALUES($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12) "
+                                            "ON CONFLICT (idem_key) WHERE idem_key IS NOT NULL DO NOTHING RETURNING seq";
+    static const std::string kInsertMember =
+        std::string("INSERT INTO jobs(") + kCols +
+        ", batch) SELECT $1::text, $2::bigint, $3::bigint, $4::text, $5::bytea, $6::text, $7::text, $8::text, "
+        "$9::text, $10::bigint, f.seq FROM jobs f WHERE f.ref = $11 RETURNING seq";
+    bool keyed = !first && !j.idempotency_key.empty();
     if (keyed)
-      conn.run("release_idem", "UPDATE jobs SET idem_key = NULL WHERE idem_key = $1 AND submitted < $2",
-               Params().add(j.idempotency_key).add(j.submitted - kIdempotencyWindowS));
-    Params p;
-    p.add(j.ref).add(j.submitted).add(j.submitted * 1000).add(j.sender).add_bytes(j.message);
-    p.add(job::recipients_to_store(j.recipients));
-    if (keyed)
-      p.add(j.idempotency_key).add(j.request_hash);
-    else
-      p.add_null().add_null();
-    if (first_seq == 0)
-      p.add_null();
-    else
-      p.add(first_seq);
-    p.add_text_or_null(j.submitted_by);
-    p.add_text_or_null(j.callback_url);
+      p.add("release_idem", "UPDATE jobs SET idem_key = NULL WHERE idem_key = $1 AND submitted < $2",
+            Params().add(j.idempotency_key).add(j.submitted - kIdempotencyWindowS));
+    Params q;
+    q.add(j.ref).add(j.submitted).add(j.submitted * 1000).add(j.sender).add_bytes(j.message);
+    q.add(job::recipients_to_store(j.recipients)).add_text_or_null(j.submitted_by).add_text_or_null(j.callback_url);
     if (c.owner.empty())
-      p.add_null().add_null();
+      q.add_null().add_null();
     else
-      p.add(c.owner).add(c.lease_until_ms);
-    Res r = conn.run("insert",
-                     "INSERT INTO jobs(ref, submitted, next_at, sender, message, recipients, idem_key, request_hash, "
-                     "batch, submitted_by, callback_url, claimed_by, lease_until) "
-                     "VALUES($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13) "
-                     "RETURNING seq",
-                     p);
-    j.seq = r.i64(0, 0);
+      q.add(c.owner).add(c.lease_until_ms);
+    j.seq = 0;
+    auto take_seq = [&j](const Res& r) {
+      if (r.rows() > 0) j.seq = r.i64(0, 0);
+    };
+    if (first)
+      p.add("insert_member", kInsertMember.c_str(), std::move(q.add(first->ref)), take_seq);
+    else if (keyed)
+      p.add("insert_keyed", kInsertKeyed.c_str(), std::move(q.add(j.idempotency_key).add(j.request_hash)), take_seq);
+    else
+      p.add("insert", kInsert.c_str(), std::move(q), take_seq);
   }
 
-  static Params update_params(const JobUpdate& u) {
-    Params p;
-    p.add(u.seq).add(job::recipients_to_store(u.recipients)).add(std::int64_t{u.started}).add(u.completed);
-    p.add_or_null(u.next_at_ms).add(static_cast<int>(u.outcome));
-    return p;
-  }
-
-  // An attempt's outcome: written only while `owner` holds the claim, which it releases.
-  // False when the claim was lost (another node took the job over): nothing is written.
-  bool write_update(Conn& conn, const JobUpdate& u, const std::string& owner) {
-    auto event = completing_event(conn, u);
-    Params p = update_params(u);
-    p.add(owner);
-    Res r = conn.run("update",
-                     "UPDATE jobs SET recipients = $2, started = $3, completed = $4, next_at = $5, outcome = $6, "
-                     "message = CASE WHEN $6 <> 0 THEN NULL ELSE message END, claimed_by = NULL, lease_until = NULL, "
-                     "on_wire = 0 WHERE seq = $1 AND claimed_by = $7",
-                     p);
-    if (r.affected() == 0) return false;
-    if (event) write_event(conn, *event);
-    write_history(conn, u);
-    return true;
-  }
-
-  // The job.completed event of a job with a callback_url that `u` completes (read, row locked,
-  // before the UPDATE: a job completes once), or nullopt.
-  std::optional<WebhookEvent> completing_event(Conn& conn, const JobUpdate& u) {
-    if (u.outcome == Outcome::kPending) return std::nullopt;
-    Res r = conn.run("event_job",
-                     "SELECT ref, submitted, callback_url FROM jobs WHERE seq = $1 AND completed = 0 AND "
-                     "callback_url IS NOT NULL FOR UPDATE",
-                     Params().add(u.seq));
-    if (r.rows() == 0) return std::nullopt;
-    job::Job j;
-    j.ref = r.text(0, 0);
-    j.submitted = r.i64(0, 1);
-    j.started = true;
-    j.completed = u.completed;
-    j.recipients = u.recipients;
-    WebhookEvent e;
-    e.id = new_uuid_v7(u.completed * 1000);
-    e.job_ref = j.ref;
-    e.url = r.text(0, 2);
-    e.body = webhook::completed_event_body(e.id, u.completed, j);
-    e.created = u.completed;
-    e.next_at_ms = u.completed * 1000;
-    return e;
-  }
-
-  void write_event(Conn& conn, const WebhookEvent& e) {
-    conn.run("insert_event",
-             "INSERT INTO webhook_outbox(id, job_ref, url, body, created, next_at) VALUES($1,$2,$3,$4,$5,$6)",
-             Params().add(e.id).add(e.job_ref).add(e.url).add(e.body).add(e.created).add(e.next_at_ms));
-  }
-
-  void write_history(Conn& conn, const JobUpdate& u) {
-    for (const auto& a : u.attempts)
-      conn.run("insert_attempt",
-               "INSERT INTO attempts(seq, address, time, smtp_code, smtp_reply, host) VALUES($1,$2,$3,$4,$5,$6)",
-               Params().add(u.seq).add(a.address).add(a.time).add(a.smtp_code).add(a.smtp_reply).add(a.host));
-    for (const auto& s : u.suppress) insert_suppression(conn, s);
+  // Outcomes (owner set: attempts' outcomes, written only while `owner` holds the claim, which
+  // they release; the seqs of those whose claim was lost go to `lost`) or an operator's edit
+  // (owner null: written whatever holds the claim, which goes only when the edit finishes a job
+  // another node holds: that node's outcome, were it written, would undo the edit). With each,
+  // in the same transaction: the job.completed events of the jobs it completes that have a
+  // callback_url, its attempt history and the suppressions it adds. Two statements in all.
+  void add_outcomes(Pipeline& p, std::span<const JobUpdate> updates, const std::string* owner,
+                    std::vector<std::int64_t>& lost) {
+    if (updates.empty()) return;
+    static constexpr const char* kEvents =
+        "WITH j AS (SELECT seq, ref, callback_url FROM jobs WHERE seq = ANY($1::bigint[]) AND completed = 0 AND "
+        "callback_url IS NOT NULL AND ($2::text IS NULL OR claimed_by = $2::text) ORDER BY seq FOR UPDATE) "
+        "INSERT INTO webhook_outbox(id, job_ref, url, body, created, next_at) SELECT e.id, j.ref, j.callback_url, "
+        "e.body, e.created, e.next_at FROM j JOIN unnest($1::bigint[], $3::text[], $4::text[], $5::bigint[], "
+        "$6::bigint[]) AS e(seq, id, body, created, next_at) ON e.seq = j.seq";
+    static constexpr const char* kOutcomes =
+        "WITH v AS (SELECT * FROM unnest($1::bigint[], $2::text[], $3::int[], $4::bigint[], $5::bigint[], $6::int[]) "
+        "AS v(seq, recipients, started, completed, next_at, outcome)), "
+        "o AS (SELECT seq, started, outcome FROM jobs WHERE seq = ANY($1::bigint[]) AND ($7::text IS NULL OR "
+        "claimed_by = $7::text) ORDER BY seq FOR UPDATE), "
+        "u AS (UPDATE jobs SET recipients = v.recipients, started = v.started, completed = v.completed, next_at = "
+        "v.next_at, outcome = v.outcome, message = CASE WHEN v.outcome <> 0 THEN NULL ELSE jobs.message END, "
+        "claimed_by = CASE WHEN $7::text IS NOT NULL OR (v.outcome <> 0 AND jobs.claimed_by <> $8::text) THEN NULL "
+        "ELSE jobs.claimed_by END, lease_until = CASE WHEN $7::text IS NOT NULL OR (v.outcome <> 0 AND "
+        "jobs.claimed_by <> $8::text) THEN NULL ELSE jobs.lease_until END, on_wire = CASE WHEN $7::text IS NOT NULL "
+        "THEN 0 ELSE jobs.on_wire END FROM v JOIN o ON o.seq = v.seq WHERE jobs.seq = v.seq AND ($7::text IS NULL OR "
+        "jobs.claimed_by = $7::text) RETURNING jobs.seq, jobs.started, jobs.outcome, o.started AS was_started, "
+        "o.outcome AS was_outcome), "
+        "h AS (INSERT INTO attempts(seq, address, time, smtp_code, smtp_reply, host) SELECT a.seq, a.address, a.time, "
+        "a.code, a.reply, a.host FROM unnest($9::bigint[], $10::text[], $11::bigint[], $12::int[], $13::text[], "
+        "$14::text[]) WITH ORDINALITY AS a(seq, address, time, code, reply, host, n) WHERE a.seq IN (SELECT seq FROM "
+        "u) ORDER BY a.n), "
+        "s AS (INSERT INTO suppressions(address, reason, created, smtp_code, smtp_reply) SELECT x.address, x.reason, "
+        "x.created, x.code, x.reply FROM unnest($15::bigint[], $16::text[], $17::text[], $18::bigint[], $19::int[], "
+        "$20::text[]) WITH ORDINALITY AS x(seq, address, reason, created, code, reply, n) WHERE x.seq IN (SELECT seq "
+        "FROM u) ORDER BY x.n ON CONFLICT(address) DO NOTHING), "
+        "c AS (INSERT INTO job_counts(node, queued, deferred, completed, failed) SELECT $8::text, "
+        "count(*) FILTER (WHERE outcome = 0 AND started = 0) - count(*) FILTER (WHERE was_outcome = 0 AND "
+        "was_started = 0), count(*) FILTER (WHERE outcome = 0 AND started <> 0) - count(*) FILTER (WHERE "
+        "was_outcome = 0 AND was_started <> 0), count(*) FILTER (WHERE outcome = 1) - count(*) FILTER (WHERE "
+        "was_outcome = 1), count(*) FILTER (WHERE outcome = 2) - count(*) FILTER (WHERE was_outcome = 2) FROM u "
+        "ON CONFLICT(node) DO UPDATE SET queued = job_counts.queued + EXCLUDED.queued, deferred = "
+        "job_counts.deferred + EXCLUDED.deferred, completed = job_counts.completed + EXCLUDED.completed, failed = "
+        "job_counts.failed + EXCLUDED.failed) "
+        "SELECT seq FROM u";
+    ArrayLiteral seq, recipients, started, completed, next_at, outcome;
+    ArrayLiteral h_seq, h_address, h_time, h_code, h_reply, h_host;
+    ArrayLiteral s_seq, s_address, s_reason, s_created, s_code, s_reply;
+    ArrayLiteral e_seq, e_id, e_body, e_created, e_next_at;
+    // One outcome per job and commit (the batcher keeps only the latest); should two come, the
+    // first is written and the second counts as lost, as two UPDATEs in a row would have it.
+    auto asked = std::make_shared<std::vector<std::int64_t>>();
+    std::unordered_set<std::int64_t> seen;
+    for (const auto& u : updates) {
+      asked->push_back(u.seq);
+      if (!seen.insert(u.seq).second) continue;
+      seq.add(u.seq);
+      recipients.add(job::recipients_to_store(u.recipients));
+      started.add(std::int64_t{u.started});
+      completed.add(u.completed);
+      next_at.add_or_null(u.next_at_ms);
+      outcome.add(static_cast<std::int64_t>(u.outcome));
+      for (const auto& a : u.attempts) {
+        h_seq.add(u.seq);
+        h_address.add(a.address);
+        h_time.add(a.time);
+        h_code.add(std::int64_t{a.smtp_code});
+        h_reply.add(a.smtp_reply);
+        h_host.add(a.host);
+      }
+      for (const auto& x : u.suppress) {
+        s_seq.add(u.seq);
+        s_address.add(x.address);
+        s_reason.add(x.reason);
+        s_created.add(x.created);
+        s_code.add(std::int64_t{x.smtp_code});
+        s_reply.add(x.smtp_reply);
+      }
+      if (u.outcome != Outcome::kPending) {
+        // The event as it will be sent, should the job have a callback_url (known only to the
+        // row, which the statement reads and locks).
+        job::Job j = job_after(u);
+        j.started = true;
+        std::string id = new_uuid_v7(u.completed * 1000);
+        e_seq.add(u.seq);
+        e_body.add(webhook::completed_event_body(id, u.completed, j));
+        e_id.add(id);
+        e_created.add(u.completed);
+        e_next_at.add(u.completed * 1000);
+      }
+    }
+    auto owner_param = [owner](Params& q) -> Params& { return owner ? q.add(*owner) : q.add_null(); };
+    if (!e_seq.empty()) {
+      Params q;
+      q.add(e_seq.str());
+      owner_param(q).add(e_id.str()).add(e_body.str()).add(e_created.str()).add(e_next_at.str());
+      p.add("events", kEvents, std::move(q));
+    }
+    Params q;
+    q.add(seq.str()).add(recipients.str()).add(started.str()).add(completed.str()).add(next_at.str()).add(outcome.str());
+    owner_param(q).add(options_.node_id);
+    q.add(h_seq.str()).add(h_address.str()).add(h_time.str()).add(h_code.str()).add(h_reply.str()).add(h_host.str());
+    q.add(s_seq.str()).add(s_address.str()).add(s_reason.str()).add(s_created.str()).add(s_code.str()).add(s_reply.str());
+    p.add("outcomes", kOutcomes, std::move(q), [asked, &lost](const Res& r) {
+      std::unordered_set<std::int64_t> written;
+      for (int i = 0; i < r.rows(); ++i) written.insert(r.i64(i, 0));
+      for (auto s : *asked)
+        if (!written.erase(s)) lost.push_back(s);
+    });
   }
 
   bool insert_suppression(Conn& conn, const SuppressionRecord& s) {
@@ -843,16 +1114,15 @@ class PostgresStore final : public SharedStore {
                .run("insert_suppression",
                     "INSERT INTO suppressions(address, reason, created, smtp_code, smtp_reply) VALUES($1,$2,$3,$4,$5) "
                     "ON CONFLICT(address) DO NOTHING",
-                    Params().add(s.address).add(s.reason).add(s.created).add(s.smtp_code).add(s.smtp_reply))
+                    Params().add(s.address).add(s.reason).add(s.created).add(s.smtp_code).add(pg_text(s.smtp_reply)))
                .affected() > 0;
   }
 
-  // An operator's edit: the row is locked, read, changed and written back in the transaction.
-  // The claim is left as it is, but for an edit that finishes (cancels) a job another node
-  // holds: that node's outcome, were it written, would undo the cancel, so its claim goes.
-  // (The holder drops the job when it hears of the change; one already on the wire finishes,
-  // and its outcome is not recorded.)
-  void write_edit(Conn& conn, JobEdit& e) {
+  // An operator's edit: the row is locked, read, changed and written back in the transaction
+  // (add_outcomes without an owner: the claim stays, but for an edit that finishes a job
+  // another node holds; that node drops the job when it hears of the change, and one already
+  // on the wire finishes without its outcome being recorded).
+  void write_edit(Conn& conn, JobEdit& e, std::vector<std::int64_t>& lost) {
     e.found = false;
     e.result.reset();
     Res r = conn.run("edit_read",
@@ -861,19 +1131,15 @@ class PostgresStore final : public SharedStore {
                      Params().add(e.seq));
     if (r.rows() == 0) return;
     e.found = true;
-    e.result = e.apply(row_to_job(r, 0, false));
+    job::Job stored = row_to_job(r, 0, false);
+    e.result = e.apply(stored);
     if (!e.result) return;
     e.result->seq = e.seq;
-    auto event = completing_event(conn, *e.result);
-    Params p = update_params(*e.result);
-    p.add(options_.node_id);
-    conn.run("edit",
-             "UPDATE jobs SET recipients = $2, started = $3, completed = $4, next_at = $5, outcome = $6, "
-             "message = CASE WHEN $6 <> 0 THEN NULL ELSE message END, claimed_by = CASE WHEN $6 <> 0 AND "
-             "claimed_by <> $7 THEN NULL ELSE claimed_by END WHERE seq = $1",
-             p);
-    if (event) write_event(conn, *event);
-    write_history(conn, *e.result);
+    if (e.result->ref.empty()) e.result->ref = stored.ref;
+    if (e.result->submitted == 0) e.result->submitted = stored.submitted;
+    Pipeline p;
+    add_outcomes(p, std::span<const JobUpdate>(&*e.result, 1), nullptr, lost);
+    p.run(conn);
   }
 
   std::unique_ptr<Conn> listen_connection() {

@@ -38,6 +38,35 @@ void wipe(const std::string& url) {
   PQfinish(c);
 }
 
+// Runs `sql` (statements without results) on a connection of its own.
+void exec(const std::string& url, const char* sql) {
+  PGconn* c = PQconnectdb(url.c_str());
+  ASSERT_EQ(PQstatus(c), CONNECTION_OK) << PQerrorMessage(c);
+  PGresult* r = PQexec(c, sql);
+  EXPECT_EQ(PQresultStatus(r), PGRES_COMMAND_OK) << PQresultErrorMessage(r);
+  PQclear(r);
+  PQfinish(c);
+}
+
+// The queue counts taken from every job row, as the figures were counted before the counters.
+Counts recount(const std::string& url) {
+  Counts c;
+  PGconn* pg = PQconnectdb(url.c_str());
+  PGresult* r = PQexec(pg, "SELECT started, outcome, count(*) FROM jobs GROUP BY started, outcome");
+  for (int i = 0; i < PQntuples(r); ++i) {
+    std::int64_t n = std::stoll(PQgetvalue(r, i, 2));
+    int outcome = std::stoi(PQgetvalue(r, i, 1));
+    (outcome == 1 ? c.completed : outcome == 2 ? c.failed : std::stoi(PQgetvalue(r, i, 0)) ? c.deferred : c.queued) += n;
+  }
+  PQclear(r);
+  PQfinish(pg);
+  return c;
+}
+
+bool same(const Counts& a, const Counts& b) {
+  return a.queued == b.queued && a.deferred == b.deferred && a.completed == b.completed && a.failed == b.failed;
+}
+
 class PostgresStoreTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -224,10 +253,21 @@ TEST_F(PostgresStoreTest, TheCommitThatCompletesAJobWithACallbackWritesItsWebhoo
   s->commit(Commit{.inserts = p, .owner = "node-a", .lease_until_ms = 500'000});
   EXPECT_TRUE(s->has_webhook_outbox());
   EXPECT_FALSE(s->webhook_next_at());
-  std::vector<JobUpdate> u{
-      {.seq = jobs[0].seq, .recipients = jobs[0].recipients, .completed = 150, .outcome = Outcome::kDelivered},
-      {.seq = jobs[1].seq, .recipients = jobs[1].recipients, .completed = 150, .outcome = Outcome::kDelivered}};
+  std::vector<JobUpdate> u{{.seq = jobs[0].seq,
+                            .ref = jobs[0].ref,
+                            .submitted = jobs[0].submitted,
+                            .recipients = jobs[0].recipients,
+                            .completed = 150,
+                            .outcome = Outcome::kDelivered},
+                           {.seq = jobs[1].seq,
+                            .ref = jobs[1].ref,
+                            .submitted = jobs[1].submitted,
+                            .recipients = jobs[1].recipients,
+                            .completed = 150,
+                            .outcome = Outcome::kDelivered}};
   s->commit(Commit{.updates = u, .owner = "node-a"});
+  // Written once: a later commit of the same job (a cancel's refinish) adds no second event.
+  s->commit(Commit{.updates = std::span<const JobUpdate>(u.data(), 1), .owner = "node-a"});
   auto due = s->webhook_due(150'000, 10);
   ASSERT_EQ(due.size(), 1u);
   EXPECT_EQ(due[0].job_ref, jobs[0].ref);
@@ -298,11 +338,27 @@ TEST_F(PostgresStoreTest, IdempotencyKeysBatchesAndTheirWindow) {
   ASSERT_TRUE(hit);
   EXPECT_EQ(hit->request_hash, "hb");
   EXPECT_EQ(hit->refs, (std::vector<std::string>{jobs[1].ref, jobs[2].ref, jobs[3].ref}));
-  // Past the window the key is given to a new job; within it the insert fails.
+  // Within the window a job with the key is not stored (another node's commit took the key
+  // first: its seq stays 0, and so do the seqs of the rest of its batch), while the other jobs
+  // of the same commit are.
   auto again = make_job(100 + 60);
   again.idempotency_key = "single";
-  job::Job* pa = &again;
-  EXPECT_THROW(s->insert({&pa, 1}), StoreError);
+  std::vector<job::Job> run{make_job(100 + 60), make_job(100 + 60), make_job(100 + 60), make_job(100 + 60)};
+  run[0].idempotency_key = "batch";
+  run[0].request_hash = "other";
+  std::vector<job::Job*> mixed{&again, &run[0], &run[1], &run[2], &run[3]};
+  std::vector<std::uint32_t> runs{1, 3, 1};
+  s->commit(Commit{.inserts = mixed, .batches = runs});
+  EXPECT_EQ(again.seq, 0);
+  EXPECT_EQ(run[0].seq, 0);
+  EXPECT_EQ(run[1].seq, 0);
+  EXPECT_EQ(run[2].seq, 0);
+  EXPECT_GT(run[3].seq, jobs[3].seq);
+  EXPECT_FALSE(s->find(again.ref));
+  EXPECT_FALSE(s->find(run[1].ref));
+  EXPECT_TRUE(s->find(run[3].ref));
+  EXPECT_EQ(s->find_idempotency("single")->refs, std::vector<std::string>{jobs[0].ref});
+  EXPECT_EQ(s->find_idempotency("batch")->refs, (std::vector<std::string>{jobs[1].ref, jobs[2].ref, jobs[3].ref}));
   auto later = make_job(100 + kIdempotencyWindowS + 1);
   later.idempotency_key = "single";
   job::Job* pl = &later;
@@ -389,3 +445,116 @@ TEST_F(PostgresStoreTest, AnotherNodesOutcomeIsHeardOnTheListenConnection) {
 }
 
 }  // namespace
+
+// A group commit's outcomes go in one statement: each job's history in order, the suppressions
+// they add (one entry per address however many jobs bounce it), nothing of an outcome whose
+// claim was lost, and a peer's reply stored whatever bytes it holds.
+TEST_F(PostgresStoreTest, OneCommitsOutcomesWriteHistorySuppressionsAndAnyReplyBytes) {
+  auto a = open("node-a");
+  auto b = open("node-b");
+  std::vector<job::Job> jobs{make_job(100), make_job(100), make_job(100)};
+  auto p = ptrs_of(jobs);
+  a->commit(Commit{.inserts = p, .owner = "node-a", .lease_until_ms = 500'000});
+  // Node b has taken the third job over (node a's lease ran out).
+  a->release("node-a", std::vector<std::int64_t>{jobs[2].seq});
+  ASSERT_EQ(b->claim_due("node-b", 100'000, 60'000, 10).size(), 1u);
+  static constexpr char kOdd[] = "550 5.1.1 \xff\xfe bad \xc3 byte and a NUL \0 there";
+  const std::string odd(kOdd, sizeof kOdd - 1);
+  auto update = [&](const job::Job& j, std::int64_t t) {
+    JobUpdate u{.seq = j.seq, .ref = j.ref, .submitted = j.submitted, .recipients = j.recipients, .completed = t,
+                .outcome = Outcome::kFailed};
+    u.attempts = {{"first@x.org", t, 451, "451 try later", "mx1"}, {"first@x.org", t, 550, odd, "mx2"}};
+    u.suppress = {{"gone@x.org", "bounce", t, 550, odd}};
+    return u;
+  };
+  std::vector<JobUpdate> u{update(jobs[0], 150), update(jobs[1], 151), update(jobs[2], 152)};
+  a->commit(Commit{.updates = u, .owner = "node-a"});
+  EXPECT_EQ(a->find(jobs[0].ref)->completed, 150);
+  EXPECT_EQ(a->find(jobs[1].ref)->completed, 151);
+  EXPECT_EQ(a->find(jobs[2].ref)->completed, 0);  // node b's claim: not written
+  auto h = a->attempts(jobs[0].seq);
+  ASSERT_EQ(h.size(), 2u);
+  EXPECT_EQ(h[0].smtp_code, 451);
+  EXPECT_EQ(h[1].smtp_code, 550);
+  EXPECT_EQ(h[1].host, "mx2");
+  EXPECT_EQ(h[1].smtp_reply, "550 5.1.1 ?? bad ? byte and a NUL ? there");
+  EXPECT_EQ(a->attempts(jobs[1].seq).size(), 2u);
+  EXPECT_TRUE(a->attempts(jobs[2].seq).empty());
+  auto sup = a->list_suppressions();
+  ASSERT_EQ(sup.size(), 1u);
+  EXPECT_EQ(sup[0].address, "gone@x.org");
+  EXPECT_EQ(sup[0].created, 150);
+  EXPECT_EQ(sup[0].smtp_reply, h[1].smtp_reply);
+}
+
+// The queue figures are the nodes' counter rows: after inserts on two nodes, attempts, a lost
+// claim, a keyed insert left out, a cancel from the other node, a retry and a purge they equal
+// a count of every row; and a database of schema version 2 gets them from its jobs.
+TEST_F(PostgresStoreTest, QueueCountsFromCounterRowsMatchTheJobs) {
+  auto a = open("node-a");
+  auto b = open("node-b");
+  auto check = [&](const char* when, Store* other = nullptr) {
+    Counts want = recount(url_);
+    Counts got = (other ? other : a.get())->counts();
+    EXPECT_TRUE(same(got, want)) << when << ": counters " << got.queued << "/" << got.deferred << "/" << got.completed
+                                 << "/" << got.failed << ", rows " << want.queued << "/" << want.deferred << "/"
+                                 << want.completed << "/" << want.failed;
+    if (!other) {
+      EXPECT_TRUE(same(b->counts(), want)) << when;
+    }
+  };
+  std::vector<job::Job> ja{make_job(100), make_job(100), make_job(100), make_job(100)};
+  ja[0].idempotency_key = "k";
+  ja[0].request_hash = "h";
+  auto pa = ptrs_of(ja);
+  a->commit(Commit{.inserts = pa, .owner = "node-a", .lease_until_ms = 500'000});
+  std::vector<job::Job> jb{make_job(100), make_job(100)};
+  jb[1].idempotency_key = "k";  // taken by node a: left out
+  auto pb = ptrs_of(jb);
+  b->commit(Commit{.inserts = pb});
+  EXPECT_EQ(jb[1].seq, 0);
+  check("inserts");
+  EXPECT_EQ(a->counts().queued, 5);
+
+  auto outcome = [](const job::Job& j, Outcome o, std::optional<std::int64_t> next) {
+    return JobUpdate{.seq = j.seq, .ref = j.ref, .submitted = j.submitted, .recipients = j.recipients,
+                     .completed = o == Outcome::kPending ? 0 : 150, .next_at_ms = next, .outcome = o};
+  };
+  // Node a: one delivered, one failed, one deferred; its fourth job's lease ran out and node b
+  // holds it, so node a's outcome for it is lost.
+  a->release("node-a", std::vector<std::int64_t>{ja[3].seq});
+  ASSERT_FALSE(b->claim_due("node-b", 100'000, 60'000, 10).empty());
+  std::vector<JobUpdate> ua{outcome(ja[0], Outcome::kDelivered, std::nullopt),
+                            outcome(ja[1], Outcome::kFailed, std::nullopt),
+                            outcome(ja[2], Outcome::kPending, 200'000), outcome(ja[3], Outcome::kDelivered, std::nullopt)};
+  a->commit(Commit{.updates = ua, .owner = "node-a"});
+  check("outcomes");
+  EXPECT_EQ(a->counts().completed, 1);
+
+  // Node b cancels the deferred job, then retries the failed one.
+  auto cancel = [](const job::Job& j) -> std::optional<JobUpdate> {
+    return JobUpdate{.seq = j.seq, .ref = j.ref, .recipients = j.recipients, .completed = 160,
+                     .outcome = Outcome::kFailed};
+  };
+  auto retry = [](const job::Job& j) -> std::optional<JobUpdate> {
+    return JobUpdate{.seq = j.seq, .ref = j.ref, .recipients = j.recipients, .started = true, .next_at_ms = 1};
+  };
+  JobEdit e1{.seq = ja[2].seq, .apply = cancel};
+  JobEdit e2{.seq = ja[1].seq, .apply = retry};
+  std::vector<JobEdit*> edits{&e1, &e2};
+  b->commit(Commit{.edits = edits, .owner = "node-b"});
+  check("edits");
+
+  // Purged by node b though node a completed them.
+  Counts purged = b->purge_finished(1000);
+  EXPECT_EQ(purged.completed + purged.failed, 2);  // ja[0] delivered, ja[2] cancelled
+  check("purge");
+
+  // An older database: its counts come from its jobs when the counters arrive.
+  a.reset();
+  b.reset();
+  exec(url_, "DROP TABLE job_counts; UPDATE websmtp_schema SET version = 2");
+  auto c = open("node-c");
+  check("migrated", c.get());
+  EXPECT_EQ(c->counts().queued + c->counts().deferred, 3);
+}

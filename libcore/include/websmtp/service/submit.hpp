@@ -77,6 +77,7 @@ class SubmitService {
   // Queues `again` on a lookup thread; false when too many wait (the caller answers 503).
   bool resolve_later(std::function<void()> again);
   void accepted(job::Job&& stored);
+  Result<std::vector<std::string>> replay_of(const std::string& key, const std::string& request_hash);
 
   Options options_;
   store::WriteBatcher& batcher_;

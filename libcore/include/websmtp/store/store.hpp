@@ -80,7 +80,7 @@ struct SuppressionRecord {
 
 struct JobUpdate {
   std::int64_t seq = 0;
-  std::string ref;             // not written: carried for the status cache and logs
+  std::string ref;             // not written: carried for the status cache, logs and the webhook event
   std::int64_t submitted = 0;  // not written: carried likewise
   bool first_attempt = false;  // not written: the job was "not started" before this attempt
   std::vector<job::Recipient> recipients;
@@ -129,7 +129,11 @@ struct JobEdit {
 enum class JobFilter { kAll, kQueued, kDeferred, kCompleted, kFailed };
 // What one group commit writes, in one transaction.
 struct Commit {
-  std::span<job::Job* const> inserts;  // their seq is assigned
+  // Their seq is assigned. A shared store leaves out a keyed job whose Idempotency-Key another
+  // node's commit holds (within the window), and the rest of its run: their seq stays 0 (the
+  // submitter answers the replay). SQLite, one process reserving keys in memory, never meets
+  // that case and throws on it.
+  std::span<job::Job* const> inserts;
   // Sizes of consecutive runs of `inserts` submitted together (POST /mail/batch), summing to
   // inserts.size(); empty: every insert stands alone. A run shares the Idempotency-Key of its
   // first job (the others' keys are ignored), and find_idempotency() returns all its refs.
