@@ -7,13 +7,14 @@ LEASE_TIMEOUT and only the ones whose message was on the wire are flagged possib
 any node answers any ref alike; a long-poll on one node wakes when another finishes the job.
 """
 
+import json
 import os
 import sys
 import threading
 import time
 import unittest
 
-from harness import IntegrationTestCase, mail, messages_by_test_id, wait_until
+from harness import IntegrationTestCase, Response, mail, messages_by_test_id, wait_until
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
 import postgres  # noqa: E402
@@ -198,6 +199,52 @@ class ClusterTest(IntegrationTestCase):
         self.assertEqual(len(peer.messages()), 6)
         wait_until(lambda: all(n.queue()["completed"] == 6 and not n.queue()["paused"] for n in nodes), timeout=20,
                    what="6 completed on every node")
+
+    def test_one_idempotency_key_sent_to_two_nodes_at_once_is_one_job(self):
+        # Both nodes find the key unused and commit: the second commit leaves its job out and
+        # answers the first node's ref as a replay (200), never a second job, never a 503.
+        peer = self.start_peer()
+        a, b = self.start_nodes(peer, count=2)
+        rounds = 40
+        answers = [[None, None] for _ in range(rounds)]
+
+        def post(node, side, k, barrier):
+            body = json.dumps(mail(subject="race %d" % k, test_id="race-%02d" % k))
+            conn = node.connection()
+            conn.connect()  # connected before the barrier: the two requests leave microseconds apart
+            try:
+                conn.putrequest("POST", "/mail/send")
+                conn.putheader("Content-Type", "application/json")
+                conn.putheader("Idempotency-Key", "race-%02d" % k)
+                conn.putheader("Content-Length", str(len(body)))
+                barrier.wait(10)
+                conn.endheaders(body.encode("utf-8"))
+                r = conn.getresponse()
+                answers[k][side] = Response(r.status, r.reason, r.headers, r.read())
+            finally:
+                conn.close()
+        # Every request of every key at once: the commits are busy, the window between a node's
+        # check of the key and its commit is wide.
+        barrier = threading.Barrier(2 * rounds)
+        threads = [threading.Thread(target=post, args=(n, side, k, barrier))
+                   for k in range(rounds) for side, n in enumerate((a, b))]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(30)
+        refs = []
+        for k, (ra, rb) in enumerate(answers):
+            self.assertEqual(sorted([ra.status, rb.status]), [200, 202], (k, ra, rb))
+            self.assertEqual(ra.json()["ref"], rb.json()["ref"], (k, ra, rb))
+            refs.append(ra.json()["ref"])
+        a.wait_all_completed(refs, timeout=60)
+        by_id = messages_by_test_id(peer)
+        self.assertEqual(sorted(by_id), ["race-%02d" % k for k in range(rounds)])
+        self.assertEqual({k: len(v) for k, v in by_id.items() if len(v) != 1}, {})
+        for n in (a, b):
+            self.assertEqual(n.queue()["completed"], rounds)
+        taken = sum(n.log_text().count("taken by another node") for n in (a, b))
+        sys.stderr.write("\n%d of %d races were decided at the commit (ON CONFLICT)\n" % (taken, rounds))
 
     def test_a_postgresql_restart_is_survived(self):
         peer = self.start_peer()

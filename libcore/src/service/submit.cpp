@@ -107,6 +107,7 @@ std::string SubmitService::token_for(const Caller& caller, const std::string& re
 // commit (a shared store: the store left the job out, seq 0): answered as the replay, or the
 // conflict, it turned out to be. Runs on the commit thread; rare.
 Result<std::vector<std::string>> SubmitService::replay_of(const std::string& key, const std::string& request_hash) {
+  spdlog::info("Idempotency-Key taken by another node between the check and the commit: answered as its replay");
   auto refs = idempotency_.reserve(key, request_hash, clock_.now_ms() / 1000);
   if (refs && refs->empty()) {  // the other job is gone again (its key expired): retry as new
     idempotency_.release(key);

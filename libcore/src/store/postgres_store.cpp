@@ -342,6 +342,12 @@ class Conn {
   bool broken_ = false;
 };
 
+// A deadlock or serialization failure: the transaction was rolled back and may simply be run
+// again.
+struct TransientError : StoreError {
+  using StoreError::StoreError;
+};
+
 // Statements sent together and answered together: one round trip for all of them (libpq's
 // pipeline mode) instead of one each. They run in order; after an error the server skips the
 // rest up to the sync, and run() throws the first error once every result is read. Each
@@ -378,6 +384,7 @@ class Pipeline {
     }
     if (!PQpipelineSync(pg)) fail(c, PQerrorMessage(pg));
     std::string error;
+    bool retry = false;
     for (auto& st : steps_) {
       PGresult* r = PQgetResult(pg);
       if (!r) fail(c, PQerrorMessage(pg));
@@ -392,6 +399,8 @@ class Pipeline {
       } else if (status != PGRES_PIPELINE_ABORTED && error.empty()) {
         error = PQresultErrorMessage(r);
         if (error.empty()) error = "a statement failed";
+        const char* state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+        retry = state && (std::string_view(state) == "40P01" || std::string_view(state) == "40001");
       }
       while (PGresult* more = PQgetResult(pg)) PQclear(more);  // the statement's end (NULL)
     }
@@ -402,6 +411,7 @@ class Pipeline {
       if (!synced || !PQexitPipelineMode(pg)) fail(c, PQerrorMessage(pg));
     }
     steps_.clear();
+    if (retry) throw TransientError("postgres: " + Conn::trim(error));
     if (!error.empty()) throw StoreError("postgres: " + Conn::trim(error));
   }
 
@@ -572,6 +582,17 @@ class PostgresStore final : public SharedStore {
   // (BEGIN, the inserts, the webhook events of the jobs it completes, every outcome in one
   // statement, the notifications and COMMIT, sent as one pipeline).
   void commit(const Commit& c) override {
+    for (int attempt = 1;; ++attempt) {
+      try {
+        return commit_once(c);
+      } catch (const TransientError& e) {
+        if (attempt == 3) throw;
+        spdlog::warn("postgres store: commit rolled back ({}); running it again", e.what());
+      }
+    }
+  }
+
+  void commit_once(const Commit& c) {
     auto conn = pool_.take();
     Tx tx(*conn, Tx::kInPipeline);
     const std::string owner(c.owner.empty() ? std::string_view(options_.node_id) : c.owner);
@@ -942,15 +963,26 @@ class PostgresStore final : public SharedStore {
   // together (a batch) points at its first job by seq; a keyed first job whose Idempotency-Key
   // another node's commit took meanwhile is not inserted (ON CONFLICT), nor is the rest of its
   // run, and their seq stays 0: the submitter answers them as the replay they turned out to be.
+  // Keyed runs go in the order of their keys: two nodes' commits that hold some of the same keys
+  // then wait for each other's key in one order, never in a cycle (a deadlock would refuse both
+  // commits' jobs).
   void add_inserts(Pipeline& p, const Commit& c) {
     if (c.inserts.empty()) return;
-    ArrayLiteral refs;
-    std::size_t at = 0;
-    for (std::size_t run = 0; at < c.inserts.size(); ++run) {
+    std::vector<std::pair<std::size_t, std::size_t>> runs;  // (first insert, size)
+    for (std::size_t at = 0, run = 0; at < c.inserts.size(); ++run) {
       std::size_t n = run < c.batches.size() ? std::max<std::uint32_t>(1, c.batches[run]) : 1;
+      n = std::min(n, c.inserts.size() - at);
+      runs.emplace_back(at, n);
+      at += n;
+    }
+    std::stable_sort(runs.begin(), runs.end(), [&](const auto& x, const auto& y) {
+      return c.inserts[x.first]->idempotency_key < c.inserts[y.first]->idempotency_key;
+    });
+    ArrayLiteral refs;
+    for (auto [at, n] : runs) {
       const job::Job* first = nullptr;
-      for (std::size_t k = 0; k < n && at < c.inserts.size(); ++k, ++at) {
-        job::Job& j = *c.inserts[at];
+      for (std::size_t k = 0; k < n; ++k) {
+        job::Job& j = *c.inserts[at + k];
         add_insert(p, j, first, c);
         refs.add(j.ref);
         if (!first) first = &j;

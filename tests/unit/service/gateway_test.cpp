@@ -57,6 +57,36 @@ class FlakyStore final : public store::ForwardingStore {
   }
 };
 
+// As a shared store meets it: another node's commit stores a job under the same
+// Idempotency-Key (with `foreign_hash`) between this node's check of the key and its commit,
+// which then leaves its own keyed job out (seq 0).
+class KeyTakenStore final : public store::ForwardingStore {
+ public:
+  using ForwardingStore::ForwardingStore;
+  std::string foreign_hash;  // empty: the same request as the one committed
+  std::string foreign_ref;
+  void commit(const store::Commit& c) override {
+    std::vector<job::Job*> kept;
+    for (job::Job* j : c.inserts) {
+      if (j->idempotency_key.empty()) {
+        kept.push_back(j);
+        continue;
+      }
+      job::Job other = *j;
+      other.ref = new_uuid();
+      if (!foreign_hash.empty()) other.request_hash = foreign_hash;
+      job::Job* o = &other;
+      ForwardingStore::commit(store::Commit{.inserts = std::span<job::Job* const>(&o, 1)});
+      foreign_ref = other.ref;
+      j->seq = 0;
+    }
+    store::Commit rest = c;
+    rest.inserts = kept;
+    rest.batches = {};
+    ForwardingStore::commit(rest);
+  }
+};
+
 config::Config test_config(const test_support::TempDir& dir, int threads = 2) {
   config::Config c;
   c.data_dir = dir.path().string();
@@ -131,7 +161,9 @@ TEST(Gateway, ConcurrentSubmitsAreEachDeliveredOnce) {
   for (int t = 0; t < kThreads; ++t) {
     threads.emplace_back([&, t] {
       for (int i = 0; i < kPerThread; ++i) {
-        auto r = submit_sync(g, job_body("u" + std::to_string(t) + "-" + std::to_string(i) + "@y.zz"));
+        std::string to = "u";  // (appended, not "u" + ...: GCC 12's -Wrestrict false positive)
+        to += std::to_string(t) + "-" + std::to_string(i) + "@y.zz";
+        auto r = submit_sync(g, job_body(to));
         ASSERT_TRUE(r);
         std::lock_guard lock(mu);
         refs.push_back(r->ref);
@@ -343,5 +375,33 @@ TEST(Gateway, LongPollTimesOutWithTheCurrentStatus) {
   auto s = f.get();
   ASSERT_TRUE(s);
   EXPECT_EQ(nlohmann::json::parse(*s)["status"], "processing");
+  EXPECT_TRUE(g.stop(5s));
+}
+
+// Two nodes took the same Idempotency-Key at once and the other one committed first: this
+// node's request is answered as that job's replay (200, its ref), or as a conflict when the
+// bodies differ; never a second job, never a 503.
+TEST(Gateway, AKeyAnotherNodeCommittedFirstIsAnsweredAsItsReplay) {
+  test_support::TempDir dir;
+  Deliveries d;
+  SystemClock clock;
+  auto taken = std::make_unique<KeyTakenStore>(store::open_sqlite({dir.file("db"), false}));
+  auto* store = taken.get();
+  service::Gateway g(
+      test_config(dir, 1), std::move(taken), [&] { return std::make_unique<FakeTransport>(d); }, clock);
+  g.start();
+  auto r = submit_sync(g, job_body("x@y.zz"), "key-1");
+  ASSERT_TRUE(r) << r.error().message;
+  EXPECT_TRUE(r->replayed);
+  EXPECT_EQ(r->ref, store->foreign_ref);
+  // One job stored: the other node's (which that node delivers).
+  EXPECT_TRUE(g.statuses().status(service::Caller{}, r->ref));
+  auto counts = store->counts();
+  EXPECT_EQ(counts.queued + counts.deferred + counts.completed + counts.failed, 1);
+  store->foreign_hash = "another body";
+  auto conflict = submit_sync(g, job_body("x@y.zz"), "key-2");
+  ASSERT_FALSE(conflict);
+  EXPECT_EQ(conflict.error().kind, ErrorKind::kConflict);
+  EXPECT_EQ(conflict.error().code, "idempotency_conflict");
   EXPECT_TRUE(g.stop(5s));
 }
