@@ -388,4 +388,41 @@ TEST_F(PostgresStoreTest, AnotherNodesOutcomeIsHeardOnTheListenConnection) {
   b->stop_listening();
 }
 
+TEST_F(PostgresStoreTest, NodesReportTheirFiguresAndCountersNeverGoDown) {
+  auto a = open("node-a");
+  auto b = open("node-b");
+  EXPECT_TRUE(a->nodes().empty());
+  NodeFigures f{.node_id = "node-a", .started_ms = 1000, .submitted = 10, .delivered = 9, .failed = 1,
+                .workers = 4, .workers_busy = 2, .in_flight = 3, .in_flight_first = 1};
+  a->report_node(f);
+  b->report_node({.node_id = "node-b", .started_ms = 2000, .submitted = 5, .workers = 2});
+  auto rows = b->nodes();
+  ASSERT_EQ(rows.size(), 2u);
+  EXPECT_EQ(rows[0].node_id, "node-a");
+  EXPECT_EQ(rows[0].started_ms, 1000);
+  EXPECT_GT(rows[0].seen_ms, 0);  // the database's clock
+  EXPECT_GE(rows[0].age_ms, 0);
+  EXPECT_LT(rows[0].age_ms, 60'000);
+  EXPECT_EQ(rows[0].stopped_ms, 0);
+  EXPECT_EQ(rows[0].submitted, 10);
+  EXPECT_EQ(rows[0].delivered, 9);
+  EXPECT_EQ(rows[0].failed, 1);
+  EXPECT_EQ(rows[0].workers, 4);
+  EXPECT_EQ(rows[0].workers_busy, 2);
+  EXPECT_EQ(rows[0].in_flight, 3);
+  EXPECT_EQ(rows[0].in_flight_first, 1);
+  EXPECT_EQ(rows[1].node_id, "node-b");
+  // A later report replaces the row, but a counter is never lowered; stopped is noted.
+  f.submitted = 3;
+  f.delivered = 12;
+  f.stopped_ms = 5000;
+  f.in_flight = 0;
+  a->report_node(f);
+  rows = a->nodes();
+  EXPECT_EQ(rows[0].submitted, 10);
+  EXPECT_EQ(rows[0].delivered, 12);
+  EXPECT_EQ(rows[0].stopped_ms, 5000);
+  EXPECT_EQ(rows[0].in_flight, 0);
+}
+
 }  // namespace
