@@ -1,9 +1,12 @@
-// websmtpctl queue's rendering: the figures, then (several nodes) the table of nodes.
+// websmtpctl queue and top with several nodes: the nodes table after the figures, the live count.
 #include <gtest/gtest.h>
+
+#include <algorithm>
 
 #include <nlohmann/json.hpp>
 
 #include "output.hpp"
+#include "top_view.hpp"
 
 using websmtp::ctl::format_queue;
 
@@ -32,4 +35,21 @@ TEST(FormatQueue, NodesFollowAsATableNotAsJson) {
 TEST(FormatQueue, ASingleNodeAnswerHasNoNodesTable) {
   auto q = nlohmann::json::parse(R"({"queued": 2, "workers": 1})");
   EXPECT_EQ(format_queue(q).find("NODE"), std::string::npos);
+}
+
+TEST(TopView, CountsTheLiveNodesWhenTheAnswerListsThem) {
+  auto q = nlohmann::json::parse(R"({"workers": 8, "nodes": [{"node_id": "a", "live": true},
+      {"node_id": "b", "live": false}, {"node_id": "c", "live": true}]})");
+  websmtp::ctl::TopFrame frame;
+  frame.now_unix = 1700000000;
+  frame.figures = websmtp::ctl::parse_queue_figures(q);
+  ASSERT_TRUE(frame.figures->nodes);
+  EXPECT_EQ(*frame.figures->nodes, 3);
+  EXPECT_EQ(*frame.figures->nodes_live, 2);
+  std::string line = websmtp::ctl::render_line(frame);
+  EXPECT_EQ(line.substr(line.find(" nodes=")), " nodes=3 nodes_live=2");
+  auto screen = websmtp::ctl::render_screen(frame, 120, 24);
+  EXPECT_TRUE(std::any_of(screen.begin(), screen.end(),
+                          [](const std::string& l) { return l.find("nodes live 2/3") != std::string::npos; }));
+  EXPECT_FALSE(websmtp::ctl::parse_queue_figures(nlohmann::json::parse(R"({"workers": 1})")).nodes);
 }
