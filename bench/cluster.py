@@ -109,6 +109,15 @@ def wrk_json(path):
         return {}
 
 
+def own(q, field):
+    """This node's own `field` (submitted_total, delivered_total): on PostgreSQL /admin/queue gives
+    the gateway's sums, and the answering node's live figures in its `nodes` entry."""
+    for n in q.get("nodes", []):
+        if n.get("self"):
+            return n[field]
+    return q[field]
+
+
 def node_env(store, i, sink_port, a, pg):
     env = {"DELIVERY": "relay", "SMTP_SERVER": "127.0.0.1", "SMTP_PORT": sink_port, "SMTP_TLS": "none",
            "THREADS": a.threads}
@@ -155,7 +164,7 @@ def run_setup(store, nnodes, a, work, pg, round_no):
         while time.monotonic() < deadline:
             polls += 1
             wrk_running = wrk.poll() is None
-            submitted = sum(queue(k)["submitted_total"] for k in range(len(nodes)))
+            submitted = sum(own(queue(k), "submitted_total") for k in range(len(nodes)))
             if t_submit is None and submitted >= a.jobs:
                 t_submit = time.time()
                 submit_seen = submitted
@@ -190,8 +199,8 @@ def run_setup(store, nnodes, a, work, pg, round_no):
             "delivery_s": round(t_done - t0, 3) if t_done else None,
             "delivery_per_s": round(submitted / (t_done - t0), 1) if t_done else None,
             "wrk": w, "sink_messages": counts.get("mesg"), "sink_sessions": counts.get("sess"),
-            "delivered_by_node": [q["delivered_total"] for q in per_node],
-            "submitted_by_node": [q["submitted_total"] for q in per_node],
+            "delivered_by_node": [own(q, "delivered_total") for q in per_node],
+            "submitted_by_node": [own(q, "submitted_total") for q in per_node],
             "cpu_s_nodes": cpu, "cpu_s_postgres": pg_cpu, "cpu_s_machine": round(busy, 2),
             "elapsed_s": round(t_end - t0, 3), "polls": polls, "load_before": load_before, "load_after": load_after,
             "exit_codes": exits,

@@ -271,6 +271,7 @@ std::string format_queue(const nlohmann::json& queue) {
     const std::string& key = item.key();
     const auto known = [&key](const char* k) { return key == k; };
     if (std::find_if(kQueueKeys.begin(), kQueueKeys.end(), known) != kQueueKeys.end()) continue;
+    if (key == "nodes" && item.value().is_array()) continue;  // a table of its own, below
     rows.emplace_back(printable_excerpt(key, kExcerptBytes), scalar_text(item.value()));
   }
 
@@ -278,7 +279,29 @@ std::string format_queue(const nlohmann::json& queue) {
   for (const auto& row : rows) width = std::max(width, display_width(row.first));
   std::string out;
   for (const auto& [key, value] : rows) out += key + padding(key, width) + "  " + value + '\n';
+  const auto nodes = queue.find("nodes");
+  if (nodes != queue.end() && nodes->is_array()) out += '\n' + format_nodes(*nodes);
   return out;
+}
+
+std::string format_nodes(const nlohmann::json& nodes) {
+  std::vector<std::vector<std::string>> rows = {{"NODE", "STATE", "STARTED", "LAST SEEN", "WORKERS", "BUSY",
+                                                 "IN FLIGHT", "SUBMITTED", "DELIVERED", "FAILED"}};
+  for (const auto& n : nodes) {
+    if (!n.is_object()) continue;
+    std::string name = printable_excerpt(json_string(n, "node_id", "?"), 100);
+    if (json_bool(n, "self")) name += " (this)";
+    // Not live and not stopped: it died, or cannot reach the database.
+    const char* state = json_bool(n, "live") ? "live" : json_bool(n, "stopped") ? "stopped" : "silent";
+    const auto time = [&n](const char* key) {
+      const auto t = json_int(n, key);
+      return t > 0 ? format_local_time(t) : std::string("-");
+    };
+    const auto num = [&n](const char* key) { return std::to_string(json_int(n, key)); };
+    rows.push_back({name, state, time("started"), time("seen"), num("workers"), num("workers_busy"), num("in_flight"),
+                    num("submitted_total"), num("delivered_total"), num("failed_total")});
+  }
+  return format_table(rows);
 }
 
 std::string format_table(const std::vector<std::vector<std::string>>& rows) {

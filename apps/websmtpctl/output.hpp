@@ -57,7 +57,10 @@ std::string format_local_time(std::int64_t unix_seconds);
 std::string format_status(const nlohmann::json& status, const std::string& ref);
 
 // Aligned "key  value" lines for GET /admin/queue, in api.md's order, unknown keys last.
+// With several nodes (STORE=postgres) the answer's "nodes" follow as a table (format_nodes).
 std::string format_queue(const nlohmann::json& queue);
+// The "nodes" of GET /admin/queue: one row per node, this one marked "(this)".
+std::string format_nodes(const nlohmann::json& nodes);
 
 // Rows of cells as left-aligned columns two spaces apart.
 std::string format_table(const std::vector<std::vector<std::string>>& rows);

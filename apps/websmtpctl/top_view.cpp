@@ -64,6 +64,10 @@ QueueFigures parse_queue_figures(const nlohmann::json& q) {
   QueueFigures f;
   for (const auto& [key, member] : kCounts) f.*member = json_int(q, key);
   f.paused = json_bool(q, "paused");
+  if (const auto nodes = q.find("nodes"); nodes != q.end() && nodes->is_array()) {
+    f.nodes = static_cast<std::int64_t>(nodes->size());
+    f.nodes_live = std::count_if(nodes->begin(), nodes->end(), [](const auto& n) { return json_bool(n, "live"); });
+  }
   return f;
 }
 
@@ -218,7 +222,8 @@ std::vector<std::string> render_screen(const TopFrame& frame, std::size_t width,
   lines.push_back("Queue    queued " + num(f.queued) + "   in_flight " + num(f.in_flight) + "   deferred " +
                   num(f.deferred) + "   completed " + num(f.completed) + "   failed " + num(f.failed));
   lines.push_back("Workers  busy " + num(f.workers_busy) + "/" + num(f.workers) + "   oldest queued " +
-                  (known ? format_duration(f.oldest_queued_age_s) : "-"));
+                  (known ? format_duration(f.oldest_queued_age_s) : "-") +
+                  (f.nodes ? "   nodes live " + num(*f.nodes_live) + "/" + num(*f.nodes) : std::string()));
   lines.push_back("Totals   submitted " + num(f.submitted_total) + "   delivered " + num(f.delivered_total) +
                   "   failed " + num(f.failed_total));
   lines.emplace_back();
@@ -285,6 +290,7 @@ std::string render_line(const TopFrame& frame) {
                 frame.rates.deliver, frame.rates.fail);
   line += rates;
   line += std::string(" paused=") + (f.paused ? "true" : "false");
+  if (f.nodes) line += " nodes=" + std::to_string(*f.nodes) + " nodes_live=" + std::to_string(*f.nodes_live);
   return line;
 }
 

@@ -22,6 +22,8 @@ struct QueueFigures {
   std::int64_t workers = 0, workers_busy = 0, oldest_queued_age_s = 0;
   std::int64_t submitted_total = 0, delivered_total = 0, failed_total = 0, uptime_s = 0;
   bool paused = false;
+  // Several nodes (STORE=postgres): how many the answer lists, and how many of them are live.
+  std::optional<std::int64_t> nodes, nodes_live;
 };
 QueueFigures parse_queue_figures(const nlohmann::json& queue);
 

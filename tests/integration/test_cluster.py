@@ -4,23 +4,30 @@ A real PostgreSQL 15 (tests/support/postgres.py) and three real websmtpd nodes r
 one aiosmtpd peer: every job is delivered exactly once between the nodes; a node killed with
 kill -9 in the middle of transactions loses nothing, its jobs are finished by the others after
 LEASE_TIMEOUT and only the ones whose message was on the wire are flagged possible_duplicate;
-any node answers any ref alike; a long-poll on one node wakes when another finishes the job.
+any node answers any ref alike; a long-poll on one node wakes when another finishes the job;
+every node's /admin/queue shows the whole gateway's figures and its nodes (the nodes table).
 """
 
 import json
 import os
+import subprocess
 import sys
 import threading
 import time
 import unittest
 
-from harness import IntegrationTestCase, Response, mail, messages_by_test_id, wait_until
+from harness import (WEBSMTPCTL, IntegrationTestCase, Response, clean_env, mail, messages_by_test_id, require_binary,
+                     wait_until)
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
 import postgres  # noqa: E402
+from test_openapi import SPEC_PATH, validate  # noqa: E402
 
 THREADS = 4
 LEASE_TIMEOUT_S = 3
+# A node's figures are its row of the nodes table, written about once a second; it counts as
+# live for 3 s after its last report (service/metrics.hpp kNodeLiveWindowMs).
+LIVE_WINDOW_S = 3
 
 
 def payloads(count, prefix):
@@ -278,6 +285,122 @@ class ClusterTest(IntegrationTestCase):
         for test_id in accepted:
             self.assertEqual(len(by_id.get(test_id, [])), 1, test_id)
         self.assertFalse(any(k.startswith("during-") for k in by_id))
+
+    # -- the admin figures are the gateway's (the nodes table) --------------------------------
+
+    def figures_agree(self, nodes, **expected):
+        """Every node's /admin/queue has the `expected` values; returns the answers."""
+        answers = [n.queue() for n in nodes]
+        for q in answers:
+            for key, value in expected.items():
+                if q.get(key) != value:
+                    return None
+        return answers
+
+    def assert_documented_queue(self, q):
+        with open(SPEC_PATH) as f:
+            spec = json.load(f)
+        self.assertEqual(validate({"$ref": "#/components/schemas/Queue"}, q, spec), [], q)
+
+    def rows_by_id(self, q):
+        self.assertIn("nodes", q)
+        return {row["node_id"]: row for row in q["nodes"]}
+
+    def test_every_node_reports_the_gateways_figures_and_its_nodes(self):
+        peer = self.start_peer()
+        nodes = self.start_nodes(peer)
+        reqs = payloads(90, "figures")
+        refs = self.submit_round_robin(nodes, reqs)
+        nodes[0].wait_all_completed(list(refs.values()), timeout=120)
+        # Each node writes its row about once a second: the answers converge.
+        answers = []
+        wait_until(lambda: answers.append(self.figures_agree(nodes, submitted_total=90, delivered_total=90,
+                                                             failed_total=0, queued=0, in_flight=0))
+                   or answers[-1] is not None, timeout=30, what="every node reporting the gateway's totals")
+        for i, q in enumerate(answers[-1]):
+            self.assert_documented_queue(q)
+            self.assertEqual(q["workers"], 3 * THREADS, q)
+            self.assertEqual(q["completed"], 90, q)
+            rows = self.rows_by_id(q)
+            self.assertEqual(sorted(rows), ["node0", "node1", "node2"], q)
+            self.assertTrue(all(r["live"] and not r["stopped"] for r in rows.values()), q)
+            self.assertEqual([k for k, r in rows.items() if r["self"]], ["node%d" % i], q)
+            self.assertEqual(sum(r["workers"] for r in rows.values()), 3 * THREADS, q)
+            # Round robin: 30 submits on each node; the deliveries add up whoever made them.
+            self.assertEqual([r["submitted_total"] for r in rows.values()], [30, 30, 30], q)
+            self.assertEqual(sum(r["delivered_total"] for r in rows.values()), 90, q)
+            self.assertLessEqual(rows["node%d" % i]["started"], rows["node%d" % i]["seen"], q)
+
+        # kill -9: after the liveness window the node is listed, not live, its counts still in.
+        nodes[2].kill9()
+        wait_until(lambda: all(not self.rows_by_id(n.queue())["node2"]["live"] for n in nodes[:2]),
+                   timeout=LIVE_WINDOW_S + 20, what="node2 not live on the survivors")
+        for n in nodes[:2]:
+            q = n.queue()
+            self.assertEqual(q["workers"], 2 * THREADS, q)
+            self.assertEqual((q["submitted_total"], q["delivered_total"]), (90, 90), q)
+            dead = self.rows_by_id(q)["node2"]
+            self.assertFalse(dead["stopped"], q)
+            self.assertEqual(dead["submitted_total"], 30, q)
+
+        # The survivors go on counting from there.
+        more = self.submit_round_robin(nodes[:2], payloads(10, "after-kill"), workers=4)
+        nodes[1].wait_all_completed(list(more.values()), timeout=60)
+        wait_until(lambda: self.figures_agree(nodes[:2], submitted_total=100, delivered_total=100) is not None,
+                   timeout=30, what="100 submitted and delivered on both survivors")
+
+        # A clean stop is listed at once as stopped (no liveness window to wait out).
+        nodes[1].stop()
+        q = nodes[0].queue()
+        self.assert_documented_queue(q)
+        rows = self.rows_by_id(q)
+        self.assertTrue(rows["node1"]["stopped"] and not rows["node1"]["live"], q)
+        self.assertEqual(q["workers"], THREADS, q)
+        self.assertEqual(q["submitted_total"], 100, q)
+
+        # The same NODE_ID again: its counters go on from its row, the totals never go down.
+        before = rows["node1"]
+        nodes[1].start()
+        wait_until(lambda: self.rows_by_id(nodes[0].queue())["node1"]["live"], timeout=20, what="node1 live again")
+        for n in (nodes[0], nodes[1]):
+            q = n.queue()
+            self.assertEqual((q["submitted_total"], q["delivered_total"]), (100, 100), q)
+            self.assertEqual(q["workers"], 2 * THREADS, q)
+            again = self.rows_by_id(q)["node1"]
+            self.assertEqual(again["submitted_total"], before["submitted_total"], q)
+            self.assertGreaterEqual(again["started"], before["started"], q)
+
+        # websmtpctl queue prints the nodes as a table; --json passes them through.
+        require_binary(WEBSMTPCTL, "WEBSMTPCTL")
+        argv = [WEBSMTPCTL, "--admin", "http://127.0.0.1:%d" % nodes[0].admin_port, "queue"]
+        p = subprocess.run(argv, capture_output=True, env=clean_env(), timeout=30)
+        out = p.stdout.decode("utf-8")
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertIn("NODE", out)
+        lines = {line.split()[0]: line for line in out.splitlines() if line.startswith("node")}
+        self.assertIn("(this)", lines["node0"], out)
+        self.assertIn("live", lines["node1"], out)
+        self.assertIn("silent", lines["node2"], out)
+        p = subprocess.run(argv + ["--json"], capture_output=True, env=clean_env(), timeout=30)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        doc = json.loads(p.stdout)
+        self.assertEqual(sorted(r["node_id"] for r in doc["nodes"]), ["node0", "node1", "node2"], doc)
+
+    def test_in_flight_is_the_gateways_and_apart_from_queued(self):
+        # Every worker of two nodes holds a transaction the peer does not finish: in_flight is
+        # theirs together, and those jobs are not also counted queued.
+        peer = self.start_peer(fault="hold-data")
+        nodes = self.start_nodes(peer, count=2)
+        jobs = 2 * THREADS + 6
+        self.submit_round_robin(nodes, payloads(jobs, "inflight"), workers=4)
+        wait_until(lambda: sum(1 for e in peer.fault_events() if e.get("mode") == "hold-data") >= 2 * THREADS,
+                   timeout=30, what="every worker of both nodes on the wire")
+        expected = dict(in_flight=2 * THREADS, workers_busy=2 * THREADS, queued=jobs - 2 * THREADS,
+                        submitted_total=jobs)
+        wait_until(lambda: self.figures_agree(nodes, **expected) is not None, timeout=30,
+                   what="both nodes reporting %s" % expected)
+        peer.set_fault("none")
+        peer.release(1000)
 
 
 if __name__ == "__main__":

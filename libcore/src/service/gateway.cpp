@@ -40,7 +40,8 @@ void Gateway::start() {
     journal_->reset();
   else
     recover_interrupted_attempts(*store_, *journal_, retry_options(config_), clock_);
-  metrics_.start(clock_.now_ms());
+  started_ms_ = clock_.now_ms();
+  metrics_.start(started_ms_);
   // Counting reads every row (seconds with a million queued jobs): delivery need not wait.
   std::function<store::Counts()> count;
   try {
@@ -59,6 +60,9 @@ void Gateway::start() {
     if (counts.queued + counts.deferred > 0)
       spdlog::info("resuming {} unfinished jobs ({} not started, {} deferred)", counts.queued + counts.deferred,
                    counts.queued, counts.deferred);
+    // Then, with several nodes, this thread keeps the node's row up to date (the only periodic
+    // work outside the submit and delivery paths: it never slows them).
+    if (shared_) report_node_loop();
   });
 
   // Before the group commit, whose outcomes wake it; it sends what the outbox kept over a restart.
@@ -122,7 +126,68 @@ void Gateway::start() {
   if (shared) {
     shared->start_listening([this](const std::string& ref) { remote_change(ref); });
     remote_change("=paused");  // a pause set between the read above and the LISTEN
+    {
+      std::lock_guard lock(node_mu_);
+      node_reporting_ = true;
+    }
+    node_cv_.notify_all();
   }
+}
+
+void Gateway::report_node_loop() {
+  std::unique_lock lock(node_mu_);
+  node_cv_.wait(lock, [&] { return node_reporting_ || node_stop_; });
+  bool failing = false;
+  while (!node_stop_) {
+    bool known = node_base_.has_value();
+    lock.unlock();
+    try {
+      if (!known) {
+        // Before the first report: the counters go on from the row a previous process of this
+        // NODE_ID left, so the gateway's sums never go down.
+        store::NodeFigures base;
+        for (auto& row : shared_->nodes())
+          if (row.node_id == config_.node_id) base = std::move(row);
+        if (base.submitted + base.delivered + base.failed > 0)
+          spdlog::info("node {}: its figures go on from a previous process ({} submitted, {} delivered, {} failed)",
+                       config_.node_id, base.submitted, base.delivered, base.failed);
+        std::lock_guard base_lock(node_mu_);
+        node_base_ = std::move(base);
+      }
+      shared_->report_node(own_node_figures());
+      if (failing) spdlog::info("node {}: its figures are reported again", config_.node_id);
+      failing = false;
+    } catch (const store::StoreError& e) {
+      if (!failing) spdlog::warn("node {}: cannot report its figures (retrying): {}", config_.node_id, e.what());
+      failing = true;
+    }
+    lock.lock();
+    std::int64_t next = clock_.now_ms() + kNodeReportIntervalMs;
+    while (!node_stop_ && clock_.now_ms() < next) clock_.wait_until(node_cv_, lock, next);
+  }
+}
+
+store::NodeFigures Gateway::own_node_figures(std::int64_t stopped_ms) const {
+  store::NodeFigures f;
+  {
+    std::lock_guard lock(node_mu_);
+    if (node_base_) f = *node_base_;
+  }
+  f.node_id = config_.node_id;
+  f.started_ms = started_ms_;
+  f.seen_ms = clock_.now_ms();
+  f.stopped_ms = stopped_ms;
+  f.age_ms = 0;
+  f.submitted += metrics_.submitted_total();
+  f.delivered += metrics_.delivered_total();
+  f.failed += metrics_.failed_total();
+  f.workers = config_.threads;
+  f.workers_busy = workers_ ? workers_->busy() : 0;
+  if (dispatcher_) {
+    f.in_flight = static_cast<std::int64_t>(dispatcher_->in_flight_seqs().size());
+    f.in_flight_first = static_cast<std::int64_t>(dispatcher_->in_flight_first_attempts());
+  }
+  return f;
 }
 
 // Another node committed something (a shared store's LISTEN thread): new or released jobs
@@ -191,6 +256,21 @@ bool Gateway::edit_committed(const store::JobUpdate& u) {
   return false;
 }
 
+// The node's last report, after its last outcomes: its row says it stopped (not live, so its
+// workers leave the gateway's figures at once rather than after the liveness window).
+void Gateway::report_stopped() {
+  if (!shared_) return;
+  {
+    std::lock_guard lock(node_mu_);
+    if (!node_reporting_ || !node_base_) return;  // never reported: nothing to mark
+  }
+  try {
+    shared_->report_node(own_node_figures(clock_.now_ms()));
+  } catch (const store::StoreError& e) {
+    spdlog::warn("node {}: cannot report that it stopped: {}", config_.node_id, e.what());
+  }
+}
+
 void Gateway::status_changed(const store::JobUpdate& u) {
   if (webhooks_ && u.outcome != store::Outcome::kPending) webhooks_->wake();  // its event, if any, is committed
   // Long-polls waiting on this job: its word is now "completed" or "processing".
@@ -226,7 +306,15 @@ Metrics::Figures Gateway::figures(std::int64_t now) const {
 
 nlohmann::json Gateway::queue_stats() const {
   std::int64_t now = clock_.now_ms();
-  return metrics_.queue_json(figures(now), now);
+  Metrics::Figures f = figures(now);
+  if (shared_) {
+    try {
+      f.gateway = gateway_figures(shared_->nodes(), own_node_figures());
+    } catch (const store::StoreError&) {
+      // This node's figures alone, as when the store cannot count the queue.
+    }
+  }
+  return metrics_.queue_json(f, now);
 }
 
 std::string Gateway::metrics_text() const {
@@ -238,6 +326,11 @@ bool Gateway::stop(std::chrono::milliseconds grace) {
   if (stopped_) return true;
   stopped_ = true;
   if (shared_) shared_->stop_listening();
+  {
+    std::lock_guard lock(node_mu_);
+    node_stop_ = true;
+  }
+  node_cv_.notify_all();
   if (counting_.joinable()) counting_.join();
   if (submit_) submit_->stop();
   longpolls_.stop();
@@ -245,6 +338,7 @@ bool Gateway::stop(std::chrono::milliseconds grace) {
   bool clean = workers_ ? workers_->stop(grace) : true;
   if (batcher_) batcher_->stop();
   if (webhooks_) webhooks_->stop();
+  report_stopped();
   return clean;
 }
 

@@ -136,21 +136,86 @@ Metrics::Depth Metrics::depth_apart_from(const Figures& f) const {
   return d;
 }
 
+GatewayFigures gateway_figures(std::vector<store::NodeFigures> rows, const store::NodeFigures& self,
+                               std::int64_t live_window_ms) {
+  auto at = std::find_if(rows.begin(), rows.end(), [&](const auto& r) { return r.node_id == self.node_id; });
+  store::NodeFigures own = self;
+  own.age_ms = 0;
+  if (at != rows.end()) {
+    own.submitted = std::max(own.submitted, at->submitted);
+    own.delivered = std::max(own.delivered, at->delivered);
+    own.failed = std::max(own.failed, at->failed);
+    *at = own;
+  } else {
+    rows.insert(std::upper_bound(rows.begin(), rows.end(), own,
+                                 [](const auto& a, const auto& b) { return a.node_id < b.node_id; }),
+                own);
+  }
+  GatewayFigures g;
+  for (auto& r : rows) {
+    bool live = r.stopped_ms == 0 && r.age_ms <= live_window_ms;
+    g.submitted += r.submitted;
+    g.delivered += r.delivered;
+    g.failed += r.failed;
+    if (live) {
+      g.workers += r.workers;
+      g.workers_busy += r.workers_busy;
+      g.in_flight += r.in_flight;
+      g.in_flight_first += r.in_flight_first;
+    }
+    bool is_self = r.node_id == self.node_id;
+    g.nodes.push_back({std::move(r), live, is_self});
+  }
+  return g;
+}
+
+namespace {
+nlohmann::json nodes_json(const GatewayFigures& g) {
+  nlohmann::json nodes = nlohmann::json::array();
+  for (const auto& n : g.nodes) {
+    const auto& r = n.figures;
+    nodes.push_back({{"node_id", r.node_id},
+                     {"self", n.self},
+                     {"live", n.live},
+                     {"stopped", r.stopped_ms != 0},
+                     {"started", r.started_ms / 1000},
+                     {"seen", r.seen_ms / 1000},
+                     {"workers", r.workers},
+                     {"workers_busy", r.workers_busy},
+                     {"in_flight", r.in_flight},
+                     {"submitted_total", r.submitted},
+                     {"delivered_total", r.delivered},
+                     {"failed_total", r.failed}});
+  }
+  return nodes;
+}
+}  // namespace
+
 nlohmann::json Metrics::queue_json(const Figures& f, std::int64_t now_ms) const {
-  Depth d = depth_apart_from(f);
-  return {{"queued", d.queued},
-          {"in_flight", f.in_flight},
-          {"deferred", d.deferred},
-          {"completed", d.completed},
-          {"failed", d.failed},
-          {"workers", f.workers},
-          {"workers_busy", f.workers_busy},
-          {"oldest_queued_age_s", f.oldest_queued_age_s},
-          {"submitted_total", submitted_total_.load()},
-          {"delivered_total", delivered_total_.load()},
-          {"failed_total", failed_total_.load()},
-          {"uptime_s", (now_ms - started_ms_) / 1000},
-          {"paused", f.paused}};
+  // On a shared store the gateway's figures stand in for this node's; the store counts every
+  // node's jobs in flight as queued or deferred, so all of them come out of those.
+  const GatewayFigures* g = f.gateway ? &*f.gateway : nullptr;
+  Figures apart = f;
+  if (g) {
+    apart.in_flight = g->in_flight;
+    apart.in_flight_first = g->in_flight_first;
+  }
+  Depth d = depth_apart_from(apart);
+  nlohmann::json out = {{"queued", d.queued},
+                        {"in_flight", apart.in_flight},
+                        {"deferred", d.deferred},
+                        {"completed", d.completed},
+                        {"failed", d.failed},
+                        {"workers", g ? g->workers : std::int64_t{f.workers}},
+                        {"workers_busy", g ? g->workers_busy : std::int64_t{f.workers_busy}},
+                        {"oldest_queued_age_s", f.oldest_queued_age_s},
+                        {"submitted_total", g ? g->submitted : submitted_total_.load()},
+                        {"delivered_total", g ? g->delivered : delivered_total_.load()},
+                        {"failed_total", g ? g->failed : failed_total_.load()},
+                        {"uptime_s", (now_ms - started_ms_) / 1000},
+                        {"paused", f.paused}};
+  if (g) out["nodes"] = nodes_json(*g);
+  return out;
 }
 
 std::string Metrics::prometheus_text(const Figures& f, std::int64_t now_ms) const {

@@ -106,6 +106,24 @@ CREATE TABLE webhook_outbox(
 CREATE INDEX webhook_outbox_due ON webhook_outbox(next_at);
 )sql";
 
+// Version 3: each node's figures (NodeFigures), summed by GET /admin/queue on any node. Times
+// in Unix ms; `seen` is written with the database's clock.
+constexpr const char* kSchemaV3Nodes = R"sql(
+CREATE TABLE nodes(
+  node_id TEXT PRIMARY KEY,
+  started BIGINT NOT NULL,
+  seen BIGINT NOT NULL,
+  stopped BIGINT NOT NULL DEFAULT 0,
+  submitted BIGINT NOT NULL DEFAULT 0,
+  delivered BIGINT NOT NULL DEFAULT 0,
+  failed BIGINT NOT NULL DEFAULT 0,
+  workers BIGINT NOT NULL DEFAULT 0,
+  workers_busy BIGINT NOT NULL DEFAULT 0,
+  in_flight BIGINT NOT NULL DEFAULT 0,
+  in_flight_first BIGINT NOT NULL DEFAULT 0
+);
+)sql";
+
 // Version 5: the queue figures kept as counters, one row per node (each node adds its own
 // commits' changes to its row: no row is shared, so no commit waits on another node's), so that
 // counting the queue reads a few rows instead of every job. Started from the jobs as they are.
@@ -127,7 +145,8 @@ struct Migration {
   int version;
   const char* sql;
 };
-constexpr Migration kMigrations[] = {{1, kSchemaV1}, {2, kSchemaV2Webhooks}, {5, kSchemaV5Counts}};
+constexpr Migration kMigrations[] = {
+    {1, kSchemaV1}, {2, kSchemaV2Webhooks}, {3, kSchemaV3Nodes}, {5, kSchemaV5Counts}};
 constexpr int kSchemaVersion = kMigrations[std::size(kMigrations) - 1].version;
 
 constexpr const char* kJobCols = "seq, ref, submitted, completed, started, sender, recipients, submitted_by";
@@ -881,6 +900,54 @@ class PostgresStore final : public SharedStore {
     what += key;
     notify(*conn, what);
     tx.commit();
+  }
+
+  // ---- The nodes table (GET /admin/queue's gateway figures).
+  // The counters never go down (GREATEST): a process that could not read its row's values at
+  // start, or a second process misconfigured with the same NODE_ID, cannot lower the sums.
+  void report_node(const NodeFigures& f) override {
+    auto conn = pool_.take();
+    conn->run("report_node",
+              "INSERT INTO nodes(node_id, started, seen, stopped, submitted, delivered, failed, workers, workers_busy, "
+              "in_flight, in_flight_first) VALUES($1, $2, (extract(epoch FROM clock_timestamp()) * 1000)::bigint, $3, "
+              "$4, $5, $6, $7, $8, $9, $10) ON CONFLICT(node_id) DO UPDATE SET started = EXCLUDED.started, "
+              "seen = EXCLUDED.seen, stopped = EXCLUDED.stopped, submitted = GREATEST(nodes.submitted, "
+              "EXCLUDED.submitted), delivered = GREATEST(nodes.delivered, EXCLUDED.delivered), "
+              "failed = GREATEST(nodes.failed, EXCLUDED.failed), workers = EXCLUDED.workers, "
+              "workers_busy = EXCLUDED.workers_busy, in_flight = EXCLUDED.in_flight, "
+              "in_flight_first = EXCLUDED.in_flight_first",
+              Params()
+                  .add(f.node_id)
+                  .add(f.started_ms)
+                  .add(f.stopped_ms)
+                  .add(f.submitted)
+                  .add(f.delivered)
+                  .add(f.failed)
+                  .add(f.workers)
+                  .add(f.workers_busy)
+                  .add(f.in_flight)
+                  .add(f.in_flight_first));
+  }
+  std::vector<NodeFigures> nodes() override {
+    auto conn = pool_.take();
+    Res r = conn->query(
+        "SELECT node_id, started, seen, stopped, (extract(epoch FROM clock_timestamp()) * 1000)::bigint - seen, "
+        "submitted, delivered, failed, workers, workers_busy, in_flight, in_flight_first FROM nodes ORDER BY node_id");
+    std::vector<NodeFigures> out;
+    for (int i = 0; i < r.rows(); ++i)
+      out.push_back({.node_id = r.text(i, 0),
+                     .started_ms = r.i64(i, 1),
+                     .seen_ms = r.i64(i, 2),
+                     .stopped_ms = r.i64(i, 3),
+                     .age_ms = r.i64(i, 4),
+                     .submitted = r.i64(i, 5),
+                     .delivered = r.i64(i, 6),
+                     .failed = r.i64(i, 7),
+                     .workers = r.i64(i, 8),
+                     .workers_busy = r.i64(i, 9),
+                     .in_flight = r.i64(i, 10),
+                     .in_flight_first = r.i64(i, 11)});
+    return out;
   }
 
   void stop_listening() override {

@@ -444,6 +444,43 @@ TEST_F(PostgresStoreTest, AnotherNodesOutcomeIsHeardOnTheListenConnection) {
   b->stop_listening();
 }
 
+TEST_F(PostgresStoreTest, NodesReportTheirFiguresAndCountersNeverGoDown) {
+  auto a = open("node-a");
+  auto b = open("node-b");
+  EXPECT_TRUE(a->nodes().empty());
+  NodeFigures f{.node_id = "node-a", .started_ms = 1000, .submitted = 10, .delivered = 9, .failed = 1,
+                .workers = 4, .workers_busy = 2, .in_flight = 3, .in_flight_first = 1};
+  a->report_node(f);
+  b->report_node({.node_id = "node-b", .started_ms = 2000, .submitted = 5, .workers = 2});
+  auto rows = b->nodes();
+  ASSERT_EQ(rows.size(), 2u);
+  EXPECT_EQ(rows[0].node_id, "node-a");
+  EXPECT_EQ(rows[0].started_ms, 1000);
+  EXPECT_GT(rows[0].seen_ms, 0);  // the database's clock
+  EXPECT_GE(rows[0].age_ms, 0);
+  EXPECT_LT(rows[0].age_ms, 60'000);
+  EXPECT_EQ(rows[0].stopped_ms, 0);
+  EXPECT_EQ(rows[0].submitted, 10);
+  EXPECT_EQ(rows[0].delivered, 9);
+  EXPECT_EQ(rows[0].failed, 1);
+  EXPECT_EQ(rows[0].workers, 4);
+  EXPECT_EQ(rows[0].workers_busy, 2);
+  EXPECT_EQ(rows[0].in_flight, 3);
+  EXPECT_EQ(rows[0].in_flight_first, 1);
+  EXPECT_EQ(rows[1].node_id, "node-b");
+  // A later report replaces the row, but a counter is never lowered; stopped is noted.
+  f.submitted = 3;
+  f.delivered = 12;
+  f.stopped_ms = 5000;
+  f.in_flight = 0;
+  a->report_node(f);
+  rows = a->nodes();
+  EXPECT_EQ(rows[0].submitted, 10);
+  EXPECT_EQ(rows[0].delivered, 12);
+  EXPECT_EQ(rows[0].stopped_ms, 5000);
+  EXPECT_EQ(rows[0].in_flight, 0);
+}
+
 }  // namespace
 
 // A group commit's outcomes go in one statement: each job's history in order, the suppressions
@@ -489,7 +526,7 @@ TEST_F(PostgresStoreTest, OneCommitsOutcomesWriteHistorySuppressionsAndAnyReplyB
 
 // The queue figures are the nodes' counter rows: after inserts on two nodes, attempts, a lost
 // claim, a keyed insert left out, a cancel from the other node, a retry and a purge they equal
-// a count of every row; and a database of schema version 2 gets them from its jobs.
+// a count of every row; and a database of the version before them gets them from its jobs.
 TEST_F(PostgresStoreTest, QueueCountsFromCounterRowsMatchTheJobs) {
   auto a = open("node-a");
   auto b = open("node-b");
@@ -550,10 +587,10 @@ TEST_F(PostgresStoreTest, QueueCountsFromCounterRowsMatchTheJobs) {
   EXPECT_EQ(purged.completed + purged.failed, 2);  // ja[0] delivered, ja[2] cancelled
   check("purge");
 
-  // An older database: its counts come from its jobs when the counters arrive.
+  // A database of the version before the counters: its counts come from its jobs.
   a.reset();
   b.reset();
-  exec(url_, "DROP TABLE job_counts; UPDATE websmtp_schema SET version = 2");
+  exec(url_, "DROP TABLE job_counts; UPDATE websmtp_schema SET version = 3");
   auto c = open("node-c");
   check("migrated", c.get());
   EXPECT_EQ(c->counts().queued + c->counts().deferred, 3);

@@ -4,7 +4,10 @@
 // metrics), wires the commit's callbacks between them, and starts and stops them in order.
 // It knows no HTTP framework.
 #include <chrono>
+#include <condition_variable>
 #include <memory>
+#include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 
@@ -69,6 +72,15 @@ class Gateway {
 
   void remote_change(const std::string& ref);
 
+  // ---- This node's row in a shared store's nodes table (GatewayFigures).
+  // Runs on the counting thread once start() is done: reads the row's counters as the base
+  // (retried until the store answers), then writes the row every kNodeReportIntervalMs until
+  // stop().
+  void report_node_loop();
+  // This node's figures from memory: the base plus this process's counters; `stopped_ms` set.
+  store::NodeFigures own_node_figures(std::int64_t stopped_ms = 0) const;
+  void report_stopped();
+
   config::Config config_;
   std::unique_ptr<store::Store> store_;
   store::SharedStore* shared_ = nullptr;  // store_ when it is shared by several nodes (PostgreSQL)
@@ -87,7 +99,15 @@ class Gateway {
   std::unique_ptr<Suppressions> suppressions_;
   std::unique_ptr<AdminService> admin_;
   std::unique_ptr<webhook::Sender> webhooks_;  // with WEBHOOK_SECRET only
-  std::thread counting_;  // the store's counts, for the metrics' base
+  // The store's counts, for the metrics' base; then, on a shared store, report_node_loop().
+  std::thread counting_;
+  mutable std::mutex node_mu_;
+  std::condition_variable node_cv_;
+  bool node_reporting_ = false;  // start() is done: the workers and the dispatcher exist
+  bool node_stop_ = false;
+  // The node's row as a previous process of this NODE_ID left it (its counters); nullopt until read.
+  std::optional<store::NodeFigures> node_base_;
+  std::int64_t started_ms_ = 0;
   bool stopped_ = false;
 };
 

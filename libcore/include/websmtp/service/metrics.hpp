@@ -2,6 +2,7 @@
 // The gateway's figures: job gauges by state and totals since start, kept as atomics so that
 // reading them (GET /admin/queue, GET /metrics) costs nothing on the hot paths; and the
 // counters and histograms that only /metrics shows (relaxed atomics, fixed bucket arrays).
+#include <algorithm>
 #include <array>
 #include <atomic>
 #include <condition_variable>
@@ -10,15 +11,44 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
 #include "websmtp/common/error_codes.hpp"
 #include "websmtp/common/metrics.hpp"
 #include "websmtp/job/model.hpp"
+#include "websmtp/store/postgres_store.hpp"
 #include "websmtp/store/store.hpp"
 
 namespace websmtp::service {
+
+// The whole gateway's figures on a shared store (STORE=postgres), from every node's row of the
+// nodes table: what GET /admin/queue shows on any node.
+struct GatewayFigures {
+  // Over every row, live or not: a dead node's deliveries still happened.
+  std::int64_t submitted = 0, delivered = 0, failed = 0;
+  // Over the live nodes only: a dead node's workers deliver nothing.
+  std::int64_t workers = 0, workers_busy = 0, in_flight = 0, in_flight_first = 0;
+  struct Node {
+    store::NodeFigures figures;
+    bool live = false;
+    bool self = false;
+  };
+  std::vector<Node> nodes;  // by node_id
+};
+
+// How often a node writes its row, and how long after its last report a node still counts as
+// live: max(3 s, 3 report intervals), so that one late report does not drop it.
+constexpr std::int64_t kNodeReportIntervalMs = 1000;
+constexpr std::int64_t kNodeLiveWindowMs = std::max<std::int64_t>(3000, 3 * kNodeReportIntervalMs);
+
+// Sums `rows` (as nodes() read them) with `self`, this node's figures taken from memory (its
+// age 0): self replaces the row of its node_id, or is added when it has none yet; its counters
+// are never taken below that row's (a row written before this process read its base). A node is
+// live when it has not stopped and its row is at most `live_window_ms` old.
+GatewayFigures gateway_figures(std::vector<store::NodeFigures> rows, const store::NodeFigures& self,
+                               std::int64_t live_window_ms = kNodeLiveWindowMs);
 
 class Metrics {
  public:
@@ -60,12 +90,17 @@ class Metrics {
     // A store shared by several nodes: the whole gateway's queue depth, counted in the store
     // (this node's gauges only see its own submits and outcomes).
     std::optional<store::Counts> shared_depth;
+    // A shared store: every node's figures. queue_json() then shows the gateway's totals,
+    // workers and jobs in flight (the fields above being this node's), and the nodes.
+    std::optional<GatewayFigures> gateway;
   };
   nlohmann::json queue_json(const Figures& f, std::int64_t now_ms) const;
   // Every figure in the Prometheus text format (0.0.4), the process-wide ones included.
   std::string prometheus_text(const Figures& f, std::int64_t now_ms) const;
 
   std::int64_t submitted_total() const { return submitted_total_.load(std::memory_order_relaxed); }
+  std::int64_t delivered_total() const { return delivered_total_.load(std::memory_order_relaxed); }
+  std::int64_t failed_total() const { return failed_total_.load(std::memory_order_relaxed); }
 
  private:
   struct Depth {
