@@ -8,6 +8,7 @@ any node answers any ref alike; a long-poll on one node wakes when another finis
 """
 
 import os
+import re
 import sys
 import threading
 import time
@@ -25,6 +26,15 @@ LEASE_TIMEOUT_S = 3
 def payloads(count, prefix):
     return [mail(to=["rcpt%d@example.net" % (i % 5)], subject="job %s-%05d" % (prefix, i),
                  body="body %d\n" % i, test_id="%s-%05d" % (prefix, i)) for i in range(count)]
+
+
+def waiting_long_polls(node):
+    """websmtp_long_polls_waiting from the node's /metrics."""
+    r = node.request("GET", "/metrics", admin=True)
+    assert r.status == 200, r
+    m = re.search(r"^websmtp_long_polls_waiting (\S+)$", r.body.decode(), re.M)
+    assert m, "no websmtp_long_polls_waiting in /metrics"
+    return float(m.group(1))
 
 
 class ClusterTest(IntegrationTestCase):
@@ -162,21 +172,30 @@ class ClusterTest(IntegrationTestCase):
         ref = r.json()["ref"]
         wait_until(lambda: any(e.get("mode") == "hold-data" for e in peer.fault_events()), timeout=20,
                    what="the job on the wire")
+        self.assertEqual(waiting_long_polls(a), 0)
         answer = {}
 
         def poll():
             t0 = time.monotonic()
-            answer["r"] = a.request("GET", "/mail/status/%s?wait=50&since=not%%20started" % ref)
+            answer["r"] = a.request("GET", "/mail/status/%s?wait=25&since=not%%20started" % ref)
             answer["s"] = time.monotonic() - t0
         t = threading.Thread(target=poll)
         t.start()
+        self.addCleanup(t.join, 60)
+        # Node A holds the long-poll before node B may finish the job: only a wake can answer it now.
+        wait_until(lambda: waiting_long_polls(a) == 1, timeout=20, what="the long-poll waiting on node A")
+        self.assertNotIn("r", answer)
         peer.release(1)
         t.join(60)
         self.assertFalse(t.is_alive())
         self.assertEqual(answer["r"].status, 200, answer["r"])
         self.assertEqual(answer["r"].json()["status"], "completed")
         # Answered by the wake-up, not by the end of the wait.
-        self.assertLess(answer["s"], 45)
+        self.assertLess(answer["s"], 20)
+        self.assertEqual(waiting_long_polls(a), 0)
+        # Node B finished it, not node A: the answer crossed nodes.
+        wait_until(lambda: "job %s" % ref in b.log_text(), timeout=10, what="node B's delivery logged")
+        self.assertNotIn("job %s" % ref, a.log_text())
 
     def test_pause_from_one_node_holds_every_node_and_figures_are_the_gateways(self):
         peer = self.start_peer()

@@ -215,6 +215,7 @@ Metrics::Figures Gateway::figures(std::int64_t now) const {
   f.workers = config_.threads;
   f.workers_busy = workers_ ? workers_->busy() : 0;
   f.paused = dispatcher_ && dispatcher_->paused();
+  f.long_polls_waiting = static_cast<std::int64_t>(longpolls_.waiting());
   if (shared_) {
     try {
       f.shared_depth = store_->counts();

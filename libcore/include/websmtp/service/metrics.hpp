@@ -60,6 +60,8 @@ class Metrics {
     // A store shared by several nodes: the whole gateway's queue depth, counted in the store
     // (this node's gauges only see its own submits and outcomes).
     std::optional<store::Counts> shared_depth;
+    // Long-polls (?wait=) parked on this node now (/metrics only: not one of the queue's figures).
+    std::int64_t long_polls_waiting = 0;
   };
   nlohmann::json queue_json(const Figures& f, std::int64_t now_ms) const;
   // Every figure in the Prometheus text format (0.0.4), the process-wide ones included.
