@@ -5,11 +5,14 @@ one aiosmtpd peer: every job is delivered exactly once between the nodes; a node
 kill -9 in the middle of transactions loses nothing, its jobs are finished by the others after
 LEASE_TIMEOUT and only the ones whose message was on the wire are flagged possible_duplicate;
 any node answers any ref alike; a long-poll on one node wakes when another finishes the job;
-every node's /admin/queue shows the whole gateway's figures and its nodes (the nodes table).
+every node's /admin/queue shows the whole gateway's figures and its nodes (the nodes table);
+each webhook event is POSTed by one node, and a node killed while it sends one hands it to another
+once its claim lapses; one Idempotency-Key sent to two nodes at once is one job.
 """
 
 import json
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -22,6 +25,7 @@ from harness import (WEBSMTPCTL, IntegrationTestCase, Response, clean_env, mail,
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
 import postgres  # noqa: E402
 from test_openapi import SPEC_PATH, validate  # noqa: E402
+from test_webhooks import SECRET, Receiver  # noqa: E402
 
 THREADS = 4
 LEASE_TIMEOUT_S = 3
@@ -33,6 +37,15 @@ LIVE_WINDOW_S = 3
 def payloads(count, prefix):
     return [mail(to=["rcpt%d@example.net" % (i % 5)], subject="job %s-%05d" % (prefix, i),
                  body="body %d\n" % i, test_id="%s-%05d" % (prefix, i)) for i in range(count)]
+
+
+def waiting_long_polls(node):
+    """websmtp_long_polls_waiting from the node's /metrics."""
+    r = node.request("GET", "/metrics", admin=True)
+    assert r.status == 200, r
+    m = re.search(r"^websmtp_long_polls_waiting (\S+)$", r.body.decode(), re.M)
+    assert m, "no websmtp_long_polls_waiting in /metrics"
+    return float(m.group(1))
 
 
 class ClusterTest(IntegrationTestCase):
@@ -57,10 +70,10 @@ class ClusterTest(IntegrationTestCase):
     def start_nodes(self, peer, count=3, first=0, **env):
         nodes = []
         for i in range(first, first + count):
-            d = self.make_daemon(**self.relay_env(peer, STORE="postgres", DATABASE_URL=self.pg.url,
-                                                  LEASE_TIMEOUT="%ds" % LEASE_TIMEOUT_S, NODE_ID="node%d" % i,
-                                                  THREADS=THREADS, **env))
-            nodes.append(d)
+            e = dict(STORE="postgres", DATABASE_URL=self.pg.url, LEASE_TIMEOUT="%ds" % LEASE_TIMEOUT_S,
+                     NODE_ID="node%d" % i, THREADS=THREADS)
+            e.update(env)
+            nodes.append(self.make_daemon(**self.relay_env(peer, **e)))
         # Started at once: the schema is created under an advisory lock by whichever comes first.
         errors = []
 
@@ -170,21 +183,102 @@ class ClusterTest(IntegrationTestCase):
         ref = r.json()["ref"]
         wait_until(lambda: any(e.get("mode") == "hold-data" for e in peer.fault_events()), timeout=20,
                    what="the job on the wire")
+        self.assertEqual(waiting_long_polls(a), 0)
         answer = {}
 
         def poll():
             t0 = time.monotonic()
-            answer["r"] = a.request("GET", "/mail/status/%s?wait=50&since=not%%20started" % ref)
+            answer["r"] = a.request("GET", "/mail/status/%s?wait=25&since=not%%20started" % ref)
             answer["s"] = time.monotonic() - t0
         t = threading.Thread(target=poll)
         t.start()
+        self.addCleanup(t.join, 60)
+        # Node A holds the long-poll before node B may finish the job: only a wake can answer it now.
+        wait_until(lambda: waiting_long_polls(a) == 1, timeout=20, what="the long-poll waiting on node A")
+        self.assertNotIn("r", answer)
         peer.release(1)
         t.join(60)
         self.assertFalse(t.is_alive())
         self.assertEqual(answer["r"].status, 200, answer["r"])
         self.assertEqual(answer["r"].json()["status"], "completed")
         # Answered by the wake-up, not by the end of the wait.
-        self.assertLess(answer["s"], 45)
+        self.assertLess(answer["s"], 20)
+        self.assertEqual(waiting_long_polls(a), 0)
+        # Node B finished it, not node A: the answer crossed nodes.
+        wait_until(lambda: "job %s" % ref in b.log_text(), timeout=10, what="node B's delivery logged")
+        self.assertNotIn("job %s" % ref, a.log_text())
+
+    def start_receiver(self, on_request=None):
+        r = Receiver(on_request=on_request)
+        self.addCleanup(r.stop)
+        return r
+
+    @staticmethod
+    def webhooks_delivered(node):
+        """Event ids this node logged as delivered (one line per 2xx it got)."""
+        return re.findall(r"webhook (\S+) for job \S+ delivered to ", node.log_text())
+
+    def test_each_webhook_event_is_sent_by_one_node(self):
+        peer = self.start_peer()
+        # A slow receiver: every node's senders (two threads each) are busy at once.
+        lock = threading.Lock()
+        busy = {"now": 0, "max": 0}
+
+        def slow(n):
+            with lock:
+                busy["now"] += 1
+                busy["max"] = max(busy["max"], busy["now"])
+            time.sleep(1)
+            with lock:
+                busy["now"] -= 1
+        receiver = self.start_receiver(on_request=slow)
+        # Claims of 20 s, so each POST may take 10 s: a busy machine does not time one out.
+        nodes = self.start_nodes(peer, WEBHOOK_SECRET=SECRET, WEBHOOK_ALLOW_PRIVATE="true", LEASE_TIMEOUT="20s")
+        n = 60
+        reqs = payloads(n, "hook")
+        for req in reqs:
+            req["callback_url"] = receiver.url()
+        refs = self.submit_round_robin(nodes, reqs)
+        nodes[0].wait_all_completed(list(refs.values()), timeout=120)
+        receiver.wait_for(n, timeout=120)
+        # Every POST that reached the receiver got a 200 and is logged by the node that sent it.
+        wait_until(lambda: sum(len(self.webhooks_delivered(d)) for d in nodes) >= n, timeout=30,
+                   what="every delivery logged")
+        events = [json.loads(r["body"]) for r in receiver.received()]
+        ids = [e["id"] for e in events]
+        self.assertEqual(len(ids), n, "an event was sent more than once")
+        self.assertEqual(len(set(ids)), n)
+        self.assertEqual(sorted(e["data"]["id"] for e in events), sorted(refs.values()))
+        self.assertEqual(sum(len(self.webhooks_delivered(d)) for d in nodes), n)
+        # The senders overlapped: more POSTs at once than one node's two threads make.
+        self.assertGreaterEqual(busy["max"], 3, busy)
+        self.assertGreaterEqual(sum(1 for d in nodes if self.webhooks_delivered(d)), 2)
+
+    def test_a_webhook_event_held_by_a_killed_node_is_sent_by_another_after_its_claim(self):
+        peer = self.start_peer()
+        lease_s = 6  # the claim; each POST may take half of it
+        release = threading.Event()
+        self.addCleanup(release.set)
+        # The first request hangs (the victim's): answered, if ever, after the test.
+        receiver = self.start_receiver(on_request=lambda n: n == 1 and release.wait(120))
+        env = dict(WEBHOOK_SECRET=SECRET, WEBHOOK_ALLOW_PRIVATE="true", LEASE_TIMEOUT="%ds" % lease_s)
+        victim = self.start_nodes(peer, count=1, **env)[0]
+        ref = victim.submit(mail(test_id="hook-kill", callback_url=receiver.url()))
+        first = receiver.wait_for(1, timeout=30)[0]
+        victim.kill9()
+        event_id = json.loads(first["body"])["id"]
+        # It held the event when it died: it had neither delivered nor given it up.
+        self.assertNotIn("webhook %s" % event_id, victim.log_text())
+        others = self.start_nodes(peer, count=2, first=1, **env)
+        reqs = receiver.wait_for(2, timeout=lease_s + 30)
+        second = reqs[1]
+        self.assertEqual(json.loads(second["body"])["id"], event_id)
+        self.assertEqual(json.loads(second["body"])["data"]["id"], ref)
+        # Not before the victim's claim lapsed (a lower bound: the claim was taken just before its POST).
+        self.assertGreaterEqual(second["time"] - first["time"], lease_s / 2)
+        wait_until(lambda: any(event_id in self.webhooks_delivered(d) for d in others), timeout=30,
+                   what="another node's delivery logged")
+        self.assertEqual(len(receiver.received()), 2)
 
     def test_pause_from_one_node_holds_every_node_and_figures_are_the_gateways(self):
         peer = self.start_peer()

@@ -5,10 +5,11 @@ and figures that move with load against the real websmtpd and an aiosmtpd peer."
 import json
 import math
 import re
+import threading
 import time
 import unittest
 
-from harness import IntegrationTestCase, mail
+from harness import IntegrationTestCase, mail, wait_until
 
 METRIC_NAME = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*\Z")
 LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*\Z")
@@ -207,6 +208,7 @@ EXPECTED = {
     "websmtp_paused": ("gauge", set()),
     "websmtp_workers": ("gauge", set()),
     "websmtp_workers_busy": ("gauge", set()),
+    "websmtp_long_polls_waiting": ("gauge", set()),
     "websmtp_delivery_latency_seconds": ("histogram", set()),
     "websmtp_delivery_attempts": ("histogram", set()),
     "websmtp_smtp_sessions_total": ("counter", {"event"}),
@@ -332,6 +334,29 @@ class MetricsTest(IntegrationTestCase):
         self.assertEqual(self.value(after, "websmtp_submits_total", result="accepted")
                          - self.value(before, "websmtp_submits_total", result="accepted"), 3)
         self.assertEqual(self.value(after, "websmtp_submits_total", result="rejected", code="invalid_batch_size"), 1)
+
+    def test_long_polls_waiting_counts_a_parked_long_poll(self):
+        self.assertEqual(self.value(self.scrape(), "websmtp_long_polls_waiting"), 0)
+        # Deferred for a minute: "processing" until the cancel below completes it.
+        ref = self.daemon.submit(mail(to=["defer-lp@example.net"]))
+        self.daemon.wait_status(ref, lambda d: d["status"] == "processing", what="%s deferred" % ref)
+        answer = {}
+
+        def poll():
+            answer["r"] = self.daemon.request("GET", "/mail/status/%s?wait=25&since=processing" % ref)
+        t = threading.Thread(target=poll)
+        t.start()
+        self.addCleanup(t.join, 60)
+        wait_until(lambda: self.value(self.scrape(), "websmtp_long_polls_waiting") == 1, timeout=20,
+                   what="the long-poll counted as waiting")
+        self.assertNotIn("r", answer)
+        r = self.daemon.request("POST", "/admin/jobs/%s/cancel" % ref, admin=True)
+        self.assertEqual(r.status, 200, r.body)
+        t.join(30)
+        self.assertFalse(t.is_alive())
+        self.assertEqual(answer["r"].status, 200, answer["r"])
+        self.assertEqual(answer["r"].json()["status"], "completed")
+        self.assertEqual(self.value(self.scrape(), "websmtp_long_polls_waiting"), 0)
 
     def test_only_the_admin_port_serves_it(self):
         r = self.daemon.request("POST", "/metrics", admin=True)

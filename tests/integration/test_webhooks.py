@@ -24,11 +24,14 @@ SECRET = "whsec_test_0123456789abcdef"
 
 class Receiver:
     """An HTTP receiver that records every request and answers from a script
-    (one (status, headers) per request; the last one repeats)."""
+    (one (status, headers) per request; the last one repeats). `on_request(n)`, when given, runs
+    before the n-th request (1-based) is answered, on that request's thread: a slow or a
+    hanging receiver."""
 
-    def __init__(self, answers=None, port=0, tls=None):
+    def __init__(self, answers=None, port=0, tls=None, on_request=None):
         self.requests = []
         self.answers = list(answers or [(200, {})])
+        self.on_request = on_request
         self.lock = threading.Lock()
         outer = self
 
@@ -41,6 +44,8 @@ class Receiver:
                                            "headers": dict(self.headers.items()), "body": body})
                     n = len(outer.requests)
                     status, headers = outer.answers[min(n, len(outer.answers)) - 1]
+                if outer.on_request:
+                    outer.on_request(n)
                 self.send_response(status)
                 for k, v in headers.items():
                     self.send_header(k, v)

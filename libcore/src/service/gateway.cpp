@@ -2,6 +2,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <filesystem>
 
 #include "websmtp/job/json.hpp"
@@ -74,6 +75,12 @@ void Gateway::start() {
                               .retry_max_ms = config_.webhook_retry_max_s * 1000,
                               .allow_private = config_.webhook_allow_private,
                               .ca_file = config_.smtp_ca_file};
+    // Several nodes: the node that sends an event claims it for LEASE_TIMEOUT (a dead node's
+    // events come back after it, as its jobs do), and a POST ends well within its claim.
+    if (shared_) {
+      wo.claim_ms = config_.lease_timeout_s * 1000;
+      wo.total_timeout_ms = std::min(wo.total_timeout_ms, wo.claim_ms / 2);
+    }
     auto http = webhook::http_poster(wo);
     webhooks_ = std::make_unique<webhook::Sender>(*store_, clock_, wo, std::move(http.post), std::move(http.cancel));
     webhooks_->start();
@@ -222,6 +229,8 @@ void Gateway::remote_change(const std::string& ref) {
   if (!j) return;
   // Finished by another node's edit (a cancel): a copy this node holds is not attempted.
   if (j->completed) dispatcher_->finished_by_edit(j->seq);
+  // Its webhook event, if any, is in the outbox: any node's sender may claim it (the first wins).
+  if (j->completed && webhooks_) webhooks_->wake();
   longpolls_.status_changed(ref, job::job_status(*j), [&] { return status_text(*j); });
 }
 
@@ -295,6 +304,7 @@ Metrics::Figures Gateway::figures(std::int64_t now) const {
   f.workers = config_.threads;
   f.workers_busy = workers_ ? workers_->busy() : 0;
   f.paused = dispatcher_ && dispatcher_->paused();
+  f.long_polls_waiting = static_cast<std::int64_t>(longpolls_.waiting());
   if (shared_) {
     try {
       f.shared_depth = store_->counts();

@@ -255,6 +255,9 @@ std::string Metrics::prometheus_text(const Figures& f, std::int64_t now_ms) cons
   w.sample("websmtp_workers", "", static_cast<std::int64_t>(f.workers));
   w.family("websmtp_workers_busy", "gauge", "Delivery workers in an SMTP transaction.");
   w.sample("websmtp_workers_busy", "", static_cast<std::int64_t>(f.workers_busy));
+  w.family("websmtp_long_polls_waiting", "gauge",
+           "Status long-polls (?wait=) waiting on this node for a change or their deadline.");
+  w.sample("websmtp_long_polls_waiting", "", f.long_polls_waiting);
 
   w.family("websmtp_delivery_latency_seconds", "histogram", "Time from the submit to a recipient's delivery.");
   w.histogram("websmtp_delivery_latency_seconds", "", delivery_latency_);

@@ -124,10 +124,15 @@ CREATE TABLE nodes(
 );
 )sql";
 
+// Version 4: the node whose sender holds a webhook event (webhook_due with a claim sets it with
+// next_at, the claim's end; it stays as the last holder after a failure).
+constexpr const char* kSchemaV4WebhookClaims = R"sql(
+ALTER TABLE webhook_outbox ADD COLUMN claimed_by TEXT;
+)sql";
+
 // Version 5: the queue figures kept as counters, one row per node (each node adds its own
 // commits' changes to its row: no row is shared, so no commit waits on another node's), so that
 // counting the queue reads a few rows instead of every job. Started from the jobs as they are.
-// (Versions 3 and 4 are the nodes' figures and the webhook claims.)
 constexpr const char* kSchemaV5Counts = R"sql(
 CREATE TABLE job_counts(
   node TEXT PRIMARY KEY,
@@ -145,8 +150,11 @@ struct Migration {
   int version;
   const char* sql;
 };
-constexpr Migration kMigrations[] = {
-    {1, kSchemaV1}, {2, kSchemaV2Webhooks}, {3, kSchemaV3Nodes}, {5, kSchemaV5Counts}};
+constexpr Migration kMigrations[] = {{1, kSchemaV1},
+                                     {2, kSchemaV2Webhooks},
+                                     {3, kSchemaV3Nodes},
+                                     {4, kSchemaV4WebhookClaims},
+                                     {5, kSchemaV5Counts}};
 constexpr int kSchemaVersion = kMigrations[std::size(kMigrations) - 1].version;
 
 constexpr const char* kJobCols = "seq, ref, submitted, completed, started, sender, recipients, submitted_by";
@@ -955,19 +963,34 @@ class PostgresStore final : public SharedStore {
     if (listener_.joinable()) listener_.join();
   }
 
-  // The webhook outbox. Every node's sender reads it; an event due while two nodes look may be
-  // sent by both (webhooks are at least once: receivers dedupe on the event id).
+  // The webhook outbox. Every node's sender reads it, and claims what it sends (webhook_due with
+  // claim_ms): an event is sent by one node at a time. A claim is its next_at moved to the
+  // claim's end, so a dead node's event is simply due again then. Only a node slower than its
+  // claim can make a second copy go out (at least once: receivers dedupe on the event id).
   bool has_webhook_outbox() const override { return true; }
-  std::vector<WebhookEvent> webhook_due(std::int64_t now_ms, std::size_t limit) override {
+  std::vector<WebhookEvent> webhook_due(std::int64_t now_ms, std::size_t limit, std::int64_t claim_ms) override {
     auto conn = pool_.take();
-    Res r = conn->run("webhook_due",
-                      "SELECT id, job_ref, url, body, created, attempts, next_at FROM webhook_outbox WHERE next_at <= $1 "
-                      "ORDER BY next_at LIMIT $2",
-                      Params().add(now_ms).add(static_cast<std::int64_t>(limit)));
+    Res r = claim_ms <= 0
+                ? conn->run("webhook_due",
+                            "SELECT id, job_ref, url, body, created, attempts, next_at FROM webhook_outbox "
+                            "WHERE next_at <= $1 ORDER BY next_at LIMIT $2",
+                            Params().add(now_ms).add(static_cast<std::int64_t>(limit)))
+                // SKIP LOCKED: two nodes claiming at once take different events, neither waits.
+                : conn->run("webhook_claim",
+                            "UPDATE webhook_outbox o SET next_at = $2, claimed_by = $3 FROM (SELECT id, next_at FROM "
+                            "webhook_outbox WHERE next_at <= $1 ORDER BY next_at LIMIT $4 FOR UPDATE SKIP LOCKED) d "
+                            "WHERE o.id = d.id RETURNING o.id, o.job_ref, o.url, o.body, o.created, o.attempts, "
+                            "d.next_at",
+                            Params().add(now_ms).add(now_ms + claim_ms).add(options_.node_id).add(
+                                static_cast<std::int64_t>(limit)));
     std::vector<WebhookEvent> out;
     for (int i = 0; i < r.rows(); ++i)
       out.push_back({r.text(i, 0), r.text(i, 1), r.text(i, 2), r.text(i, 3), r.i64(i, 4), static_cast<int>(r.i64(i, 5)),
                      r.i64(i, 6)});
+    // RETURNING keeps no order.
+    std::sort(out.begin(), out.end(), [](const WebhookEvent& a, const WebhookEvent& b) {
+      return a.next_at_ms != b.next_at_ms ? a.next_at_ms < b.next_at_ms : a.id < b.id;
+    });
     return out;
   }
   std::optional<std::int64_t> webhook_next_at() override {
@@ -976,14 +999,20 @@ class PostgresStore final : public SharedStore {
     if (r.null(0, 0)) return std::nullopt;
     return r.i64(0, 0);
   }
+  // Whoever holds the claim now: once the receiver has the event, a further copy (from a node
+  // that took a lapsed claim over) would only be one more for it to drop.
   void webhook_delivered(std::string_view id) override {
     auto conn = pool_.take();
     conn->run("webhook_delivered", "DELETE FROM webhook_outbox WHERE id = $1", Params().add(id));
   }
+  // Only the claim's holder (or for an event never claimed): a node whose claim lapsed must not
+  // move the next_at of the node sending the event now, which would let a third one send it too.
   void webhook_failed(std::string_view id, int attempts, std::int64_t next_at_ms) override {
     auto conn = pool_.take();
-    conn->run("webhook_failed", "UPDATE webhook_outbox SET attempts = $2, next_at = $3 WHERE id = $1",
-              Params().add(id).add(attempts).add(next_at_ms));
+    conn->run("webhook_failed",
+              "UPDATE webhook_outbox SET attempts = $2, next_at = $3 WHERE id = $1 AND (claimed_by = $4 OR claimed_by "
+              "IS NULL)",
+              Params().add(id).add(attempts).add(next_at_ms).add(options_.node_id));
   }
 
   void start_listening(std::function<void(const std::string&)> on_change) override {

@@ -834,7 +834,8 @@ class SqliteStore final : public Store {
 
  public:
   bool has_webhook_outbox() const override { return true; }
-  std::vector<WebhookEvent> webhook_due(std::int64_t now_ms, std::size_t limit) override {
+  // One process: its sender's threads share out the due events themselves (no claim).
+  std::vector<WebhookEvent> webhook_due(std::int64_t now_ms, std::size_t limit, std::int64_t /*claim_ms*/) override {
     std::lock_guard lock(read_mu_);
     ResetGuard g{outbox_.due};
     outbox_.due.bind(1, now_ms).bind(2, static_cast<std::int64_t>(limit));

@@ -30,6 +30,9 @@ namespace websmtp::webhook {
 namespace {
 
 constexpr std::int64_t kNever = INT64_MAX;
+// A due event that another node is claiming at this moment: look again this soon (its claim
+// may not be committed; if that node died meanwhile nobody else would wake this one).
+constexpr std::int64_t kClaimRaceMs = 1000;
 
 Poco::Timespan ms(std::int64_t v) { return Poco::Timespan(std::max<std::int64_t>(v, 1) * 1000); }
 
@@ -183,8 +186,10 @@ void Sender::stop() {
 }
 
 void Sender::run() {
-  // Enough due events to find one that no other thread is sending.
-  const std::size_t look = static_cast<std::size_t>(std::max(1, options_.threads)) + 1;
+  // Enough due events to find one that no other thread is sending. A claiming store returns only
+  // events that nobody sends, each claimed for this thread: one is enough, and each must be sent.
+  const bool claims = options_.claim_ms > 0;
+  const std::size_t look = claims ? 1 : static_cast<std::size_t>(std::max(1, options_.threads)) + 1;
   std::unique_lock lock(mu_);
   while (!stopping_) {
     std::uint64_t seen = wakes_;
@@ -194,11 +199,12 @@ void Sender::run() {
     std::int64_t wait_until = kNever;
     std::int64_t now = clock_.now_ms();
     try {
-      auto due = store_.webhook_due(now, look);
+      auto due = store_.webhook_due(now, look, options_.claim_ms);
       {
         std::lock_guard l(mu_);
-        // An event another thread finished meanwhile may still be in `due`: look again.
-        stale = wakes_ != seen;
+        // An event another thread finished meanwhile may still be in `due`: look again. (Not
+        // a claimed one: it was due, so nobody was sending it.)
+        stale = !claims && wakes_ != seen;
         for (auto& e : due)
           if (!stale && !sending_.contains(e.id)) {
             sending_.insert(e.id);
@@ -210,7 +216,10 @@ void Sender::run() {
         // Nothing due that is free: sleep until the earliest retry (a due event another thread
         // is sending wakes us when it is done).
         auto next = store_.webhook_next_at();
-        if (next && *next > now) wait_until = *next;
+        if (next && *next > now)
+          wait_until = *next;
+        else if (next && claims)
+          wait_until = now + kClaimRaceMs;
       }
     } catch (const store::StoreError& e) {
       spdlog::warn("webhooks: cannot read the outbox: {}", e.what());
@@ -238,11 +247,18 @@ void Sender::attempt(const store::WebhookEvent& e) {
   PostResult r = post(e);
   std::int64_t now = clock_.now_ms();
   bool ok = r.status >= 200 && r.status < 300;
+  bool stopping;
   {
     std::lock_guard lock(mu_);
-    if (stopping_ && !ok) return;  // cut short by stop(): not the receiver's failure; tried again after restart
+    stopping = stopping_;
   }
   try {
+    if (stopping && !ok) {
+      // Cut short by stop(): not the receiver's failure. Tried again after a restart, or by
+      // another node as soon as this one gives its claim back (same attempts, due now).
+      if (options_.claim_ms > 0) store_.webhook_failed(e.id, e.attempts, now);
+      return;
+    }
     if (ok) {
       spdlog::info("webhook {} for job {} delivered to {}: HTTP {}", e.id, e.job_ref, e.url, r.status);
       store_.webhook_delivered(e.id);

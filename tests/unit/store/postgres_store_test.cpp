@@ -268,16 +268,89 @@ TEST_F(PostgresStoreTest, TheCommitThatCompletesAJobWithACallbackWritesItsWebhoo
   s->commit(Commit{.updates = u, .owner = "node-a"});
   // Written once: a later commit of the same job (a cancel's refinish) adds no second event.
   s->commit(Commit{.updates = std::span<const JobUpdate>(u.data(), 1), .owner = "node-a"});
-  auto due = s->webhook_due(150'000, 10);
+  auto due = s->webhook_due(150'000, 10, 0);
   ASSERT_EQ(due.size(), 1u);
   EXPECT_EQ(due[0].job_ref, jobs[0].ref);
   EXPECT_EQ(due[0].url, "https://hooks.example.com/x");
   EXPECT_NE(due[0].body.find(jobs[0].ref), std::string::npos);
   s->webhook_failed(due[0].id, 1, 160'000);
-  EXPECT_TRUE(s->webhook_due(150'000, 10).empty());
+  EXPECT_TRUE(s->webhook_due(150'000, 10, 0).empty());
   EXPECT_EQ(s->webhook_next_at(), 160'000);
   s->webhook_delivered(due[0].id);
   EXPECT_FALSE(s->webhook_next_at());
+}
+
+TEST_F(PostgresStoreTest, AWebhookEventIsClaimedByOneNodeUntilItsClaimLapses) {
+  auto a = open("node-a");
+  auto b = open("node-b");
+  std::vector<job::Job> jobs{make_job(100)};
+  jobs[0].callback_url = "https://hooks.example.com/x";
+  auto p = ptrs_of(jobs);
+  a->commit(Commit{.inserts = p, .owner = "node-a", .lease_until_ms = 500'000});
+  std::vector<JobUpdate> u{
+      {.seq = jobs[0].seq, .recipients = jobs[0].recipients, .completed = 150, .outcome = Outcome::kDelivered}};
+  a->commit(Commit{.updates = u, .owner = "node-a"});
+
+  // Node A claims it for 30 s: due for nobody meanwhile, node A included.
+  auto due = a->webhook_due(150'000, 10, 30'000);
+  ASSERT_EQ(due.size(), 1u);
+  EXPECT_EQ(due[0].next_at_ms, 150'000);  // when it was due, not the claim's end
+  EXPECT_TRUE(b->webhook_due(179'999, 10, 30'000).empty());
+  EXPECT_TRUE(a->webhook_due(179'999, 10, 30'000).empty());
+  EXPECT_EQ(b->webhook_next_at(), 180'000);
+  // Node B cannot move an event node A holds.
+  b->webhook_failed(due[0].id, 1, 150'000);
+  EXPECT_EQ(b->webhook_next_at(), 180'000);
+
+  // Node A died: the claim lapses and node B takes the event over, with A's attempts.
+  auto again = b->webhook_due(180'000, 10, 30'000);
+  ASSERT_EQ(again.size(), 1u);
+  EXPECT_EQ(again[0].id, due[0].id);
+  EXPECT_EQ(again[0].attempts, 0);
+  // Node A was only slow: its late failure does not move node B's claim...
+  a->webhook_failed(due[0].id, 1, 181'000);
+  EXPECT_TRUE(a->webhook_due(200'000, 10, 30'000).empty());
+  EXPECT_EQ(a->webhook_next_at(), 210'000);
+  // ...node B's does, and releases the event to whichever node looks next.
+  b->webhook_failed(due[0].id, 1, 211'000);
+  auto third = a->webhook_due(211'000, 10, 30'000);
+  ASSERT_EQ(third.size(), 1u);
+  EXPECT_EQ(third[0].attempts, 1);
+  // A delivery ends it, whoever reports it.
+  b->webhook_delivered(due[0].id);
+  EXPECT_FALSE(a->webhook_next_at());
+}
+
+TEST_F(PostgresStoreTest, ConcurrentNodesClaimDisjointWebhookEvents) {
+  auto seed = open("seed");
+  std::vector<job::Job> jobs;
+  for (int i = 0; i < 60; ++i) {
+    jobs.push_back(make_job(100));
+    jobs.back().callback_url = "https://hooks.example.com/" + std::to_string(i);
+  }
+  auto p = ptrs_of(jobs);
+  seed->commit(Commit{.inserts = p, .owner = "seed", .lease_until_ms = 500'000});
+  std::vector<JobUpdate> u;
+  for (auto& j : jobs)
+    u.push_back({.seq = j.seq, .recipients = j.recipients, .completed = 150, .outcome = Outcome::kDelivered});
+  seed->commit(Commit{.updates = u, .owner = "seed"});
+
+  std::mutex mu;
+  std::multiset<std::string> claimed;
+  std::vector<std::thread> threads;
+  for (int n = 0; n < 3; ++n)
+    threads.emplace_back([&, n] {
+      auto s = open("node-" + std::to_string(n));
+      for (int round = 0; round < 100; ++round) {  // bounded: 60 events, one or two per call
+        auto due = s->webhook_due(150'000, 1 + round % 2, 60'000);
+        if (due.empty()) break;
+        std::lock_guard lock(mu);
+        for (const auto& e : due) claimed.insert(e.id);
+      }
+    });
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(claimed.size(), 60u);
+  EXPECT_EQ(std::set<std::string>(claimed.begin(), claimed.end()).size(), 60u) << "an event claimed twice";
 }
 
 TEST_F(PostgresStoreTest, ConcurrentNodesNeverClaimTheSameJob) {
@@ -590,7 +663,7 @@ TEST_F(PostgresStoreTest, QueueCountsFromCounterRowsMatchTheJobs) {
   // A database of the version before the counters: its counts come from its jobs.
   a.reset();
   b.reset();
-  exec(url_, "DROP TABLE job_counts; UPDATE websmtp_schema SET version = 3");
+  exec(url_, "DROP TABLE job_counts; UPDATE websmtp_schema SET version = 4");
   auto c = open("node-c");
   check("migrated", c.get());
   EXPECT_EQ(c->counts().queued + c->counts().deferred, 3);

@@ -36,17 +36,17 @@ TEST(WebhookOutbox, CompletingCommitWritesOneEventWithThePublicStatus) {
   hooked.callback_url = "https://hooks.example.com/in";
   insert(*s, plain);
   insert(*s, hooked);
-  EXPECT_TRUE(s->webhook_due(INT64_MAX, 10).empty());
+  EXPECT_TRUE(s->webhook_due(INT64_MAX, 10, 0).empty());
 
   // A deferral writes nothing; the completing outcome writes the event, once.
   JobUpdate d = deferral(hooked, kT0 + 1000);
   s->update(std::span<const JobUpdate>(&d, 1));
-  EXPECT_TRUE(s->webhook_due(INT64_MAX, 10).empty());
+  EXPECT_TRUE(s->webhook_due(INT64_MAX, 10, 0).empty());
   std::vector<JobUpdate> done = {delivered(plain), delivered(hooked)};
   s->update(done);
   s->update(std::span<const JobUpdate>(&done[1], 1));  // a repeated completion adds nothing
 
-  auto due = s->webhook_due(kT0, 10);
+  auto due = s->webhook_due(kT0, 10, 0);
   ASSERT_EQ(due.size(), 1u);
   const auto& e = due[0];
   EXPECT_EQ(e.job_ref, hooked.ref);
@@ -64,14 +64,14 @@ TEST(WebhookOutbox, CompletingCommitWritesOneEventWithThePublicStatus) {
 
   // A failed attempt moves it; a delivered one removes it.
   s->webhook_failed(e.id, 1, kT0 + 10'000);
-  EXPECT_TRUE(s->webhook_due(kT0 + 9'999, 10).empty());
-  auto again = s->webhook_due(kT0 + 10'000, 10);
+  EXPECT_TRUE(s->webhook_due(kT0 + 9'999, 10, 0).empty());
+  auto again = s->webhook_due(kT0 + 10'000, 10, 0);
   ASSERT_EQ(again.size(), 1u);
   EXPECT_EQ(again[0].id, e.id);
   EXPECT_EQ(again[0].body, e.body);  // the same bytes on every attempt
   EXPECT_EQ(again[0].attempts, 1);
   s->webhook_delivered(e.id);
-  EXPECT_TRUE(s->webhook_due(INT64_MAX, 10).empty());
+  EXPECT_TRUE(s->webhook_due(INT64_MAX, 10, 0).empty());
   EXPECT_FALSE(s->webhook_next_at());
 }
 
@@ -85,12 +85,12 @@ TEST(WebhookOutbox, EventSurvivesReopen) {
     insert(*s, j);
     JobUpdate u = delivered(j);
     s->update(std::span<const JobUpdate>(&u, 1));
-    auto due = s->webhook_due(INT64_MAX, 10);
+    auto due = s->webhook_due(INT64_MAX, 10, 0);
     ASSERT_EQ(due.size(), 1u);
     id = due[0].id;
   }
   auto s = open_sqlite({dir.file("db")});
-  auto due = s->webhook_due(INT64_MAX, 10);
+  auto due = s->webhook_due(INT64_MAX, 10, 0);
   ASSERT_EQ(due.size(), 1u);
   EXPECT_EQ(due[0].id, id);
 }
@@ -125,12 +125,12 @@ TEST(WebhookOutbox, MigrationStepAddsCallbackUrlAndOutbox) {
   ASSERT_TRUE(old);
   JobUpdate u = delivered(*old);
   s->update(std::span<const JobUpdate>(&u, 1));
-  EXPECT_TRUE(s->webhook_due(INT64_MAX, 10).empty());
+  EXPECT_TRUE(s->webhook_due(INT64_MAX, 10, 0).empty());
   // A new job's callback goes through the migrated schema.
   job::Job j = make_job();
   j.callback_url = "https://hooks.example.com/";
   insert(*s, j);
   JobUpdate v = delivered(j);
   s->update(std::span<const JobUpdate>(&v, 1));
-  EXPECT_EQ(s->webhook_due(INT64_MAX, 10).size(), 1u);
+  EXPECT_EQ(s->webhook_due(INT64_MAX, 10, 0).size(), 1u);
 }

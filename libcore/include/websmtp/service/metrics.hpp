@@ -93,6 +93,8 @@ class Metrics {
     // A shared store: every node's figures. queue_json() then shows the gateway's totals,
     // workers and jobs in flight (the fields above being this node's), and the nodes.
     std::optional<GatewayFigures> gateway;
+    // Long-polls (?wait=) parked on this node now (/metrics only: not one of the queue's figures).
+    std::int64_t long_polls_waiting = 0;
   };
   nlohmann::json queue_json(const Figures& f, std::int64_t now_ms) const;
   // Every figure in the Prometheus text format (0.0.4), the process-wide ones included.

@@ -55,8 +55,8 @@ class ForwardingStore : public Store {
   std::optional<std::string> setting(std::string_view key) override { return inner_->setting(key); }
   void put_setting(std::string_view key, std::string_view value) override { inner_->put_setting(key, value); }
   bool has_webhook_outbox() const override { return inner_->has_webhook_outbox(); }
-  std::vector<WebhookEvent> webhook_due(std::int64_t now_ms, std::size_t limit) override {
-    return inner_->webhook_due(now_ms, limit);
+  std::vector<WebhookEvent> webhook_due(std::int64_t now_ms, std::size_t limit, std::int64_t claim_ms) override {
+    return inner_->webhook_due(now_ms, limit, claim_ms);
   }
   std::optional<std::int64_t> webhook_next_at() override { return inner_->webhook_next_at(); }
   void webhook_delivered(std::string_view id) override { inner_->webhook_delivered(id); }

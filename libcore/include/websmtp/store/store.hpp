@@ -262,13 +262,21 @@ class Store {
   // here: websmtpd then refuses to start with WEBHOOK_SECRET rather than accept callbacks it
   // would never send.
   virtual bool has_webhook_outbox() const { return false; }
-  // Up to `limit` events due at `now_ms`, earliest first.
-  virtual std::vector<WebhookEvent> webhook_due(std::int64_t /*now_ms*/, std::size_t /*limit*/) { return {}; }
+  // Up to `limit` events due at `now_ms`, earliest first. With `claim_ms` > 0, a store shared by
+  // several nodes claims them for this node: none is due again, for any node, before
+  // now_ms + claim_ms, unless this node's webhook_failed() says otherwise (one sender per event;
+  // a dead node's events come back when its claims lapse). A store of one process ignores it.
+  virtual std::vector<WebhookEvent> webhook_due(std::int64_t /*now_ms*/, std::size_t /*limit*/,
+                                                std::int64_t /*claim_ms*/) {
+    return {};
+  }
   // The earliest next_at_ms of any event, if there is one.
   virtual std::optional<std::int64_t> webhook_next_at() { return std::nullopt; }
   // The event was delivered (or given up): it leaves the outbox.
   virtual void webhook_delivered(std::string_view /*id*/) {}
-  // The event's attempt failed: `attempts` failures so far, the next one at `next_at_ms`.
+  // The event's attempt failed: `attempts` failures so far, the next one at `next_at_ms`. A shared
+  // store applies it only while this node still holds the event's claim (another node that
+  // took over a lapsed claim decides now).
   virtual void webhook_failed(std::string_view /*id*/, int /*attempts*/, std::int64_t /*next_at_ms*/) {}
 };
 

@@ -31,6 +31,9 @@ struct SenderOptions {
   int threads = 2;
   std::int64_t connect_timeout_ms = 10'000;
   std::int64_t total_timeout_ms = 30'000;
+  // A store shared by several nodes: each event sent is claimed for this long (Store::webhook_due),
+  // which must outlast the POST (total_timeout_ms). 0: the store is this process's alone.
+  std::int64_t claim_ms = 0;
 };
 
 // What one POST came to: the HTTP status, or 0 and why there was none.
