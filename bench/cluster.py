@@ -121,7 +121,7 @@ def own(q, field):
 def node_env(store, i, sink_port, a, pg):
     env = {"DELIVERY": "relay", "SMTP_SERVER": "127.0.0.1", "SMTP_PORT": sink_port, "SMTP_TLS": "none",
            "THREADS": a.threads}
-    if store == "pg":
+    if store in ("pg", "pgbefore"):
         env.update(STORE="postgres", DATABASE_URL=pg.url, NODE_ID=f"node{i}")
     return env
 
@@ -132,10 +132,10 @@ def run_setup(store, nnodes, a, work, pg, round_no):
     sink = Sink("127.0.0.1", sink_port, work)
     nodes, wrk = [], None
     try:
-        if store == "pg":
+        if store in ("pg", "pgbefore"):
             pg.psql("DROP SCHEMA public CASCADE; CREATE SCHEMA public")
         for i in range(nnodes):  # one after the other: the first creates the schema
-            binary = a.before if store == "before" else a.websmtpd
+            binary = a.before if store in ("before", "pgbefore") else a.websmtpd
             nodes.append(Daemon(binary, work, f"{name}-n{i}", node_env(store, i, sink_port, a, pg)))
         holders = [{} for _ in nodes]
 
@@ -149,7 +149,7 @@ def run_setup(store, nnodes, a, work, pg, round_no):
         wrk_out = os.path.join(work, f"{name}.wrk")
         load_before = loadavg()
         cpu0 = [cpu_seconds(n.proc.pid) for n in nodes]
-        pg0 = pg_cpu_s(pg.pid) if store == "pg" else None
+        pg0 = pg_cpu_s(pg.pid) if store in ("pg", "pgbefore") else None
         busy0 = machine_busy_s()
         deadline = time.monotonic() + a.timeout
         t0 = time.time()
@@ -181,7 +181,7 @@ def run_setup(store, nnodes, a, work, pg, round_no):
         t_end = time.time()
         busy = machine_busy_s() - busy0
         cpu = [round(cpu_seconds(n.proc.pid) - c, 2) if alive(n.proc.pid) else None for n, c in zip(nodes, cpu0)]
-        pg_cpu = round(pg_cpu_s(pg.pid) - pg0, 2) if store == "pg" else None
+        pg_cpu = round(pg_cpu_s(pg.pid) - pg0, 2) if pg0 is not None else None
         load_after = loadavg()
         stop(wrk, signal.SIGINT, 10)
         per_node = [queue(k) for k in range(len(nodes))]
@@ -218,8 +218,10 @@ def label(res):
 
 
 def ratios(results, rounds, field):
-    """Per round: pg x2 / pg x1, pg x3 / pg x1, pg x1 / sqlite x1, sqlite x1 / before x1 of `field`."""
-    pairs = [("pg x2", "pg x1"), ("pg x3", "pg x1"), ("pg x1", "sqlite x1"), ("sqlite x1", "before x1")]
+    """Per round: pg x2 / pg x1, pg x3 / pg x1, pg x1 / sqlite x1, sqlite x1 / before x1 and
+    pg x1 / pgbefore x1 of `field`."""
+    pairs = [("pg x2", "pg x1"), ("pg x3", "pg x1"), ("pg x1", "sqlite x1"), ("sqlite x1", "before x1"),
+             ("pg x1", "pgbefore x1")]
     out = {f"{num} / {den}": [] for num, den in pairs}
     for r in range(1, rounds + 1):
         by = {label(x): x.get(field) for x in results if x["round"] == r}
@@ -239,7 +241,8 @@ def main():
     p.add_argument("--timeout", type=float, default=300.0, help="cap on one measurement's submit and delivery, s")
     p.add_argument("--websmtpd", default=os.environ.get("WEBSMTPD",
                                                          os.path.join(REPO, "build/release/apps/websmtpd/websmtpd")))
-    p.add_argument("--before", help="an older websmtpd binary: also run it as one SQLite node (set-up 'before x1')")
+    p.add_argument("--before", help="an older websmtpd binary: also run it as one SQLite node and one PostgreSQL "
+                                    "node (set-ups 'before x1', 'pgbefore x1')")
     p.add_argument("--keep", action="store_true", help="keep the work directory (logs, data)")
     p.add_argument("--setups", default=",".join(f"{s}{n}" for s, n in SETUPS),
                    help="which set-ups to run, comma-separated (default: %(default)s)")
@@ -269,7 +272,7 @@ def main():
     pg = postgres.PostgresServer()
     try:
         pg.start()
-        setups = ([("before", 1)] if a.before else []) + chosen
+        setups = ([("before", 1), ("pgbefore", 1)] if a.before else []) + chosen
         for r in range(1, a.rounds + 1):
             for store, n in (setups if r % 2 else setups[::-1]):
                 print(f"== round {r}/{a.rounds}: {store} x{n} [load {loadavg()}]", file=sys.stderr)

@@ -630,9 +630,10 @@ class PostgresStore final : public SharedStore {
     add_outcomes(p, c.updates, &owner, lost);
     // Heard by every node at COMMIT: long-polls and status caches of the outcomes' refs, and
     // idle dispatchers for inserts nobody claimed.
-    ArrayLiteral notes;
-    for (const auto& u : c.updates) notes.add(note_payload(u.ref));
-    if (!c.inserts.empty() && c.owner.empty()) notes.add(note_payload(""));
+    std::vector<std::string> notes;
+    notes.reserve(c.updates.size() + 1);
+    for (const auto& u : c.updates) notes.push_back(u.ref);
+    if (!c.inserts.empty() && c.owner.empty()) notes.emplace_back();
     add_notify(p, notes);
     if (c.edits.empty()) p.add("COMMIT");
     p.run(*conn);
@@ -640,10 +641,10 @@ class PostgresStore final : public SharedStore {
       tx.committed();
     } else {
       std::vector<std::int64_t> none;
-      ArrayLiteral edited;
+      std::vector<std::string> edited;
       for (JobEdit* e : c.edits) {
         write_edit(*conn, *e, none);
-        if (e->result) edited.add(note_payload(e->result->ref));
+        if (e->result) edited.push_back(e->result->ref);
       }
       Pipeline q;
       add_notify(q, edited);
@@ -1038,19 +1039,35 @@ class PostgresStore final : public SharedStore {
     return row_to_job(r, 0, false);
   }
 
-  // What every other node hears when the transaction commits: "<node>\n<ref>" (ref empty: new
-  // or released jobs anyone may claim).
-  std::string note_payload(std::string_view ref) const {
+  // What every other node hears when the transaction commits: "<node>\n<item>\n<item>...", an
+  // item being a ref (that job changed), empty (new or released jobs anyone may claim) or
+  // "=<key>" (a setting). A commit's items go in as few notifications as fit PostgreSQL's 8000
+  // bytes: every listening node reads every notification, so one per outcome would cost each
+  // node the whole gateway's outcome rate.
+  std::string note_payload(std::string_view item) const {
     std::string payload = options_.node_id;
     payload += '\n';
-    payload += ref;
+    payload += item;
     return payload;
   }
-  void notify(Conn& conn, std::string_view ref) {
-    conn.run("notify", "SELECT pg_notify($1, $2)", Params().add(kChannel).add(note_payload(ref)));
+  void notify(Conn& conn, std::string_view item) {
+    conn.run("notify", "SELECT pg_notify($1, $2)", Params().add(kChannel).add(note_payload(item)));
   }
-  void add_notify(Pipeline& p, const ArrayLiteral& payloads) {
-    if (payloads.empty()) return;
+  void add_notify(Pipeline& p, std::span<const std::string> items) {
+    if (items.empty()) return;
+    static constexpr std::size_t kMaxPayload = 7000;
+    ArrayLiteral payloads;
+    std::string payload;
+    for (const auto& item : items) {
+      if (!payload.empty() && payload.size() + 1 + item.size() > kMaxPayload) {
+        payloads.add(payload);
+        payload.clear();
+      }
+      payload += payload.empty() ? options_.node_id : std::string();
+      payload += '\n';
+      payload += item;
+    }
+    payloads.add(payload);
     p.add("notify_many", "SELECT pg_notify($1, x) FROM unnest($2::text[]) AS x",
           Params().add(kChannel).add(payloads.str()));
   }
@@ -1293,7 +1310,12 @@ class PostgresStore final : public SharedStore {
           PQfreemem(note);
           auto nl = payload.find('\n');
           if (nl == std::string::npos || payload.compare(0, nl, options_.node_id) == 0) continue;  // ours
-          on_change(payload.substr(nl + 1));
+          for (std::size_t at = nl + 1;;) {
+            auto end = payload.find('\n', at);
+            on_change(payload.substr(at, end == std::string::npos ? std::string::npos : end - at));
+            if (end == std::string::npos) break;
+            at = end + 1;
+          }
         }
       } catch (const std::exception& e) {
         spdlog::warn("postgres store: the LISTEN connection failed ({}); reconnecting", e.what());
