@@ -204,13 +204,16 @@ store::NodeFigures Gateway::own_node_figures(std::int64_t stopped_ms) const {
 // Another node committed something (a shared store's LISTEN thread): new or released jobs
 // (ref empty) wake the dispatcher; a job's change drops its cached status and answers the
 // long-polls waiting on it.
-void Gateway::remote_change(const std::string& ref) {
-  if (ref.empty() || ref == "*") {
+void Gateway::remote_change(const std::string& item) {
+  if (item.empty() || item == "*") {
     dispatcher_->wake(clock_.now_ms());
-    if (ref.empty()) return;
+    if (item.empty()) return;
     status_.remote_change_all();
   }
-  if (ref == "=paused" || ref == "*") {  // POST /admin/pause or /admin/resume on another node
+  // Webhook events another node's commit wrote, or handed back: any node's sender may claim them.
+  if ((item == "!" || item == "*") && webhooks_) webhooks_->wake();
+  if (item == "!") return;
+  if (item == "=paused" || item == "*") {  // POST /admin/pause or /admin/resume on another node
     try {
       bool paused = AdminService::stored_pause(*store_);
       if (paused != dispatcher_->paused())
@@ -221,8 +224,14 @@ void Gateway::remote_change(const std::string& ref) {
     }
     return;
   }
-  if (ref.front() == '=') return;
+  if (item.front() == '=') return;
+  // "~<ref>": an operator's edit (which may finish a job this node holds); "<ref>": the outcome
+  // of the claim holder's attempt. The job is read only when something here needs it: a commit
+  // on another node must not cost every node a query.
+  bool edit = item.front() == '~';
+  std::string ref = edit ? item.substr(1) : item;
   status_.remote_change(ref);
+  if (!edit && !longpolls_.watching(ref)) return;  // (a waiter registered after this re-reads)
   std::optional<job::Job> j;
   try {
     j = store_->find(ref);
@@ -232,9 +241,7 @@ void Gateway::remote_change(const std::string& ref) {
   }
   if (!j) return;
   // Finished by another node's edit (a cancel): a copy this node holds is not attempted.
-  if (j->completed) dispatcher_->finished_by_edit(j->seq);
-  // Its webhook event, if any, is in the outbox: any node's sender may claim it (the first wins).
-  if (j->completed && webhooks_) webhooks_->wake();
+  if (edit && j->completed) dispatcher_->finished_by_edit(j->seq);
   longpolls_.status_changed(ref, job::job_status(*j), [&] { return status_text(*j); });
 }
 

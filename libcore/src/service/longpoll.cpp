@@ -37,6 +37,11 @@ void LongPollRegistry::stop() {
   if (thread_.joinable()) thread_.join();
 }
 
+bool LongPollRegistry::watching(const std::string& ref) const {
+  std::lock_guard lock(mu_);
+  return waiters_.contains(ref);
+}
+
 std::uint64_t LongPollRegistry::watch(const Caller& caller, std::string_view ref, std::string since,
                                       std::chrono::milliseconds wait, Done done) {
   auto j = status_.lookup(caller, ref);

@@ -303,6 +303,17 @@ class ArrayLiteral {
   std::string text_ = "{";
 };
 
+// A deadlock or serialization failure: the transaction was rolled back and may simply be run
+// again.
+struct TransientError : StoreError {
+  using StoreError::StoreError;
+};
+
+bool transient(const PGresult* r) {
+  const char* state = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : nullptr;
+  return state && (std::string_view(state) == "40P01" || std::string_view(state) == "40001");
+}
+
 // One libpq connection with its prepared statements (prepared on first use, by name).
 class Conn {
  public:
@@ -359,20 +370,16 @@ class Conn {
     auto st = PQresultStatus(r);
     if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK) return Res(r);
     std::string msg = r ? PQresultErrorMessage(r) : PQerrorMessage(pg_);
+    bool again = transient(r);
     PQclear(r);
     (void)sql;
+    if (again) throw TransientError("postgres: " + trim(msg));
     throw StoreError("postgres: " + trim(msg));
   }
 
   PGconn* pg_;
   std::unordered_set<std::string> prepared_;
   bool broken_ = false;
-};
-
-// A deadlock or serialization failure: the transaction was rolled back and may simply be run
-// again.
-struct TransientError : StoreError {
-  using StoreError::StoreError;
 };
 
 // Statements sent together and answered together: one round trip for all of them (libpq's
@@ -410,24 +417,24 @@ class Pipeline {
       if (!sent) fail(c, PQerrorMessage(pg));
     }
     if (!PQpipelineSync(pg)) fail(c, PQerrorMessage(pg));
-    std::string error;
-    bool retry = false;
+    std::string error, callback_error;
+    bool retry = false, committed = false;
     for (auto& st : steps_) {
       PGresult* r = PQgetResult(pg);
       if (!r) fail(c, PQerrorMessage(pg));
       Res res(r);
       auto status = PQresultStatus(r);
       if (status == PGRES_COMMAND_OK || status == PGRES_TUPLES_OK) {
-        if (st.on_result && error.empty()) try {
+        if (!st.name && std::string_view(st.sql) == "COMMIT") committed = true;
+        if (st.on_result && error.empty() && callback_error.empty()) try {
             st.on_result(res);
           } catch (const std::exception& e) {
-            error = e.what();
+            callback_error = e.what();
           }
       } else if (status != PGRES_PIPELINE_ABORTED && error.empty()) {
         error = PQresultErrorMessage(r);
         if (error.empty()) error = "a statement failed";
-        const char* state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
-        retry = state && (std::string_view(state) == "40P01" || std::string_view(state) == "40001");
+        retry = transient(r);
       }
       while (PGresult* more = PQgetResult(pg)) PQclear(more);  // the statement's end (NULL)
     }
@@ -440,6 +447,13 @@ class Pipeline {
     steps_.clear();
     if (retry) throw TransientError("postgres: " + Conn::trim(error));
     if (!error.empty()) throw StoreError("postgres: " + Conn::trim(error));
+    // A result this side could not read: before the COMMIT it fails the transaction (rolled back
+    // by the caller); once the COMMIT went through, what is stored stands and is not reported
+    // as a failure (which would refuse stored jobs and write outcomes twice).
+    if (!callback_error.empty()) {
+      if (!committed) throw StoreError("postgres: cannot read a result: " + callback_error);
+      spdlog::error("postgres store: cannot read a result of a committed transaction: {}", callback_error);
+    }
   }
 
  private:
@@ -612,8 +626,9 @@ class PostgresStore final : public SharedStore {
     for (int attempt = 1;; ++attempt) {
       try {
         return commit_once(c);
-      } catch (const TransientError& e) {
-        if (attempt == 3) throw;
+      } catch (const StoreError& e) {
+        for (job::Job* j : c.inserts) j->seq = 0;  // nothing of it is stored
+        if (attempt == 3 || !dynamic_cast<const TransientError*>(&e)) throw;
         spdlog::warn("postgres store: commit rolled back ({}); running it again", e.what());
       }
     }
@@ -642,9 +657,13 @@ class PostgresStore final : public SharedStore {
     } else {
       std::vector<std::int64_t> none;
       std::vector<std::string> edited;
-      for (JobEdit* e : c.edits) {
+      // In the order of their jobs, as every commit locks rows: two nodes' edits and outcomes
+      // never wait for each other in a cycle.
+      std::vector<JobEdit*> edits(c.edits.begin(), c.edits.end());
+      std::sort(edits.begin(), edits.end(), [](const JobEdit* a, const JobEdit* b) { return a->seq < b->seq; });
+      for (JobEdit* e : edits) {
         write_edit(*conn, *e, none);
-        if (e->result) edited.push_back(e->result->ref);
+        if (e->result) edited.push_back("~" + e->result->ref);
       }
       Pipeline q;
       add_notify(q, edited);
@@ -1154,10 +1173,11 @@ class PostgresStore final : public SharedStore {
     if (updates.empty()) return;
     static constexpr const char* kEvents =
         "WITH j AS (SELECT seq, ref, callback_url FROM jobs WHERE seq = ANY($1::bigint[]) AND completed = 0 AND "
-        "callback_url IS NOT NULL AND ($2::text IS NULL OR claimed_by = $2::text) ORDER BY seq FOR UPDATE) "
-        "INSERT INTO webhook_outbox(id, job_ref, url, body, created, next_at) SELECT e.id, j.ref, j.callback_url, "
+        "callback_url IS NOT NULL AND ($2::text IS NULL OR claimed_by = $2::text) ORDER BY seq FOR UPDATE), "
+        "ins AS (INSERT INTO webhook_outbox(id, job_ref, url, body, created, next_at) SELECT e.id, j.ref, j.callback_url, "
         "e.body, e.created, e.next_at FROM j JOIN unnest($1::bigint[], $3::text[], $4::text[], $5::bigint[], "
-        "$6::bigint[]) AS e(seq, id, body, created, next_at) ON e.seq = j.seq";
+        "$6::bigint[]) AS e(seq, id, body, created, next_at) ON e.seq = j.seq RETURNING 1) "
+        "SELECT pg_notify($7, $8) WHERE EXISTS (SELECT 1 FROM ins)";
     static constexpr const char* kOutcomes =
         "WITH v AS (SELECT * FROM unnest($1::bigint[], $2::text[], $3::int[], $4::bigint[], $5::bigint[], $6::int[]) "
         "AS v(seq, recipients, started, completed, next_at, outcome)), "
@@ -1239,6 +1259,7 @@ class PostgresStore final : public SharedStore {
       Params q;
       q.add(e_seq.str());
       owner_param(q).add(e_id.str()).add(e_body.str()).add(e_created.str()).add(e_next_at.str());
+      q.add(kChannel).add(note_payload("!"));  // heard by the other nodes' senders, if any event is written
       p.add("events", kEvents, std::move(q));
     }
     Params q;

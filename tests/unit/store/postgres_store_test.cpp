@@ -668,3 +668,37 @@ TEST_F(PostgresStoreTest, QueueCountsFromCounterRowsMatchTheJobs) {
   check("migrated", c.get());
   EXPECT_EQ(c->counts().queued + c->counts().deferred, 3);
 }
+
+// Two nodes' operators edit the same two jobs at once, listed in opposite orders (retry --all
+// lists newest first): the edits lock rows in one order, so neither commit deadlocks.
+TEST_F(PostgresStoreTest, EditsOfTheSameJobsFromTwoNodesNeverDeadlock) {
+  auto a = open("node-a");
+  auto b = open("node-b");
+  std::vector<job::Job> jobs{make_job(100), make_job(100)};
+  auto p = ptrs_of(jobs);
+  a->commit(Commit{.inserts = p});
+  std::atomic<int> applied{0};
+  auto slow_retry = [&applied](const job::Job& j) -> std::optional<JobUpdate> {
+    if (applied++ < 2) std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    return JobUpdate{.seq = j.seq, .ref = j.ref, .recipients = j.recipients, .started = true, .next_at_ms = 1};
+  };
+  JobEdit ax{.seq = jobs[0].seq, .apply = slow_retry}, ay{.seq = jobs[1].seq, .apply = slow_retry};
+  JobEdit by{.seq = jobs[1].seq, .apply = slow_retry}, bx{.seq = jobs[0].seq, .apply = slow_retry};
+  std::vector<JobEdit*> ea{&ax, &ay}, eb{&by, &bx};
+  std::atomic<int> failures{0};
+  auto run = [&failures](Store& s, std::vector<JobEdit*>& edits, const char* node) {
+    try {
+      s.commit(Commit{.edits = edits, .owner = node});
+    } catch (const StoreError& e) {
+      ++failures;
+      ADD_FAILURE() << node << ": " << e.what();
+    }
+  };
+  std::thread ta([&] { run(*a, ea, "node-a"); });
+  std::thread tb([&] { run(*b, eb, "node-b"); });
+  ta.join();
+  tb.join();
+  EXPECT_EQ(failures, 0);
+  EXPECT_TRUE(ax.found && ay.found && bx.found && by.found);
+  EXPECT_EQ(a->counts().deferred, 2);
+}

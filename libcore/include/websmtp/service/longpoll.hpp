@@ -34,6 +34,8 @@ class LongPollRegistry {
   void set_max_waiters(std::size_t max);
   // Waiters pending now.
   std::size_t waiting() const;
+  // Whether a waiter is pending on `ref` now.
+  bool watching(const std::string& ref) const;
 
   void start();
   // Answers every waiter with the current status and stops the deadline thread.

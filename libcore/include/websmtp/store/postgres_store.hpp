@@ -48,10 +48,12 @@ class SharedStore : public Store {
   // (a round trip) so that a node taking the job over knows the peer may have the message.
   virtual void note_on_wire(std::int64_t seq, std::string_view owner) = 0;
   // Starts a thread on a LISTEN connection of its own that calls `on_remote_change(ref)` when
-  // any node committed the outcome of job `ref`, and `on_remote_change("")` when any node
-  // committed new unclaimed jobs, `on_remote_change("=<key>")` when a node changed the setting
-  // <key>, and `on_remote_change("*")` when notifications may have been missed (the LISTEN
-  // connection was (re)established): anything may have changed. Stopped by the destructor.
+  // another node committed the outcome of an attempt at job `ref`, `on_remote_change("~<ref>")`
+  // when an operator's edit changed job `ref` (a cancel, a retry), `on_remote_change("")` when
+  // new unclaimed jobs were committed or claims released, `on_remote_change("!")` when webhook
+  // events became due, `on_remote_change("=<key>")` when a node changed the setting <key>, and
+  // `on_remote_change("*")` when notifications may have been missed (the LISTEN connection was
+  // (re)established): anything may have changed. Stopped by the destructor.
   virtual void start_listening(std::function<void(const std::string& ref)> on_remote_change) = 0;
   // Writes this node's row (insert or replace; seen_ms is set to the database's now, age_ms is
   // ignored). Called by one thread of the node, never on the submit or delivery path.
