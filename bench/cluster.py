@@ -118,6 +118,42 @@ def own(q, field):
     return q[field]
 
 
+CGROUP_V1_CPU = "/sys/fs/cgroup/cpu"
+
+
+def cap_cpu(pid, name, cpus):
+    """Moves process `pid` (every thread) into a cgroup of its own allowed `cpus` CPUs (cgroup v2
+    cpu.max, or v1 cfs quota): a node capped so stands in for a node on a small machine of its
+    own. Returns the cgroup's path (removed by uncap)."""
+    period = 100_000
+    quota = int(cpus * period)
+    v2 = "/sys/fs/cgroup"
+    if os.path.exists(os.path.join(v2, "cgroup.controllers")) and os.path.exists(os.path.join(v2, "cgroup.procs")):
+        path = os.path.join(v2, f"websmtp-bench-{name}")
+        os.makedirs(path, exist_ok=True)
+        with open(os.path.join(path, "cpu.max"), "w") as f:
+            f.write(f"{quota} {period}")
+    elif os.path.isdir(CGROUP_V1_CPU):
+        path = os.path.join(CGROUP_V1_CPU, f"websmtp-bench-{name}")
+        os.makedirs(path, exist_ok=True)
+        with open(os.path.join(path, "cpu.cfs_period_us"), "w") as f:
+            f.write(str(period))
+        with open(os.path.join(path, "cpu.cfs_quota_us"), "w") as f:
+            f.write(str(quota))
+    else:
+        sys.exit("bench/cluster: --node-cpu needs a writable cgroup cpu controller (run as root)")
+    with open(os.path.join(path, "cgroup.procs"), "w") as f:
+        f.write(str(pid))
+    return path
+
+
+def uncap(path):
+    try:
+        os.rmdir(path)  # empty once its process exited
+    except OSError:
+        pass
+
+
 def node_env(store, i, sink_port, a, pg):
     env = {"DELIVERY": "relay", "SMTP_SERVER": "127.0.0.1", "SMTP_PORT": sink_port, "SMTP_TLS": "none",
            "THREADS": a.threads}
@@ -130,13 +166,15 @@ def run_setup(store, nnodes, a, work, pg, round_no):
     name = f"{store}{nnodes}-r{round_no}"
     sink_port = free_port()
     sink = Sink("127.0.0.1", sink_port, work)
-    nodes, wrk = [], None
+    nodes, wrk, cgroups = [], None, []
     try:
         if store in ("pg", "pgbefore"):
             pg.psql("DROP SCHEMA public CASCADE; CREATE SCHEMA public")
         for i in range(nnodes):  # one after the other: the first creates the schema
             binary = a.before if store in ("before", "pgbefore") else a.websmtpd
             nodes.append(Daemon(binary, work, f"{name}-n{i}", node_env(store, i, sink_port, a, pg)))
+            if a.node_cpu:
+                cgroups.append(cap_cpu(nodes[-1].proc.pid, f"{name}-n{i}", a.node_cpu))
         holders = [{} for _ in nodes]
 
         def queue(k):
@@ -210,6 +248,8 @@ def run_setup(store, nnodes, a, work, pg, round_no):
             stop(wrk, signal.SIGINT, 10)
         for n in nodes:
             n.stop()
+        for path in cgroups:
+            uncap(path)
         sink.stop()
 
 
@@ -244,6 +284,11 @@ def main():
     p.add_argument("--before", help="an older websmtpd binary: also run it as one SQLite node and one PostgreSQL "
                                     "node (set-ups 'before x1', 'pgbefore x1')")
     p.add_argument("--keep", action="store_true", help="keep the work directory (logs, data)")
+    p.add_argument("--node-cpu", type=float, default=0.0,
+                   help="cap each websmtpd node at this many CPUs (a cgroup of its own, as root): nodes then stand in "
+                        "for nodes on machines of their own, PostgreSQL and the load generator having the rest")
+    p.add_argument("--pg-stats", action="store_true",
+                   help="after each PostgreSQL set-up, print its 8 costliest statements (pg_stat_statements)")
     p.add_argument("--setups", default=",".join(f"{s}{n}" for s, n in SETUPS),
                    help="which set-ups to run, comma-separated (default: %(default)s)")
     a = p.parse_args()
@@ -268,15 +313,23 @@ def main():
     results = []
     binaries = a.websmtpd + (f" (before: {a.before})" if a.before else "")
     print(f"bench/cluster {run_id}: {binaries}, {a.jobs} jobs per measurement, THREADS={a.threads} per node, "
-          f"wrk -t{a.wrk_threads} -c{a.conns}, {os.cpu_count()} CPUs, load {loadavg()}", file=sys.stderr)
-    pg = postgres.PostgresServer()
+          f"wrk -t{a.wrk_threads} -c{a.conns}, {os.cpu_count()} CPUs, load {loadavg()}"
+          + (f", each node capped at {a.node_cpu} CPU" if a.node_cpu else ""), file=sys.stderr)
+    pg = postgres.PostgresServer(extra_opts="-c shared_preload_libraries=pg_stat_statements" if a.pg_stats else "")
     try:
         pg.start()
         setups = ([("before", 1), ("pgbefore", 1)] if a.before else []) + chosen
         for r in range(1, a.rounds + 1):
             for store, n in (setups if r % 2 else setups[::-1]):
                 print(f"== round {r}/{a.rounds}: {store} x{n} [load {loadavg()}]", file=sys.stderr)
+                if a.pg_stats and store != "sqlite":
+                    pg.psql("CREATE SCHEMA IF NOT EXISTS diag; CREATE EXTENSION IF NOT EXISTS pg_stat_statements "
+                            "SCHEMA diag; SELECT diag.pg_stat_statements_reset()")
                 res = run_setup(store, n, a, work, pg, r)
+                if a.pg_stats and store != "sqlite":
+                    print(pg.psql("SELECT round(total_exec_time)::text || ' ms ' || calls || ' calls ' || "
+                                  "left(regexp_replace(query, '\\s+', ' ', 'g'), 110) FROM diag.pg_stat_statements "
+                                  "ORDER BY total_exec_time DESC LIMIT 8"), file=sys.stderr)
                 res.update(run=run_id, phase="cluster", time=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                            host=socket.gethostname(), cpus=os.cpu_count())
                 print("   " + json.dumps({k: res[k] for k in ("submit_per_s", "delivery_per_s", "submitted",

@@ -50,7 +50,8 @@ def _run_as():
 
 
 class PostgresServer:
-    def __init__(self, user="websmtp", password="websmtp-test", database="websmtp"):
+    def __init__(self, user="websmtp", password="websmtp-test", database="websmtp", extra_opts=""):
+        self.extra_opts = extra_opts  # more "-c name=value" server settings (bench diagnostics)
         if not available():
             raise Unavailable("PostgreSQL 15 is not installed (%s)" % PG_BIN)
         self.user, self.password, self.database = user, password, database
@@ -96,6 +97,7 @@ class PostgresServer:
     def _start_server(self):
         opts = "-c listen_addresses=127.0.0.1 -c port=%d -c unix_socket_directories='%s' -c fsync=off " \
                "-c max_connections=200 -c shared_buffers=32MB" % (self.port, self.dir)
+        opts += " " + self.extra_opts
         self._check([os.path.join(PG_BIN, "pg_ctl"), "-D", self.data, "-l", self.log, "-o", opts, "-w", "-t",
                      str(int(START_TIMEOUT)), "start"])
         with open(os.path.join(self.data, "postmaster.pid")) as f:

@@ -39,6 +39,8 @@ void Dispatcher::stop() {
     std::lock_guard lock(mu_);
     for (const auto& j : ready_) unused.push_back(j.seq);
     ready_.clear();
+    unused.insert(unused.end(), unclaim_.begin(), unclaim_.end());
+    unclaim_.clear();
   }
   if (unused.empty()) return;
   try {
@@ -57,20 +59,35 @@ void Dispatcher::offer(job::Job&& job) {
       return;
     }
   }
-  // Older jobs wait in the store (or the buffer is full): keep FIFO order, fetch it later.
-  // The claim is given back before the backlog is flagged, so a refill that has not seen the
-  // flag yet cannot conclude the store is drained while this job sits in it unclaimed.
-  try {
-    store_.release(options_.owner, std::span<const std::int64_t>(&job.seq, 1));
-  } catch (const std::exception& e) {
-    spdlog::warn("dispatcher: cannot give back the claim on job {}: {}", job.ref, e.what());
-  }
+  // Older jobs wait in the store (or the buffer is full): keep FIFO order, fetch it later. Its
+  // claim is given back by the dispatcher thread (with the others that overflowed meanwhile)
+  // before it next claims, so a refill cannot conclude the store is drained while this job
+  // sits in it still claimed; the backlog is flagged in the same step as the job is queued for
+  // release, so a refill that started before this one does not clear the flag.
   std::lock_guard lock(mu_);
   backlog_ = true;
   ++overflow_gen_;
-  // Wake the refill thread only when it has room to fill; under a submit storm with busy
-  // workers this would otherwise cost two context switches per submit.
-  if (ready_.size() < options_.buffer / 2) refill_cv_.notify_one();
+  unclaim_.push_back(job.seq);
+  // Wake the dispatcher thread when it has room to fill, or for the first claim to give back
+  // (another node may take the job at once); under a submit storm with busy workers a wake per
+  // submit would cost two context switches each.
+  if (ready_.size() < options_.buffer / 2 || unclaim_.size() == 1) refill_cv_.notify_one();
+}
+
+void Dispatcher::release_unclaimed() {
+  std::vector<std::int64_t> seqs;
+  {
+    std::lock_guard lock(mu_);
+    seqs.swap(unclaim_);
+  }
+  if (seqs.empty()) return;
+  try {
+    store_.release(options_.owner, seqs);
+  } catch (...) {
+    std::lock_guard lock(mu_);
+    unclaim_.insert(unclaim_.end(), seqs.begin(), seqs.end());
+    throw;
+  }
 }
 
 std::optional<job::Job> Dispatcher::take() {
@@ -184,7 +201,7 @@ void Dispatcher::run() {
     }
     bool timer_due = timer_ms_ && now >= *timer_ms_;
     bool want_refill = (backlog_ && ready_.size() < options_.buffer / 2) || timer_due;
-    bool want = want_refill || !requeued_.empty();
+    bool want = want_refill || !requeued_.empty() || !unclaim_.empty();
     if (!want || now < reads_at_ms) {
       std::int64_t deadline = renew_at_ms_;
       if (timer_ms_) deadline = std::min(deadline, *timer_ms_);
@@ -198,6 +215,7 @@ void Dispatcher::run() {
     }
     lock.unlock();
     try {
+      release_unclaimed();
       load_requeued();
       if (want_refill) refill();
     } catch (const std::exception& e) {
@@ -250,6 +268,7 @@ void Dispatcher::load_requeued() {
 }
 
 void Dispatcher::refill() {
+  release_unclaimed();  // before claiming: a job given back here is found by this claim
   std::size_t want;
   std::uint64_t gen;
   {

@@ -133,6 +133,8 @@ ALTER TABLE webhook_outbox ADD COLUMN claimed_by TEXT;
 // Version 5: the queue figures kept as counters, one row per node (each node adds its own
 // commits' changes to its row: no row is shared, so no commit waits on another node's), so that
 // counting the queue reads a few rows instead of every job. Started from the jobs as they are.
+// And an index of the jobs nobody holds, so that a claim does not read past every job other
+// nodes hold.
 constexpr const char* kSchemaV5Counts = R"sql(
 CREATE TABLE job_counts(
   node TEXT PRIMARY KEY,
@@ -141,6 +143,7 @@ CREATE TABLE job_counts(
   completed BIGINT NOT NULL DEFAULT 0,
   failed BIGINT NOT NULL DEFAULT 0
 );
+CREATE INDEX jobs_claimable ON jobs(next_at, seq) WHERE next_at IS NOT NULL AND claimed_by IS NULL;
 INSERT INTO job_counts(node, queued, deferred, completed, failed)
 SELECT '', count(*) FILTER (WHERE outcome = 0 AND started = 0), count(*) FILTER (WHERE outcome = 0 AND started <> 0),
        count(*) FILTER (WHERE outcome = 1), count(*) FILTER (WHERE outcome = 2) FROM jobs;
@@ -383,7 +386,9 @@ class Conn {
 };
 
 // Statements sent together and answered together: one round trip for all of them (libpq's
-// pipeline mode) instead of one each. They run in order; after an error the server skips the
+// pipeline mode) instead of one each. (Statements over arrays of seqs or refs are not prepared:
+// a generic plan made while the table was small would scan it whole for as long as the
+// connection lives.) They run in order; after an error the server skips the
 // rest up to the sync, and run() throws the first error once every result is read. Each
 // statement's result goes to its callback, in order.
 class Pipeline {
@@ -400,6 +405,12 @@ class Pipeline {
     steps_.push_back({nullptr, sql, Params(), {}});
     return *this;
   }
+  // A statement planned for its parameters at each run (not prepared): one whose best plan
+  // depends on them, such as `= ANY($1)` over a table that grows.
+  Pipeline& add_unprepared(const char* sql, Params p, OnResult on_result = {}) {
+    steps_.push_back({nullptr, sql, std::move(p), std::move(on_result)});
+    return *this;
+  }
   bool empty() const { return steps_.empty(); }
 
   void run(Conn& c) {
@@ -413,7 +424,8 @@ class Pipeline {
       auto lengths = st.params.lengths();
       int sent = st.name ? PQsendQueryPrepared(pg, st.name, st.params.size(), values.data(), lengths.data(),
                                                st.params.formats(), 0)
-                         : PQsendQueryParams(pg, st.sql, 0, nullptr, nullptr, nullptr, nullptr, 0);
+                         : PQsendQueryParams(pg, st.sql, st.params.size(), nullptr, values.data(), lengths.data(),
+                                             st.params.formats(), 0);
       if (!sent) fail(c, PQerrorMessage(pg));
     }
     if (!PQpipelineSync(pg)) fail(c, PQerrorMessage(pg));
@@ -703,12 +715,16 @@ class PostgresStore final : public SharedStore {
   std::vector<job::Job> claim_due(std::string_view owner, std::int64_t now_ms, std::int64_t lease_ms,
                                   std::size_t limit) override {
     auto conn = pool_.take();
-    Res r = conn->run(
-        "claim_due",
-        "UPDATE jobs SET claimed_by = $1, lease_until = $2 WHERE seq IN (SELECT seq FROM jobs WHERE next_at IS NOT "
-        "NULL AND next_at <= $3 AND (claimed_by IS NULL OR lease_until < $3) ORDER BY next_at, seq LIMIT $4 FOR "
-        "UPDATE SKIP LOCKED) RETURNING seq, ref, submitted, completed, started, sender, recipients, submitted_by, "
-        "message, idem_key, on_wire, next_at",
+    // Unclaimed due jobs (jobs_claimable) and jobs whose lease ran out (jobs_lease), oldest due
+    // first: neither read walks past the jobs other nodes hold.
+    Res r = conn->run_once(
+        "WITH a AS (SELECT seq, next_at FROM jobs WHERE next_at IS NOT NULL AND next_at <= $3 AND claimed_by IS NULL "
+        "ORDER BY next_at, seq LIMIT $4 FOR UPDATE SKIP LOCKED), b AS (SELECT seq, next_at FROM jobs WHERE claimed_by "
+        "IS NOT NULL AND lease_until < $3 AND next_at IS NOT NULL AND next_at <= $3 ORDER BY lease_until LIMIT $4 "
+        "FOR UPDATE SKIP LOCKED), pick AS (SELECT seq FROM (SELECT * FROM a UNION ALL SELECT * FROM b) x ORDER BY "
+        "next_at, seq LIMIT $4) UPDATE jobs SET claimed_by = $1, lease_until = $2 WHERE seq = ANY(ARRAY(SELECT seq "
+        "FROM pick)) RETURNING jobs.seq, ref, submitted, completed, started, sender, recipients, submitted_by, message, "
+        "idem_key, on_wire, next_at",
         Params().add(owner).add(now_ms + lease_ms).add(now_ms).add(static_cast<std::int64_t>(limit)));
     std::vector<std::pair<std::int64_t, job::Job>> rows;
     rows.reserve(static_cast<std::size_t>(r.rows()));
@@ -736,8 +752,8 @@ class PostgresStore final : public SharedStore {
   void release(std::string_view owner, std::span<const std::int64_t> seqs) override {
     if (seqs.empty()) return;
     auto conn = pool_.take();
-    conn->run("release",
-              "UPDATE jobs SET claimed_by = NULL, lease_until = NULL WHERE seq = ANY($2::bigint[]) AND claimed_by = $1",
+    conn->run_once("UPDATE jobs SET claimed_by = NULL, lease_until = NULL WHERE seq = ANY($2::bigint[]) AND "
+                   "claimed_by = $1",
               Params().add(owner).add(seq_array(seqs)));
     notify(*conn, "");  // another node may take them now
   }
@@ -772,8 +788,7 @@ class PostgresStore final : public SharedStore {
   std::vector<job::Job> load(std::span<const std::int64_t> seqs, std::int64_t now_ms) override {
     if (seqs.empty()) return {};
     auto conn = pool_.take();
-    Res r = conn->run("load",
-                      "SELECT seq, ref, submitted, completed, started, sender, recipients, submitted_by, message, "
+    Res r = conn->run_once("SELECT seq, ref, submitted, completed, started, sender, recipients, submitted_by, message, "
                       "idem_key FROM jobs WHERE seq = ANY($1::bigint[]) AND outcome = 0 AND next_at <= $2",
                       Params().add(seq_array(seqs)).add(now_ms));
     std::unordered_map<std::int64_t, job::Job> by_seq;
@@ -814,8 +829,7 @@ class PostgresStore final : public SharedStore {
   std::optional<std::int64_t> oldest_queued_submitted(std::span<const std::int64_t> attempting = {}) override {
     auto conn = pool_.take();
     // At most one row past the jobs being attempted (they lead the order, being the oldest due).
-    Res r = conn->run("oldest",
-                      "SELECT submitted, seq FROM jobs WHERE next_at IS NOT NULL AND started = 0 ORDER BY next_at, seq "
+    Res r = conn->run_once("SELECT submitted, seq FROM jobs WHERE next_at IS NOT NULL AND started = 0 ORDER BY next_at, seq "
                       "LIMIT $1",
                       Params().add(static_cast<std::int64_t>(attempting.size() + 1)));
     for (int i = 0; i < r.rows(); ++i)
@@ -1121,10 +1135,10 @@ class PostgresStore final : public SharedStore {
       }
     }
     // Counted as they were stored (a job left out for its Idempotency-Key is not).
-    p.add("count_inserts",
-          "INSERT INTO job_counts(node, queued) SELECT $1, count(*) FROM jobs WHERE ref = ANY($2::text[]) "
-          "ON CONFLICT(node) DO UPDATE SET queued = job_counts.queued + EXCLUDED.queued",
-          Params().add(options_.node_id).add(refs.str()));
+    p.add_unprepared(
+        "INSERT INTO job_counts(node, queued) SELECT $1, count(*) FROM jobs WHERE ref = ANY($2::text[]) "
+        "ON CONFLICT(node) DO UPDATE SET queued = job_counts.queued + EXCLUDED.queued",
+        Params().add(options_.node_id).add(refs.str()));
   }
 
   void add_insert(Pipeline& p, job::Job& j, const job::Job* first, const Commit& c) {
@@ -1260,14 +1274,14 @@ class PostgresStore final : public SharedStore {
       q.add(e_seq.str());
       owner_param(q).add(e_id.str()).add(e_body.str()).add(e_created.str()).add(e_next_at.str());
       q.add(kChannel).add(note_payload("!"));  // heard by the other nodes' senders, if any event is written
-      p.add("events", kEvents, std::move(q));
+      p.add_unprepared(kEvents, std::move(q));
     }
     Params q;
     q.add(seq.str()).add(recipients.str()).add(started.str()).add(completed.str()).add(next_at.str()).add(outcome.str());
     owner_param(q).add(options_.node_id);
     q.add(h_seq.str()).add(h_address.str()).add(h_time.str()).add(h_code.str()).add(h_reply.str()).add(h_host.str());
     q.add(s_seq.str()).add(s_address.str()).add(s_reason.str()).add(s_created.str()).add(s_code.str()).add(s_reply.str());
-    p.add("outcomes", kOutcomes, std::move(q), [asked, &lost](const Res& r) {
+    p.add_unprepared(kOutcomes, std::move(q), [asked, &lost](const Res& r) {
       std::unordered_set<std::int64_t> written;
       for (int i = 0; i < r.rows(); ++i) written.insert(r.i64(i, 0));
       for (auto s : *asked)

@@ -79,6 +79,8 @@ class Dispatcher {
   void run();
   void refill();
   void load_requeued();
+  // Gives back the claims in unclaim_ (one store call); on a store error they stay pending.
+  void release_unclaimed();
 
   store::Store& store_;
   const Clock& clock_;
@@ -90,6 +92,10 @@ class Dispatcher {
   // Taken by a worker, outcome not committed yet; whether it is the job's first attempt.
   std::unordered_map<std::int64_t, bool> out_;
   std::vector<store::JobUpdate> requeued_;  // handed back, waiting for their message to be read
+  // Submitted jobs that did not fit (or came behind older stored ones): claimed by their commit,
+  // their claims are given back in one store call by the dispatcher thread, before its next
+  // claim (backlog_ stays set meanwhile), never one call per job on the commit thread.
+  std::vector<std::int64_t> unclaim_;
   bool backlog_ = true;                     // the store may hold due jobs that are not in memory
   std::uint64_t overflow_gen_ = 0;
   std::optional<std::int64_t> timer_ms_;  // earliest known retry time
