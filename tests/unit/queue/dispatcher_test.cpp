@@ -269,3 +269,51 @@ TEST(Dispatcher, AJobFinishedByAnEditLeavesTheBufferAndItsClaim) {
   auto [d2, taken] = f.one_job_taken();
   EXPECT_TRUE(d2->finished_by_edit(taken.seq));
 }
+
+namespace {
+// Notes the threads that give claims back, and how many claims.
+class ReleaseWatch final : public store::ForwardingStore {
+ public:
+  using ForwardingStore::ForwardingStore;
+  void release(std::string_view owner, std::span<const std::int64_t> seqs) override {
+    {
+      std::lock_guard lock(mu);
+      threads.insert(std::this_thread::get_id());
+      released += seqs.size();
+      ++calls;
+    }
+    ForwardingStore::release(owner, seqs);
+  }
+  std::mutex mu;
+  std::set<std::thread::id> threads;
+  std::size_t released = 0, calls = 0;
+};
+}  // namespace
+
+// Submits that overflow the buffer give their claims back from the dispatcher's thread, several
+// per store call, never on the thread that offers them (the group commit's, whose next round
+// would wait on a store round trip per job); every job is still handed out once, in order.
+TEST(Dispatcher, OverflowedClaimsAreGivenBackOffTheOfferingThread) {
+  Fixture f;
+  auto watch = std::make_unique<ReleaseWatch>(std::move(f.store));
+  auto* w = watch.get();
+  f.store = std::move(watch);
+  auto d = f.dispatcher({.buffer = 4});
+  std::vector<std::int64_t> offered;
+  for (int i = 0; i < 20; ++i) {
+    auto j = f.submitted();
+    offered.push_back(j.seq);
+    d->offer(std::move(j));
+  }
+  std::vector<std::int64_t> taken;
+  for (int i = 0; i < 20; ++i) {
+    auto j = take(*d);
+    ASSERT_TRUE(j);
+    taken.push_back(j->seq);
+    f.commit_delivered(*d, *j);
+  }
+  EXPECT_EQ(taken, offered);
+  std::lock_guard lock(w->mu);
+  EXPECT_FALSE(w->threads.contains(std::this_thread::get_id()));
+  EXPECT_GE(w->released, 16u);  // every job past the buffer
+}
