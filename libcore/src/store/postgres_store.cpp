@@ -328,6 +328,10 @@ class Conn {
       throw StoreError("postgres: cannot connect: " + trim(msg));
     }
     PQsetNoticeProcessor(pg_, [](void*, const char*) {}, nullptr);
+    // A transaction here never idles (a commit is one pipeline): one that does belongs to a node
+    // frozen mid-commit (SIGSTOP, a partition with the socket open) and holds row locks other
+    // nodes' commits wait on; PostgreSQL ends it.
+    PQclear(PQexec(pg_, "SET idle_in_transaction_session_timeout = '30s'"));
   }
   ~Conn() { PQfinish(pg_); }
   Conn(const Conn&) = delete;
@@ -1121,9 +1125,17 @@ class PostgresStore final : public SharedStore {
       runs.emplace_back(at, n);
       at += n;
     }
-    std::stable_sort(runs.begin(), runs.end(), [&](const auto& x, const auto& y) {
+    // Only the keyed runs are reordered, among the places they hold: the others keep their
+    // place in the submission order.
+    std::vector<std::size_t> keyed;
+    for (std::size_t i = 0; i < runs.size(); ++i)
+      if (!c.inserts[runs[i].first]->idempotency_key.empty()) keyed.push_back(i);
+    std::vector<std::pair<std::size_t, std::size_t>> by_key;
+    for (auto i : keyed) by_key.push_back(runs[i]);
+    std::stable_sort(by_key.begin(), by_key.end(), [&](const auto& x, const auto& y) {
       return c.inserts[x.first]->idempotency_key < c.inserts[y.first]->idempotency_key;
     });
+    for (std::size_t k = 0; k < keyed.size(); ++k) runs[keyed[k]] = by_key[k];
     ArrayLiteral refs;
     for (auto [at, n] : runs) {
       const job::Job* first = nullptr;
