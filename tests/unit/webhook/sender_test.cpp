@@ -274,49 +274,49 @@ TEST(WebhookSender, OneDeadlineCoversTheLookupAndEveryAddress) {
   EXPECT_GT(calls[1].second, 0);
 }
 
-TEST(WebhookSender, ALookupThatDoesNotAnswerEndsTheSendAtItsDeadline) {
+namespace {
+
+// A sender of one event whose host lookup hangs until the test ends; it counts its POSTs.
+struct HangingLookupSender {
+  explicit HangingLookupSender(webhook::SenderOptions o)
+      : store(store_with_event(dir, "http://hooks.example.com/hook")),
+        sender(
+            *store, clock, std::move(o),
+            [this](const auto&, const auto&, const auto&, const auto&, std::int64_t) {
+              ++posts;
+              return webhook::PostResult{200, {}};
+            },
+            {}, dns.resolver()) {}
   test_support::TempDir dir;
-  websmtp::testing::ManualClock clock(kT0);
-  auto store = store_with_event(dir, "http://hooks.example.com/hook");
+  websmtp::testing::ManualClock clock{kT0};
+  std::unique_ptr<store::Store> store;
   HangingResolver dns;
   std::atomic<int> posts{0};
-  webhook::Sender sender(
-      *store, clock, {.secret = "whsec_0123456789abcdef", .retry_min_ms = 1000, .total_timeout_ms = 200},
-      [&](const auto&, const auto&, const auto&, const auto&, std::int64_t) {
-        ++posts;
-        return webhook::PostResult{200, {}};
-      },
-      {}, dns.resolver());
-  ReleaseFirst release{dns};
-  sender.start();
+  webhook::Sender sender;
+  ReleaseFirst release{dns};  // last: destroyed first
+};
+
+}  // namespace
+
+TEST(WebhookSender, ALookupThatDoesNotAnswerEndsTheSendAtItsDeadline) {
+  HangingLookupSender t({.secret = "whsec_0123456789abcdef", .retry_min_ms = 1000, .total_timeout_ms = 200});
+  t.sender.start();
   // A failed attempt, while the lookup still hangs.
-  ASSERT_TRUE(eventually([&] { return store->webhook_next_at() == kT0 + 1000; }));
-  EXPECT_EQ(dns.calls(), 1);
-  EXPECT_EQ(store->webhook_due(kT0 + 1000, 10, 0).at(0).attempts, 1);
-  sender.stop();
-  EXPECT_EQ(posts.load(), 0);
+  ASSERT_TRUE(eventually([&] { return t.store->webhook_next_at() == kT0 + 1000; }));
+  EXPECT_EQ(t.dns.calls(), 1);
+  EXPECT_EQ(t.store->webhook_due(kT0 + 1000, 10, 0).at(0).attempts, 1);
+  t.sender.stop();
+  EXPECT_EQ(t.posts.load(), 0);
 }
 
 TEST(WebhookSender, StopEndsTheWaitForALookup) {
-  test_support::TempDir dir;
-  websmtp::testing::ManualClock clock(kT0);
-  auto store = store_with_event(dir, "http://hooks.example.com/hook");
-  HangingResolver dns;
-  std::atomic<int> posts{0};
-  webhook::Sender sender(
-      *store, clock, {.secret = "whsec_0123456789abcdef", .total_timeout_ms = 600'000},  // only stop() ends it
-      [&](const auto&, const auto&, const auto&, const auto&, std::int64_t) {
-        ++posts;
-        return webhook::PostResult{200, {}};
-      },
-      {}, dns.resolver());
-  ReleaseFirst release{dns};
-  sender.start();
-  ASSERT_TRUE(eventually([&] { return dns.calls() == 1; }));
-  sender.stop();
-  EXPECT_EQ(posts.load(), 0);
+  HangingLookupSender t({.secret = "whsec_0123456789abcdef", .total_timeout_ms = 600'000});  // only stop() ends it
+  t.sender.start();
+  ASSERT_TRUE(eventually([&] { return t.dns.calls() == 1; }));
+  t.sender.stop();
+  EXPECT_EQ(t.posts.load(), 0);
   // Not the receiver's failure: the event is due as it was, for the next start.
-  auto due = store->webhook_due(kT0, 10, 0);
+  auto due = t.store->webhook_due(kT0, 10, 0);
   ASSERT_EQ(due.size(), 1u);
   EXPECT_EQ(due[0].attempts, 0);
 }
