@@ -315,7 +315,8 @@ PostResult Sender::post(const store::WebhookEvent& e) {
   // Resolved again now and every address checked: a name that has changed to a private
   // address since the submit (DNS rebinding) is not followed.
   auto addresses = lookup(*url, deadline);
-  if (!addresses) return PostResult{0, addresses.error().message};
+  if (!addresses) return PostResult{0, "no answer from the lookup of " + url->host + " within the total timeout"};
+  if (!*addresses) return PostResult{0, addresses->error().message};
   std::vector<std::pair<std::string, std::string>> headers = {
       {"Host", url->host_header()},
       {"Content-Type", "application/json"},
@@ -324,7 +325,7 @@ PostResult Sender::post(const store::WebhookEvent& e) {
   };
   // The next address only when this one did not answer, with what is left of the deadline.
   PostResult r{0, "no answer within the total timeout"};
-  for (const auto& a : *addresses) {
+  for (const auto& a : **addresses) {
     std::int64_t left = deadline - steady_ms();
     if (left <= 0) break;
     r = poster_(*url, a, e.body, headers, left);
@@ -333,7 +334,7 @@ PostResult Sender::post(const store::WebhookEvent& e) {
   return r;
 }
 
-Result<std::vector<Address>> Sender::lookup(const CallbackUrl& url, std::int64_t deadline_steady_ms) {
+std::optional<Result<std::vector<Address>>> Sender::lookup(const CallbackUrl& url, std::int64_t deadline_steady_ms) {
   auto lookups = lookups_;
   auto found = std::make_shared<std::optional<Result<std::vector<Address>>>>();  // guarded by lookups->mu
   try {
@@ -346,17 +347,13 @@ Result<std::vector<Address>> Sender::lookup(const CallbackUrl& url, std::int64_t
       lookups->cv.notify_all();
     }).detach();
   } catch (const std::system_error& err) {
-    return fail(ErrorKind::kUnavailable, "callback_url_lookup_failed",
-                "cannot start the lookup of " + url.host + ": " + err.what(), "callback_url");
+    spdlog::warn("webhooks: cannot start the lookup of {}: {}", url.host, err.what());
+    return std::nullopt;
   }
   std::unique_lock lock(lookups->mu);
   auto until = std::chrono::steady_clock::time_point(std::chrono::milliseconds(deadline_steady_ms));
   lookups->cv.wait_until(lock, until, [&] { return found->has_value() || lookups->cancelled; });
-  if (found->has_value()) return std::move(**found);
-  return fail(ErrorKind::kUnavailable, "callback_url_lookup_timeout",
-              lookups->cancelled ? "shutting down during the lookup of " + url.host
-                                 : "the lookup of " + url.host + " did not end within the total timeout",
-              "callback_url");
+  return std::move(*found);
 }
 
 }  // namespace websmtp::webhook

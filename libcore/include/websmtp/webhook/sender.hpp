@@ -10,6 +10,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <string>
 #include <thread>
@@ -85,7 +86,8 @@ class Sender {
   void run();
   void attempt(const store::WebhookEvent& e);
   PostResult post(const store::WebhookEvent& e);
-  Result<std::vector<Address>> lookup(const CallbackUrl& url, std::int64_t deadline_steady_ms);
+  // The resolver's answer, or nullopt when none came by the deadline (or stop() was called).
+  std::optional<Result<std::vector<Address>>> lookup(const CallbackUrl& url, std::int64_t deadline_steady_ms);
 
   // What the lookups in progress share with their threads, which may outlive the sender.
   struct Lookups;
