@@ -7,7 +7,8 @@ LEASE_TIMEOUT and only the ones whose message was on the wire are flagged possib
 any node answers any ref alike; a long-poll on one node wakes when another finishes the job;
 every node's /admin/queue shows the whole gateway's figures and its nodes (the nodes table);
 each webhook event is POSTed by one node, and a node killed while it sends one hands it to another
-once its claim lapses; one Idempotency-Key sent to two nodes at once is one job.
+once its claim lapses, or sends it again at once when it restarts under its NODE_ID; one
+Idempotency-Key sent to two nodes at once is one job.
 """
 
 import json
@@ -254,21 +255,27 @@ class ClusterTest(IntegrationTestCase):
         self.assertGreaterEqual(busy["max"], 3, busy)
         self.assertGreaterEqual(sum(1 for d in nodes if self.webhooks_delivered(d)), 2)
 
-    def test_a_webhook_event_held_by_a_killed_node_is_sent_by_another_after_its_claim(self):
-        peer = self.start_peer()
-        lease_s = 6  # the claim; each POST may take half of it
+    def kill_while_sending_a_webhook(self, peer, lease_s, test_id):
+        """One node (node0, claims of lease_s) killed with kill -9 while it POSTs a job's event,
+        to a receiver whose first request hangs (answered, if ever, after the test). Returns
+        (victim, receiver, env, ref, the first request, the event id)."""
         release = threading.Event()
         self.addCleanup(release.set)
-        # The first request hangs (the victim's): answered, if ever, after the test.
         receiver = self.start_receiver(on_request=lambda n: n == 1 and release.wait(120))
         env = dict(WEBHOOK_SECRET=SECRET, WEBHOOK_ALLOW_PRIVATE="true", LEASE_TIMEOUT="%ds" % lease_s)
         victim = self.start_nodes(peer, count=1, **env)[0]
-        ref = victim.submit(mail(test_id="hook-kill", callback_url=receiver.url()))
+        ref = victim.submit(mail(test_id=test_id, callback_url=receiver.url()))
         first = receiver.wait_for(1, timeout=30)[0]
         victim.kill9()
         event_id = json.loads(first["body"])["id"]
         # It held the event when it died: it had neither delivered nor given it up.
         self.assertNotIn("webhook %s" % event_id, victim.log_text())
+        return victim, receiver, env, ref, first, event_id
+
+    def test_a_webhook_event_held_by_a_killed_node_is_sent_by_another_after_its_claim(self):
+        peer = self.start_peer()
+        lease_s = 6  # the claim; each POST may take half of it
+        _, receiver, env, ref, first, event_id = self.kill_while_sending_a_webhook(peer, lease_s, "hook-kill")
         others = self.start_nodes(peer, count=2, first=1, **env)
         reqs = receiver.wait_for(2, timeout=lease_s + 30)
         second = reqs[1]
@@ -278,6 +285,19 @@ class ClusterTest(IntegrationTestCase):
         self.assertGreaterEqual(second["time"] - first["time"], lease_s / 2)
         wait_until(lambda: any(event_id in self.webhooks_delivered(d) for d in others), timeout=30,
                    what="another node's delivery logged")
+        self.assertEqual(len(receiver.received()), 2)
+
+    def test_a_webhook_event_held_by_a_killed_node_is_sent_as_soon_as_it_restarts_under_its_name(self):
+        peer = self.start_peer()
+        lease_s = 120  # the claim: the event must go out again long before it lapses
+        victim, receiver, _, ref, _, event_id = self.kill_while_sending_a_webhook(peer, lease_s, "hook-restart")
+        victim.start()  # the same NODE_ID: its predecessor's claims are released at start
+        # Well within the claim's 120 s: without the release it would wait for the claim to lapse.
+        second = receiver.wait_for(2, timeout=lease_s / 2)[1]
+        self.assertEqual(json.loads(second["body"])["id"], event_id)
+        self.assertEqual(json.loads(second["body"])["data"]["id"], ref)
+        wait_until(lambda: event_id in self.webhooks_delivered(victim), timeout=30, what="the delivery logged")
+        self.assertIn("released 1 webhook events held by a previous process of node node0", victim.log_text())
         self.assertEqual(len(receiver.received()), 2)
 
     def test_pause_from_one_node_holds_every_node_and_figures_are_the_gateways(self):

@@ -76,7 +76,8 @@ void Gateway::start() {
                               .allow_private = config_.webhook_allow_private,
                               .ca_file = config_.smtp_ca_file};
     // Several nodes: the node that sends an event claims it for LEASE_TIMEOUT (a dead node's
-    // events come back after it, as its jobs do), and a POST ends well within its claim.
+    // events come back after it, as its jobs do), and a send (the lookup and every POST: one
+    // deadline, Sender::post) ends within half of its claim.
     if (shared_) {
       wo.claim_ms = config_.lease_timeout_s * 1000;
       wo.total_timeout_ms = std::min(wo.total_timeout_ms, wo.claim_ms / 2);

@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <functional>
 #include <mutex>
@@ -125,7 +126,7 @@ CREATE TABLE nodes(
 )sql";
 
 // Version 4: the node whose sender holds a webhook event (webhook_due with a claim sets it with
-// next_at, the claim's end; it stays as the last holder after a failure).
+// next_at, the claim's end; webhook_failed clears it, as does a restart of that node).
 constexpr const char* kSchemaV4WebhookClaims = R"sql(
 ALTER TABLE webhook_outbox ADD COLUMN claimed_by TEXT;
 )sql";
@@ -631,6 +632,16 @@ class PostgresStore final : public SharedStore {
                    o.node_id);
       notify(*c, "");
     }
+    // Its webhook claims too (claimed_by is set only while a sender holds the event): due now,
+    // with the attempts they had, rather than at the claim's end (LEASE_TIMEOUT away).
+    Res w = c->run_once(
+        "UPDATE webhook_outbox SET next_at = LEAST(next_at, $2), claimed_by = NULL WHERE claimed_by = $1",
+        Params().add(o.node_id).add(unix_now_ms()));
+    if (w.affected() > 0) {
+      spdlog::warn("postgres store: released {} webhook events held by a previous process of node {}", w.affected(),
+                   o.node_id);
+      notify(*c, "!");
+    }
   }
 
   ~PostgresStore() override { stop_listening(); }
@@ -1043,14 +1054,21 @@ class PostgresStore final : public SharedStore {
     auto conn = pool_.take();
     conn->run("webhook_delivered", "DELETE FROM webhook_outbox WHERE id = $1", Params().add(id));
   }
-  // Only the claim's holder (or for an event never claimed): a node whose claim lapsed must not
+  // Only the claim's holder (or for an event nobody holds): a node whose claim lapsed must not
   // move the next_at of the node sending the event now, which would let a third one send it too.
+  // The claim ends here. One handed back due now (a sender cut short by a graceful stop) is
+  // announced ("!": webhook events are due), or the other nodes would sleep until the claim's end.
   void webhook_failed(std::string_view id, int attempts, std::int64_t next_at_ms) override {
     auto conn = pool_.take();
-    conn->run("webhook_failed",
-              "UPDATE webhook_outbox SET attempts = $2, next_at = $3 WHERE id = $1 AND (claimed_by = $4 OR claimed_by "
-              "IS NULL)",
-              Params().add(id).add(attempts).add(next_at_ms).add(options_.node_id));
+    Res r = conn->run("webhook_failed",
+                      "UPDATE webhook_outbox SET attempts = $2, next_at = $3, claimed_by = NULL WHERE id = $1 AND "
+                      "(claimed_by = $4 OR claimed_by IS NULL)",
+                      Params().add(id).add(attempts).add(next_at_ms).add(options_.node_id));
+    if (r.affected() > 0 && next_at_ms <= unix_now_ms()) notify(*conn, "!");
+  }
+  static std::int64_t unix_now_ms() {
+    return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
+        .count();
   }
 
   void start_listening(std::function<void(const std::string&)> on_change) override {

@@ -6,7 +6,6 @@
 #include <Poco/Net/HTTPClientSession.h>
 #include <Poco/Net/HTTPRequest.h>
 #include <Poco/Net/HTTPResponse.h>
-#include <Poco/Net/HTTPSClientSession.h>
 #include <Poco/Net/SSLManager.h>
 #include <Poco/Net/SecureStreamSocket.h>
 #include <Poco/Net/SocketAddress.h>
@@ -17,6 +16,8 @@
 
 #include <algorithm>
 #include <chrono>
+#include <optional>
+#include <system_error>
 
 #include "websmtp/common/thread.hpp"
 #include "websmtp/webhook/event.hpp"
@@ -102,33 +103,34 @@ HttpPoster http_poster(const SenderOptions& options) {
   };
   poster.post = [context, connect_ms, total_ms, inflight](
                     const CallbackUrl& url, const Address& address, const std::string& body,
-                    const std::vector<std::pair<std::string, std::string>>& headers) {
+                    const std::vector<std::pair<std::string, std::string>>& headers, std::int64_t budget_ms) {
     {
       std::lock_guard lock(inflight->mu);
       if (inflight->cancelled) return PostResult{0, "shutting down"};
     }
-    const std::int64_t deadline = steady_ms() + total_ms;
+    if (budget_ms <= 0) return PostResult{0, "no answer within the total timeout"};
+    const std::int64_t deadline = steady_ms() + std::min(total_ms, budget_ms);
     auto left = [&] { return ms(deadline - steady_ms()); };
     try {
-      // The socket is connected here (within the connect timeout; for https that includes the
-      // handshake, verified against the URL's host and sent as SNI) to the address that passed
-      // the check, so Poco never resolves anything itself; the session then uses it as it is.
+      // The socket exists before it connects, so that the watchdog bounds everything from here
+      // on: the connect, the TLS handshake, the request and the answer. Socket timeouts bound
+      // each read and write; the watchdog the whole (a receiver that accepts the connection and
+      // then drips its handshake or its answer a byte at a time would otherwise hold a sender
+      // thread past the send's deadline, and so past its claim).
       Poco::Net::SocketAddress to(address.ip, url.port);
-      std::unique_ptr<Poco::Net::HTTPClientSession> session;
-      if (url.https) {
-        Poco::Net::SecureStreamSocket socket(context);
-        socket.setPeerHostName(url.host);
-        session = std::make_unique<Poco::Net::HTTPSClientSession>(socket);
-        socket.connect(to, ms(std::min(connect_ms, total_ms)));  // the session's socket: it shares the impl
-      } else {
-        session = std::make_unique<Poco::Net::HTTPClientSession>();
-        session->socket().connect(to, ms(std::min(connect_ms, total_ms)));
-      }
-      // Socket timeouts bound each read and write; the watchdog bounds the whole exchange (a
-      // receiver that drips its answer a byte at a time would otherwise hold a sender thread).
-      Watchdog watchdog(*inflight, session->socket().impl()->sockfd(), deadline);
+      Poco::Net::StreamSocket socket(to.family());
+      std::unique_ptr<Poco::Net::HTTPClientSession> session;  // closes the descriptor: outlives the watchdog
+      Watchdog watchdog(*inflight, socket.impl()->sockfd(), deadline);
+      // Connected to the address that passed the check, so Poco never resolves anything itself.
+      socket.connect(to, ms(std::min(connect_ms, deadline - steady_ms())));
+      socket.setReceiveTimeout(left());
+      socket.setSendTimeout(left());
+      // For https the handshake, verified against the URL's host (also sent as SNI). The plain
+      // session class over the TLS socket: HTTPSClientSession wants to connect it itself.
+      session = std::make_unique<Poco::Net::HTTPClientSession>(
+          url.https ? Poco::Net::StreamSocket(Poco::Net::SecureStreamSocket::attach(socket, url.host, context)) : socket);
       session->setKeepAlive(false);
-      session->setTimeout(ms(std::min(connect_ms, total_ms)), left(), left());
+      session->setTimeout(left(), left(), left());
       Poco::Net::HTTPRequest request(Poco::Net::HTTPRequest::HTTP_POST, url.target, Poco::Net::HTTPMessage::HTTP_1_1);
       for (const auto& [name, value] : headers) request.set(name, value);
       request.setContentLength(static_cast<std::streamsize>(body.size()));
@@ -149,13 +151,28 @@ HttpPoster http_poster(const SenderOptions& options) {
   return poster;
 }
 
+// A lookup runs on a thread of its own (getaddrinfo takes no timeout) that the send waits for
+// until its deadline; one still running then is left to end by itself, and only touches this.
+struct Sender::Lookups {
+  std::mutex mu;
+  std::condition_variable cv;
+  bool cancelled = false;  // stop(): every wait for a lookup ends now
+};
+
 Sender::Sender(store::Store& store, const Clock& clock, SenderOptions options, Poster poster,
-               std::function<void()> cancel_posts)
+               std::function<void()> cancel_posts, Resolver resolve)
     : store_(store),
       clock_(clock),
       options_(std::move(options)),
       poster_(std::move(poster)),
-      cancel_posts_(std::move(cancel_posts)) {}
+      cancel_posts_(std::move(cancel_posts)),
+      resolve_(std::move(resolve)),
+      lookups_(std::make_shared<Lookups>()) {
+  if (!resolve_)
+    resolve_ = [allow_private = options_.allow_private](const CallbackUrl& url) {
+      return checked_addresses(url, allow_private, "callback_url");
+    };
+}
 
 Sender::~Sender() { stop(); }
 
@@ -179,8 +196,14 @@ void Sender::stop() {
     stopping_ = true;
     cv_.notify_all();
   }
-  // A POST in progress ends now; its event stays in the outbox for the next start.
+  // A POST in progress ends now, and so does a wait for a lookup; its event stays in the outbox
+  // for the next start (or, with claims, goes back to the other nodes: attempt()).
   if (cancel_posts_) cancel_posts_();
+  {
+    std::lock_guard lock(lookups_->mu);
+    lookups_->cancelled = true;
+  }
+  lookups_->cv.notify_all();
   for (auto& t : threads_) t.join();
   threads_.clear();
 }
@@ -283,26 +306,54 @@ void Sender::attempt(const store::WebhookEvent& e) {
 }
 
 PostResult Sender::post(const store::WebhookEvent& e) {
+  // One deadline for the whole send, the lookup included: with claims (several nodes) the
+  // event is claimed for claim_ms >= 2 * total_timeout_ms, so a send that kept to it never
+  // overlaps another node's send of the same event.
+  const std::int64_t deadline = steady_ms() + options_.total_timeout_ms;
   auto url = parse_callback_url(e.url, "callback_url");
   if (!url) return PostResult{0, url.error().message};
   // Resolved again now and every address checked: a name that has changed to a private
   // address since the submit (DNS rebinding) is not followed.
-  auto addresses = checked_addresses(*url, options_.allow_private, "callback_url");
-  if (!addresses) return PostResult{0, addresses.error().message};
+  auto addresses = lookup(*url, deadline);
+  if (!addresses) return PostResult{0, "no answer from the lookup of " + url->host + " within the total timeout"};
+  if (!*addresses) return PostResult{0, addresses->error().message};
   std::vector<std::pair<std::string, std::string>> headers = {
       {"Host", url->host_header()},
       {"Content-Type", "application/json"},
       {"User-Agent", std::string("websmtp/") + WEBSMTP_VERSION},
       {"Websmtp-Signature", signature_header(options_.secret, clock_.now_s(), e.body)},
   };
-  // The next address only when this one did not answer, and within the total timeout.
-  const std::int64_t deadline = steady_ms() + options_.total_timeout_ms;
-  PostResult r;
-  for (const auto& a : *addresses) {
-    r = poster_(*url, a, e.body, headers);
-    if (r.status != 0 || steady_ms() >= deadline) break;
+  // The next address only when this one did not answer, with what is left of the deadline.
+  PostResult r{0, "no answer within the total timeout"};
+  for (const auto& a : **addresses) {
+    std::int64_t left = deadline - steady_ms();
+    if (left <= 0) break;
+    r = poster_(*url, a, e.body, headers, left);
+    if (r.status != 0) break;
   }
   return r;
+}
+
+std::optional<Result<std::vector<Address>>> Sender::lookup(const CallbackUrl& url, std::int64_t deadline_steady_ms) {
+  auto lookups = lookups_;
+  auto found = std::make_shared<std::optional<Result<std::vector<Address>>>>();  // guarded by lookups->mu
+  try {
+    std::thread([lookups, found, resolve = resolve_, url] {
+      auto r = resolve(url);
+      {
+        std::lock_guard lock(lookups->mu);
+        *found = std::move(r);
+      }
+      lookups->cv.notify_all();
+    }).detach();
+  } catch (const std::system_error& err) {
+    spdlog::warn("webhooks: cannot start the lookup of {}: {}", url.host, err.what());
+    return std::nullopt;
+  }
+  std::unique_lock lock(lookups->mu);
+  auto until = std::chrono::steady_clock::time_point(std::chrono::milliseconds(deadline_steady_ms));
+  lookups->cv.wait_until(lock, until, [&] { return found->has_value() || lookups->cancelled; });
+  return std::move(*found);
 }
 
 }  // namespace websmtp::webhook

@@ -6,8 +6,10 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <cstdlib>
+#include <functional>
 #include <mutex>
 #include <set>
 #include <thread>
@@ -62,6 +64,57 @@ Counts recount(const std::string& url) {
   PQfinish(pg);
   return c;
 }
+
+std::int64_t unix_now_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+// `n` jobs with a callback_url, completed by `s`: their events are in the outbox, due.
+std::vector<job::Job> completed_with_callbacks(SharedStore& s, const std::string& node, int n) {
+  std::vector<job::Job> jobs;
+  for (int i = 0; i < n; ++i) {
+    jobs.push_back(make_job(100));
+    jobs.back().callback_url = "https://hooks.example.com/" + std::to_string(i);
+  }
+  auto p = ptrs_of(jobs);
+  s.commit(Commit{.inserts = p, .owner = node, .lease_until_ms = 500'000});
+  std::vector<JobUpdate> u;
+  for (auto& j : jobs)
+    u.push_back({.seq = j.seq, .recipients = j.recipients, .completed = 150, .outcome = Outcome::kDelivered});
+  s.commit(Commit{.updates = u, .owner = node});
+  return jobs;
+}
+
+std::set<std::string> ids_of(const std::vector<WebhookEvent>& events) {
+  std::set<std::string> ids;
+  for (const auto& e : events) ids.insert(e.id);
+  return ids;
+}
+
+// What a node hears on its LISTEN connection (start_listening), waited for bounded.
+class Heard {
+ public:
+  std::function<void(const std::string&)> callback() {
+    return [this](const std::string& item) {
+      std::lock_guard lock(mu_);
+      items_.push_back(item);
+      cv_.notify_all();
+    };
+  }
+  // Waits up to 10 s for `item`; then how many times it was heard.
+  long wait_for(const std::string& item) {
+    std::unique_lock lock(mu_);
+    cv_.wait_for(lock, std::chrono::seconds(10),
+                 [&] { return std::find(items_.begin(), items_.end(), item) != items_.end(); });
+    return std::count(items_.begin(), items_.end(), item);
+  }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::vector<std::string> items_;
+};
 
 bool same(const Counts& a, const Counts& b) {
   return a.queued == b.queued && a.deferred == b.deferred && a.completed == b.completed && a.failed == b.failed;
@@ -321,6 +374,54 @@ TEST_F(PostgresStoreTest, AWebhookEventIsClaimedByOneNodeUntilItsClaimLapses) {
   EXPECT_FALSE(a->webhook_next_at());
 }
 
+TEST_F(PostgresStoreTest, ANodeRestartedUnderItsNameReleasesTheWebhookEventsItsPredecessorHeld) {
+  const std::int64_t now = unix_now_ms();
+  std::string failed;
+  std::set<std::string> held;
+  {
+    auto a = open("node-a");
+    completed_with_callbacks(*a, "node-a", 3);
+    auto claimed = a->webhook_due(now, 10, 60'000);
+    ASSERT_EQ(claimed.size(), 3u);
+    // One failed at the receiver (retried in an hour); the other two are being sent.
+    failed = claimed[0].id;
+    a->webhook_failed(failed, 1, now + 3'600'000);
+    held = {claimed[1].id, claimed[2].id};
+  }  // kill -9
+  auto b = open("node-b");
+  EXPECT_TRUE(b->webhook_due(now, 10, 60'000).empty());  // held for the claim's minute
+  auto again = open("node-a");
+  // At once, not after the claim, with the attempts they had; the failed one keeps its retry time.
+  auto taken = b->webhook_due(unix_now_ms(), 10, 60'000);
+  EXPECT_EQ(ids_of(taken), held);
+  for (const auto& e : taken) EXPECT_EQ(e.attempts, 0);
+  EXPECT_EQ(ids_of(b->webhook_due(now + 3'599'999, 10, 0)), held);
+  auto all = b->webhook_due(now + 3'600'000, 10, 0);
+  ASSERT_EQ(all.size(), 3u);
+  EXPECT_EQ(all.back().id, failed);
+  EXPECT_EQ(all.back().attempts, 1);
+}
+
+TEST_F(PostgresStoreTest, AWebhookClaimHandedBackDueNowIsAnnouncedToTheOtherNodes) {
+  Heard heard;  // first: outlives the listener thread that calls into it
+  auto a = open("node-a");
+  auto b = open("node-b");
+  b->start_listening(heard.callback());
+  completed_with_callbacks(*a, "node-a", 2);
+  const std::int64_t now = unix_now_ms();
+  auto claimed = a->webhook_due(now, 10, 60'000);
+  ASSERT_EQ(claimed.size(), 2u);
+  a->webhook_failed(claimed[0].id, 1, now + 3'600'000);  // the receiver failed: this node retries it later
+  a->webhook_failed(claimed[1].id, claimed[1].attempts, now);  // cut short by a graceful stop: handed back
+  EXPECT_EQ(heard.wait_for("!"), 1);  // the failure with a retry time is not announced
+  // The other node takes it at once (not at the claim's end), with the attempts it had.
+  auto taken = b->webhook_due(unix_now_ms(), 10, 60'000);
+  ASSERT_EQ(taken.size(), 1u);
+  EXPECT_EQ(taken[0].id, claimed[1].id);
+  EXPECT_EQ(taken[0].attempts, 0);
+  b->stop_listening();
+}
+
 TEST_F(PostgresStoreTest, ConcurrentNodesClaimDisjointWebhookEvents) {
   auto seed = open("seed");
   std::vector<job::Job> jobs;
@@ -485,16 +586,10 @@ TEST_F(PostgresStoreTest, KeysSuppressionsSettingsAndEdits) {
 }
 
 TEST_F(PostgresStoreTest, AnotherNodesOutcomeIsHeardOnTheListenConnection) {
+  Heard heard;  // first: outlives the listener thread that calls into it
   auto a = open("node-a");
   auto b = open("node-b");
-  std::mutex mu;
-  std::condition_variable cv;
-  std::vector<std::string> heard;
-  b->start_listening([&](const std::string& ref) {
-    std::lock_guard lock(mu);
-    heard.push_back(ref);
-    cv.notify_all();
-  });
+  b->start_listening(heard.callback());
   auto j = make_job(100);
   job::Job* p = &j;
   // Listening when start_listening() returns: nothing committed after it is missed.
@@ -502,18 +597,11 @@ TEST_F(PostgresStoreTest, AnotherNodesOutcomeIsHeardOnTheListenConnection) {
   std::vector<JobUpdate> u{{.seq = j.seq, .ref = j.ref, .recipients = j.recipients, .completed = 101,
                             .outcome = Outcome::kDelivered}};
   a->commit(Commit{.updates = u, .owner = "node-a"});
-  std::unique_lock lock(mu);
-  EXPECT_TRUE(cv.wait_for(lock, std::chrono::seconds(10),
-                          [&] { return std::find(heard.begin(), heard.end(), j.ref) != heard.end(); }));
-  lock.unlock();
+  EXPECT_GE(heard.wait_for(j.ref), 1);
   // Its own commits are not reported back to a node.
   b->put_setting("paused", "1");
   a->put_setting("paused", "0");
-  lock.lock();
-  EXPECT_TRUE(cv.wait_for(lock, std::chrono::seconds(10),
-                          [&] { return std::find(heard.begin(), heard.end(), "=paused") != heard.end(); }));
-  EXPECT_EQ(std::count(heard.begin(), heard.end(), "=paused"), 1);
-  lock.unlock();
+  EXPECT_EQ(heard.wait_for("=paused"), 1);
   b->stop_listening();
 }
 

@@ -10,6 +10,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <string>
 #include <thread>
@@ -30,9 +31,11 @@ struct SenderOptions {
   std::string ca_file;         // SMTP_CA_FILE: trusted besides the system's CAs
   int threads = 2;
   std::int64_t connect_timeout_ms = 10'000;
+  // One send of an event: the lookup of its host and the POSTs to each of its addresses, all
+  // within this from the start of the lookup (one deadline, not one per step).
   std::int64_t total_timeout_ms = 30'000;
   // A store shared by several nodes: each event sent is claimed for this long (Store::webhook_due),
-  // which must outlast the POST (total_timeout_ms). 0: the store is this process's alone.
+  // which must outlast the send (total_timeout_ms). 0: the store is this process's alone.
   std::int64_t claim_ms = 0;
 };
 
@@ -43,12 +46,19 @@ struct PostResult {
 };
 
 // One POST of `body` to `url` at `address` (which passed the destination check), with the
-// given headers (Host, Content-Type, User-Agent and the signature are among them).
+// given headers (Host, Content-Type, User-Agent and the signature are among them), ended within
+// `budget_ms` (what is left of the send's total timeout) whether or not it was answered.
 using Poster = std::function<PostResult(const CallbackUrl& url, const Address& address, const std::string& body,
-                                        const std::vector<std::pair<std::string, std::string>>& headers)>;
+                                        const std::vector<std::pair<std::string, std::string>>& headers,
+                                        std::int64_t budget_ms)>;
 
-// Poco::Net's HTTP(S) client: connect within the connect timeout, the whole exchange within
-// the total one; https verified against the system CAs and `ca_file`; redirects not followed.
+// The callback host's addresses, each one checked (checked_addresses, the default). It may
+// block (getaddrinfo takes no timeout): the sender waits for it only until the send's deadline.
+using Resolver = std::function<Result<std::vector<Address>>(const CallbackUrl& url)>;
+
+// Poco::Net's HTTP(S) client: connect within the connect timeout, the whole exchange (connect,
+// TLS handshake, request and answer) within the budget and never beyond the total timeout;
+// https verified against the system CAs and `ca_file`; redirects not followed.
 // cancel() ends every POST in progress at once (shutdown) and fails later ones quickly.
 struct HttpPoster {
   Poster post;
@@ -58,9 +68,10 @@ HttpPoster http_poster(const SenderOptions& options);
 
 class Sender {
  public:
-  // `cancel_posts`, when given, is called by stop() to end the POSTs in progress.
+  // `cancel_posts`, when given, is called by stop() to end the POSTs in progress. `resolve`
+  // replaces the system resolver (checked_addresses with options.allow_private).
   Sender(store::Store& store, const Clock& clock, SenderOptions options, Poster poster,
-         std::function<void()> cancel_posts = {});
+         std::function<void()> cancel_posts = {}, Resolver resolve = {});
   ~Sender();
   Sender(const Sender&) = delete;
   Sender& operator=(const Sender&) = delete;
@@ -75,12 +86,19 @@ class Sender {
   void run();
   void attempt(const store::WebhookEvent& e);
   PostResult post(const store::WebhookEvent& e);
+  // The resolver's answer, or nullopt when none came by the deadline (or stop() was called).
+  std::optional<Result<std::vector<Address>>> lookup(const CallbackUrl& url, std::int64_t deadline_steady_ms);
+
+  // What the lookups in progress share with their threads, which may outlive the sender.
+  struct Lookups;
 
   store::Store& store_;
   const Clock& clock_;
   SenderOptions options_;
   Poster poster_;
   std::function<void()> cancel_posts_;
+  Resolver resolve_;
+  std::shared_ptr<Lookups> lookups_;
   std::mutex mu_;
   std::condition_variable cv_;
   std::uint64_t wakes_ = 0;        // counts wake()s, so that none is lost between a look and a wait
