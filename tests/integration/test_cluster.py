@@ -300,6 +300,24 @@ class ClusterTest(IntegrationTestCase):
         self.assertIn("released 1 webhook events held by a previous process of node node0", victim.log_text())
         self.assertEqual(len(receiver.received()), 2)
 
+    def test_a_webhook_event_given_back_at_a_graceful_stop_is_sent_by_another_node_at_once(self):
+        peer = self.start_peer()
+        lease_s = 120
+        release = threading.Event()
+        self.addCleanup(release.set)
+        receiver = self.start_receiver(on_request=lambda n: n == 1 and release.wait(120))
+        env = dict(WEBHOOK_SECRET=SECRET, WEBHOOK_ALLOW_PRIVATE="true", LEASE_TIMEOUT="%ds" % lease_s)
+        first_node = self.start_nodes(peer, count=1, **env)[0]
+        ref = first_node.submit(mail(test_id="hook-giveback", callback_url=receiver.url()))
+        first = receiver.wait_for(1, timeout=30)[0]
+        event_id = json.loads(first["body"])["id"]
+        other = self.start_nodes(peer, count=1, first=1, **env)[0]  # sees the event claimed for 120 s
+        self.assertEqual(first_node.stop(), 0)  # its POST is cut short, its claim handed back
+        second = receiver.wait_for(2, timeout=lease_s / 2)[1]
+        self.assertEqual(json.loads(second["body"])["id"], event_id)
+        self.assertEqual(json.loads(second["body"])["data"]["id"], ref)
+        wait_until(lambda: event_id in self.webhooks_delivered(other), timeout=30, what="the delivery logged")
+
     def test_pause_from_one_node_holds_every_node_and_figures_are_the_gateways(self):
         peer = self.start_peer()
         nodes = self.start_nodes(peer)
