@@ -102,6 +102,10 @@ class Heard {
       cv_.notify_all();
     };
   }
+  long count(const std::string& item) {
+    std::lock_guard lock(mu_);
+    return std::count(items_.begin(), items_.end(), item);
+  }
   // Waits up to 10 s for `item`; then how many times it was heard.
   long wait_for(const std::string& item) {
     std::unique_lock lock(mu_);
@@ -406,14 +410,19 @@ TEST_F(PostgresStoreTest, AWebhookClaimHandedBackDueNowIsAnnouncedToTheOtherNode
   Heard heard;  // first: outlives the listener thread that calls into it
   auto a = open("node-a");
   auto b = open("node-b");
+  completed_with_callbacks(*a, "node-a", 2);  // (its own "!" is sent before b listens)
   b->start_listening(heard.callback());
-  completed_with_callbacks(*a, "node-a", 2);
   const std::int64_t now = unix_now_ms();
   auto claimed = a->webhook_due(now, 10, 60'000);
   ASSERT_EQ(claimed.size(), 2u);
   a->webhook_failed(claimed[0].id, 1, now + 3'600'000);  // the receiver failed: this node retries it later
+  // Notifications arrive in commit order: once a later marker is heard, the failure above was
+  // heard too if it was announced at all.
+  a->put_setting("marker", "1");
+  ASSERT_EQ(heard.wait_for("=marker"), 1);
+  EXPECT_EQ(heard.count("!"), 0);  // the failure with a retry time is not announced
   a->webhook_failed(claimed[1].id, claimed[1].attempts, now);  // cut short by a graceful stop: handed back
-  EXPECT_EQ(heard.wait_for("!"), 1);  // the failure with a retry time is not announced
+  EXPECT_EQ(heard.wait_for("!"), 1);
   // The other node takes it at once (not at the claim's end), with the attempts it had.
   auto taken = b->webhook_due(unix_now_ms(), 10, 60'000);
   ASSERT_EQ(taken.size(), 1u);
