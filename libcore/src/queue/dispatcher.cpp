@@ -59,11 +59,27 @@ void Dispatcher::offer(job::Job&& job) {
       return;
     }
   }
-  // Older jobs wait in the store (or the buffer is full): keep FIFO order, fetch it later. Its
-  // claim is given back by the dispatcher thread (with the others that overflowed meanwhile)
-  // before it next claims, so a refill cannot conclude the store is drained while this job
-  // sits in it still claimed; the backlog is flagged in the same step as the job is queued for
-  // release, so a refill that started before this one does not clear the flag.
+  // Older jobs wait in the store (or the buffer is full): keep FIFO order, fetch it later.
+  if (options_.release_inline) {
+    // The claim is given back before the backlog is flagged, so a refill that has not seen the
+    // flag yet cannot conclude the store is drained while this job sits in it unclaimed.
+    try {
+      store_.release(options_.owner, std::span<const std::int64_t>(&job.seq, 1));
+    } catch (const std::exception& e) {
+      spdlog::warn("dispatcher: cannot give back the claim on job {}: {}", job.ref, e.what());
+    }
+    std::lock_guard lock(mu_);
+    backlog_ = true;
+    ++overflow_gen_;
+    // Wake the refill thread only when it has room to fill; under a submit storm with busy
+    // workers this would otherwise cost two context switches per submit.
+    if (ready_.size() < options_.buffer / 2) refill_cv_.notify_one();
+    return;
+  }
+  // Its claim is given back by the dispatcher thread (with the others that overflowed
+  // meanwhile) before it next claims, so a refill cannot conclude the store is drained while
+  // this job sits in it still claimed; the backlog is flagged in the same step as the job is
+  // queued for release, so a refill that started before this one does not clear the flag.
   std::lock_guard lock(mu_);
   backlog_ = true;
   ++overflow_gen_;

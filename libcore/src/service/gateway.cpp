@@ -94,6 +94,7 @@ void Gateway::start() {
   queue::Dispatcher::Options dopt;
   if (shared) {
     bo.owner = dopt.owner = config_.node_id;
+    dopt.release_inline = false;  // a release is a round trip: batched on the dispatcher's thread
     bo.lease_ms = dopt.lease_ms = config_.lease_timeout_s * 1000;
     // Each commit of outcomes is heard by every node (its notification wakes each node's LISTEN
     // connection): fewer, larger outcome commits keep that cost from growing with the gateway's

@@ -290,15 +290,15 @@ class ReleaseWatch final : public store::ForwardingStore {
 };
 }  // namespace
 
-// Submits that overflow the buffer give their claims back from the dispatcher's thread, several
-// per store call, never on the thread that offers them (the group commit's, whose next round
+// On a shared store, submits that overflow the buffer give their claims back from the
+// dispatcher's thread, several per store call, never on the thread that offers them (the group commit's, whose next round
 // would wait on a store round trip per job); every job is still handed out once, in order.
 TEST(Dispatcher, OverflowedClaimsAreGivenBackOffTheOfferingThread) {
   Fixture f;
   auto watch = std::make_unique<ReleaseWatch>(std::move(f.store));
   auto* w = watch.get();
   f.store = std::move(watch);
-  auto d = f.dispatcher({.buffer = 4});
+  auto d = f.dispatcher({.buffer = 4, .release_inline = false});  // as on a shared store
   std::vector<std::int64_t> offered;
   for (int i = 0; i < 20; ++i) {
     auto j = f.submitted();

@@ -30,6 +30,10 @@ class Dispatcher {
     std::size_t buffer = 1024;                            // ready jobs held in memory
     std::string owner = std::string(store::kLocalOwner);  // this node's claims (as the WriteBatcher's)
     std::int64_t lease_ms = store::kDefaultLeaseMs;       // renewed every third of it
+    // How a submit that does not fit gives its claim back: at once on the offering thread (a
+    // store whose claims live in memory: SQLite), or by the dispatcher's thread, several per
+    // store call (a shared store, where each is a round trip the group commit would wait on).
+    bool release_inline = true;
   };
 
   Dispatcher(store::Store& store, const Clock& clock, Options options);
@@ -92,9 +96,9 @@ class Dispatcher {
   // Taken by a worker, outcome not committed yet; whether it is the job's first attempt.
   std::unordered_map<std::int64_t, bool> out_;
   std::vector<store::JobUpdate> requeued_;  // handed back, waiting for their message to be read
-  // Submitted jobs that did not fit (or came behind older stored ones): claimed by their commit,
-  // their claims are given back in one store call by the dispatcher thread, before its next
-  // claim (backlog_ stays set meanwhile), never one call per job on the commit thread.
+  // (release_inline = false) Submitted jobs that did not fit (or came behind older stored ones):
+  // claimed by their commit, their claims are given back in one store call by the dispatcher
+  // thread, before its next claim (backlog_ stays set meanwhile).
   std::vector<std::int64_t> unclaim_;
   bool backlog_ = true;                     // the store may hold due jobs that are not in memory
   std::uint64_t overflow_gen_ = 0;
