@@ -250,8 +250,9 @@ TEST(SessionPool, SharedByManyWorkersWithinTheBounds) {
   for (int t = 0; t < 6; ++t)
     threads.emplace_back([&, t] {
       for (int i = 0; i < 200; ++i) {
-        EXPECT_EQ(resolver.route("d" + std::to_string(i % 7) + ".example").kind, MxRoute::Kind::kHosts);
-        SessionKey key{"127.0.0." + std::to_string(2 + (t + i) % 2), 25, TlsMode::kNone};
+        // (std::string(...) + ...: "literal" + std::to_string(...) trips GCC 12's -Wrestrict false positive)
+        EXPECT_EQ(resolver.route(std::string("d") + std::to_string(i % 7) + ".example").kind, MxRoute::Kind::kHosts);
+        SessionKey key{std::string("127.0.0.") + std::to_string(2 + (t + i) % 2), 25, TlsMode::kNone};
         auto s = pool.acquire(key, std::chrono::milliseconds(1000));
         if (!s) {
           ++misses;
