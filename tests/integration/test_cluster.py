@@ -385,6 +385,27 @@ class ClusterTest(IntegrationTestCase):
         taken = sum(n.log_text().count("taken by another node") for n in (a, b))
         sys.stderr.write("\n%d of %d races were decided at the commit (ON CONFLICT)\n" % (taken, rounds))
 
+    def test_jobs_a_node_cannot_start_are_taken_by_an_idle_node(self):
+        # Node 0's peer holds every message after DATA (its 2 workers hang); node 1 relays to a
+        # healthy peer. Of 100 jobs submitted to node 0 it keeps only what its workers take next
+        # (a buffer of 64 on a shared store, + 2 on the wire); the rest are given back and node 1,
+        # woken by that, delivers them long before node 0's SMTP timeouts, without polling.
+        stuck, healthy = self.start_peer(fault="hold-data"), self.start_peer()
+        self.addCleanup(lambda: stuck.release(1000))
+        a = self.start_nodes(stuck, count=1, THREADS=2)[0]
+        b = self.start_nodes(healthy, count=1, first=1, THREADS=2)[0]
+        jobs, held = 100, 64 + 2
+        refs = []
+        for i in range(jobs):
+            r = a.post_send(mail(test_id="stuck-%03d" % i))
+            self.assertEqual(r.status, 202, r)
+            refs.append(r.json()["ref"])
+        wait_until(lambda: len(healthy.messages()) >= jobs - held, timeout=60,
+                   what="node 1 delivering node 0's backlog")
+        self.assertLessEqual(len([e for e in stuck.fault_events() if e.get("mode") == "hold-data"]), 2)
+        done = [b.status(r) for r in refs]
+        self.assertGreaterEqual(sum(1 for st, doc in done if doc.get("status") == "completed"), jobs - held, done)
+
     def test_a_postgresql_restart_is_survived(self):
         peer = self.start_peer()
         nodes = self.start_nodes(peer, count=2)

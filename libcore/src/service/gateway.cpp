@@ -95,6 +95,12 @@ void Gateway::start() {
   if (shared) {
     bo.owner = dopt.owner = config_.node_id;
     dopt.release_inline = false;  // a release is a round trip: batched on the dispatcher's thread
+    // A node holds (claims) only what its workers take next (64, or 16 per worker): the rest of
+    // its submits are given back at once for any node to claim, so a node whose workers are
+    // stuck (a hung peer) does not keep a backlog of up to 1024 from idle nodes until its SMTP
+    // timeouts run out. (It costs one node's drain some claims from the store instead of memory:
+    // bench/README.)
+    dopt.buffer = std::max<std::size_t>(64, 16 * static_cast<std::size_t>(config_.threads));
     bo.lease_ms = dopt.lease_ms = config_.lease_timeout_s * 1000;
     // Each commit of outcomes is heard by every node (its notification wakes each node's LISTEN
     // connection): fewer, larger outcome commits keep that cost from growing with the gateway's
