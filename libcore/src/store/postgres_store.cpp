@@ -244,7 +244,8 @@ class Params {
 
 // Text as PostgreSQL stores it: valid UTF-8 without NUL. An SMTP reply may hold any byte; one
 // that PostgreSQL refuses would fail the whole group commit again and again, so a byte that is
-// not part of a well-formed UTF-8 sequence (and NUL) is written as '?'.
+// not part of a well-formed UTF-8 sequence (and NUL) is written as U+FFFD, as the JSON of the
+// status shows such bytes on either store.
 std::string pg_text(std::string_view s) {
   std::string out;
   out.reserve(s.size());
@@ -262,7 +263,7 @@ std::string pg_text(std::string_view s) {
       ok = !(c == 0xF0 && c1 < 0x90) && !(c == 0xF4 && c1 >= 0x90);  // overlong, beyond U+10FFFF
     }
     if (!ok) {
-      out += '?';
+      out += "\xEF\xBF\xBD";
       ++i;
       continue;
     }

@@ -684,7 +684,8 @@ TEST_F(PostgresStoreTest, OneCommitsOutcomesWriteHistorySuppressionsAndAnyReplyB
   EXPECT_EQ(h[0].smtp_code, 451);
   EXPECT_EQ(h[1].smtp_code, 550);
   EXPECT_EQ(h[1].host, "mx2");
-  EXPECT_EQ(h[1].smtp_reply, "550 5.1.1 ?? bad ? byte and a NUL ? there");
+  EXPECT_EQ(h[1].smtp_reply,
+            "550 5.1.1 \xEF\xBF\xBD\xEF\xBF\xBD bad \xEF\xBF\xBD byte and a NUL \xEF\xBF\xBD there");
   EXPECT_EQ(a->attempts(jobs[1].seq).size(), 2u);
   EXPECT_TRUE(a->attempts(jobs[2].seq).empty());
   auto sup = a->list_suppressions();
