@@ -153,7 +153,7 @@ HttpPoster http_poster(const SenderOptions& options) {
 
 // A lookup runs on a thread of its own (getaddrinfo takes no timeout) that the send waits for
 // until its deadline; one still running then is left to end by itself, and only touches this.
-struct Sender::Lookups {
+struct Sender::LookupWait {
   std::mutex mu;
   std::condition_variable cv;
   bool cancelled = false;  // stop(): every wait for a lookup ends now
@@ -167,7 +167,7 @@ Sender::Sender(store::Store& store, const Clock& clock, SenderOptions options, P
       poster_(std::move(poster)),
       cancel_posts_(std::move(cancel_posts)),
       resolve_(std::move(resolve)),
-      lookups_(std::make_shared<Lookups>()) {
+      lookups_(std::make_shared<LookupWait>()) {
   if (!resolve_)
     resolve_ = [allow_private = options_.allow_private](const CallbackUrl& url) {
       return checked_addresses(url, allow_private, "callback_url");
@@ -335,6 +335,7 @@ PostResult Sender::post(const store::WebhookEvent& e) {
 }
 
 std::optional<Result<std::vector<Address>>> Sender::lookup(const CallbackUrl& url, std::int64_t deadline_steady_ms) {
+  if (classify_ip(url.host)) return resolve_(url);  // an IP literal: no lookup to wait for
   auto lookups = lookups_;
   auto found = std::make_shared<std::optional<Result<std::vector<Address>>>>();  // guarded by lookups->mu
   try {

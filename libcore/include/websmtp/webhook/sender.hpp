@@ -90,7 +90,7 @@ class Sender {
   std::optional<Result<std::vector<Address>>> lookup(const CallbackUrl& url, std::int64_t deadline_steady_ms);
 
   // What the lookups in progress share with their threads, which may outlive the sender.
-  struct Lookups;
+  struct LookupWait;
 
   store::Store& store_;
   const Clock& clock_;
@@ -98,7 +98,7 @@ class Sender {
   Poster poster_;
   std::function<void()> cancel_posts_;
   Resolver resolve_;
-  std::shared_ptr<Lookups> lookups_;
+  std::shared_ptr<LookupWait> lookups_;
   std::mutex mu_;
   std::condition_variable cv_;
   std::uint64_t wakes_ = 0;        // counts wake()s, so that none is lost between a look and a wait
