@@ -12,6 +12,7 @@
 #include <condition_variable>
 #include <functional>
 #include <mutex>
+#include <optional>
 #include <thread>
 #include <unordered_set>
 
@@ -210,8 +211,11 @@ class Params {
   Params& add(const char* v) { return add(std::string(v)); }
   Params& add(std::int64_t v) { return add(std::to_string(v)); }
   Params& add(int v) { return add(std::to_string(v)); }
-  Params& add_bytes(std::string v) {
-    add(std::move(v));
+  // Bytes sent as they are (binary format), not copied: `v` must outlive the statement's run.
+  Params& add_bytes_view(std::string_view v) {
+    add(std::string());
+    borrowed_.resize(values_.size());
+    borrowed_.back() = v;
     binary_.back() = 1;
     return *this;
   }
@@ -226,20 +230,25 @@ class Params {
   int size() const { return static_cast<int>(values_.size()); }
   std::vector<const char*> values() const {
     std::vector<const char*> p;
-    for (std::size_t i = 0; i < values_.size(); ++i) p.push_back(nulls_[i] ? nullptr : values_[i].data());
+    for (std::size_t i = 0; i < values_.size(); ++i)
+      p.push_back(nulls_[i] ? nullptr : borrowed(i) ? borrowed_[i]->data() : values_[i].data());
     return p;
   }
   std::vector<int> lengths() const {
     std::vector<int> l;
-    for (const auto& v : values_) l.push_back(static_cast<int>(v.size()));
+    for (std::size_t i = 0; i < values_.size(); ++i)
+      l.push_back(static_cast<int>(borrowed(i) ? borrowed_[i]->size() : values_[i].size()));
     return l;
   }
   const int* formats() const { return binary_.data(); }
 
  private:
+  bool borrowed(std::size_t i) const { return i < borrowed_.size() && borrowed_[i]; }
+
   std::vector<std::string> values_;
   std::vector<bool> nulls_;
   std::vector<int> binary_;
+  std::vector<std::optional<std::string_view>> borrowed_;  // add_bytes_view()'s, by index
 };
 
 // Text as PostgreSQL stores it: valid UTF-8 without NUL. An SMTP reply may hold any byte; one
@@ -280,7 +289,11 @@ class ArrayLiteral {
   ArrayLiteral& add(std::string_view v) {
     sep();
     text_ += '"';
-    for (char c : pg_text(v)) {
+    // Plain ASCII (recipients' JSON, refs, most replies) needs no UTF-8 repair: escaped as is.
+    bool ascii = std::all_of(v.begin(), v.end(), [](char c) { return c > 0 && static_cast<unsigned char>(c) < 0x80; });
+    std::string repaired;
+    if (!ascii) repaired = pg_text(v);
+    for (char c : ascii ? v : std::string_view(repaired)) {
       if (c == '"' || c == '\\') text_ += '\\';
       text_ += c;
     }
@@ -610,12 +623,9 @@ job::Job row_to_job(const Res& r, int row, bool with_message) {
 }
 
 std::string seq_array(std::span<const std::int64_t> seqs) {
-  std::string a = "{";
-  for (std::size_t i = 0; i < seqs.size(); ++i) {
-    if (i) a += ',';
-    a += std::to_string(seqs[i]);
-  }
-  return a + "}";
+  ArrayLiteral a;
+  for (auto seq : seqs) a.add(seq);
+  return a.str();
 }
 
 class PostgresStore final : public SharedStore {
@@ -683,14 +693,13 @@ class PostgresStore final : public SharedStore {
     if (c.edits.empty()) {
       tx.committed();
     } else {
-      std::vector<std::int64_t> none;
       std::vector<std::string> edited;
       // In the order of their jobs, as every commit locks rows: two nodes' edits and outcomes
       // never wait for each other in a cycle.
       std::vector<JobEdit*> edits(c.edits.begin(), c.edits.end());
       std::sort(edits.begin(), edits.end(), [](const JobEdit* a, const JobEdit* b) { return a->seq < b->seq; });
       for (JobEdit* e : edits) {
-        write_edit(*conn, *e, none);
+        write_edit(*conn, *e);
         if (e->result) edited.push_back("~" + e->result->ref);
       }
       Pipeline q;
@@ -1189,7 +1198,7 @@ class PostgresStore final : public SharedStore {
       p.add("release_idem", "UPDATE jobs SET idem_key = NULL WHERE idem_key = $1 AND submitted < $2",
             Params().add(j.idempotency_key).add(j.submitted - kIdempotencyWindowS));
     Params q;
-    q.add(j.ref).add(j.submitted).add(j.submitted * 1000).add(j.sender).add_bytes(j.message);
+    q.add(j.ref).add(j.submitted).add(j.submitted * 1000).add(j.sender).add_bytes_view(j.message);
     q.add(job::recipients_to_store(j.recipients)).add_text_or_null(j.submitted_by).add_text_or_null(j.callback_url);
     if (c.owner.empty())
       q.add_null().add_null();
@@ -1333,7 +1342,7 @@ class PostgresStore final : public SharedStore {
   // (add_outcomes without an owner: the claim stays, but for an edit that finishes a job
   // another node holds; that node drops the job when it hears of the change, and one already
   // on the wire finishes without its outcome being recorded).
-  void write_edit(Conn& conn, JobEdit& e, std::vector<std::int64_t>& lost) {
+  void write_edit(Conn& conn, JobEdit& e) {
     e.found = false;
     e.result.reset();
     Res r = conn.run("edit_read",
@@ -1349,7 +1358,8 @@ class PostgresStore final : public SharedStore {
     if (e.result->ref.empty()) e.result->ref = stored.ref;
     if (e.result->submitted == 0) e.result->submitted = stored.submitted;
     Pipeline p;
-    add_outcomes(p, std::span<const JobUpdate>(&*e.result, 1), nullptr, lost);
+    std::vector<std::int64_t> unused;  // an edit holds the row it writes: nothing is lost
+    add_outcomes(p, std::span<const JobUpdate>(&*e.result, 1), nullptr, unused);
     p.run(conn);
   }
 
